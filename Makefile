@@ -1,0 +1,49 @@
+# Entry points for a newcomer: `make run` (the API on http://127.0.0.1:3000) and `make test`.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 3000
+
+.PHONY: install run migrate test lint format typecheck unit integration e2e bench clean
+
+$(STAMP): pyproject.toml layers/abtest/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	rm -rf build *.egg-info
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP) ## serve the whole API locally on 127.0.0.1:$(PORT)
+	$(BIN)/python -m localdev serve --host 127.0.0.1 --port $(PORT)
+
+migrate: $(STAMP) ## apply the SQL migrations to the local database
+	$(BIN)/python -m localdev migrate
+
+test: lint typecheck ## everything CI runs: lint, types, unit + integration + e2e tests
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

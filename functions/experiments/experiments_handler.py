@@ -1,0 +1,99 @@
+"""ExperimentsFunction: create, list, read, edit, delete experiments and change their status."""
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from abtest.api import API_PREFIX, create_app
+from abtest.db import get_database
+from abtest.models import (
+    EXPERIMENT_NAME_PATTERN,
+    Experiment,
+    ExperimentCreate,
+    ExperimentPage,
+    ExperimentPatch,
+    Status,
+    StatusChange,
+)
+from abtest.observability import logger, metrics, tracer
+from abtest.repository import ExperimentRepository
+
+app = create_app()
+
+ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
+StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
+
+
+@lru_cache(maxsize=1)
+def experiments() -> ExperimentRepository:
+    return ExperimentRepository(get_database())
+
+
+@app.post(f"{API_PREFIX}/experiments")
+@tracer.capture_method
+def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
+    experiment = experiments().create(body)
+    logger.info("experiment created", extra={"experiment_id": str(experiment.id)})
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=experiment,
+        headers={"Location": f"{API_PREFIX}/experiments/{experiment.id}"},
+    )
+
+
+@app.get(f"{API_PREFIX}/experiments")
+@tracer.capture_method
+def list_experiments(
+    status: Annotated[StatusFilter, Query(description="One status, or all")] = "running",
+    name: Annotated[str | None, Query(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> ExperimentPage:
+    wanted = None if status == "all" else Status(status)
+    return experiments().list(status=wanted, name=name, limit=limit, cursor=cursor)
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>")
+@tracer.capture_method
+def get_experiment(experiment_id: ExperimentId) -> Experiment:
+    return experiments().get(experiment_id)
+
+
+@app.patch(f"{API_PREFIX}/experiments/<experiment_id>")
+@tracer.capture_method
+def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Experiment:
+    experiment = experiments().update(experiment_id, body)
+    logger.info("experiment updated", extra={"experiment_id": str(experiment_id)})
+    return experiment
+
+
+@app.put(f"{API_PREFIX}/experiments/<experiment_id>/status")
+@tracer.capture_method
+def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment:
+    experiment = experiments().change_status(experiment_id, body.status)
+    logger.info(
+        "experiment status changed",
+        extra={"experiment_id": str(experiment_id), "status": experiment.status.value},
+    )
+    return experiment
+
+
+@app.delete(f"{API_PREFIX}/experiments/<experiment_id>")
+@tracer.capture_method
+def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
+    experiments().delete(experiment_id)
+    logger.info("experiment deleted", extra={"experiment_id": str(experiment_id)})
+    return Response(status_code=204, body=None)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

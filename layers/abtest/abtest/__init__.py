@@ -1,0 +1,1 @@
+"""A/B testing service shared layer."""

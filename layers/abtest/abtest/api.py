@@ -1,0 +1,125 @@
+"""HTTP plumbing shared by every API handler: one resolver factory, one error -> status mapping.
+
+Error bodies are stable and machine-readable:
+`{"error": "experiment_not_found", "message": "...", "field": "id"}`; validation errors also carry
+`errors`, one entry per problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
+
+from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
+from abtest.observability import logger, metrics
+
+API_PREFIX = "/api/v1"
+
+
+def error_response(
+    status: int, error: str, message: str, field: str | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    """A JSON error response in the service's one error shape."""
+    body: dict[str, Any] = {"error": error, "message": message}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def field_name(loc: Sequence[Any]) -> str:
+    """Turn a pydantic error location into a field path: ("body", "variants", 1, "weight") ->
+    "variants[1].weight"; the leading "body"/"query"/"path" part is dropped."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]]:
+    problems = list(exc.errors())
+    if any(problem.get("type") == "json_invalid" for problem in problems):
+        return error_response(400, "invalid_json", "the request body is not valid JSON", "body")
+    details = []
+    for problem in problems:
+        message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+        if problem.get("type") == "missing" and tuple(problem.get("loc", ())) == ("body",):
+            message = "a JSON request body is required"
+        details.append({"field": field_name(problem.get("loc", ())), "message": message})
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    return error_response(
+        422, "validation_error", f"{first['field']}: {first['message']}", first["field"], errors=details
+    )
+
+
+def _unsupported_media_type(app: APIGatewayHttpResolver) -> Response[dict[str, Any]] | None:
+    """The API speaks JSON only. Powertools parses a form-encoded body (curl -d's default) as form
+    fields, which would fail with confusing field errors; name the real problem instead."""
+    content_type = app.current_event.headers.get("content-type", "").strip().lower()
+    if app.current_event.body and content_type and not content_type.startswith("application/json"):
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"request bodies must be JSON (Content-Type: application/json), not {content_type}",
+            "content-type",
+        )
+    return None
+
+
+def create_app() -> APIGatewayHttpResolver:
+    """An HTTP API (v2) resolver with request validation and the service's error mapping."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:
+        return _unsupported_media_type(app) or _validation_response(exc)
+
+    @app.exception_handler(InvalidInput)
+    def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:
+        return error_response(422, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(NotFound)
+    def _not_found(exc: NotFound) -> Response[dict[str, Any]]:
+        return error_response(404, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(InvalidTransition)
+    def _invalid_transition(exc: InvalidTransition) -> Response[dict[str, Any]]:
+        return error_response(409, exc.code, exc.message, exc.field, current=exc.current, allowed=exc.allowed)
+
+    @app.exception_handler(Conflict)
+    def _conflict(exc: Conflict) -> Response[dict[str, Any]]:
+        return error_response(409, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(Unavailable)
+    def _unavailable(exc: Unavailable) -> Response[dict[str, Any]]:
+        metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
+        logger.warning("database unavailable", extra={"reason": exc.message})
+        response = error_response(503, exc.code, exc.message)
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(DomainError)
+    def _domain_error(exc: DomainError) -> Response[dict[str, Any]]:
+        return error_response(400, exc.code, exc.message, exc.field)
+
+    @app.not_found
+    def _no_route(_exc: Exception) -> Response[dict[str, Any]]:
+        return error_response(
+            404, "route_not_found", f"no route for {app.current_event.http_method} {app.current_event.path}"
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
+        # The detail goes to the log (with the correlation id), never to the client.
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "an unexpected error occurred")
+
+    return app

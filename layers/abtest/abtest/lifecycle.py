@@ -1,0 +1,70 @@
+"""The experiment lifecycle: draft -> running <-> paused -> completed, and what may be edited when.
+
+Pure rules, no I/O: the repository calls these while it holds the experiment's row lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from abtest.errors import Conflict, InvalidTransition
+from abtest.models import Experiment, Status
+
+TRANSITIONS: dict[Status, tuple[Status, ...]] = {
+    Status.DRAFT: (Status.RUNNING,),
+    Status.RUNNING: (Status.PAUSED, Status.COMPLETED),
+    Status.PAUSED: (Status.RUNNING, Status.COMPLETED),
+    Status.COMPLETED: (),
+}
+
+# Statuses in which users are enrolled and exposures accepted.
+ENROLLING = frozenset({Status.RUNNING})
+# Statuses in which conversions of already-assigned users are accepted.
+CONVERTING = frozenset({Status.RUNNING, Status.PAUSED})
+
+
+def allowed_targets(current: Status) -> tuple[Status, ...]:
+    """Statuses reachable from `current` in one transition."""
+    return TRANSITIONS[current]
+
+
+def sources_of(target: Status) -> tuple[Status, ...]:
+    """Statuses from which `target` can be reached in one transition."""
+    return tuple(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
+def check_transition(current: Status, target: Status) -> None:
+    """Raise InvalidTransition unless `current -> target` is allowed (a no-op is allowed)."""
+    if current == target or target in TRANSITIONS[current]:
+        return
+    raise InvalidTransition(current.value, target.value, [s.value for s in TRANSITIONS[current]])
+
+
+def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate an edit against the experiment's state and return the changes to store.
+
+    Drafts may change anything. Running and paused experiments may change their description and
+    raise (never lower) traffic: the bucketing ranges only grow, so no enrolled user moves. Variants,
+    weights and the name are frozen once an experiment has run. Completed experiments are final.
+    """
+    if current.status == Status.DRAFT:
+        return changes
+    if current.status == Status.COMPLETED:
+        raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")
+    frozen = sorted(set(changes) - {"description", "traffic_allocation"})
+    if frozen:
+        raise Conflict(
+            f"{', '.join(frozen)} cannot change once an experiment has started "
+            f"(status {current.status.value}); only description and a higher traffic_allocation can",
+            code="field_frozen",
+            field=frozen[0],
+        )
+    traffic = changes.get("traffic_allocation")
+    if traffic is not None and traffic < current.traffic_allocation:
+        raise Conflict(
+            f"traffic_allocation can only be raised while an experiment has started "
+            f"(current {current.traffic_allocation}, requested {traffic})",
+            code="traffic_decrease",
+            field="traffic_allocation",
+        )
+    return changes

@@ -1,0 +1,1 @@
+"""Numbered SQL migrations, applied in file-name order by `python -m abtest.migrate`."""

@@ -1,0 +1,178 @@
+"""Pydantic models: what the API accepts and what the repository returns.
+
+Validation rules that the database also enforces (names, weights, traffic) are checked here first so a
+client gets an error naming the field instead of a constraint name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+WEIGHT_SUM_TOLERANCE = 1e-9
+MAX_VARIANTS = 20
+MAX_CONFIG_BYTES = 16_384
+
+# Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
+EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+VARIANT_NAME_PATTERN = EXPERIMENT_NAME_PATTERN
+
+
+class Status(StrEnum):
+    """Experiment lifecycle states (see abtest.lifecycle for the transitions)."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+
+
+def _check_config(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}")
+    return value
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("config values must be finite numbers")
+    return value
+
+
+ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)]
+VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_NAME_PATTERN)]
+Description = Annotated[str, Field(max_length=2000)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+Salt = Annotated[str, Field(min_length=1, max_length=128)]
+Config = Annotated[dict[str, Any], AfterValidator(_check_config)]
+
+
+class _Input(BaseModel):
+    # Unknown fields are errors: a typo such as "traffic" must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class VariantIn(_Input):
+    """A variant as submitted: its position in the list is its stored order."""
+
+    name: VariantName
+    weight: Fraction
+    config: Config = Field(default_factory=dict)
+    description: Description = ""
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_is_object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("config must be a JSON object")
+        _walk(value, _finite_json)
+        return value
+
+
+def _walk(value: Any, check: Any) -> None:
+    check(value)
+    if isinstance(value, dict):
+        for item in value.values():
+            _walk(item, check)
+    elif isinstance(value, list):
+        for item in value:
+            _walk(item, check)
+
+
+def check_variants(variants: list[VariantIn]) -> list[VariantIn]:
+    """At least two variants, unique names, weights summing to 1 (within 1e-9)."""
+    if len(variants) < 2:
+        raise ValueError("an experiment needs at least 2 variants")
+    seen: set[str] = set()
+    for variant in variants:
+        if variant.name in seen:
+            raise ValueError(f"variant names must be unique; '{variant.name}' appears twice")
+        seen.add(variant.name)
+    total = math.fsum(variant.weight for variant in variants)
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise ValueError(f"variant weights must sum to 1; they sum to {total!r}")
+    return variants
+
+
+Variants = Annotated[list[VariantIn], Field(max_length=MAX_VARIANTS), AfterValidator(check_variants)]
+
+
+class ExperimentCreate(_Input):
+    """Body of POST /api/v1/experiments."""
+
+    name: ExperimentName
+    description: Description = ""
+    variants: Variants
+    traffic_allocation: Fraction = 1.0
+    salt: Salt | None = Field(
+        default=None, description="Hash salt; defaults to the experiment id. Immutable."
+    )
+
+
+class ExperimentPatch(_Input):
+    """Body of PATCH /api/v1/experiments/{id}: only the fields given change."""
+
+    name: ExperimentName | None = None
+    description: Description | None = None
+    variants: Variants | None = None
+    traffic_allocation: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExperimentPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for field in self.model_fields_set:
+            if getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this patch sets, by name."""
+        return {field: getattr(self, field) for field in self.model_fields_set}
+
+
+class StatusChange(_Input):
+    """Body of PUT /api/v1/experiments/{id}/status."""
+
+    status: Status
+
+
+class Variant(BaseModel):
+    """A stored variant."""
+
+    id: UUID
+    name: str
+    description: str
+    weight: float
+    config: dict[str, Any]
+    position: int
+
+
+class Experiment(BaseModel):
+    """A stored experiment with its variants in stored order."""
+
+    id: UUID
+    name: str
+    description: str
+    status: Status
+    traffic_allocation: float
+    salt: str
+    variants: list[Variant]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class ExperimentPage(BaseModel):
+    """One page of a listing; pass `next_cursor` back as `cursor` for the next page."""
+
+    experiments: list[Experiment]
+    next_cursor: str | None

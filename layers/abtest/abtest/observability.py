@@ -1,0 +1,13 @@
+"""Powertools logger, metrics and tracer shared by every function.
+
+Service name, metric namespace, log level and the switches that turn tracing and metrics off locally
+come from the standard POWERTOOLS_* environment variables.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()

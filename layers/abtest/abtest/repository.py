@@ -1,0 +1,244 @@
+"""The only module that holds SQL. Returns pydantic models and raises domain errors.
+
+Every write runs in one transaction (Database.run), so a failed request leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from abtest.db import Connection, Database
+from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.lifecycle import check_patch, check_transition
+from abtest.models import (
+    Experiment,
+    ExperimentCreate,
+    ExperimentPage,
+    ExperimentPatch,
+    Status,
+    VariantIn,
+)
+
+T = TypeVar("T")
+
+_SELECT_EXPERIMENT = """
+SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt,
+       e.created_at, e.updated_at, e.started_at, e.completed_at,
+       COALESCE((
+           SELECT jsonb_agg(jsonb_build_object(
+                      'id', v.id, 'name', v.name, 'description', v.description,
+                      'weight', v.weight, 'config', v.config, 'position', v.position)
+                  ORDER BY v.position)
+           FROM variants v WHERE v.experiment_id = e.id
+       ), '[]'::jsonb) AS variants
+FROM experiments e
+"""
+
+# Constraint name -> (error code, field, message) for violations the models cannot see coming.
+_CONFLICTS = {
+    "experiments_name_key": ("duplicate_name", "name", "an experiment with this name already exists"),
+    "variants_name_key": ("duplicate_variant_name", "variants", "variant names must be unique"),
+}
+
+
+def _translate(exc: psycopg.errors.IntegrityError) -> Exception:
+    constraint = exc.diag.constraint_name or ""
+    if constraint in _CONFLICTS:
+        code, field, message = _CONFLICTS[constraint]
+        return Conflict(message, code=code, field=field)
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        return Conflict(
+            "the experiment has recorded events and cannot be removed",
+            code="experiment_has_history",
+        )
+    return InvalidInput(f"rejected by the database constraint {constraint or 'unknown'}")
+
+
+def encode_cursor(created_at: datetime, experiment_id: UUID) -> str:
+    """Opaque pagination cursor for the position after (created_at, id)."""
+    raw = json.dumps([created_at.isoformat(), str(experiment_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Inverse of encode_cursor; InvalidInput for anything it did not produce."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, experiment_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created_at), UUID(experiment_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+
+
+class ExperimentRepository:
+    """Experiments and their variants."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, new: ExperimentCreate) -> Experiment:
+        """Store a draft experiment with its variants in one transaction."""
+        experiment_id = uuid4()
+
+        def work(conn: Connection) -> Experiment:
+            conn.execute(
+                "INSERT INTO experiments (id, name, description, traffic_allocation, salt)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (
+                    experiment_id,
+                    new.name,
+                    new.description,
+                    new.traffic_allocation,
+                    new.salt or str(experiment_id),
+                ),
+            )
+            _insert_variants(conn, experiment_id, new.variants)
+            return _fetch(conn, experiment_id)
+
+        return self._write(work)
+
+    def get(self, experiment_id: UUID) -> Experiment:
+        """One experiment with its variants; NotFound if there is none."""
+        return self._db.run(lambda conn: _fetch(conn, experiment_id), transaction=False)
+
+    def list(
+        self,
+        *,
+        status: Status | None,
+        name: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExperimentPage:
+        """Experiments oldest first, filtered by status (None = every status) and exact name."""
+        conditions: list[sql.Composable] = []
+        params: list[Any] = []
+        if status is not None:
+            conditions.append(sql.SQL("e.status = %s"))
+            params.append(status.value)
+        if name is not None:
+            conditions.append(sql.SQL("e.name = %s"))
+            params.append(name)
+        if cursor is not None:
+            conditions.append(sql.SQL("(e.created_at, e.id) > (%s, %s)"))
+            params.extend(decode_cursor(cursor))
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        query = sql.SQL("{select}{where} ORDER BY e.created_at, e.id LIMIT %s").format(
+            select=sql.SQL(_SELECT_EXPERIMENT),
+            where=where,
+        )
+        params.append(limit + 1)
+
+        def work(conn: Connection) -> list[Experiment]:
+            return [Experiment.model_validate(row) for row in conn.execute(query, params)]
+
+        rows = self._db.run(work, transaction=False)
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+        return ExperimentPage(experiments=page, next_cursor=next_cursor)
+
+    def change_status(self, experiment_id: UUID, target: Status) -> Experiment:
+        """Apply a lifecycle transition, recording when the experiment started and completed."""
+
+        def work(conn: Connection) -> Experiment:
+            current = _lock_status(conn, experiment_id)
+            check_transition(current, target)
+            if current != target:
+                conn.execute(
+                    "UPDATE experiments SET status = %(target)s, updated_at = now(),"
+                    " started_at = CASE WHEN %(target)s = 'running'"
+                    "   THEN COALESCE(started_at, now()) ELSE started_at END,"
+                    " completed_at = CASE WHEN %(target)s = 'completed'"
+                    "   THEN now() ELSE completed_at END"
+                    " WHERE id = %(id)s",
+                    {"target": target.value, "id": experiment_id},
+                )
+            return _fetch(conn, experiment_id)
+
+        return self._write(work)
+
+    def update(self, experiment_id: UUID, patch: ExperimentPatch) -> Experiment:
+        """Edit an experiment within what its status allows (see lifecycle.check_patch)."""
+
+        def work(conn: Connection) -> Experiment:
+            current = _fetch(conn, experiment_id, lock=True)
+            changes = check_patch(current, patch.changes())
+            variants = changes.pop("variants", None)
+            if variants is not None:
+                conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))
+                _insert_variants(conn, experiment_id, variants)
+            assignments = [
+                sql.SQL("{} = {}").format(sql.Identifier(field), sql.Placeholder(field))
+                for field in sorted(changes)
+            ]
+            conn.execute(
+                sql.SQL("UPDATE experiments SET {} WHERE id = %(id)s").format(
+                    sql.SQL(", ").join([*assignments, sql.SQL("updated_at = now()")])
+                ),
+                {**changes, "id": experiment_id},
+            )
+            return _fetch(conn, experiment_id)
+
+        return self._write(work)
+
+    def delete(self, experiment_id: UUID) -> None:
+        """Delete a draft and its variants; anything that has run keeps its history."""
+
+        def work(conn: Connection) -> None:
+            current = _lock_status(conn, experiment_id)
+            if current != Status.DRAFT:
+                raise Conflict(
+                    f"only draft experiments can be deleted (this one is {current.value});"
+                    " complete it instead",
+                    code="experiment_not_draft",
+                    field="status",
+                )
+            conn.execute("DELETE FROM experiments WHERE id = %s", (experiment_id,))
+
+        self._write(work)
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        try:
+            return self._db.run(work)
+        except psycopg.errors.IntegrityError as exc:
+            raise _translate(exc) from exc
+
+
+def _not_found(experiment_id: UUID) -> NotFound:
+    return NotFound(f"no experiment with id {experiment_id}", code="experiment_not_found", field="id")
+
+
+def _fetch(conn: Connection, experiment_id: UUID, *, lock: bool = False) -> Experiment:
+    query = _SELECT_EXPERIMENT + " WHERE e.id = %s" + (" FOR UPDATE OF e" if lock else "")
+    row = conn.execute(query.encode(), (experiment_id,)).fetchone()
+    if row is None:
+        raise _not_found(experiment_id)
+    return Experiment.model_validate(row)
+
+
+def _lock_status(conn: Connection, experiment_id: UUID) -> Status:
+    row = conn.execute("SELECT status FROM experiments WHERE id = %s FOR UPDATE", (experiment_id,)).fetchone()
+    if row is None:
+        raise _not_found(experiment_id)
+    return Status(row["status"])
+
+
+def _insert_variants(conn: Connection, experiment_id: UUID, variants: Sequence[VariantIn]) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO variants (id, experiment_id, position, name, description, weight, config)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (uuid4(), experiment_id, position, v.name, v.description, v.weight, Jsonb(v.config))
+                for position, v in enumerate(variants)
+            ],
+        )

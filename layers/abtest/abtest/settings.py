@@ -1,0 +1,54 @@
+"""Environment configuration, parsed once per container. Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Database settings. Locally `DATABASE_URL`; in AWS a host (RDS Proxy) plus IAM auth or a secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_name: str = "abtest"
+    db_user: str | None = None
+    db_secret_arn: str | None = None
+    db_iam_auth: bool = False
+    db_sslmode: str | None = None
+    db_connect_timeout: int = Field(default=5, ge=1, le=60)
+    db_statement_timeout_ms: int = Field(default=5000, ge=100, le=900_000)
+    aws_region: str | None = None
+
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "db_host": "DB_HOST",
+    "db_port": "DB_PORT",
+    "db_name": "DB_NAME",
+    "db_user": "DB_USER",
+    "db_secret_arn": "DB_SECRET_ARN",
+    "db_iam_auth": "DB_IAM_AUTH",
+    "db_sslmode": "DB_SSLMODE",
+    "db_connect_timeout": "DB_CONNECT_TIMEOUT",
+    "db_statement_timeout_ms": "DB_STATEMENT_TIMEOUT_MS",
+    "aws_region": "AWS_REGION",
+}
+
+
+def settings_from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (empty values count as unset)."""
+    env = os.environ if environ is None else environ
+    values = {field: env[name] for field, name in _ENV_NAMES.items() if env.get(name)}
+    return Settings.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The container's settings, read from the environment on first use."""
+    return settings_from_env()

@@ -1,0 +1,1 @@
+"""Local development tooling (not shipped in the layer): PostgreSQL launcher and HTTP server."""

@@ -1,0 +1,132 @@
+"""A local stand-in for API Gateway (like `sam local start-api`, without Docker).
+
+Each HTTP request becomes an HTTP API v2 event for the handler that serves that route in AWS (routes
+are read from template.yaml) and is invoked in-process. Requests run on a small pool of worker
+threads; each thread keeps its own database connection, like one warm Lambda container each.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from localdev.lambda_events import LocalLambdaContext, http_api_event
+from localdev.template import Route, http_routes, match
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class PooledHTTPServer(HTTPServer):
+    """HTTPServer that serves requests on a bounded thread pool."""
+
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], routes: list[Route], workers: int = 8) -> None:
+        super().__init__(address, LambdaProxyHandler)
+        self.routes = routes
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class LambdaProxyHandler(BaseHTTPRequestHandler):
+    server: PooledHTTPServer
+    server_version = "abtest-local"
+
+    def do_GET(self) -> None:
+        self._proxy()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    def _proxy(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._send(413, {"Content-Type": "application/json"}, b'{"message":"Request Entity Too Large"}')
+            return
+        body = self.rfile.read(length) if length else None
+        found = match(self.server.routes, self.command, url.path)
+        if found is None:
+            payload = {"error": "route_not_found", "message": f"no route for {self.command} {url.path}"}
+            self._send(404, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+            return
+        route, params = found
+        event = http_api_event(
+            self.command,
+            url.path,
+            route_key=route.route_key,
+            path_parameters=params,
+            query=url.query,
+            headers=dict(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+        )
+        try:
+            result = route.load()(event, LocalLambdaContext(function_name=route.function))
+        except Exception:
+            traceback.print_exc()
+            self._send(500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}')
+            return
+        self._send(*_http_response(result))
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+
+def _http_response(result: Any) -> tuple[int, dict[str, str], bytes]:
+    """Turn a Lambda proxy (v2) result into status, headers and body, as API Gateway does."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return 200, {"Content-Type": "application/json"}, json.dumps(result).encode()
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    headers = {str(name): str(value) for name, value in (result.get("headers") or {}).items()}
+    for cookie in result.get("cookies") or []:
+        headers.setdefault("Set-Cookie", cookie)
+    return int(result["statusCode"]), headers, raw
+
+
+def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 8) -> None:
+    """Serve every route of template.yaml until interrupted."""
+    routes = http_routes()
+    for route in routes:
+        route.load()  # fail at start-up, not on the first request, if a handler cannot import
+    server = PooledHTTPServer((host, port), routes, workers=workers)
+    bound_host, bound_port = server.server_address[:2]
+    print(f"serving {len(routes)} routes on http://{bound_host!s}:{bound_port}", flush=True)
+    for route in sorted(routes, key=lambda r: (r.path, r.method)):
+        print(f"  {route.method:<6} {route.path}  -> {route.function}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

