@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: install run migrate test lint format typecheck unit integration e2e bench clean
+.PHONY: install run migrate invoke test lint format typecheck unit integration e2e clean
 
 $(STAMP): pyproject.toml layers/abtest/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,6 @@ e2e: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+invoke: $(STAMP) ## like `sam local invoke`: make invoke FUNCTION=ExperimentsFunction EVENT=events/list_experiments.json
+	$(BIN)/python -m localdev invoke $(FUNCTION) $(EVENT)

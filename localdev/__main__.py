@@ -1,15 +1,19 @@
-"""`python -m localdev serve|migrate`: the entry points behind `make run`.
+"""`python -m localdev serve|migrate|invoke`: the entry points behind `make run` and `make invoke`.
 
 `serve` finds or starts PostgreSQL, applies the migrations and serves the API on 127.0.0.1:3000.
+`invoke FUNCTION EVENT_FILE` calls one function of template.yaml with an event file, like
+`sam local invoke FUNCTION -e EVENT_FILE`, and prints its response.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
-from localdev.postgres import database_url
+from localdev.postgres import PROJECT_ROOT, database_url
 from localdev.template import layer_paths
 
 LOCAL_ENVIRONMENT = {
@@ -39,14 +43,40 @@ def prepare(database: str) -> str:
     return url
 
 
+def invoke(function: str, event_file: Path) -> int:
+    """Call one function's handler with an event file and print the result as JSON."""
+    from localdev.lambda_events import LocalLambdaContext
+    from localdev.template import Route, load_template
+
+    resources = load_template()["Resources"]
+    if resources.get(function, {}).get("Type") != "AWS::Serverless::Function":
+        names = sorted(k for k, v in resources.items() if v.get("Type") == "AWS::Serverless::Function")
+        print(f"no function {function!r} in template.yaml; functions: {', '.join(names)}", file=sys.stderr)
+        return 2
+    properties = resources[function]["Properties"]
+    route = Route("", "", function, (PROJECT_ROOT / properties["CodeUri"]).resolve(), properties["Handler"])
+    event = json.loads(event_file.read_text(encoding="utf-8"))
+    result = route.load()(event, LocalLambdaContext(function_name=function))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev")
-    parser.add_argument("command", choices=["serve", "migrate"])
+    parser.add_argument("command", choices=["serve", "migrate", "invoke"])
+    parser.add_argument("function", nargs="?", help="invoke: logical id in template.yaml")
+    parser.add_argument("event", nargs="?", help="invoke: path of an event JSON file (see events/)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--database", default="abtest", help="local database name (default abtest)")
     args = parser.parse_args(argv)
+    if args.command == "invoke" and not (args.function and args.event):
+        parser.error(
+            "invoke needs FUNCTION and EVENT_FILE (e.g. ExperimentsFunction events/list_experiments.json)"
+        )
     prepare(args.database)
+    if args.command == "invoke":
+        return invoke(args.function, Path(args.event))
     if args.command == "serve":
         from localdev.server import serve
 

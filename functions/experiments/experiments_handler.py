@@ -1,6 +1,5 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status."""
 
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -29,8 +28,8 @@ ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
 StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
 
 
-@lru_cache(maxsize=1)
 def experiments() -> ExperimentRepository:
+    # Cheap: the Database behind it is the container's cached one.
     return ExperimentRepository(get_database())
 
 

@@ -82,6 +82,11 @@ def create_app() -> APIGatewayHttpResolver:
     def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:
         return _unsupported_media_type(app) or _validation_response(exc)
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_utf8(_exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+        # Powertools decodes the body lazily; bytes that are not UTF-8 cannot be JSON.
+        return error_response(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body")
+
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:
         return error_response(422, exc.code, exc.message, exc.field)

@@ -6,8 +6,13 @@ come from the standard POWERTOOLS_* environment variables.
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
+
+# Most requests emit no business metric (reads, edits); that is normal, not worth a warning each time.
+warnings.filterwarnings("ignore", message="No application metrics to publish")

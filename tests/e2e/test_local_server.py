@@ -1,0 +1,91 @@
+"""The local server over real HTTP: routing, error shapes, concurrency, and the README's examples."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from localdev.postgres import PROJECT_ROOT
+from tests.e2e.conftest import Http
+from tests.integration.test_experiments_api import experiment_body
+
+README = PROJECT_ROOT / "README.md"
+
+
+def readme_examples() -> list[str]:
+    """The README's bash blocks that talk to the local server."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return [block for block in blocks if "curl" in block and "127.0.0.1:3000" in block]
+
+
+def test_readme_examples_create_list_get_and_start_an_experiment(http: Http) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    examples = readme_examples()
+    assert examples, "README.md has no curl examples against 127.0.0.1:3000"
+    script = "set -euo pipefail\n" + "\n".join(examples).replace("http://127.0.0.1:3000", http.base_url)
+
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    status, _, page = http.request("GET", "/api/v1/experiments")
+    assert status == 200
+    (experiment,) = page["experiments"]
+    assert experiment["name"] == "recommendation_algorithm_test"
+    assert experiment["status"] == "running"
+    assert [v["config"] for v in experiment["variants"]] == [{"lora_boost": 0.3}, {"lora_boost": 0.5}]
+
+
+def test_create_get_and_start_over_http(http: Http) -> None:
+    status, headers, created = http.request("POST", "/api/v1/experiments", experiment_body())
+    assert status == 201
+    assert headers["Location"] == f"/api/v1/experiments/{created['id']}"
+    assert http.request("GET", f"/api/v1/experiments/{created['id']}")[2] == created
+    status, _, started = http.request(
+        "PUT", f"/api/v1/experiments/{created['id']}/status", {"status": "running"}
+    )
+    assert (status, started["status"]) == (200, "running")
+    status, _, body = http.request("PUT", f"/api/v1/experiments/{created['id']}/status", {"status": "draft"})
+    assert (status, body["allowed"]) == (409, ["paused", "completed"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "content_type", "status", "error"),
+    [
+        ("GET", "/nowhere", None, "application/json", 404, "route_not_found"),
+        ("DELETE", "/api/v1/experiments", None, "application/json", 404, "route_not_found"),
+        ("POST", "/api/v1/experiments", b"{oops", "application/json", 400, "invalid_json"),
+        ("POST", "/api/v1/experiments", b"\xff\xfe", "application/json", 400, "invalid_json"),
+        (
+            "POST",
+            "/api/v1/experiments",
+            b"name=x",
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+        ),
+        ("GET", "/api/v1/experiments/123", None, "application/json", 422, "validation_error"),
+    ],
+)
+def test_errors_are_json_over_http(
+    http: Http, method: str, path: str, raw: bytes | None, content_type: str, status: int, error: str
+) -> None:
+    got_status, headers, body = http.request(method, path, raw=raw, content_type=content_type)
+    assert (got_status, body["error"]) == (status, error)
+    assert headers["Content-Type"].startswith("application/json")
+
+
+def test_concurrent_creates_all_land(http: Http) -> None:
+    def create(i: int) -> int:
+        return http.request("POST", "/api/v1/experiments", experiment_body(name=f"concurrent_{i}"))[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(create, range(40)))
+
+    assert statuses == [201] * 40
+    _, _, page = http.request("GET", "/api/v1/experiments?status=all&limit=100")
+    assert len(page["experiments"]) == 40

@@ -1,0 +1,144 @@
+"""The connection layer against a real PostgreSQL: reconnect, timeouts, outage, migrations, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+
+from abtest.db import Database, connection_params
+from abtest.errors import Unavailable
+from abtest.migrate import apply_migrations, migration_files
+from abtest.settings import settings_from_env
+from tests.conftest import reset_caches
+from tests.integration.test_experiments_api import BASE, experiment_body
+
+CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:9/postgres"
+
+
+def test_reconnects_once_after_the_server_drops_the_connection(clean_db: str) -> None:
+    db = Database(lambda: {"conninfo": clean_db})
+    first_pid = db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+    with psycopg.connect(clean_db, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
+
+    second_pid = db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+
+    assert second_pid != first_pid
+
+
+def test_statement_timeout_is_unavailable_and_the_connection_survives(clean_db: str) -> None:
+    db = Database(lambda: {"conninfo": clean_db}, statement_timeout_ms=100)
+    with pytest.raises(Unavailable, match="in time"):
+        db.run(lambda conn: conn.execute("SELECT pg_sleep(2)"))
+    assert db.run(lambda conn: conn.execute("SELECT 1 AS one").fetchone()) == {"one": 1}
+
+
+def test_an_unreachable_server_is_unavailable() -> None:
+    db = Database(lambda: {"conninfo": CLOSED_PORT_URL, "connect_timeout": 1})
+    with pytest.raises(Unavailable):
+        db.run(lambda conn: conn.execute("SELECT 1"))
+
+
+def test_each_thread_gets_its_own_connection(clean_db: str) -> None:
+    db = Database(lambda: {"conninfo": clean_db})
+    pids: list[int] = []
+
+    def work() -> None:
+        pids.append(db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS p").fetchone()["p"]))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(pids)) == 4
+
+
+def test_migrations_are_idempotent(clean_db: str) -> None:
+    db = Database(lambda: {"conninfo": clean_db})
+    assert db.run(apply_migrations, transaction=False) == []
+    versions = [version for version, _ in migration_files()]
+    assert versions == sorted(versions)
+    assert versions[0] == "0001_experiments"
+    with psycopg.connect(clean_db) as conn:
+        recorded = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert recorded == versions
+
+
+def test_database_constraints_back_the_models(clean_db: str) -> None:
+    bad_rows = [
+        "INSERT INTO experiments (id, name, salt, traffic_allocation)"
+        " VALUES (gen_random_uuid(), 'a', 's', 1.5)",
+        "INSERT INTO experiments (id, name, salt, status) VALUES (gen_random_uuid(), 'a', 's', 'archived')",
+        "INSERT INTO experiments (id, name, salt) VALUES (gen_random_uuid(), '', 's')",
+    ]
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        for statement in bad_rows:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(statement.encode())
+
+
+@mock_aws
+def test_secrets_manager_path_connects_to_a_real_server(clean_db: str) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(clean_db)
+    session = boto3.session.Session(region_name="us-east-1")
+    arn = session.client("secretsmanager").create_secret(
+        Name="abtest/local",
+        SecretString=json.dumps(
+            {
+                "username": info.get("user", "postgres"),
+                "password": "",
+                "host": info.get("host", "127.0.0.1"),
+                "port": int(info.get("port") or 5432),
+                "dbname": info["dbname"],
+            }
+        ),
+    )["ARN"]
+    settings = settings_from_env({"DB_SECRET_ARN": arn, "AWS_REGION": "us-east-1"})
+    db = Database(lambda: connection_params(settings, session))
+    assert db.run(lambda conn: conn.execute("SELECT current_database() AS d").fetchone()) == {
+        "d": info["dbname"]
+    }
+
+
+@pytest.fixture
+def database_down(clean_db: str) -> Any:
+    """Point the handlers at a port where nothing listens, then restore."""
+    os.environ["DATABASE_URL"] = CLOSED_PORT_URL
+    os.environ["DB_CONNECT_TIMEOUT"] = "1"
+    reset_caches()
+    yield
+    os.environ["DATABASE_URL"] = clean_db
+    del os.environ["DB_CONNECT_TIMEOUT"]
+    reset_caches()
+
+
+def test_database_down_is_a_json_503(api: Any, database_down: None) -> None:
+    for method, path, body in [
+        ("POST", BASE, experiment_body()),
+        ("GET", BASE, None),
+        ("GET", f"{BASE}/00000000-0000-4000-8000-000000000000", None),
+    ]:
+        response = api(method, path, body)
+        assert response.status == 503, response
+        assert response.json["error"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "1"
+
+
+def test_handler_recovers_after_its_connection_is_killed(api: Any, clean_db: str) -> None:
+    created = api("POST", BASE, experiment_body()).json
+    with psycopg.connect(clean_db, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    response = api("GET", f"{BASE}/{created['id']}")
+    assert response.status == 200
+    assert response.json["id"] == created["id"]

@@ -1,0 +1,97 @@
+"""The lifecycle state machine and the edit rules, without a database."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from abtest.errors import Conflict, InvalidTransition
+from abtest.lifecycle import CONVERTING, ENROLLING, allowed_targets, check_patch, check_transition, sources_of
+from abtest.models import Experiment, Status
+
+ALLOWED = {
+    ("draft", "running"),
+    ("running", "paused"),
+    ("paused", "running"),
+    ("running", "completed"),
+    ("paused", "completed"),
+}
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(Status, Status)))
+def test_transition_matrix(current: Status, target: Status) -> None:
+    if (current.value, target.value) in ALLOWED or current == target:
+        check_transition(current, target)
+    else:
+        with pytest.raises(InvalidTransition) as raised:
+            check_transition(current, target)
+        assert raised.value.allowed == [s.value for s in allowed_targets(current)]
+        assert raised.value.field == "status"
+
+
+def test_completed_is_final_and_sources_are_the_inverse() -> None:
+    assert allowed_targets(Status.COMPLETED) == ()
+    for target in Status:
+        for source in sources_of(target):
+            assert target in allowed_targets(source)
+    assert set(sources_of(Status.COMPLETED)) == {Status.RUNNING, Status.PAUSED}
+
+
+def test_only_running_enrolls_and_paused_still_converts() -> None:
+    assert {Status.RUNNING} == ENROLLING
+    assert {Status.RUNNING, Status.PAUSED} == CONVERTING
+
+
+def _experiment(status: Status, traffic: float = 0.5) -> Experiment:
+    now = datetime.now(UTC)
+    return Experiment(
+        id=uuid.uuid4(),
+        name="e",
+        description="",
+        status=status,
+        traffic_allocation=traffic,
+        salt="s",
+        variants=[],
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        completed_at=None,
+    )
+
+
+def test_drafts_accept_any_change() -> None:
+    changes = {"name": "x", "variants": [], "traffic_allocation": 0.1}
+    assert check_patch(_experiment(Status.DRAFT), changes) == changes
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.PAUSED])
+def test_started_experiments_accept_description_and_more_traffic(status: Status) -> None:
+    changes = {"description": "d", "traffic_allocation": 0.9}
+    assert check_patch(_experiment(status), changes) == changes
+    assert check_patch(_experiment(status), {"traffic_allocation": 0.5}) == {"traffic_allocation": 0.5}
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.PAUSED])
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"traffic_allocation": 0.4}, "traffic_decrease", "traffic_allocation"),
+        ({"variants": []}, "field_frozen", "variants"),
+        ({"name": "x", "description": "d"}, "field_frozen", "name"),
+    ],
+)
+def test_started_experiments_refuse_other_changes(
+    status: Status, changes: dict[str, object], code: str, field: str
+) -> None:
+    with pytest.raises(Conflict) as raised:
+        check_patch(_experiment(status), changes)
+    assert (raised.value.code, raised.value.field) == (code, field)
+
+
+def test_completed_refuses_everything() -> None:
+    with pytest.raises(Conflict) as raised:
+        check_patch(_experiment(Status.COMPLETED), {"description": "d"})
+    assert raised.value.code == "experiment_completed"
