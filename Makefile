@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: install run migrate invoke test lint format typecheck unit integration e2e clean
+.PHONY: install run migrate seed invoke test lint format typecheck unit integration e2e clean
 
 $(STAMP): pyproject.toml layers/abtest/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ run: $(STAMP) ## serve the whole API locally on 127.0.0.1:$(PORT)
 
 migrate: $(STAMP) ## apply the SQL migrations to the local database
 	$(BIN)/python -m localdev migrate
+
+seed: $(STAMP) ## (re)load the reproducible demo catalog
+	$(BIN)/python -m localdev seed
 
 test: lint typecheck ## everything CI runs: lint, types, unit + integration + e2e tests
 	$(BIN)/python -m pytest

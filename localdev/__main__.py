@@ -1,6 +1,7 @@
-"""`python -m localdev serve|migrate|invoke`: the entry points behind `make run` and `make invoke`.
+"""`python -m localdev serve|migrate|seed|invoke`: the entry points behind `make run`, `make seed`, ...
 
-`serve` finds or starts PostgreSQL, applies the migrations and serves the API on 127.0.0.1:3000.
+`serve` finds or starts PostgreSQL, applies the migrations, loads the demo catalog if the catalog is
+empty, and serves the API on 127.0.0.1:3000. `seed` (re)loads the demo catalog.
 `invoke FUNCTION EVENT_FILE` calls one function of template.yaml with an event file, like
 `sam local invoke FUNCTION -e EVENT_FILE`, and prints its response.
 """
@@ -22,6 +23,8 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "INFO",
+    # Locally, a started or paused experiment should show up at once, not after the AWS default TTL.
+    "EXPERIMENT_CACHE_TTL_SECONDS": "1",
 }
 
 
@@ -63,7 +66,7 @@ def invoke(function: str, event_file: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev")
-    parser.add_argument("command", choices=["serve", "migrate", "invoke"])
+    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke"])
     parser.add_argument("function", nargs="?", help="invoke: logical id in template.yaml")
     parser.add_argument("event", nargs="?", help="invoke: path of an event JSON file (see events/)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -77,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     prepare(args.database)
     if args.command == "invoke":
         return invoke(args.function, Path(args.event))
+    if args.command in ("serve", "seed"):
+        from localdev.seed import seed
+
+        loaded = seed(force=args.command == "seed")
+        if loaded:
+            print(f"demo catalog loaded: {loaded} items", flush=True)
     if args.command == "serve":
         from localdev.server import serve
 

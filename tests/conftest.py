@@ -4,6 +4,7 @@ started by localdev.postgres (DATABASE_URL, else 127.0.0.1:5432, else embedded-p
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -13,9 +14,12 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ABTestTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Every test starts from a truncated database: containers must not trust their caches across tests.
+os.environ.setdefault("EXPERIMENT_CACHE_TTL_SECONDS", "0")
+os.environ.setdefault("CATALOG_CACHE_TTL_SECONDS", "0")
 
 TEST_DATABASE = "abtest_test"
-TABLES = ("conversions", "exposures", "assignments", "variants", "experiments")
+TABLES = ("conversions", "exposures", "assignments", "variants", "experiments", "items", "user_profiles")
 
 
 def reset_caches() -> None:
@@ -26,6 +30,9 @@ def reset_caches() -> None:
     get_database().close()
     get_database.cache_clear()
     get_settings.cache_clear()
+    handler = sys.modules.get("assignments_handler")
+    if handler is not None:
+        handler.server.cache_clear()
 
 
 @pytest.fixture(scope="session")

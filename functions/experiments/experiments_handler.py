@@ -18,6 +18,7 @@ from abtest.models import (
     ExperimentPatch,
     Status,
     StatusChange,
+    check_variant_configs,
 )
 from abtest.observability import logger, metrics, tracer
 from abtest.repository import ExperimentRepository
@@ -36,6 +37,7 @@ def experiments() -> ExperimentRepository:
 @app.post(f"{API_PREFIX}/experiments")
 @tracer.capture_method
 def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
+    check_variant_configs(body.surface, [variant.config for variant in body.variants])
     experiment = experiments().create(body)
     logger.info("experiment created", extra={"experiment_id": str(experiment.id)})
     return Response(

@@ -142,3 +142,61 @@ def test_handler_recovers_after_its_connection_is_killed(api: Any, clean_db: str
     response = api("GET", f"{BASE}/{created['id']}")
     assert response.status == 200
     assert response.json["id"] == created["id"]
+
+
+@pytest.fixture
+def outage(clean_db: str) -> Any:
+    """A real outage of the test database: existing sessions killed, new connections refused."""
+    name = psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"]
+    admin_url = psycopg.conninfo.make_conninfo(clean_db, dbname="postgres")
+
+    def set_down(down: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.SQL("false" if down else "true")
+                )
+            )
+            if down:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+
+    yield set_down
+    set_down(False)
+
+
+def test_outage_recommendations_fail_open_writes_refuse_and_recovery_needs_no_restart(
+    api: Any, sql: Any, outage: Any
+) -> None:
+    from abtest.db import get_database
+    from abtest.repository import AssignmentRepository
+    from localdev.seed import demo_catalog
+
+    items, profiles = demo_catalog(n_items=50, n_users=5)
+    AssignmentRepository(get_database()).replace_catalog(items, profiles)
+    created = api("POST", BASE, experiment_body(traffic_allocation=1.0)).json
+    api("PUT", f"{BASE}/{created['id']}/status", {"status": "running"})
+    warm = api("POST", "/api/v1/recommendations", {"user_id": "user-1", "limit": 3})
+    assert warm.json["degraded"] is False
+    assert warm.json["experiment_variant"] is not None
+
+    outage(True)
+    degraded = api("POST", "/api/v1/recommendations", {"user_id": "user-2", "limit": 3})
+    assert degraded.status == 200
+    assert degraded.json["degraded"] is True
+    assert len(degraded.json["recommendations"]) == 3
+    assert {i["experiment_variant"] for i in degraded.json["recommendations"]} == {None}
+    refused = api("POST", "/api/v1/assignments", {"user_id": "user-2", "experiment_id": created["id"]})
+    assert (refused.status, refused.json["error"]) == (503, "database_unavailable")
+    assert api("POST", BASE, experiment_body(name="during_outage")).status == 503
+
+    outage(False)
+    recovered = api("POST", "/api/v1/recommendations", {"user_id": "user-2", "limit": 3})
+    assert recovered.json["degraded"] is False
+    assert (
+        api("POST", "/api/v1/assignments", {"user_id": "user-2", "experiment_id": created["id"]}).status
+        == 200
+    )
+    assert sql("SELECT name FROM experiments") == [(created["name"],)]
+    assert sql("SELECT user_id FROM assignments ORDER BY user_id") == [("user-1",), ("user-2",)]

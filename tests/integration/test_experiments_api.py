@@ -448,3 +448,14 @@ def test_unknown_route_in_the_handler_is_404_json(api: Any) -> None:
     response = handler(http_api_event("GET", "/api/v1/nothing-here"), LocalLambdaContext())
     assert response["statusCode"] == 404
     assert '"route_not_found"' in response["body"]
+
+
+def test_lone_surrogates_in_free_text_are_422_not_500(api: Any, sql: Any) -> None:
+    response = api(
+        "POST",
+        BASE,
+        raw_body='{"name": "s", "description": "bad \\ud800 text", "variants": '
+        '[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]}',
+    )
+    assert response.status == 422, response
+    assert sql("SELECT count(*) FROM experiments") == [(0,)]

@@ -54,6 +54,7 @@ def _experiment(status: Status, traffic: float = 0.5) -> Experiment:
         status=status,
         traffic_allocation=traffic,
         salt="s",
+        surface="recommendations",
         variants=[],
         created_at=now,
         updated_at=now,

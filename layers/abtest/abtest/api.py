@@ -87,9 +87,18 @@ def create_app() -> APIGatewayHttpResolver:
         # Powertools decodes the body lazily; bytes that are not UTF-8 cannot be JSON.
         return error_response(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body")
 
+    @app.exception_handler(UnicodeEncodeError)
+    def _not_encodable(_exc: UnicodeEncodeError) -> Response[dict[str, Any]]:
+        # JSON may carry lone surrogates ("\ud800") that no UTF-8 database column can store.
+        message = "text fields must be valid Unicode (no lone surrogates)"
+        return error_response(
+            422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
+        )
+
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:
-        return error_response(422, exc.code, exc.message, exc.field)
+        errors = [{"field": exc.field or "body", "message": exc.message}]
+        return error_response(422, exc.code, exc.message, exc.field, errors=errors)
 
     @app.exception_handler(NotFound)
     def _not_found(exc: NotFound) -> Response[dict[str, Any]]:

@@ -32,6 +32,7 @@ __all__ = ["WEIGHT_SUM_TOLERANCE", "Allocation", "bucket_for", "unit_interval"]
 # variant reaching past 1 silently gets fewer users than its weight (e.g. weights given in percent).
 WEIGHT_SUM_TOLERANCE = 1e-9
 
+_MAX_TOTAL = 1.0 + WEIGHT_SUM_TOLERANCE
 _TWO_TO_THE_32 = 4294967296.0  # 2**32 as a float: h / 2**32 is exact because h < 2**32
 
 
@@ -68,7 +69,7 @@ def _weight_error(index: int, weight: float) -> ValueError:
 def _check_total(total: float, count: int) -> None:
     if count == 0:
         raise ValueError("weights must name at least one variant")
-    if not total <= 1.0 + WEIGHT_SUM_TOLERANCE:  # also rejects NaN and infinity
+    if not total <= _MAX_TOTAL:  # also rejects NaN and infinity
         raise ValueError(f"weights must sum to at most 1 (fractions, not percentages); they sum to {total!r}")
 
 
@@ -80,7 +81,8 @@ def bucket_for(user_id: str, salt: str, weights: Sequence[float], traffic_alloca
     One pass over the weights both validates them and finds the variant; nothing is cached.
     """
     u = unit_interval(salt, user_id)
-    _check_traffic(traffic_allocation)
+    if not 0.0 <= traffic_allocation <= 1.0:  # inline fast path; the helper builds the message
+        _check_traffic(traffic_allocation)
     found: int | None = None
     start = 0.0  # c_i
     index = 0
@@ -92,7 +94,8 @@ def bucket_for(user_id: str, salt: str, weights: Sequence[float], traffic_alloca
             found = index
         start += weight
         index += 1
-    _check_total(start, index)
+    if not (index and start <= _MAX_TOTAL):
+        _check_total(start, index)
     return found
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from abtest.errors import Conflict, InvalidTransition
-from abtest.models import Experiment, Status
+from abtest.models import Experiment, Status, check_variant_configs
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.DRAFT: (Status.RUNNING,),
@@ -48,6 +48,9 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     weights and the name are frozen once an experiment has run. Completed experiments are final.
     """
     if current.status == Status.DRAFT:
+        if "variants" in changes or "surface" in changes:
+            variants = changes.get("variants", current.variants)
+            check_variant_configs(changes.get("surface", current.surface), [v.config for v in variants])
         return changes
     if current.status == Status.COMPLETED:
         raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")

@@ -13,7 +13,17 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from abtest.errors import InvalidInput
 
 WEIGHT_SUM_TOLERANCE = 1e-9
 MAX_VARIANTS = 20
@@ -22,6 +32,8 @@ MAX_CONFIG_BYTES = 16_384
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 VARIANT_NAME_PATTERN = EXPERIMENT_NAME_PATTERN
+SURFACE_PATTERN = r"^[a-z][a-z0-9_.-]*$"
+RECOMMENDATIONS_SURFACE = "recommendations"
 
 
 class Status(StrEnum):
@@ -51,7 +63,29 @@ VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_
 Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Salt = Annotated[str, Field(min_length=1, max_length=128)]
+Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
 Config = Annotated[dict[str, Any], AfterValidator(_check_config)]
+MAX_CONTEXT_BYTES = 4096
+
+
+def _utf8(value: str) -> str:
+    # json.loads accepts lone surrogates ("\ud800"); they cannot be hashed or stored as UTF-8.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+def _check_context(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    if size > MAX_CONTEXT_BYTES:
+        raise ValueError(f"context is {size} bytes as JSON; the limit is {MAX_CONTEXT_BYTES}")
+    return value
+
+
+UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
+Context = Annotated[dict[str, Any], AfterValidator(_check_context)]
 
 
 class _Input(BaseModel):
@@ -114,6 +148,10 @@ class ExperimentCreate(_Input):
     salt: Salt | None = Field(
         default=None, description="Hash salt; defaults to the experiment id. Immutable."
     )
+    surface: Surface = Field(
+        default=RECOMMENDATIONS_SURFACE,
+        description="Where the experiment runs; POST /recommendations serves the 'recommendations' surface.",
+    )
 
 
 class ExperimentPatch(_Input):
@@ -123,6 +161,7 @@ class ExperimentPatch(_Input):
     description: Description | None = None
     variants: Variants | None = None
     traffic_allocation: Fraction | None = None
+    surface: Surface | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -164,6 +203,7 @@ class Experiment(BaseModel):
     status: Status
     traffic_allocation: float
     salt: str
+    surface: str
     variants: list[Variant]
     created_at: datetime
     updated_at: datetime
@@ -176,3 +216,44 @@ class ExperimentPage(BaseModel):
 
     experiments: list[Experiment]
     next_cursor: str | None
+
+
+class RecommenderConfig(BaseModel):
+    """Variant config keys of the built-in recommender (see abtest.recommender); all optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lora_boost: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Weight of profile similarity against popularity (0 = popularity only)",
+    )
+    diversity: float = Field(
+        default=0.0, ge=0, le=1, allow_inf_nan=False, description="MMR trade-off (0 = pure relevance)"
+    )
+    candidate_cap: int = Field(
+        default=200, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
+    )
+
+
+def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
+    """Variants of the recommendations surface must hold valid recommender configs.
+
+    Raises InvalidInput naming the offending key, e.g. `variants[1].config.lora_boost`.
+    """
+    if surface != RECOMMENDATIONS_SURFACE:
+        return
+    for index, config in enumerate(configs):
+        try:
+            RecommenderConfig.model_validate(config)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            key = ".".join(str(part) for part in problem["loc"])
+            field = f"variants[{index}].config.{key}" if key else f"variants[{index}].config"
+            message = problem["msg"]
+            if problem["type"] == "extra_forbidden":
+                allowed = ", ".join(RecommenderConfig.model_fields)
+                message = f"unknown recommender setting; the recommendations surface accepts {allowed}"
+            raise InvalidInput(f"{field}: {message}", field=field) from exc

@@ -24,6 +24,9 @@ class Settings(BaseModel):
     db_connect_timeout: int = Field(default=5, ge=1, le=60)
     db_statement_timeout_ms: int = Field(default=5000, ge=100, le=900_000)
     aws_region: str | None = None
+    # How long a container trusts its copy of the running experiments and of the catalog.
+    experiment_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=3600)
+    catalog_cache_ttl_seconds: float = Field(default=300.0, ge=0, le=86_400)
 
 
 _ENV_NAMES = {
@@ -38,6 +41,8 @@ _ENV_NAMES = {
     "db_connect_timeout": "DB_CONNECT_TIMEOUT",
     "db_statement_timeout_ms": "DB_STATEMENT_TIMEOUT_MS",
     "aws_region": "AWS_REGION",
+    "experiment_cache_ttl_seconds": "EXPERIMENT_CACHE_TTL_SECONDS",
+    "catalog_cache_ttl_seconds": "CATALOG_CACHE_TTL_SECONDS",
 }
 
 

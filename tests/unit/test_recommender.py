@@ -1,0 +1,124 @@
+"""The numpy recommender: blend, ties, diversity, degenerate inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from abtest.errors import InvalidInput
+from abtest.models import RecommenderConfig, check_variant_configs
+from abtest.recommender import Catalog, recommend, similarity
+
+ITEMS = [
+    ("popular", "Popular", [1.0, 0.0], 1000.0),
+    ("similar", "Similar", [0.0, 1.0], 1.0),
+    ("middle", "Middle", [0.7, 0.7], 30.0),
+]
+
+
+def ids(items: list) -> list[str]:  # type: ignore[type-arg]
+    return [item.item_id for item in items]
+
+
+def test_popularity_only_without_boost() -> None:
+    catalog = Catalog.from_items(ITEMS)
+    assert ids(recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=0.0), 3)) == [
+        "popular",
+        "middle",
+        "similar",
+    ]
+
+
+def test_full_boost_ranks_by_similarity_to_the_profile() -> None:
+    catalog = Catalog.from_items(ITEMS)
+    ranked = recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=1.0), 3)
+    assert ids(ranked) == ["similar", "middle", "popular"]
+    assert ranked[0].score == pytest.approx(1.0)
+
+
+def test_blend_matches_the_documented_formula() -> None:
+    catalog = Catalog.from_items(ITEMS)
+    boost = 0.3
+    (top,) = recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=boost), 1)
+    popularity = np.log1p([1000.0, 1.0, 30.0]) / np.log1p(1000.0)
+    cosine = np.array([0.0, 1.0, np.sqrt(0.5)])
+    expected = (1 - boost) * popularity + boost * (cosine + 1) / 2
+    assert top.item_id == ITEMS[int(np.argmax(expected))][0]
+    assert top.score == pytest.approx(float(expected.max()), abs=1e-6)
+
+
+@pytest.mark.parametrize("profile", [None, [0.0, 0.0], [1.0, 2.0, 3.0], [float("nan"), 1.0]])
+def test_unusable_profiles_fall_back_to_neutral_similarity(profile: list[float] | None) -> None:
+    catalog = Catalog.from_items(ITEMS)
+    assert np.all(similarity(catalog, profile) == 0.5)
+    assert ids(recommend(catalog, profile, RecommenderConfig(lora_boost=0.9), 3))[0] == "popular"
+
+
+def test_ties_break_by_catalog_order() -> None:
+    items = [(f"i{n}", "", [1.0, 0.0], 5.0) for n in range(10)]
+    assert ids(recommend(Catalog.from_items(items), None, RecommenderConfig(), 4)) == ["i0", "i1", "i2", "i3"]
+
+
+def test_diversity_skips_near_duplicates() -> None:
+    items = [
+        ("a", "", [1.0, 0.0], 100.0),
+        ("a-copy", "", [1.0, 0.01], 99.0),
+        ("b", "", [0.0, 1.0], 50.0),
+    ]
+    catalog = Catalog.from_items(items)
+    assert ids(recommend(catalog, None, RecommenderConfig(), 2)) == ["a", "a-copy"]
+    assert ids(recommend(catalog, None, RecommenderConfig(diversity=0.5), 2)) == ["a", "b"]
+
+
+def test_empty_catalog_and_zero_popularity() -> None:
+    assert recommend(Catalog.empty(), None, RecommenderConfig(), 5) == []
+    flat = Catalog.from_items([("x", "", [1.0], 0.0), ("y", "", [1.0], 0.0)])
+    assert ids(recommend(flat, None, RecommenderConfig(), 5)) == ["x", "y"]
+
+
+def test_ragged_embeddings_are_rejected() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        Catalog.from_items([("x", "", [1.0], 1.0), ("y", "", [1.0, 2.0], 1.0)])
+
+
+@given(
+    st.integers(min_value=1, max_value=40),
+    st.floats(min_value=0, max_value=1),
+    st.floats(min_value=0, max_value=1),
+    st.integers(min_value=0, max_value=2**31),
+)
+def test_results_are_unique_sorted_when_not_diverse_and_bounded(
+    limit: int, boost: float, diversity: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    items = [(f"i{n}", "", list(rng.normal(size=4)), float(rng.exponential(10))) for n in range(30)]
+    catalog = Catalog.from_items(items)
+    profile = list(rng.normal(size=4))
+    plain = recommend(catalog, profile, RecommenderConfig(lora_boost=boost), limit)
+    assert len(plain) == min(limit, 30)
+    assert [r.score for r in plain] == sorted((r.score for r in plain), reverse=True)
+    diverse = recommend(catalog, profile, RecommenderConfig(lora_boost=boost, diversity=diversity), limit)
+    assert len({r.item_id for r in diverse}) == len(diverse) == min(limit, 30)
+    assert all(0.0 <= r.score <= 1.0 for r in diverse)
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"lora_boost": 1.5}, "variants[1].config.lora_boost"),
+        ({"lora_boost": "high"}, "variants[1].config.lora_boost"),
+        ({"boost": 0.3}, "variants[1].config.boost"),
+        ({"candidate_cap": 0}, "variants[1].config.candidate_cap"),
+        ({"diversity": -0.1}, "variants[1].config.diversity"),
+    ],
+)
+def test_recommendation_surface_configs_are_validated(config: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        check_variant_configs("recommendations", [{"lora_boost": 0.3}, config])
+    assert raised.value.field == field
+
+
+def test_other_surfaces_accept_any_config() -> None:
+    check_variant_configs("checkout", [{"button": "green"}, {"anything": [1, 2]}])
