@@ -19,7 +19,19 @@ os.environ.setdefault("EXPERIMENT_CACHE_TTL_SECONDS", "0")
 os.environ.setdefault("CATALOG_CACHE_TTL_SECONDS", "0")
 
 TEST_DATABASE = "abtest_test"
-TABLES = ("conversions", "exposures", "assignments", "variants", "experiments", "items", "user_profiles")
+TABLES = (
+    "rollup_metrics",
+    "rollup_variants",
+    "rollup_user_metrics",
+    "rollup_users",
+    "conversions",
+    "exposures",
+    "assignments",
+    "variants",
+    "experiments",
+    "items",
+    "user_profiles",
+)
 
 
 def reset_caches() -> None:

@@ -59,3 +59,7 @@ class InvalidInput(DomainError):
     """Input that passed schema validation but is still unusable (e.g. a tampered cursor)."""
 
     code = "validation_error"
+
+    def __init__(self, message: str, *, code: str = "validation_error", field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code

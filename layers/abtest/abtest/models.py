@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -257,3 +257,119 @@ def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
                 allowed = ", ".join(RecommenderConfig.model_fields)
                 message = f"unknown recommender setting; the recommendations surface accepts {allowed}"
             raise InvalidInput(f"{field}: {message}", field=field) from exc
+
+
+METRIC_NAME_PATTERN = r"^[a-z][a-z0-9_.]*$"
+MAX_BATCH_EVENTS = 1000
+# Client clocks drift; an event stamped further in the future than this is refused.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+MetricName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=METRIC_NAME_PATTERN,
+        description="Lower-case letters, digits, '_' and '.', starting with a letter",
+    ),
+]
+EventId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_utf8)]
+Value = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _event_time(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # no offset given: the API's times are UTC
+        value = value.replace(tzinfo=UTC)
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError("timestamp is in the future")
+    return value
+
+
+Timestamp = Annotated[
+    datetime | None,
+    AfterValidator(_event_time),
+    Field(description="When it happened (ISO 8601; UTC if no offset); default: when received"),
+]
+
+
+class ConversionIn(_Input):
+    """Body of POST /api/v1/experiments/conversions."""
+
+    experiment_id: UUID
+    user_id: UserId
+    metric_name: MetricName
+    value: Value = 1.0
+    metadata: Context | None = None
+    event_id: EventId | None = Field(
+        default=None, description="Client id for idempotency: the same event_id is stored once"
+    )
+    timestamp: Timestamp = None
+
+
+class ExposureEvent(_Input):
+    """An exposure in a batch: the user saw their assigned variant."""
+
+    type: Literal["exposure"]
+    experiment_id: UUID
+    user_id: UserId
+    event_id: EventId
+    timestamp: Timestamp = None
+    context: Context | None = None
+
+
+class ConversionEvent(_Input):
+    """A conversion in a batch."""
+
+    type: Literal["conversion"]
+    experiment_id: UUID
+    user_id: UserId
+    event_id: EventId
+    metric_name: MetricName
+    value: Value = 1.0
+    timestamp: Timestamp = None
+    metadata: Context | None = None
+
+
+BatchEvent = Annotated[ExposureEvent | ConversionEvent, Field(discriminator="type")]
+
+
+class EventBatch(_Input):
+    """Body of POST /api/v1/events."""
+
+    events: list[BatchEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class Conversion(BaseModel):
+    """A stored conversion."""
+
+    id: int
+    experiment_id: UUID
+    variant_id: UUID
+    user_id: str
+    metric_name: str
+    value: float
+    event_id: str | None
+    metadata: dict[str, Any] | None
+    occurred_at: datetime
+    received_at: datetime
+
+
+class EventResult(BaseModel):
+    """What became of one event of a batch."""
+
+    index: int
+    event_id: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    error: str | None = None
+    message: str | None = None
+
+
+class BatchResult(BaseModel):
+    """Answer to a batch: counts, and one result per event in the order sent."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]

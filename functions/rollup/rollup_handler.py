@@ -1,0 +1,29 @@
+"""RollupFunction: on an EventBridge schedule, fold new events into the rollup tables."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from abtest.db import get_database
+from abtest.observability import logger, metrics, tracer
+from abtest.repository import MetricsRepository
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Run one rollup. Safe to run twice or concurrently: runs serialise and never double count."""
+    run = MetricsRepository(get_database()).roll_up()
+    summary = {
+        "previous_horizon": run.previous_horizon,
+        "horizon": run.horizon,
+        "exposure_groups": run.exposure_groups,
+        "conversion_groups": run.conversion_groups,
+        "seconds": round(run.seconds, 3),
+        "scheduled_at": event.get("time"),
+    }
+    metrics.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
+    logger.info("rollup finished", extra=summary)
+    return summary

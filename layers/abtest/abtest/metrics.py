@@ -1,0 +1,80 @@
+"""The metrics report: per-variant, per-user statistics in the original API's shape (pure).
+
+Where it deliberately differs from the original sketch: `unique_users` counts exposed users, and
+`conversion_rate` is converting users / exposed users (the sketch divided conversion events by
+exposure events). `mean` is the mean per exposed user of the per-user total (sum / unique_users),
+the quantity a t-test on a mean metric compares. `users` and `sum_squares` are added so clients can
+compute variances. Conversions of users never exposed are not counted until they are exposed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from abtest.repository.metrics import VariantMetrics
+
+
+class MetricSummary(BaseModel):
+    count: int = Field(description="Conversion events of exposed users")
+    sum: float = Field(description="Sum of values over exposed users")
+    mean: float | None = Field(description="sum / unique_users (per exposed user); null without users")
+    conversion_rate: float | None = Field(description="users / unique_users; null without users")
+    users: int = Field(description="Exposed users with at least one conversion of this metric")
+    sum_squares: float = Field(description="Sum over exposed users of the squared per-user total")
+
+
+class VariantReport(BaseModel):
+    variant_name: str
+    weight: float
+    exposures: int = Field(description="Exposure events")
+    unique_users: int = Field(description="Exposed users")
+    conversions: dict[str, MetricSummary]
+
+
+class ExperimentMetrics(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    status: str
+    variant_metrics: dict[UUID, VariantReport] = Field(description="Keyed by variant id, in stored order")
+    computed_at: datetime
+
+
+def metrics_report(stats: VariantMetrics) -> ExperimentMetrics:
+    """Build the report; every variant lists every metric any variant has (zeros where none)."""
+    experiment = stats.experiment
+    metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
+    report: dict[UUID, VariantReport] = {}
+    for variant in experiment.variants:
+        totals = stats.variants[variant.id]
+        conversions = {}
+        for name in metric_names:
+            metric = stats.metrics.get(variant.id, {}).get(name)
+            count, total, squares, users = (
+                (metric.count, metric.sum, metric.sum_squares, metric.users) if metric else (0, 0.0, 0.0, 0)
+            )
+            exposed = totals.users
+            conversions[name] = MetricSummary(
+                count=count,
+                sum=total,
+                mean=total / exposed if exposed else None,
+                conversion_rate=users / exposed if exposed else None,
+                users=users,
+                sum_squares=squares,
+            )
+        report[variant.id] = VariantReport(
+            variant_name=variant.name,
+            weight=variant.weight,
+            exposures=totals.exposures,
+            unique_users=totals.users,
+            conversions=conversions,
+        )
+    return ExperimentMetrics(
+        experiment_id=experiment.id,
+        experiment_name=experiment.name,
+        status=experiment.status.value,
+        variant_metrics=report,
+        computed_at=datetime.now(UTC),
+    )

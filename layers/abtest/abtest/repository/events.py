@@ -1,0 +1,224 @@
+"""Conversions and batches of exposures and conversions, each written in one statement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from abtest.db import Connection, Database
+from abtest.errors import Conflict, InvalidInput
+from abtest.models import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent, Status
+from abtest.repository.experiments import not_found
+
+_CONVERSION_COLUMNS = (
+    "id, experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at, received_at"
+)
+
+# The experiment's status, the user's assignment and the insert in one round trip. Conversions count
+# while the experiment runs or is paused (late conversions of exposed users), never once completed.
+_RECORD_CONVERSION = f"""
+WITH experiment AS (
+    SELECT status FROM experiments WHERE id = %(experiment_id)s
+), assigned AS (
+    SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
+), inserted AS (
+    INSERT INTO conversions
+        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
+           %(metadata)s, COALESCE(%(occurred_at)s, now())
+    FROM assigned
+    WHERE (SELECT status FROM experiment) IN ('running', 'paused')
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING {_CONVERSION_COLUMNS}
+)
+SELECT (SELECT status FROM experiment) AS status,
+       (SELECT variant_id FROM assigned) AS assigned_variant,
+       (SELECT to_jsonb(inserted) FROM inserted) AS conversion
+"""
+
+# A whole batch in one statement: arrays in, one row out per event with what happened to it.
+_RECORD_BATCH = """
+WITH input AS (
+    SELECT *
+    FROM unnest(%(position)s::int[], %(kind)s::text[], %(experiment_id)s::uuid[], %(user_id)s::text[],
+                %(event_id)s::text[], %(occurred_at)s::timestamptz[], %(metric_name)s::text[],
+                %(value)s::float8[], %(payload)s::jsonb[])
+         AS t(position, kind, experiment_id, user_id, event_id, occurred_at, metric_name, value, payload)
+), checked AS (
+    SELECT i.*, e.status, a.variant_id
+    FROM input i
+    LEFT JOIN experiments e ON e.id = i.experiment_id
+    LEFT JOIN assignments a ON a.experiment_id = i.experiment_id AND a.user_id = i.user_id
+), new_exposures AS (
+    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at)
+    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now())
+    FROM checked
+    WHERE kind = 'exposure' AND status = 'running' AND variant_id IS NOT NULL
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING experiment_id, event_id
+), new_conversions AS (
+    INSERT INTO conversions
+        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
+           COALESCE(occurred_at, now())
+    FROM checked
+    WHERE kind = 'conversion' AND status IN ('running', 'paused') AND variant_id IS NOT NULL
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING experiment_id, event_id
+)
+SELECT c.position, c.kind, c.status, c.variant_id IS NOT NULL AS assigned,
+       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted
+FROM checked c
+LEFT JOIN new_exposures x
+       ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
+LEFT JOIN new_conversions v
+       ON c.kind = 'conversion' AND v.experiment_id = c.experiment_id AND v.event_id = c.event_id
+ORDER BY c.position
+"""
+
+_ENROLLED_STATUSES = {"exposure": {Status.RUNNING}, "conversion": {Status.RUNNING, Status.PAUSED}}
+
+
+@dataclass(frozen=True)
+class RecordedConversion:
+    conversion: Conversion
+    replayed: bool  # the same event_id was already stored: this is the stored conversion
+
+
+def _not_assigned(user_id: str) -> InvalidInput:
+    return InvalidInput(
+        f"user {user_id!r} is not assigned to this experiment; conversions count only for users "
+        "enrolled through /recommendations or /assignments",
+        code="user_not_assigned",
+        field="user_id",
+    )
+
+
+def _completed() -> Conflict:
+    return Conflict(
+        "the experiment is completed and accepts no more events",
+        code="experiment_completed",
+        field="experiment_id",
+    )
+
+
+class EventRepository:
+    """Writes of exposures and conversions."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record_conversion(self, new: ConversionIn) -> RecordedConversion:
+        """Store a conversion against the user's assigned variant (idempotent by event_id)."""
+        params = {
+            "experiment_id": new.experiment_id,
+            "user_id": new.user_id,
+            "metric_name": new.metric_name,
+            "value": new.value,
+            "event_id": new.event_id,
+            "metadata": Jsonb(new.metadata) if new.metadata is not None else None,
+            "occurred_at": new.timestamp,
+        }
+
+        def work(conn: Connection) -> RecordedConversion:
+            row = conn.execute(_RECORD_CONVERSION, params).fetchone()
+            assert row is not None  # a SELECT without FROM yields one row
+            if row["status"] is None:
+                raise not_found(new.experiment_id)
+            if row["status"] == Status.COMPLETED:
+                raise _completed()
+            if row["assigned_variant"] is None:
+                raise _not_assigned(new.user_id)
+            if row["conversion"] is not None:
+                return RecordedConversion(Conversion.model_validate(row["conversion"]), replayed=False)
+            return RecordedConversion(_stored_replay(conn, new), replayed=True)
+
+        return self._db.run(work, transaction=False)
+
+    def record_batch(self, events: Sequence[ExposureEvent | ConversionEvent]) -> list[EventResult]:
+        """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
+        results: dict[int, EventResult] = {}
+        seen: set[tuple[str, UUID, str]] = set()
+        columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "position",
+                "kind",
+                "experiment_id",
+                "user_id",
+                "event_id",
+                "occurred_at",
+                "metric_name",
+                "value",
+                "payload",
+            )
+        }
+        for position, event in enumerate(events):
+            key = (event.type, event.experiment_id, event.event_id)
+            if key in seen:  # the same event twice in one batch: the first one counts
+                results[position] = EventResult(index=position, event_id=event.event_id, status="duplicate")
+                continue
+            seen.add(key)
+            payload = event.metadata if isinstance(event, ConversionEvent) else event.context
+            for name, value in (
+                ("position", position),
+                ("kind", event.type),
+                ("experiment_id", event.experiment_id),
+                ("user_id", event.user_id),
+                ("event_id", event.event_id),
+                ("occurred_at", event.timestamp),
+                ("metric_name", event.metric_name if isinstance(event, ConversionEvent) else None),
+                ("value", event.value if isinstance(event, ConversionEvent) else None),
+                ("payload", Jsonb(payload) if payload is not None else None),
+            ):
+                columns[name].append(value)
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            return list(conn.execute(_RECORD_BATCH, columns))
+
+        rows = self._db.run(work, transaction=False) if columns["position"] else []
+        for row in rows:
+            position = row["position"]
+            results[position] = _batch_result(position, events[position].event_id, row)
+        return [results[position] for position in range(len(events))]
+
+
+def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventResult:
+    status = Status(row["status"]) if row["status"] is not None else None
+    kind = row["kind"]
+    if row["inserted"]:
+        return EventResult(index=position, event_id=event_id, status="accepted")
+    if status is None:
+        error, message = "experiment_not_found", "no experiment with this id"
+    elif status not in _ENROLLED_STATUSES[kind]:
+        error, message = (
+            ("experiment_completed", "the experiment is completed")
+            if status == Status.COMPLETED
+            else ("experiment_not_running", f"the experiment is {status.value}; {kind}s are not accepted")
+        )
+    elif not row["assigned"]:
+        error, message = "user_not_assigned", "the user is not assigned to this experiment"
+    else:
+        return EventResult(index=position, event_id=event_id, status="duplicate")
+    return EventResult(index=position, event_id=event_id, status="rejected", error=error, message=message)
+
+
+def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion:
+    """The conversion already stored under this event_id, if it is the same event."""
+    row = conn.execute(
+        f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE experiment_id = %s AND event_id = %s".encode(),
+        (new.experiment_id, new.event_id),
+    ).fetchone()
+    assert row is not None, "an insert skipped by ON CONFLICT implies the row exists"
+    stored = Conversion.model_validate(row)
+    if (stored.user_id, stored.metric_name, stored.value) != (new.user_id, new.metric_name, new.value):
+        raise Conflict(
+            "event_id was already used for a different conversion (user, metric or value differ)",
+            code="event_id_reused",
+            field="event_id",
+        )
+    return stored

@@ -1,0 +1,266 @@
+"""The scheduled rollup and the metrics read: sufficient statistics behind a transaction-id horizon.
+
+A run folds the events of every transaction with an id in [stored horizon, new horizon), where the new
+horizon is the xmin of the run's snapshot (all transactions below it have finished), so each event
+lands in exactly one run. Runs take an advisory lock: a second concurrent run waits, then finds the
+horizon moved and folds only what is newer. Reads combine the rollups with the tail above the horizon
+in one repeatable-read snapshot, so they are exact and current.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from uuid import UUID
+
+from abtest.db import Connection, Database
+from abtest.models import Experiment
+from abtest.repository.experiments import fetch_experiment
+from abtest.rollup import (
+    Fold,
+    MetricKey,
+    MetricStats,
+    NewConversions,
+    NewExposures,
+    UserKey,
+    UserMetric,
+    UserMetricKey,
+    UserState,
+    VariantKey,
+    VariantStats,
+    fold,
+)
+
+_ROLLUP_LOCK = 7_412_039_552
+
+_WINDOW_EXPOSURES = """
+SELECT experiment_id, user_id, variant_id, count(*) AS n
+FROM exposures WHERE txid >= %(low)s AND txid < %(high)s {scope}
+GROUP BY experiment_id, user_id, variant_id
+"""
+
+_WINDOW_CONVERSIONS = """
+SELECT experiment_id, user_id, metric_name, variant_id, count(*) AS n, sum(value) AS total
+FROM conversions WHERE txid >= %(low)s AND txid < %(high)s {scope}
+GROUP BY experiment_id, user_id, metric_name, variant_id
+"""
+
+
+@dataclass(frozen=True)
+class RollupRun:
+    """What one rollup run did."""
+
+    previous_horizon: int
+    horizon: int
+    exposure_groups: int
+    conversion_groups: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    """Sufficient statistics of one experiment, per variant and per variant and metric."""
+
+    experiment: Experiment
+    variants: dict[UUID, VariantStats]
+    metrics: dict[UUID, dict[str, MetricStats]]
+
+
+def _window(
+    conn: Connection, low: int, high: int | None, experiment_id: UUID | None
+) -> tuple[list[NewExposures], list[NewConversions]]:
+    scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
+    params = {
+        "low": str(low),
+        "high": str(high) if high is not None else None,
+        "experiment_id": experiment_id,
+    }
+    if high is None:  # the tail: everything above the horizon that this snapshot sees
+        params["high"] = str(2**63 - 1)
+    exposures = [
+        NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"])
+        for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope).encode(), params)
+    ]
+    conversions = [
+        NewConversions(
+            r["experiment_id"], r["user_id"], r["metric_name"], r["variant_id"], r["n"], r["total"]
+        )
+        for r in conn.execute(_WINDOW_CONVERSIONS.format(scope=scope).encode(), params)
+    ]
+    return exposures, conversions
+
+
+def _old_state(
+    conn: Connection, exposures: list[NewExposures], conversions: list[NewConversions]
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """Stored per-user state of every user the window touches."""
+    pairs = {(e.experiment_id, e.user_id) for e in exposures} | {
+        (c.experiment_id, c.user_id) for c in conversions
+    }
+    if not pairs:
+        return {}, {}
+    experiment_ids, user_ids = zip(*pairs, strict=True)
+    params = {"experiment_ids": list(experiment_ids), "user_ids": list(user_ids)}
+    touched = (
+        "(experiment_id, user_id) IN (SELECT * FROM unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]))"
+    )
+    users = {
+        (r["experiment_id"], r["user_id"]): UserState(r["variant_id"], r["exposures"])
+        for r in conn.execute(
+            f"SELECT experiment_id, user_id, variant_id, exposures FROM rollup_users"
+            f" WHERE {touched}".encode(),
+            params,
+        )
+    }
+    metrics = {
+        (r["experiment_id"], r["user_id"], r["metric_name"]): UserMetric(
+            r["variant_id"], r["count"], r["total"]
+        )
+        for r in conn.execute(
+            "SELECT experiment_id, user_id, metric_name, variant_id, count, total"
+            f" FROM rollup_user_metrics WHERE {touched}".encode(),
+            params,
+        )
+    }
+    return users, metrics
+
+
+def _store(conn: Connection, result: Fold) -> None:
+    """Write a fold: new per-user states, and deltas added to the per-variant statistics."""
+    if result.users:
+        keys, states = zip(*result.users.items(), strict=True)
+        conn.execute(
+            "INSERT INTO rollup_users (experiment_id, user_id, variant_id, exposures)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::bigint[])"
+            " ON CONFLICT (experiment_id, user_id) DO UPDATE SET exposures = EXCLUDED.exposures",
+            (
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [s.variant_id for s in states],
+                [s.exposures for s in states],
+            ),
+        )
+    if result.user_metrics:
+        keys3, values = zip(*result.user_metrics.items(), strict=True)
+        conn.execute(
+            "INSERT INTO rollup_user_metrics (experiment_id, user_id, metric_name, variant_id, count, total)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[],"
+            " %s::bigint[], %s::float8[])"
+            " ON CONFLICT (experiment_id, user_id, metric_name)"
+            " DO UPDATE SET count = EXCLUDED.count, total = EXCLUDED.total",
+            (
+                [k[0] for k in keys3],
+                [k[1] for k in keys3],
+                [k[2] for k in keys3],
+                [v.variant_id for v in values],
+                [v.count for v in values],
+                [v.total for v in values],
+            ),
+        )
+    if result.variants:
+        vkeys, deltas = zip(*result.variants.items(), strict=True)
+        conn.execute(
+            "INSERT INTO rollup_variants AS r (experiment_id, variant_id, exposures, users)"
+            " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT (experiment_id, variant_id) DO UPDATE"
+            " SET exposures = r.exposures + EXCLUDED.exposures, users = r.users + EXCLUDED.users",
+            (
+                [k[0] for k in vkeys],
+                [k[1] for k in vkeys],
+                [d.exposures for d in deltas],
+                [d.users for d in deltas],
+            ),
+        )
+    if result.metrics:
+        mkeys, mdeltas = zip(*result.metrics.items(), strict=True)
+        conn.execute(
+            "INSERT INTO rollup_metrics AS r"
+            " (experiment_id, variant_id, metric_name, count, sum, sum_squares, users)"
+            " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::bigint[], %s::float8[],"
+            " %s::float8[], %s::bigint[])"
+            " ON CONFLICT (experiment_id, variant_id, metric_name) DO UPDATE"
+            " SET count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,"
+            " sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users",
+            (
+                [k[0] for k in mkeys],
+                [k[1] for k in mkeys],
+                [k[2] for k in mkeys],
+                [d.count for d in mdeltas],
+                [d.sum for d in mdeltas],
+                [d.sum_squares for d in mdeltas],
+                [d.users for d in mdeltas],
+            ),
+        )
+
+
+class MetricsRepository:
+    """Rollup runs and exact metric reads."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def roll_up(self) -> RollupRun:
+        """Fold every finished transaction's events since the last run into the rollup tables."""
+        started = time.perf_counter()
+
+        def work(conn: Connection) -> RollupRun:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLUP_LOCK,))
+            row = conn.execute(
+                "SELECT horizon::text::bigint AS low,"
+                " pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS high"
+                " FROM rollup_state FOR UPDATE"
+            ).fetchone()
+            assert row is not None, "migration 0003 inserts the rollup_state row"
+            low, high = int(row["low"]), int(row["high"])
+            exposures, conversions = _window(conn, low, high, None)
+            old_users, old_metrics = _old_state(conn, exposures, conversions)
+            _store(conn, fold(old_users, old_metrics, exposures, conversions))
+            conn.execute(
+                "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
+                (str(high),),
+            )
+            return RollupRun(low, high, len(exposures), len(conversions), time.perf_counter() - started)
+
+        return self._db.run(work)
+
+    def variant_metrics(self, experiment_id: UUID) -> VariantMetrics:
+        """Exact statistics now: the rollups plus the events above the horizon, in one snapshot."""
+
+        def work(conn: Connection) -> VariantMetrics:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            experiment = fetch_experiment(conn, experiment_id)
+            row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
+            assert row is not None
+            variants: dict[UUID, VariantStats] = {v.id: VariantStats() for v in experiment.variants}
+            metrics: dict[UUID, dict[str, MetricStats]] = {v.id: {} for v in experiment.variants}
+            for r in conn.execute(
+                "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
+                (experiment_id,),
+            ):
+                variants[r["variant_id"]] = VariantStats(r["exposures"], r["users"])
+            for r in conn.execute(
+                "SELECT variant_id, metric_name, count, sum, sum_squares, users"
+                " FROM rollup_metrics WHERE experiment_id = %s",
+                (experiment_id,),
+            ):
+                metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
+                    r["count"], r["sum"], r["sum_squares"], r["users"]
+                )
+            exposures, conversions = _window(conn, int(row["horizon"]), None, experiment_id)
+            old_users, old_metrics = _old_state(conn, exposures, conversions)
+            tail = fold(old_users, old_metrics, exposures, conversions)
+            _apply(tail, variants, metrics)
+            return VariantMetrics(experiment, variants, metrics)
+
+        return self._db.run(work)
+
+
+def _apply(
+    tail: Fold, variants: dict[UUID, VariantStats], metrics: dict[UUID, dict[str, MetricStats]]
+) -> None:
+    variant_key: VariantKey
+    for variant_key, delta in tail.variants.items():
+        variants.setdefault(variant_key[1], VariantStats()).add(delta)
+    metric_key: MetricKey
+    for metric_key, mdelta in tail.metrics.items():
+        metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
