@@ -38,6 +38,12 @@ def test_readme_examples_create_list_get_and_start_an_experiment(http: Http) -> 
     assert experiment["name"] == "recommendation_algorithm_test"
     assert experiment["status"] == "running"
     assert [v["config"] for v in experiment["variants"]] == [{"lora_boost": 0.3}, {"lora_boost": 0.5}]
+    _, _, lookup = http.request("GET", f"/api/v1/experiments/{experiment['id']}/assignments/user-4")
+    assert lookup["experiment_variant"] == "recommendation_algorithm_test:treatment"
+    _, _, report = http.request("GET", f"/api/v1/experiments/{experiment['id']}/metrics")
+    treatment = report["variant_metrics"][experiment["variants"][1]["id"]]
+    assert treatment["unique_users"] == 1
+    assert treatment["conversions"]["click"]["count"] == 1
 
 
 def test_create_get_and_start_over_http(http: Http) -> None:
