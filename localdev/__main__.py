@@ -25,6 +25,9 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_LOG_LEVEL": "INFO",
     # Locally, a started or paused experiment should show up at once, not after the AWS default TTL.
     "EXPERIMENT_CACHE_TTL_SECONDS": "1",
+    # "Local, no auth": scopes are not checked, and the server refuses to bind beyond 127.0.0.1.
+    # Start it with --auth jwt to check development tokens (python -m localdev token) instead.
+    "AUTH_MODE": "none",
 }
 
 
@@ -66,13 +69,28 @@ def invoke(function: str, event_file: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev")
-    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke"])
+    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke", "token"])
     parser.add_argument("function", nargs="?", help="invoke: logical id in template.yaml")
     parser.add_argument("event", nargs="?", help="invoke: path of an event JSON file (see events/)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--database", default="abtest", help="local database name (default abtest)")
+    parser.add_argument(
+        "--auth",
+        choices=["none", "jwt"],
+        default="none",
+        help="none: local, no auth (127.0.0.1 only); jwt: check scopes of development tokens",
+    )
+    parser.add_argument("--scopes", default="admin,read,ingest", help="token: comma-separated scopes")
     args = parser.parse_args(argv)
+    if args.command == "token":
+        from localdev.auth import development_token
+
+        print(development_token(args.scopes.split(",")))
+        return 0
+    if args.command == "serve" and args.auth == "none" and args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("--auth none serves without any access control: it binds to 127.0.0.1 only")
+    os.environ["AUTH_MODE"] = args.auth
     if args.command == "invoke" and not (args.function and args.event):
         parser.error(
             "invoke needs FUNCTION and EVENT_FILE (e.g. ExperimentsFunction events/list_experiments.json)"
@@ -89,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from localdev.server import serve
 
-        serve(args.host, args.port)
+        serve(args.host, args.port, check_tokens=args.auth == "jwt")
     return 0
 
 

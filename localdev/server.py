@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from localdev.auth import authorizer_context
 from localdev.lambda_events import LocalLambdaContext, http_api_event
 from localdev.template import Route, http_routes, match
 
@@ -28,9 +29,12 @@ class PooledHTTPServer(HTTPServer):
     request_queue_size = 256
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], routes: list[Route], workers: int = 8) -> None:
+    def __init__(
+        self, address: tuple[str, int], routes: list[Route], workers: int = 8, check_tokens: bool = False
+    ) -> None:
         super().__init__(address, LambdaProxyHandler)
         self.routes = routes
+        self.check_tokens = check_tokens
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -83,6 +87,9 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             headers=dict(self.headers.items()),
             body=body,
             source_ip=self.client_address[0],
+            authorizer=authorizer_context(self.headers.get("Authorization"))
+            if self.server.check_tokens
+            else None,
         )
         try:
             result = route.load()(event, LocalLambdaContext(function_name=route.function))
@@ -114,12 +121,12 @@ def _http_response(result: Any) -> tuple[int, dict[str, str], bytes]:
     return int(result["statusCode"]), headers, raw
 
 
-def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 8) -> None:
+def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 8, check_tokens: bool = False) -> None:
     """Serve every route of template.yaml until interrupted."""
     routes = http_routes()
     for route in routes:
         route.load()  # fail at start-up, not on the first request, if a handler cannot import
-    server = PooledHTTPServer((host, port), routes, workers=workers)
+    server = PooledHTTPServer((host, port), routes, workers=workers, check_tokens=check_tokens)
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {len(routes)} routes on http://{bound_host!s}:{bound_port}", flush=True)
     for route in sorted(routes, key=lambda r: (r.path, r.method)):

@@ -11,8 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.api import API_PREFIX, create_app
+from abtest.api import API_PREFIX, create_app, forbidden
 from abtest.assignment import Reason, experiment_variant_tag
+from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.models import RECOMMENDATIONS_SURFACE, Context, Surface, UserId
 from abtest.observability import logger, metrics, tracer
@@ -21,6 +22,13 @@ from abtest.serving import Assignment, Server
 from abtest.settings import get_settings
 
 app = create_app()
+
+# Scope each route needs (the template's JWT authorizer declares the same; a test checks it).
+ROUTE_SCOPES: dict[str, Scope] = {
+    "POST /api/v1/recommendations": "ingest",
+    "POST /api/v1/assignments": "ingest",
+    "GET /api/v1/experiments/{experiment_id}/assignments/{user_id}": "read",
+}
 
 
 class RecommendationRequest(BaseModel):
@@ -176,4 +184,4 @@ def stored_assignment(
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)

@@ -7,7 +7,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app
+from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.errors import Conflict, InvalidInput
 from abtest.models import BatchResult, Conversion, ConversionIn, EventBatch
@@ -15,6 +16,12 @@ from abtest.observability import logger, metrics, tracer
 from abtest.repository import EventRepository
 
 app = create_app()
+
+# Scope each route needs (the template's JWT authorizer declares the same; a test checks it).
+ROUTE_SCOPES: dict[str, Scope] = {
+    "POST /api/v1/experiments/conversions": "ingest",
+    "POST /api/v1/events": "ingest",
+}
 
 
 def events() -> EventRepository:
@@ -80,4 +87,4 @@ def record_events(body: EventBatch) -> BatchResult:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)

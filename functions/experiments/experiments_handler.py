@@ -8,7 +8,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app
+from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.models import (
     EXPERIMENT_NAME_PATTERN,
@@ -24,6 +25,16 @@ from abtest.observability import logger, metrics, tracer
 from abtest.repository import ExperimentRepository
 
 app = create_app()
+
+# Scope each route needs (the template's JWT authorizer declares the same; a test checks it).
+ROUTE_SCOPES: dict[str, Scope] = {
+    "POST /api/v1/experiments": "admin",
+    "GET /api/v1/experiments": "read",
+    "GET /api/v1/experiments/{experiment_id}": "read",
+    "PATCH /api/v1/experiments/{experiment_id}": "admin",
+    "DELETE /api/v1/experiments/{experiment_id}": "admin",
+    "PUT /api/v1/experiments/{experiment_id}/status": "admin",
+}
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
 StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
@@ -97,4 +108,4 @@ def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)

@@ -7,13 +7,19 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app
+from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.metrics import ExperimentMetrics, metrics_report
 from abtest.observability import logger, metrics, tracer
 from abtest.repository import MetricsRepository
 
 app = create_app()
+
+# Scope each route needs (the template's JWT authorizer declares the same; a test checks it).
+ROUTE_SCOPES: dict[str, Scope] = {
+    "GET /api/v1/experiments/{experiment_id}/metrics": "read",
+}
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/metrics")
@@ -26,4 +32,4 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)

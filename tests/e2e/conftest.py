@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -37,9 +38,12 @@ class Http:
         *,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers=headers or {}
+        )
         if data is not None:
             request.add_header("Content-Type", content_type)
         try:
@@ -50,12 +54,13 @@ class Http:
         return status, headers, json.loads(payload) if payload else None
 
 
-@pytest.fixture(scope="session")
-def server(database_url: str) -> Iterator[Http]:
+@contextlib.contextmanager
+def start_server(database_url: str, *args: str) -> Iterator[Http]:
+    """Run `python -m localdev serve` on a free port until the block ends."""
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "POWERTOOLS_LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev", "serve", "--port", str(port)],
+        [sys.executable, "-m", "localdev", "serve", "--port", str(port), *args],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -66,19 +71,29 @@ def server(database_url: str) -> Iterator[Http]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"{http.base_url}/api/v1/experiments", timeout=2):
+            with urllib.request.urlopen(f"{http.base_url}/api/v1/nowhere", timeout=2):
                 break
+        except urllib.error.HTTPError:
+            break  # the server answers (404 for an unknown route)
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 output = process.stdout.read() if process.stdout else ""
                 raise RuntimeError(f"local server did not start:\n{output}") from None
             time.sleep(0.2)
-    yield http
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield http
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str) -> Iterator[Http]:
+    with start_server(database_url) as http:
+        yield http
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -95,3 +96,35 @@ def test_concurrent_creates_all_land(http: Http) -> None:
     assert statuses == [201] * 40
     _, _, page = http.request("GET", "/api/v1/experiments?status=all&limit=100")
     assert len(page["experiments"]) == 40
+
+
+def test_jwt_mode_checks_development_tokens(database_url: str) -> None:
+    from localdev.auth import development_token
+    from tests.e2e.conftest import start_server
+
+    with start_server(database_url, "--auth", "jwt") as http:
+        assert http.request("GET", "/api/v1/experiments")[0] == 403
+        read = {"Authorization": f"Bearer {development_token(['read'])}"}
+        admin = {"Authorization": f"Bearer {development_token(['admin'])}"}
+        assert http.request("GET", "/api/v1/experiments", headers=read)[0] == 200
+        status, _, body = http.request(
+            "POST", "/api/v1/experiments", experiment_body(name="jwt_mode"), headers=read
+        )
+        assert (status, body["error"], body["scope"]) == (403, "insufficient_scope", "admin")
+        status, _, _ = http.request(
+            "POST", "/api/v1/experiments", experiment_body(name="jwt_mode"), headers=admin
+        )
+        assert status == 201
+
+
+def test_no_auth_mode_refuses_to_bind_beyond_loopback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "localdev", "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "127.0.0.1 only" in result.stderr

@@ -27,8 +27,23 @@ class ApiResponse:
         return f"ApiResponse({self.status}, {self.json!r})"
 
 
+ALL_SCOPES = ("abtest/admin", "abtest/read", "abtest/ingest")
+
+
+def authorizer(scopes: tuple[str, ...]) -> dict[str, Any]:
+    """The context API Gateway's JWT authorizer adds for a token with these scopes."""
+    claims = {"sub": "test-client", "scope": " ".join(scopes), "iss": "https://issuer.example"}
+    return {"jwt": {"claims": claims, "scopes": list(scopes)}}
+
+
 def call(
-    method: str, path: str, body: Any = None, *, query: str = "", raw_body: str | None = None
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    query: str = "",
+    raw_body: str | None = None,
+    scopes: tuple[str, ...] = ALL_SCOPES,
 ) -> ApiResponse:
     """Route like API Gateway (from template.yaml) and invoke the handler with a v2 event."""
     found = match(ROUTES, method, path)
@@ -43,6 +58,7 @@ def call(
         query=query,
         headers={"content-type": "application/json"},
         body=payload,
+        authorizer=authorizer(scopes),
     )
     return ApiResponse(route.load()(event, LocalLambdaContext(function_name=route.function)))
 

@@ -7,15 +7,18 @@ Error bodies are stable and machine-readable:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 
+from abtest.auth import Scope, missing_scope
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
 from abtest.observability import logger, metrics
+from abtest.settings import get_settings
 
 API_PREFIX = "/api/v1"
 
@@ -72,6 +75,23 @@ def _unsupported_media_type(app: APIGatewayHttpResolver) -> Response[dict[str, A
             "content-type",
         )
     return None
+
+
+def forbidden(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[str, Any] | None:
+    """A 403 proxy response if the request lacks its route's scope (skipped when AUTH_MODE=none)."""
+    if get_settings().auth_mode == "none":
+        return None
+    scope = missing_scope(event, route_scopes)
+    if scope is None:
+        return None
+    logger.info("request refused: missing scope", extra={"route": event.get("routeKey"), "scope": scope})
+    body = {"error": "insufficient_scope", "message": f"this route needs the '{scope}' scope", "scope": scope}
+    return {
+        "statusCode": 403,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
 
 
 def create_app() -> APIGatewayHttpResolver:

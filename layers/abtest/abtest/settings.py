@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +28,9 @@ class Settings(BaseModel):
     # How long a container trusts its copy of the running experiments and of the catalog.
     experiment_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=3600)
     catalog_cache_ttl_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    # "jwt": every route needs its scope in the API Gateway JWT authorizer context (AWS).
+    # "none": no checks; only the local server sets it, and then it binds to 127.0.0.1 only.
+    auth_mode: Literal["jwt", "none"] = "jwt"
 
 
 _ENV_NAMES = {
@@ -43,6 +47,7 @@ _ENV_NAMES = {
     "aws_region": "AWS_REGION",
     "experiment_cache_ttl_seconds": "EXPERIMENT_CACHE_TTL_SECONDS",
     "catalog_cache_ttl_seconds": "CATALOG_CACHE_TTL_SECONDS",
+    "auth_mode": "AUTH_MODE",
 }
 
 
