@@ -6,11 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: install run migrate seed invoke test lint format typecheck unit integration e2e clean
+.PHONY: install run migrate seed openapi invoke test lint format typecheck unit integration e2e clean
 
 $(STAMP): pyproject.toml layers/abtest/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+	# Test-only reference engine; it pins numpy<2, which the parts the tests use do not need.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'gbstats==0.8.0'
 	rm -rf build *.egg-info
 	touch $@
 
@@ -21,6 +23,9 @@ run: $(STAMP) ## serve the whole API locally on 127.0.0.1:$(PORT)
 
 migrate: $(STAMP) ## apply the SQL migrations to the local database
 	$(BIN)/python -m localdev migrate
+
+openapi: $(STAMP) ## regenerate openapi.json from the handlers
+	$(BIN)/python -m localdev openapi
 
 seed: $(STAMP) ## (re)load the reproducible demo catalog
 	$(BIN)/python -m localdev seed

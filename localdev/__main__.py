@@ -21,7 +21,6 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "abtest-local",
     "POWERTOOLS_METRICS_NAMESPACE": "ABTestLocal",
     "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "INFO",
     # Locally, a started or paused experiment should show up at once, not after the AWS default TTL.
     "EXPERIMENT_CACHE_TTL_SECONDS": "1",
@@ -69,7 +68,7 @@ def invoke(function: str, event_file: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev")
-    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke", "token"])
+    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke", "token", "openapi"])
     parser.add_argument("function", nargs="?", help="invoke: logical id in template.yaml")
     parser.add_argument("event", nargs="?", help="invoke: path of an event JSON file (see events/)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -83,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scopes", default="admin,read,ingest", help="token: comma-separated scopes")
     args = parser.parse_args(argv)
+    if args.command == "openapi":
+        from localdev.openapi import SPEC_PATH, write
+
+        for folder in reversed(layer_paths()):
+            sys.path.insert(0, str(folder))
+        write()
+        print(f"wrote {SPEC_PATH.relative_to(PROJECT_ROOT)}")
+        return 0
     if args.command == "token":
         from localdev.auth import development_token
 

@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 
 from localdev.auth import authorizer_context
 from localdev.lambda_events import LocalLambdaContext, http_api_event
+from localdev.openapi import build_spec, render
 from localdev.template import Route, http_routes, match
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+OPENAPI_PATH = "/api/v1/openapi.json"  # served by the local server only
 
 
 class PooledHTTPServer(HTTPServer):
@@ -30,11 +32,12 @@ class PooledHTTPServer(HTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], routes: list[Route], workers: int = 8, check_tokens: bool = False
+        self, address: tuple[str, int], routes: list[Route], workers: int = 16, check_tokens: bool = False
     ) -> None:
         super().__init__(address, LambdaProxyHandler)
         self.routes = routes
         self.check_tokens = check_tokens
+        self.openapi = render(build_spec()).encode()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -56,22 +59,41 @@ class PooledHTTPServer(HTTPServer):
 class LambdaProxyHandler(BaseHTTPRequestHandler):
     server: PooledHTTPServer
     server_version = "abtest-local"
+    # A client that announces more body than it sends must not hold a worker forever.
+    timeout = 10
 
     def do_GET(self) -> None:
         self._proxy()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET  # noqa: N815
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, ...) is routed like API Gateway does: no route, JSON 404.
+        if name.startswith("do_"):
+            return self._proxy
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors (malformed request line, oversized headers) as JSON, not HTML."""
+        body = json.dumps({"error": "bad_request", "message": message or explain or "bad request"}).encode()
+        self.close_connection = True
+        self._send(code, {"Content-Type": "application/json", "Connection": "close"}, body)
+
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def _proxy(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(413, {"Content-Type": "application/json"}, b'{"message":"Request Entity Too Large"}')
+        try:
+            body = self._read_body()
+        except ValueError as exc:
+            self.close_connection = True
+            error = json.dumps({"error": "bad_request", "message": str(exc)}).encode()
+            self._send(400 if "length" in str(exc) else 413, {"Content-Type": "application/json"}, error)
             return
-        body = self.rfile.read(length) if length else None
+        if self.command == "GET" and url.path == OPENAPI_PATH:
+            self._send(200, {"Content-Type": "application/json"}, self.server.openapi)
+            return
         found = match(self.server.routes, self.command, url.path)
         if found is None:
             payload = {"error": "route_not_found", "message": f"no route for {self.command} {url.path}"}
@@ -99,6 +121,32 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             return
         self._send(*_http_response(result))
 
+    def _read_body(self) -> bytes | None:
+        """The request body, whether sent with Content-Length or chunked (as API Gateway accepts)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                total += size
+                if total > MAX_BODY_BYTES:
+                    raise ValueError("the body exceeds 10 MB")
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks) or None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ValueError("invalid Content-Length") from None
+        if length < 0:
+            raise ValueError("invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise ValueError("the body exceeds 10 MB")
+        return self.rfile.read(length) if length else None
+
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
         for name, value in headers.items():
@@ -121,7 +169,7 @@ def _http_response(result: Any) -> tuple[int, dict[str, str], bytes]:
     return int(result["statusCode"]), headers, raw
 
 
-def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 8, check_tokens: bool = False) -> None:
+def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 16, check_tokens: bool = False) -> None:
     """Serve every route of template.yaml until interrupted."""
     routes = http_routes()
     for route in routes:

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.api import API_PREFIX, create_app, documented, refuse
 from abtest.assignment import Reason, experiment_variant_tag
 from abtest.auth import Scope
 from abtest.db import get_database
@@ -109,7 +109,7 @@ def _count(assignment: Assignment | None) -> None:
         metrics.add_metric(name="ExposureRecorded", unit=MetricUnit.Count, value=1)
 
 
-@app.post(f"{API_PREFIX}/recommendations")
+@app.post(f"{API_PREFIX}/recommendations", responses=documented(200, RecommendationResponse, 400, 415))
 @tracer.capture_method
 def recommendations(body: RecommendationRequest) -> RecommendationResponse:
     result = server().recommendations(body.user_id, body.limit, surface=body.surface, context=body.context)
@@ -133,7 +133,7 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
     )
 
 
-@app.post(f"{API_PREFIX}/assignments")
+@app.post(f"{API_PREFIX}/assignments", responses=documented(200, AssignmentResponse, 400, 404, 415))
 @tracer.capture_method
 def assign(body: AssignmentRequest) -> AssignmentResponse:
     result = server().assign(
@@ -154,7 +154,10 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
     )
 
 
-@app.get(f"{API_PREFIX}/experiments/<experiment_id>/assignments/<user_id>")
+@app.get(
+    f"{API_PREFIX}/experiments/<experiment_id>/assignments/<user_id>",
+    responses=documented(200, StoredAssignmentResponse, 404),
+)
 @tracer.capture_method
 def stored_assignment(
     experiment_id: Annotated[UUID, Path()],
@@ -184,4 +187,4 @@ def stored_assignment(
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)
+    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.api import API_PREFIX, create_app, documented, refuse
 from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.errors import Conflict, InvalidInput
@@ -28,7 +28,7 @@ def events() -> EventRepository:
     return EventRepository(get_database())
 
 
-@app.post(f"{API_PREFIX}/experiments/conversions")
+@app.post(f"{API_PREFIX}/experiments/conversions", responses=documented(201, Conversion, 400, 404, 409, 415))
 @tracer.capture_method
 def record_conversion(body: ConversionIn) -> Response[Conversion]:
     try:
@@ -58,7 +58,7 @@ def record_conversion(body: ConversionIn) -> Response[Conversion]:
     )
 
 
-@app.post(f"{API_PREFIX}/events")
+@app.post(f"{API_PREFIX}/events", responses=documented(200, BatchResult, 400, 415))
 @tracer.capture_method
 def record_events(body: EventBatch) -> BatchResult:
     results = events().record_batch(body.events)
@@ -87,4 +87,4 @@ def record_events(body: EventBatch) -> BatchResult:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)
+    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app, forbidden
+from abtest.api import API_PREFIX, create_app, documented, refuse
 from abtest.auth import Scope
 from abtest.db import get_database
 from abtest.models import (
@@ -45,7 +45,7 @@ def experiments() -> ExperimentRepository:
     return ExperimentRepository(get_database())
 
 
-@app.post(f"{API_PREFIX}/experiments")
+@app.post(f"{API_PREFIX}/experiments", responses=documented(201, Experiment, 400, 409, 415))
 @tracer.capture_method
 def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
     check_variant_configs(body.surface, [variant.config for variant in body.variants])
@@ -59,7 +59,7 @@ def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
     )
 
 
-@app.get(f"{API_PREFIX}/experiments")
+@app.get(f"{API_PREFIX}/experiments", responses=documented(200, ExperimentPage))
 @tracer.capture_method
 def list_experiments(
     status: Annotated[StatusFilter, Query(description="One status, or all")] = "running",
@@ -71,13 +71,15 @@ def list_experiments(
     return experiments().list(status=wanted, name=name, limit=limit, cursor=cursor)
 
 
-@app.get(f"{API_PREFIX}/experiments/<experiment_id>")
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(200, Experiment, 404))
 @tracer.capture_method
 def get_experiment(experiment_id: ExperimentId) -> Experiment:
     return experiments().get(experiment_id)
 
 
-@app.patch(f"{API_PREFIX}/experiments/<experiment_id>")
+@app.patch(
+    f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(200, Experiment, 400, 404, 409, 415)
+)
 @tracer.capture_method
 def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Experiment:
     experiment = experiments().update(experiment_id, body)
@@ -85,7 +87,10 @@ def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Exp
     return experiment
 
 
-@app.put(f"{API_PREFIX}/experiments/<experiment_id>/status")
+@app.put(
+    f"{API_PREFIX}/experiments/<experiment_id>/status",
+    responses=documented(200, Experiment, 400, 404, 409, 415),
+)
 @tracer.capture_method
 def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment:
     experiment = experiments().change_status(experiment_id, body.status)
@@ -96,7 +101,7 @@ def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment
     return experiment
 
 
-@app.delete(f"{API_PREFIX}/experiments/<experiment_id>")
+@app.delete(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(204, None, 404, 409))
 @tracer.capture_method
 def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
     experiments().delete(experiment_id)
@@ -108,4 +113,4 @@ def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return forbidden(event, ROUTE_SCOPES) or app.resolve(event, context)
+    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)

@@ -8,14 +8,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from abtest.db import get_database
 from abtest.observability import logger, metrics, tracer
 from abtest.repository import MetricsRepository
+from abtest.results import srm_verdict
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Run one rollup. Safe to run twice or concurrently: runs serialise and never double count."""
-    run = MetricsRepository(get_database()).roll_up()
+    """Run one rollup, then check every running experiment for a sample ratio mismatch.
+
+    Safe to run twice or concurrently: runs serialise and never double count.
+    """
+    repository = MetricsRepository(get_database())
+    run = repository.roll_up()
     summary = {
         "previous_horizon": run.previous_horizon,
         "horizon": run.horizon,
@@ -25,5 +30,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "scheduled_at": event.get("time"),
     }
     metrics.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
+    mismatched = []
+    for experiment, users in repository.running_allocations():
+        verdict = srm_verdict(users, [variant.weight for variant in experiment.variants])
+        if verdict.flag:
+            mismatched.append(str(experiment.id))
+            logger.warning(
+                "sample ratio mismatch",
+                extra={"experiment_id": str(experiment.id), "p_value": verdict.p_value, "users": users},
+            )
+    if mismatched:
+        metrics.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(mismatched))
+    summary["srm_detected"] = mismatched
     logger.info("rollup finished", extra=summary)
     return summary

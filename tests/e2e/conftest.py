@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -59,11 +60,13 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
     """Run `python -m localdev serve` on a free port until the block ends."""
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    # The server's log goes to a file: an unread pipe would fill up and block the server.
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
         [sys.executable, "-m", "localdev", "serve", "--port", str(port), *args],
         cwd=PROJECT_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -77,8 +80,8 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
             break  # the server answers (404 for an unknown route)
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"local server did not start:\n{output}") from None
+                log.seek(0)
+                raise RuntimeError(f"local server did not start:\n{log.read()}") from None
             time.sleep(0.2)
     try:
         yield http
@@ -88,6 +91,7 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ConfigDict, Field
 
 from abtest.auth import Scope, missing_scope
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
@@ -21,6 +27,48 @@ from abtest.observability import logger, metrics
 from abtest.settings import get_settings
 
 API_PREFIX = "/api/v1"
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code, a message, and the field at fault where one applies."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="Stable machine-readable code, e.g. experiment_not_found")
+    message: str
+    field: str | None = None
+    errors: list[FieldProblem] | None = Field(default=None, description="Every validation problem")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON",
+    403: "The token lacks the route's scope",
+    404: "Not found",
+    409: "Conflicts with the stored state",
+    415: "The body is not JSON",
+    422: "Invalid input; `field` names it",
+    503: "Database unavailable; retry",
+}
+
+
+def documented(status: int, model: Any, *errors: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI responses of a route: its success and the errors it can answer (403, 422 and 503 always)."""
+    responses: dict[int, OpenAPIResponse] = {}
+    if model is None:
+        responses[status] = {"description": "Success, no content"}
+    else:
+        responses[status] = {"description": "Success", "content": {"application/json": {"model": model}}}
+    for code in sorted({403, 422, 503, *errors}):
+        responses[code] = {
+            "description": _ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return responses
 
 
 def error_response(
@@ -63,35 +111,38 @@ def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]
     )
 
 
-def _unsupported_media_type(app: APIGatewayHttpResolver) -> Response[dict[str, Any]] | None:
-    """The API speaks JSON only. Powertools parses a form-encoded body (curl -d's default) as form
-    fields, which would fail with confusing field errors; name the real problem instead."""
-    content_type = app.current_event.headers.get("content-type", "").strip().lower()
-    if app.current_event.body and content_type and not content_type.startswith("application/json"):
-        return error_response(
-            415,
-            "unsupported_media_type",
-            f"request bodies must be JSON (Content-Type: application/json), not {content_type}",
-            "content-type",
-        )
-    return None
-
-
-def forbidden(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[str, Any] | None:
-    """A 403 proxy response if the request lacks its route's scope (skipped when AUTH_MODE=none)."""
-    if get_settings().auth_mode == "none":
-        return None
-    scope = missing_scope(event, route_scopes)
-    if scope is None:
-        return None
-    logger.info("request refused: missing scope", extra={"route": event.get("routeKey"), "scope": scope})
-    body = {"error": "insufficient_scope", "message": f"this route needs the '{scope}' scope", "scope": scope}
+def _proxy_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {
-        "statusCode": 403,
+        "statusCode": status,
         "headers": {"Content-Type": "application/json"},
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
+
+
+def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[str, Any] | None:
+    """The proxy response for a request refused before routing, or None to go on.
+
+    403 when the token lacks the route's scope (unless AUTH_MODE=none); 415 when a body is sent
+    as anything but JSON. Checked here because Powertools validates the body before any middleware,
+    and would parse a form or multipart body into confusing errors (or fail on a malformed one).
+    """
+    if get_settings().auth_mode != "none":
+        scope = missing_scope(event, route_scopes)
+        if scope is not None:
+            logger.info(
+                "request refused: missing scope", extra={"route": event.get("routeKey"), "scope": scope}
+            )
+            message = f"this route needs the '{scope}' scope"
+            return _proxy_error(403, {"error": "insufficient_scope", "message": message, "scope": scope})
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "").strip().lower()
+    if event.get("body") and content_type and not content_type.startswith("application/json"):
+        message = f"request bodies must be JSON (Content-Type: application/json), not {content_type}"
+        return _proxy_error(
+            415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
+        )
+    return None
 
 
 def create_app() -> APIGatewayHttpResolver:
@@ -100,7 +151,13 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:
-        return _unsupported_media_type(app) or _validation_response(exc)
+        return _validation_response(exc)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_content_type(_exc: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
+        content_type = app.current_event.headers.get("content-type", "")
+        message = f"request bodies must be JSON (Content-Type: application/json), not {content_type}"
+        return error_response(415, "unsupported_media_type", message, "content-type")
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(_exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
@@ -111,6 +168,15 @@ def create_app() -> APIGatewayHttpResolver:
     def _not_encodable(_exc: UnicodeEncodeError) -> Response[dict[str, Any]]:
         # JSON may carry lone surrogates ("\ud800") that no UTF-8 database column can store.
         message = "text fields must be valid Unicode (no lone surrogates)"
+        return error_response(
+            422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
+        )
+
+    @app.exception_handler(psycopg.DataError)
+    def _unstorable(exc: psycopg.DataError) -> Response[dict[str, Any]]:
+        # Input the models let through but PostgreSQL cannot store, e.g. NUL inside free text or JSON.
+        logger.info("value refused by the database", extra={"reason": str(exc)})
+        message = "a value cannot be stored (text may not contain NUL characters)"
         return error_response(
             422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
         )

@@ -69,11 +69,14 @@ MAX_CONTEXT_BYTES = 4096
 
 
 def _utf8(value: str) -> str:
-    # json.loads accepts lone surrogates ("\ud800"); they cannot be hashed or stored as UTF-8.
+    # json.loads accepts lone surrogates ("\ud800") and NUL ("\u0000"): neither can be hashed
+    # reproducibly nor stored in a PostgreSQL text column.
     try:
         value.encode()
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
     return value
 
 

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from abtest.db import Connection, Database
 from abtest.models import Experiment
-from abtest.repository.experiments import fetch_experiment
+from abtest.repository.experiments import SELECT_EXPERIMENT, fetch_experiment
 from abtest.rollup import (
     Fold,
     MetricKey,
@@ -222,6 +222,25 @@ class MetricsRepository:
             return RollupRun(low, high, len(exposures), len(conversions), time.perf_counter() - started)
 
         return self._db.run(work)
+
+    def running_allocations(self) -> list[tuple[Experiment, list[int]]]:
+        """Every running experiment with its rolled-up exposed users per variant, in stored order."""
+
+        def work(conn: Connection) -> list[tuple[Experiment, list[int]]]:
+            experiments = [
+                Experiment.model_validate(row)
+                for row in conn.execute((SELECT_EXPERIMENT + " WHERE e.status = 'running'").encode())
+            ]
+            users: dict[UUID, int] = {
+                r["variant_id"]: r["users"]
+                for r in conn.execute(
+                    "SELECT r.variant_id, r.users FROM rollup_variants r"
+                    " JOIN experiments e ON e.id = r.experiment_id WHERE e.status = 'running'"
+                )
+            }
+            return [(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
+
+        return self._db.run(work, transaction=False)
 
     def variant_metrics(self, experiment_id: UUID) -> VariantMetrics:
         """Exact statistics now: the rollups plus the events above the horizon, in one snapshot."""

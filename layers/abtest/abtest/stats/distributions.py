@@ -1,7 +1,7 @@
 """Normal, Student t and chi-squared distribution functions in pure Python.
 
 scipy.stats is what one would normally use, but importing it costs about 0.7 s of Lambda cold start, so
-the few functions the tests need are implemented here from the standard library (`math.erfc`,
+the few functions the A/B tests need are implemented here from the standard library (`math.erfc`,
 `math.lgamma`, `math.log1p`). Target accuracy is about 1e-13 relative over the ranges the A/B tests use
 (probabilities down to 1e-300, Student t degrees of freedom from 1 to 1e9); the unit tests check every
 function against scipy.
@@ -14,6 +14,9 @@ Sources:
 - log B(a, b) for large arguments: Stirling's series (Abramowitz & Stegun 6.1.41) arranged so that the
   large terms cancel analytically, as in DiDonato & Morris (1992, TOMS 708). Plain `lgamma` differences
   lose about 8 digits when the Welch degrees of freedom reach 1e7 (ten million users per arm).
+- Student t tail for df >= 100 near the centre: the asymptotic expansion of I_x(a, b) for large a
+  (DiDonato & Morris 1992, BGRAT) specialised to b = 1/2, because the continued fraction loses up to
+  half its digits there (measured: 1e-9 relative error at df = 2e7 against 40-digit mpmath).
 """
 
 from __future__ import annotations
@@ -327,6 +330,81 @@ def chi2_sf(x: float, df: float) -> float:
 # ----------------------------------------------------------------------------------------------------
 
 
+# Bernoulli numbers B_2 .. B_24, for the series log(sinh(w) / w) = sum_n 2^(2n) B_2n w^(2n) / (2n (2n)!).
+_BERNOULLI = (
+    1.0 / 6.0,
+    -1.0 / 30.0,
+    1.0 / 42.0,
+    -1.0 / 30.0,
+    5.0 / 66.0,
+    -691.0 / 2730.0,
+    7.0 / 6.0,
+    -3617.0 / 510.0,
+    43867.0 / 798.0,
+    -174611.0 / 330.0,
+    854513.0 / 138.0,
+    -236364091.0 / 2730.0,
+)
+
+
+def _half_power_sinhc_coefficients() -> tuple[float, ...]:
+    """Coefficients h_n of (sinh(v/2) / (v/2))^(-1/2) = sum_n h_n v^(2n).
+
+    Built from the log series above (with w = v/2, so w^(2n) = v^(2n) / 4^n), scaled by -1/2 and
+    exponentiated with the power-series recurrence n f_n = sum_k k g_k f_(n-k).
+    """
+    # In v the 2^(2n) of the w series cancels against w^(2n) = v^(2n) / 4^n.
+    log_coefficients = [0.0] + [
+        -0.5 * bern / (2 * n * math.factorial(2 * n)) for n, bern in enumerate(_BERNOULLI, start=1)
+    ]
+    coefficients = [1.0]
+    for n in range(1, len(log_coefficients)):
+        coefficients.append(sum(k * log_coefficients[k] * coefficients[n - k] for k in range(1, n + 1)) / n)
+    return tuple(coefficients)
+
+
+_H = _half_power_sinhc_coefficients()
+# The expansion below beats the continued fraction from here on, as long as x is close enough to 1 that
+# h(v) is well inside its radius of convergence (2 pi); further out the continued fraction converges fast.
+_LARGE_DF = 100.0
+_MAX_LOG_INVERSE_X = 1.0
+
+
+def _beta_half_large_a(a: float, log_inverse_x: float) -> float:
+    """I_x(a, 1/2) for large a, given -log(x) (DiDonato & Morris 1992, BGRAT, specialised to b = 1/2).
+
+    With s = exp(-v) the integral becomes int_u0^inf exp(-T v) v^(b-1) h(v) dv / B(a, b), where
+    T = a + (b - 1)/2, u0 = -log x and h(v) = (sinh(v/2) / (v/2))^(b-1) is even. Expanding h term by term
+    gives sum_n h_n Gamma(b + 2n) Q(b + 2n, T u0) / (B(a, b) T^(b+2n)): all terms positive, so no
+    cancellation, and each is O(T^-2) smaller than the last. The continued fraction, in contrast, loses
+    about half of its digits when a is ~1e7 (Welch degrees of freedom for ten million users per arm).
+    """
+    b = 0.5
+    big_t = a + 0.5 * (b - 1.0)
+    z = big_t * log_inverse_x
+    # Q(1/2, z) = erfc(sqrt z), then Q(s + 1, z) = Q(s, z) + z^s e^-z / Gamma(s + 1).
+    q = math.erfc(math.sqrt(z))
+    increment = math.exp(0.5 * math.log(z) - z - math.lgamma(1.5)) if z > 0.0 else 0.0
+    s = b
+    gamma_ratio = 1.0  # Gamma(b + 2n) / Gamma(b)
+    inverse_t2 = 1.0 / (big_t * big_t)
+    scale = 1.0  # T^(-2n)
+    total = _H[0] * q
+    for n in range(1, len(_H)):
+        for _ in range(2):
+            q += increment
+            increment *= z / (s + 1.0)
+            gamma_ratio *= s
+            s += 1.0
+        scale *= inverse_t2
+        term = _H[n] * gamma_ratio * scale * q
+        total += term
+        if abs(term) <= _EPS * abs(total):
+            break
+    front = math.exp(math.lgamma(b) - log_beta(a, b) - b * math.log(big_t))
+    return front * total
+
+
 def _check_df(df: float) -> None:
     if not df > 0.0 or math.isinf(df):
         raise ValueError(f"degrees of freedom must be positive and finite, got {df!r}")
@@ -351,10 +429,18 @@ def t_sf(t: float, df: float) -> float:
         return 0.5
     if math.isinf(t):
         return 0.0 if t > 0 else 1.0
-    ratio = (math.sqrt(df) / abs(t)) ** 2  # df / t^2 without overflowing t^2
-    x = ratio / (1.0 + ratio)
-    y = 1.0 / (1.0 + ratio)
-    tail = 0.5 * regularized_beta(0.5 * df, 0.5, x, y)
+    scaled = abs(t) / math.sqrt(df)
+    if scaled < 1e-100:
+        return 0.5  # exact to double precision: the density is bounded, so sf = 1/2 - O(t)
+    # -log(x) = log(1 + t^2 / df), written so that t^2 cannot overflow.
+    log_inverse_x = math.log1p(scaled * scaled) if scaled < 1e150 else 2.0 * math.log(scaled)
+    if df >= _LARGE_DF and log_inverse_x <= _MAX_LOG_INVERSE_X:
+        tail = 0.5 * _beta_half_large_a(0.5 * df, log_inverse_x)
+    else:
+        ratio = 1.0 / (scaled * scaled)  # df / t^2; scaled^2 may overflow to inf, making ratio 0
+        x = ratio / (1.0 + ratio)
+        y = 1.0 / (1.0 + ratio)
+        tail = 0.5 * regularized_beta(0.5 * df, 0.5, x, y)
     return tail if t > 0 else 1.0 - tail
 
 

@@ -1,0 +1,422 @@
+"""Latency of GET /api/v1/experiments/{id}/metrics as the event tables grow: 10k, 1M, 5M events.
+
+    .venv/bin/python bench/bench_metrics.py [--steps 10000,1000000,5000000] [--users 120011]
+        [--calls 30] [--tail 1000] [--plans] [--keep]
+
+Database `abtest_bench_events` (public schema dropped and re-migrated at the start; the database is
+dropped at the end unless --keep). One running experiment with two variants and `--users` assigned
+users. The same tables grow step by step. At each step:
+
+1. bulk load (INSERT ... SELECT FROM generate_series, 500k events per transaction) up to the step's
+   count: 60 % exposures, 40 % conversions over three metrics, spread over all users
+   (bench_ingest.bulk_load says exactly how);
+2. roll everything up with MetricsRepository.roll_up() (on a Database with a long statement timeout:
+   the first rollup of millions of events is a backfill, not the 5-minute schedule), then VACUUM
+   ANALYZE, as autovacuum would after such a load;
+3. "rolled up": 3 warm-up calls, then `--calls` timed calls of metrics_handler.lambda_handler with
+   the API Gateway v2 event of GET /api/v1/experiments/{id}/metrics; the median is reported;
+4. "+ tail": `--tail` new events (half exposures, half conversions, random assigned users) written
+   through EventRepository.record_batch and not rolled up; the same timed calls again. The next
+   step's rollup folds this tail in.
+
+Every answer is checked against the tables (exposure events per variant). The time spent in each
+statement of the endpoint (psycopg Cursor.execute: send, server work, receive) is reported per step,
+and each SELECT of the endpoint is EXPLAIN ANALYZEd at the largest step.
+
+What-if column (not the shipped code): the same calls with MetricsRepository.variant_metrics replaced,
+for those calls only, by a version that folds the tail in one SQL statement (TAIL_FOLD) instead of
+_window + _old_state + rollup.fold in Python. Its answers are compared with the shipped ones first;
+its calls alternate with the shipped calls one by one.
+
+Target: median latency at 5M / median latency at 10k < 2 (both with and without the tail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import bench_ingest as common
+
+TARGET_RATIO = 2.0
+ROUTE_KEY = "GET /api/v1/experiments/{experiment_id}/metrics"
+
+
+# What-if: the tail folded in one statement. Every lookup is a per-user LATERAL probe (OFFSET 0 keeps
+# it one), because the planner estimates 1 row for each tail window (the txid range is past the
+# statistics) and would otherwise nest loops between CTEs; only per-variant deltas come back.
+TAIL_FOLD = """
+WITH tail AS (
+    SELECT user_id, variant_id, count(*) AS exposures, NULL::text AS metric_name, 0::bigint AS n,
+           0::float8 AS total
+    FROM exposures WHERE experiment_id = %(experiment_id)s AND txid >= %(horizon)s::text::xid8
+    GROUP BY user_id, variant_id
+    UNION ALL
+    SELECT user_id, variant_id, 0, metric_name, count(*), sum(value)
+    FROM conversions WHERE experiment_id = %(experiment_id)s AND txid >= %(horizon)s::text::xid8
+    GROUP BY user_id, metric_name, variant_id
+), users AS (
+    SELECT user_id, (array_agg(variant_id ORDER BY metric_name NULLS FIRST))[1] AS variant_id,
+           sum(exposures) AS exposures,
+           array_agg(metric_name) FILTER (WHERE metric_name IS NOT NULL) AS metric_names,
+           array_agg(n) FILTER (WHERE metric_name IS NOT NULL) AS counts,
+           array_agg(total) FILTER (WHERE metric_name IS NOT NULL) AS totals
+    FROM tail GROUP BY user_id
+), u AS (
+    SELECT t.*, coalesce(r.variant_id, t.variant_id) AS user_variant,
+           coalesce(r.exposures, 0) AS before, coalesce(r.exposures, 0) + t.exposures AS after
+    FROM users t LEFT JOIN LATERAL (
+        SELECT variant_id, exposures FROM rollup_users
+        WHERE experiment_id = %(experiment_id)s AND user_id = t.user_id OFFSET 0
+    ) r ON true
+), m AS (
+    SELECT u.before > 0 AS counted_before, u.after > 0 AS counted_after, x.*
+    FROM u CROSS JOIN LATERAL (
+        SELECT coalesce(o.metric_name, n.metric_name) AS metric_name,
+               coalesce(o.variant_id, u.variant_id) AS variant_id,
+               coalesce(o.count, 0) AS count_before, coalesce(o.total, 0) AS total_before,
+               coalesce(o.count, 0) + coalesce(n.n, 0) AS count_after,
+               coalesce(o.total, 0) + coalesce(n.total, 0) AS total_after
+        FROM (
+            SELECT metric_name, variant_id, count, total FROM rollup_user_metrics
+            WHERE experiment_id = %(experiment_id)s AND user_id = u.user_id OFFSET 0
+        ) o
+        FULL JOIN unnest(u.metric_names, u.counts, u.totals) AS n(metric_name, n, total)
+               ON n.metric_name = o.metric_name
+    ) x
+)
+SELECT user_variant AS variant_id, NULL::text AS metric_name, sum(after - before)::bigint AS exposures,
+       count(*) FILTER (WHERE before = 0 AND after > 0) AS users,
+       NULL::bigint AS count, NULL::float8 AS sum, NULL::float8 AS sum_squares
+FROM u GROUP BY user_variant
+UNION ALL
+SELECT variant_id, metric_name, NULL,
+       sum(CASE WHEN counted_after AND count_after > 0 THEN 1 ELSE 0 END
+           - CASE WHEN counted_before AND count_before > 0 THEN 1 ELSE 0 END),
+       sum(CASE WHEN counted_after THEN count_after ELSE 0 END
+           - CASE WHEN counted_before THEN count_before ELSE 0 END)::bigint,
+       sum(CASE WHEN counted_after THEN total_after ELSE 0 END
+           - CASE WHEN counted_before THEN total_before ELSE 0 END),
+       sum(CASE WHEN counted_after THEN total_after * total_after ELSE 0 END
+           - CASE WHEN counted_before THEN total_before * total_before ELSE 0 END)
+FROM m GROUP BY variant_id, metric_name
+"""
+
+
+def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
+    """MetricsRepository.variant_metrics with the tail folded by TAIL_FOLD instead of _window +
+    _old_state + fold in Python. The rest is the shipped method's code."""
+    from abtest.repository.experiments import fetch_experiment
+    from abtest.repository.metrics import VariantMetrics
+    from abtest.rollup import MetricStats, VariantStats
+
+    def work(conn: Any) -> Any:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        experiment = fetch_experiment(conn, experiment_id)
+        row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
+        variants = {v.id: VariantStats() for v in experiment.variants}
+        metrics: dict[Any, dict[str, Any]] = {v.id: {} for v in experiment.variants}
+        for r in conn.execute(
+            "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
+            (experiment_id,),
+        ):
+            variants[r["variant_id"]] = VariantStats(r["exposures"], r["users"])
+        for r in conn.execute(
+            "SELECT variant_id, metric_name, count, sum, sum_squares, users"
+            " FROM rollup_metrics WHERE experiment_id = %s",
+            (experiment_id,),
+        ):
+            metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
+                r["count"], r["sum"], r["sum_squares"], r["users"]
+            )
+        params = {"experiment_id": experiment_id, "horizon": str(row["horizon"])}
+        for r in conn.execute(TAIL_FOLD.encode(), params):
+            if r["metric_name"] is None:
+                variants.setdefault(r["variant_id"], VariantStats()).add(
+                    VariantStats(r["exposures"], r["users"])
+                )
+            else:
+                delta = MetricStats(r["count"], r["sum"], r["sum_squares"], r["users"])
+                metrics.setdefault(r["variant_id"], {}).setdefault(r["metric_name"], MetricStats()).add(delta)
+        return VariantMetrics(experiment, variants, metrics)
+
+    return self._db.run(work)
+
+
+@contextmanager
+def what_if() -> Iterator[None]:
+    """Swap proposed_variant_metrics in for the calls inside the block."""
+    from abtest.repository import MetricsRepository
+
+    shipped = MetricsRepository.variant_metrics
+    MetricsRepository.variant_metrics = proposed_variant_metrics  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        MetricsRepository.variant_metrics = shipped  # type: ignore[method-assign]
+
+
+def same_answer(shipped: dict[str, Any], proposed: dict[str, Any]) -> bool:
+    """Equal metrics (floats to 1e-9 relative: sums may be added in another order)."""
+
+    def close(a: Any, b: Any) -> bool:
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a if k != "computed_at")
+        if isinstance(a, float) or isinstance(b, float):
+            return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        return bool(a == b)
+
+    return close(shipped, proposed)
+
+
+def metrics_call(handler: common.Handler, experiment_id: str) -> dict[str, Any]:
+    status, body = common.invoke(
+        handler,
+        "GET",
+        f"/api/v1/experiments/{experiment_id}/metrics",
+        route_key=ROUTE_KEY,
+        path_parameters={"experiment_id": experiment_id},
+    )
+    assert status == 200, body
+    result: dict[str, Any] = body
+    return result
+
+
+def check_answer(admin: Any, experiment_id: str, body: dict[str, Any]) -> None:
+    """The endpoint's exposure counts must equal the tables'."""
+    stored = dict(
+        admin.execute(
+            "SELECT variant_id::text, count(*) FROM exposures WHERE experiment_id = %s GROUP BY 1",
+            (experiment_id,),
+        ).fetchall()
+    )
+    answered = {variant: report["exposures"] for variant, report in body["variant_metrics"].items()}
+    answered = {variant: n for variant, n in answered.items() if n}
+    assert answered == stored, f"metrics disagree with the tables: {answered} != {stored}"
+
+
+def measure(
+    handler: common.Handler, experiment_id: str, calls: int, *, proposed: bool
+) -> tuple[list[float], list[float], dict[str, float]]:
+    """Latencies (ms) of `calls` warm calls of the shipped code and, when `proposed`, of the what-if,
+    alternating call by call so both see the same machine; and the median ms per statement of the
+    shipped code over 5 more calls."""
+    modes = [False, True] if proposed else [False]
+    for _ in range(3):
+        for mode in modes:
+            timed_call(handler, experiment_id, mode)
+    latencies: dict[bool, list[float]] = {mode: [] for mode in modes}
+    for i in range(calls):
+        for mode in modes if i % 2 == 0 else modes[::-1]:
+            latencies[mode].append(timed_call(handler, experiment_id, mode))
+    per_statement: dict[str, list[float]] = {}
+    for _ in range(5):
+        with common.time_statements() as times:
+            metrics_call(handler, experiment_id)
+        for name, seconds in times.seconds.items():
+            per_statement.setdefault(name, []).append(sum(seconds) * 1000)
+    medians = {name: statistics.median(ms) for name, ms in per_statement.items()}
+    return latencies[False], latencies.get(True, []), medians
+
+
+def timed_call(handler: common.Handler, experiment_id: str, proposed: bool) -> float:
+    with what_if() if proposed else nullcontext():
+        start = time.perf_counter()
+        metrics_call(handler, experiment_id)
+        return (time.perf_counter() - start) * 1000
+
+
+def write_tail(experiment: common.Experiment, users: int, size: int, tag: str, rng: random.Random) -> None:
+    from abtest.db import get_database
+    from abtest.models import EventBatch
+    from abtest.repository import EventRepository
+
+    repository = EventRepository(get_database())
+    for first in range(0, size, common.BATCH_SIZE):
+        events = []
+        for i in range(first, min(size, first + common.BATCH_SIZE)):
+            event: dict[str, Any] = {
+                "type": "exposure" if i % 2 == 0 else "conversion",
+                "experiment_id": experiment.id,
+                "user_id": f"u-{rng.randrange(users)}",
+                "event_id": f"{tag}-{i}",
+            }
+            if i % 2:
+                event["metric_name"] = common.METRICS[i % 3]
+                event["value"] = round(rng.uniform(1, 50), 2)
+            events.append(event)
+        results = repository.record_batch(EventBatch.model_validate({"events": events}).events)
+        assert all(r.status == "accepted" for r in results), "a tail event was not accepted"
+
+
+def explain_endpoint(url: str, experiment_id: str, handler: common.Handler, full: bool) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of every SELECT one metrics call sends, with its real parameters,
+    in a repeatable-read snapshot like the endpoint's."""
+    import psycopg
+
+    sent: list[tuple[Any, Any]] = []
+    original = psycopg.Cursor.execute
+
+    def capture(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        sent.append((query, params))
+        return original(cursor, query, params, **kwargs)
+
+    psycopg.Cursor.execute = capture  # type: ignore[method-assign,assignment]
+    try:
+        metrics_call(handler, experiment_id)
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]
+    out = []
+    with common.admin_connection(url) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for query, params in sent:
+            text = query.decode() if isinstance(query, bytes) else str(query)
+            if not text.lstrip().upper().startswith(("SELECT", "WITH")):
+                continue
+            data = query if isinstance(query, bytes) else text.encode()
+            lines = [row[0] for row in conn.execute(b"EXPLAIN (ANALYZE, BUFFERS) " + data, params)]
+            plan = "\n".join(lines) if full else common.condensed_plan(lines)
+            out.append(f"-- {common.label(query)}\n{plan}")
+    return "```\n" + "\n\n".join(out) + "\n```"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", default="10000,1000000,5000000", help="stored events at each step")
+    parser.add_argument("--users", type=int, default=120_011, help="assigned users (coprime with 105)")
+    parser.add_argument("--calls", type=int, default=30, help="timed calls per measurement")
+    parser.add_argument("--tail", type=int, default=1000, help="events left above the rollup horizon")
+    parser.add_argument("--plans", action="store_true", help="print whole plans, not condensed ones")
+    parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    args = parser.parse_args(argv)
+    steps = [int(step) for step in args.steps.split(",")]
+    if math.gcd(args.users, 3 * 5 * 7) != 1:
+        parser.error("--users must be coprime with 3, 5 and 7 (or users would miss some kinds of events)")
+
+    started = time.perf_counter()
+    url = common.prepare_database()
+    from metrics_handler import lambda_handler as handler
+
+    experiment = common.create_running_experiment("bench-metrics")
+    loader = common.long_timeout_database()
+    rng = random.Random(20261127)
+    rows: list[list[object]] = []
+    statements: dict[str, dict[str, float]] = {}
+    medians: dict[tuple[int, str], float] = {}
+    loaded = 0
+    with common.admin_connection(url) as admin:
+        common.assign_users(admin, experiment, "u-", 0, args.users)
+        admin.execute("VACUUM (ANALYZE) assignments")
+        for step in steps:
+            load_start = time.perf_counter()
+            common.bulk_load(admin, experiment, tag="b-", first=loaded, count=step - loaded, users=args.users)
+            load_seconds = time.perf_counter() - load_start
+            loaded = step
+            rollup_start = time.perf_counter()
+            common.roll_up_everything(loader, admin)
+            rollup_seconds = time.perf_counter() - rollup_start
+            common.vacuum_analyze(admin)
+            sizes = admin.execute(
+                "SELECT (SELECT count(*) FROM exposures) + (SELECT count(*) FROM conversions),"
+                " (SELECT count(*) FROM rollup_users), (SELECT count(*) FROM rollup_user_metrics)"
+            ).fetchone()
+            for phase in ("rolled up", f"+ tail of {args.tail:,}"):
+                if phase != "rolled up":
+                    write_tail(experiment, args.users, args.tail, f"tail-{step}", rng)
+                shipped_answer = metrics_call(handler, experiment.id)
+                check_answer(admin, experiment.id, shipped_answer)
+                try:
+                    with what_if():
+                        agrees = same_answer(shipped_answer, metrics_call(handler, experiment.id))
+                    what_if_cell = "" if agrees else "answers differ"
+                except Exception as exc:  # the what-if leans on internals that may have changed
+                    agrees, what_if_cell = False, f"failed: {type(exc).__name__}"
+                latencies, proposed, per_statement = measure(
+                    handler, experiment.id, args.calls, proposed=agrees
+                )
+                medians[(step, phase)] = statistics.median(latencies)
+                statements[f"{step:,} {phase}"] = per_statement
+                if proposed:
+                    medians[(step, phase + " what-if")] = statistics.median(proposed)
+                    what_if_cell = f"{statistics.median(proposed):.1f}"
+                rows.append(
+                    [
+                        f"{sizes[0]:,}" if phase == "rolled up" else f"{sizes[0] + args.tail:,}",
+                        phase,
+                        f"{sizes[1]:,} / {sizes[2]:,}",
+                        f"{medians[(step, phase)]:.1f}",
+                        f"{min(latencies):.1f}",
+                        f"{sorted(latencies)[int(0.9 * (len(latencies) - 1))]:.1f}",
+                        f"{load_seconds:.0f} s / {rollup_seconds:.1f} s" if phase == "rolled up" else "",
+                        what_if_cell,
+                    ]
+                )
+            print(f"(step {step:,} done at {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        plans = explain_endpoint(url, experiment.id, handler, args.plans)
+
+    print("## Metrics latency (bench/bench_metrics.py)\n")
+    print(common.server_facts(url))
+    print(
+        f"\nOne experiment, 2 variants, {args.users:,} assigned users, 3 metrics; median of {args.calls} "
+        "warm calls of metrics_handler.lambda_handler (API Gateway v2 event).\n"
+    )
+    print(
+        common.markdown_table(
+            [
+                "stored events",
+                "state",
+                "rollup_users / rollup_user_metrics rows",
+                "median ms",
+                "min ms",
+                "p90 ms",
+                "load / rollup of the step",
+                "what-if: tail folded in SQL, median ms",
+            ],
+            rows,
+        )
+    )
+    names = sorted({name for per in statements.values() for name in per})
+    print("\nMedian ms per statement of one call (psycopg Cursor.execute):\n")
+    print(
+        common.markdown_table(
+            ["statement", *statements.keys()],
+            [[name, *(f"{per.get(name, 0.0):.2f}" for per in statements.values())] for name in names],
+        )
+    )
+    first, last = steps[0], steps[-1]
+    print()
+    for phase in ("rolled up", f"+ tail of {args.tail:,}"):
+        ratio = medians[(last, phase)] / medians[(first, phase)]
+        verdict = "met" if ratio < TARGET_RATIO else "MISSED"
+        print(
+            f"Target {last:,}/{first:,} latency ratio < {TARGET_RATIO} ({phase}): "
+            f"{medians[(last, phase)]:.1f} / {medians[(first, phase)]:.1f} ms = {ratio:.2f}, {verdict}."
+        )
+        if (last, phase + " what-if") in medians and (first, phase + " what-if") in medians:
+            what_if_ratio = medians[(last, phase + " what-if")] / medians[(first, phase + " what-if")]
+            print(
+                f"  what-if (tail folded in SQL, not shipped): {medians[(last, phase + ' what-if')]:.1f} / "
+                f"{medians[(first, phase + ' what-if')]:.1f} ms = {what_if_ratio:.2f}."
+            )
+    print(f"\nPlans of the endpoint's SELECTs at {last:,} events with the tail (EXPLAIN ANALYZE):\n")
+    print(plans)
+    print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
+    if args.keep:
+        print(f"Database {common.DATABASE} kept.")
+    else:
+        common.drop_database(url)
+        print(f"Database {common.DATABASE} dropped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

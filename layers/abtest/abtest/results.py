@@ -1,0 +1,130 @@
+"""The results report: the statistical verdict of an experiment from its sufficient statistics (pure).
+
+For every metric two analyses, each comparing every variant with the first (the control):
+- `conversion` (binomial): exposed users who converted at least once out of exposed users;
+- `value` (mean): the per-user total over exposed users (zero for users without conversions).
+Each has frequentist (Welch t, delta-method relative lift), sequential (always-valid), and Bayesian
+(chance to win, risk) blocks from abtest.stats. The sample-ratio-mismatch verdict sits on top; with
+a `correction` (holm or bh) the relative p-values are adjusted across every treatment and metric.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from abtest.repository.metrics import VariantMetrics
+from abtest.stats import BinomialStats, MeanStats, adjust_p_values, analyze, srm_check
+
+Correction = Literal["holm", "bh"]
+
+
+class VariantUsers(BaseModel):
+    id: UUID
+    name: str
+    weight: float
+    users: int = Field(description="Exposed users")
+    exposures: int
+
+
+class SrmVerdict(BaseModel):
+    p_value: float = Field(description="Chi-squared goodness of fit of exposed users to the weights")
+    flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
+
+
+class ExperimentResults(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    status: str
+    alpha: float
+    correction: Correction | None
+    srm: SrmVerdict
+    variants: list[VariantUsers] = Field(description="In stored order; the first is the control")
+    metrics: dict[str, dict[str, Any]] = Field(
+        description="Per metric: {'conversion': analysis, 'value': analysis}; see the README"
+    )
+    computed_at: datetime
+
+
+def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:
+    """SRM over the variants that receive traffic (a zero-weight variant expects, and gets, nobody)."""
+    live = [(count, weight) for count, weight in zip(users, weights, strict=True) if weight > 0]
+    if len(live) < 2:
+        return SrmVerdict(p_value=1.0, flag=False)
+    check = srm_check([count for count, _ in live], [weight for _, weight in live])
+    return SrmVerdict(p_value=check.p_value, flag=check.flag)
+
+
+def results_report(
+    stats: VariantMetrics,
+    *,
+    alpha: float = 0.05,
+    correction: Correction | None = None,
+    mde: float | None = None,
+) -> ExperimentResults:
+    """Analyse every metric of an experiment (variant 0 is the control)."""
+    experiment = stats.experiment
+    variants = experiment.variants
+    users = [stats.variants[v.id].users for v in variants]
+    weights = [v.weight for v in variants]
+    metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in metric_names:
+        binomial, mean = [], []
+        for variant, exposed in zip(variants, users, strict=True):
+            metric = stats.metrics.get(variant.id, {}).get(name)
+            converted = metric.users if metric else 0
+            binomial.append(BinomialStats(users=exposed, conversions=min(converted, exposed)))
+            mean.append(
+                MeanStats(
+                    users=exposed,
+                    sum=metric.sum if metric else 0.0,
+                    sum_squares=metric.sum_squares if metric else 0.0,
+                )
+            )
+        metrics[name] = {
+            "conversion": analyze(
+                "binomial", binomial, weights=_analysis_weights(weights), alpha=alpha, mde=mde
+            ),
+            "value": analyze("mean", mean, weights=_analysis_weights(weights), alpha=alpha, mde=mde),
+        }
+    if correction is not None:
+        _adjust(metrics, correction)
+    return ExperimentResults(
+        experiment_id=experiment.id,
+        experiment_name=experiment.name,
+        status=experiment.status.value,
+        alpha=alpha,
+        correction=correction,
+        srm=srm_verdict(users, weights),
+        variants=[
+            VariantUsers(
+                id=v.id, name=v.name, weight=v.weight, users=n, exposures=stats.variants[v.id].exposures
+            )
+            for v, n in zip(variants, users, strict=True)
+        ],
+        metrics=metrics,
+        computed_at=datetime.now(UTC),
+    )
+
+
+def _analysis_weights(weights: list[float]) -> list[float]:
+    # The stats engine's SRM needs positive weights; a zero-weight variant is compared but expects no
+    # users, so give it a negligible weight there (the report's own SRM verdict excludes it).
+    return [weight if weight > 0 else 1e-12 for weight in weights]
+
+
+def _adjust(metrics: dict[str, dict[str, Any]], correction: Correction) -> None:
+    """Adjust relative p-values across every treatment and metric, per kind of analysis."""
+    for kind in ("conversion", "value"):
+        blocks = [
+            comparison["relative"]
+            for analyses in metrics.values()
+            for comparison in analyses[kind]["comparisons"]
+        ]
+        adjusted = adjust_p_values([block["p_value"] for block in blocks], correction)
+        for block, value in zip(blocks, adjusted, strict=True):
+            block["p_value_adjusted"] = value
