@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: install run migrate seed openapi invoke test lint format typecheck unit integration e2e clean
+.PHONY: install run migrate seed openapi invoke build test lint format typecheck unit integration e2e clean
 
 $(STAMP): pyproject.toml layers/abtest/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ test: lint typecheck ## everything CI runs: lint, types, unit + integration + e2
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -52,6 +53,13 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
+
+SAM_VENV ?= .aws-sam/venv
+PY312_VERSION ?= 3.12.1
+build: ## sam build (arm64, no Docker) into .aws-sam/build, precompiled
+	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
+	PYENV_VERSION=$(PY312_VERSION) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build --parallel
+	PYENV_VERSION=$(PY312_VERSION) python3.12 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

