@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,29 @@ def clean_db(database_url: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     return database_url
+
+
+@pytest.fixture
+def outage(clean_db: str) -> Iterator[Callable[[bool], None]]:
+    """Switch a real outage of the test database on and off: when on, every session is killed and new
+    connections are refused. Always switched off again after the test."""
+    import psycopg
+    from psycopg import sql
+
+    name = psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"]
+    admin_url = psycopg.conninfo.make_conninfo(clean_db, dbname="postgres")
+
+    def set_down(down: bool) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                    sql.Identifier(name), sql.SQL("false" if down else "true")
+                )
+            )
+            if down:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+
+    yield set_down
+    set_down(False)

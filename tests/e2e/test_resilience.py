@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,29 +41,14 @@ def test_a_burst_of_200_concurrent_requests_loses_nothing(http: Http, clean_db: 
         assert conn.execute("SELECT count(*) FROM conversions").fetchone() == (100,)
 
 
-def test_database_outage_mid_run(http: Http, clean_db: str) -> None:
+def test_database_outage_mid_run(http: Http, clean_db: str, outage: Callable[[bool], None]) -> None:
     status, _, experiment = http.request(
         "POST", "/api/v1/experiments", experiment_body(traffic_allocation=1.0)
     )
     eid = experiment["id"]
     http.request("PUT", f"/api/v1/experiments/{eid}/status", {"status": "running"})
     assert http.request("POST", "/api/v1/recommendations", {"user_id": "before", "limit": 2})[0] == 200
-    name = psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"]
-    admin_url = psycopg.conninfo.make_conninfo(clean_db, dbname="postgres")
-
-    def set_down(down: bool) -> None:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-                    psycopg.sql.Identifier(name), psycopg.sql.SQL("false" if down else "true")
-                )
-            )
-            if down:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-                )
-
-    set_down(True)
+    outage(True)
     try:
         during: list[tuple[int, Any]] = []
         for _ in range(5):
@@ -76,7 +62,7 @@ def test_database_outage_mid_run(http: Http, clean_db: str) -> None:
             assert http.request("POST", "/api/v1/experiments/conversions", conversion)[0] == 503
         assert all(status == 200 and degraded is True for status, degraded in during)
     finally:
-        set_down(False)
+        outage(False)
 
     assert (
         http.request("POST", "/api/v1/recommendations", {"user_id": "after", "limit": 2})[2]["degraded"]

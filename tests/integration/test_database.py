@@ -144,28 +144,6 @@ def test_handler_recovers_after_its_connection_is_killed(api: Any, clean_db: str
     assert response.json["id"] == created["id"]
 
 
-@pytest.fixture
-def outage(clean_db: str) -> Any:
-    """A real outage of the test database: existing sessions killed, new connections refused."""
-    name = psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"]
-    admin_url = psycopg.conninfo.make_conninfo(clean_db, dbname="postgres")
-
-    def set_down(down: bool) -> None:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(
-                psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
-                    psycopg.sql.Identifier(name), psycopg.sql.SQL("false" if down else "true")
-                )
-            )
-            if down:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-                )
-
-    yield set_down
-    set_down(False)
-
-
 def test_outage_recommendations_fail_open_writes_refuse_and_recovery_needs_no_restart(
     api: Any, sql: Any, outage: Any
 ) -> None:
