@@ -40,14 +40,14 @@ SELECT (SELECT status FROM experiment) AS status,
        (SELECT to_jsonb(inserted) FROM inserted) AS conversion
 """
 
-# A whole batch in one statement: arrays in, one row out per event with what happened to it.
+# A whole batch in one statement: one JSON array in (cheaper to send than nine parameter arrays), one
+# row out per event with what happened to it.
 _RECORD_BATCH = """
 WITH input AS (
     SELECT *
-    FROM unnest(%(position)s::int[], %(kind)s::text[], %(experiment_id)s::uuid[], %(user_id)s::text[],
-                %(event_id)s::text[], %(occurred_at)s::timestamptz[], %(metric_name)s::text[],
-                %(value)s::float8[], %(payload)s::jsonb[])
-         AS t(position, kind, experiment_id, user_id, event_id, occurred_at, metric_name, value, payload)
+    FROM jsonb_to_recordset(%(batch)s::jsonb)
+         AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
+              occurred_at timestamptz, metric_name text, value float8, payload jsonb)
 ), checked AS (
     SELECT i.*, e.status, a.variant_id
     FROM input i
@@ -147,44 +147,31 @@ class EventRepository:
         """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
         results: dict[int, EventResult] = {}
         seen: set[tuple[str, UUID, str]] = set()
-        columns: dict[str, list[Any]] = {
-            name: []
-            for name in (
-                "position",
-                "kind",
-                "experiment_id",
-                "user_id",
-                "event_id",
-                "occurred_at",
-                "metric_name",
-                "value",
-                "payload",
-            )
-        }
+        batch: list[dict[str, Any]] = []
         for position, event in enumerate(events):
             key = (event.type, event.experiment_id, event.event_id)
             if key in seen:  # the same event twice in one batch: the first one counts
                 results[position] = EventResult(index=position, event_id=event.event_id, status="duplicate")
                 continue
             seen.add(key)
-            payload = event.metadata if isinstance(event, ConversionEvent) else event.context
-            for name, value in (
-                ("position", position),
-                ("kind", event.type),
-                ("experiment_id", event.experiment_id),
-                ("user_id", event.user_id),
-                ("event_id", event.event_id),
-                ("occurred_at", event.timestamp),
-                ("metric_name", event.metric_name if isinstance(event, ConversionEvent) else None),
-                ("value", event.value if isinstance(event, ConversionEvent) else None),
-                ("payload", Jsonb(payload) if payload is not None else None),
-            ):
-                columns[name].append(value)
+            batch.append(
+                {
+                    "position": position,
+                    "kind": event.type,
+                    "experiment_id": str(event.experiment_id),
+                    "user_id": event.user_id,
+                    "event_id": event.event_id,
+                    "occurred_at": event.timestamp.isoformat() if event.timestamp else None,
+                    "metric_name": event.metric_name if isinstance(event, ConversionEvent) else None,
+                    "value": event.value if isinstance(event, ConversionEvent) else None,
+                    "payload": event.metadata if isinstance(event, ConversionEvent) else event.context,
+                }
+            )
 
         def work(conn: Connection) -> list[dict[str, Any]]:
-            return list(conn.execute(_RECORD_BATCH, columns))
+            return list(conn.execute(_RECORD_BATCH, {"batch": Jsonb(batch)}))
 
-        rows = self._db.run(work, transaction=False) if columns["position"] else []
+        rows = self._db.run(work, transaction=False) if batch else []
         for row in rows:
             position = row["position"]
             results[position] = _batch_result(position, events[position].event_id, row)
