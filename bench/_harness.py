@@ -306,8 +306,9 @@ def database_stubbed(profile: Sequence[float] | None = None) -> Iterator[None]:
     """Replace AssignmentRepository.enroll with a canned answer (the variant the caller passes, as
     stored; an exposure recorded; `profile` as the user's profile), so the layers above it can be
     timed without the database: their CPU cost alone."""
+    from abtest.assignment import Enrollment
     from abtest.models import Status
-    from abtest.repository import AssignmentRepository, Enrollment
+    from abtest.repository import AssignmentRepository
 
     original = AssignmentRepository.enroll
     stored_profile = list(profile) if profile is not None else None

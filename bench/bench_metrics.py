@@ -114,8 +114,7 @@ def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
     """MetricsRepository.variant_metrics with the tail folded by TAIL_FOLD instead of _window +
     _old_state + fold in Python. The rest is the shipped method's code."""
     from abtest.repository.experiments import fetch_experiment
-    from abtest.repository.metrics import VariantMetrics
-    from abtest.rollup import MetricStats, VariantStats
+    from abtest.rollup import MetricStats, VariantMetrics, VariantStats
 
     def work(conn: Any) -> Any:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(development_token(args.scopes.split(",")))
         return 0
-    if args.command == "serve" and args.auth == "none" and args.host not in ("127.0.0.1", "localhost", "::1"):
-        parser.error("--auth none serves without any access control: it binds to 127.0.0.1 only")
+    if args.command == "serve" and args.host not in ("127.0.0.1", "localhost", "::1"):
+        # Neither mode is safe beyond this machine: "none" checks nothing, "jwt" trusts unsigned tokens.
+        parser.error("the local server accepts unsigned or no tokens: it binds to 127.0.0.1 only")
     os.environ["AUTH_MODE"] = args.auth
     if args.command == "invoke" and not (args.function and args.event):
         parser.error(

@@ -9,6 +9,7 @@ from abtest.db import get_database
 from abtest.observability import logger, metrics, tracer
 from abtest.repository import MetricsRepository
 from abtest.results import srm_verdict
+from abtest.settings import get_settings
 
 
 @logger.inject_lambda_context
@@ -20,7 +21,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     Safe to run twice or concurrently: runs serialise and never double count.
     """
     repository = MetricsRepository(get_database())
-    run = repository.roll_up()
+    run = repository.roll_up(statement_timeout_ms=get_settings().rollup_statement_timeout_ms)
     summary = {
         "previous_horizon": run.previous_horizon,
         "horizon": run.horizon,

@@ -33,6 +33,38 @@ def test_reconnects_once_after_the_server_drops_the_connection(clean_db: str) ->
     assert second_pid != first_pid
 
 
+def test_work_that_must_not_be_retried_is_unavailable_after_a_drop(clean_db: str) -> None:
+    db = Database(lambda: {"conninfo": clean_db})
+    pid = db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+    with psycopg.connect(clean_db, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    attempts: list[int] = []
+
+    def write(conn: Any) -> None:
+        attempts.append(1)
+        conn.execute("SELECT 1")
+
+    with pytest.raises(Unavailable):
+        db.run(write, transaction=False, retry=False)
+    assert attempts == [1]
+    db.run(write, transaction=False, retry=False)  # the next request reconnects
+    assert attempts == [1, 1]
+
+
+def test_an_idle_connection_is_checked_before_use(clean_db: str) -> None:
+    import abtest.db
+
+    db = Database(lambda: {"conninfo": clean_db})
+    first = db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
+    with psycopg.connect(clean_db, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    db._local.used_at -= abtest.db.IDLE_CHECK_SECONDS + 1  # as if the container had been frozen
+    second = db.run(
+        lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"], retry=False
+    )
+    assert second != first
+
+
 def test_statement_timeout_is_unavailable_and_the_connection_survives(clean_db: str) -> None:
     db = Database(lambda: {"conninfo": clean_db}, statement_timeout_ms=100)
     with pytest.raises(Unavailable, match="in time"):

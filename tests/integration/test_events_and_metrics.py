@@ -92,10 +92,13 @@ def test_paused_accepts_and_completed_refuses_conversions(api: Any, sql: Any) ->
     enroll(api, experiment["id"], "carol")
     api("PUT", f"{BASE}/{experiment['id']}/status", {"status": "paused"})
     assert convert(api, experiment["id"], "carol").status == 201
+    stored = convert(api, experiment["id"], "carol", event_id="late-1")
     api("PUT", f"{BASE}/{experiment['id']}/status", {"status": "completed"})
     refused = convert(api, experiment["id"], "carol")
     assert (refused.status, refused.json["error"]) == (409, "experiment_completed")
-    assert sql("SELECT count(*) FROM conversions") == [(1,)]
+    retried = convert(api, experiment["id"], "carol", event_id="late-1")
+    assert (retried.status, retried.json) == (201, stored.json), "a retry is answered even once completed"
+    assert sql("SELECT count(*) FROM conversions") == [(2,)]
 
 
 @pytest.mark.parametrize(
@@ -110,6 +113,7 @@ def test_paused_accepts_and_completed_refuses_conversions(api: Any, sql: Any) ->
         ({"metadata": [1]}, "metadata"),
         ({"event_id": ""}, "event_id"),
         ({"timestamp": "2999-01-01T00:00:00Z"}, "timestamp"),
+        ({"timestamp": "0001-01-01T00:00:00+14:00"}, "timestamp"),
         ({"timestamp": "yesterday"}, "timestamp"),
         ({"colour": "red"}, "colour"),
     ],

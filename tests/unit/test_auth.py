@@ -30,6 +30,7 @@ def test_scopes_come_from_the_authorizer_list_or_the_scope_claim() -> None:
         ({"admin"}, "admin", True),
         ({"abtest/admin"}, "admin", True),
         ({"abtest/read"}, "admin", False),
+        ({"billing/admin"}, "admin", False),
         ({"superadmin"}, "admin", False),
         (set(), "read", False),
     ],

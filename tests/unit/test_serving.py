@@ -10,12 +10,11 @@ from uuid import UUID
 
 import pytest
 
-from abtest.assignment import Reason
+from abtest.assignment import Enrollment, Reason
 from abtest.bucketing import bucket_for
 from abtest.cache import TTLCache
 from abtest.errors import NotFound, Unavailable
 from abtest.models import Experiment, Status, Variant
-from abtest.repository import Enrollment
 from abtest.serving import Server
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

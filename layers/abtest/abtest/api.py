@@ -127,8 +127,9 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     as anything but JSON. Checked here because Powertools validates the body before any middleware,
     and would parse a form or multipart body into confusing errors (or fail on a malformed one).
     """
-    if get_settings().auth_mode != "none":
-        scope = missing_scope(event, route_scopes)
+    settings = get_settings()
+    if settings.auth_mode != "none":
+        scope = missing_scope(event, route_scopes, settings.scope_prefix)
         if scope is not None:
             logger.info(
                 "request refused: missing scope", extra={"route": event.get("routeKey"), "scope": scope}
@@ -175,7 +176,8 @@ def create_app() -> APIGatewayHttpResolver:
     @app.exception_handler(psycopg.DataError)
     def _unstorable(exc: psycopg.DataError) -> Response[dict[str, Any]]:
         # Input the models let through but PostgreSQL cannot store, e.g. NUL inside free text or JSON.
-        logger.info("value refused by the database", extra={"reason": str(exc)})
+        # The driver's message can quote the client's data: log only its SQLSTATE.
+        logger.info("value refused by the database", extra={"sqlstate": exc.sqlstate})
         message = "a value cannot be stored (text may not contain NUL characters)"
         return error_response(
             422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]

@@ -23,6 +23,17 @@ class Reason(StrEnum):
     NOT_RUNNING = "experiment_not_running"
 
 
+@dataclass(frozen=True)
+class Enrollment:
+    """What one enrollment statement found or did."""
+
+    status: Status | None  # None: the experiment does not exist (any more)
+    variant_id: UUID | None  # None: not enrolled (experiment not running)
+    created: bool  # this request made the assignment
+    exposed: bool  # an exposure row was written
+    profile: list[float] | None  # the user's profile vector, when asked for
+
+
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:
     """The tag recommendations carry: "experiment_name:variant_name"."""
     return f"{experiment_name}:{variant_name}"

@@ -1,8 +1,9 @@
 """Route scopes, checked in every handler as well as by the API Gateway JWT authorizer (defence in depth).
 
 Scopes: `admin` (experiment writes and status), `read` (reads, metrics, results), `ingest`
-(recommendations, assignments, events). A token's scope may carry a resource-server prefix, as
-Cognito issues them ("abtest/admin" grants "admin").
+(recommendations, assignments, events). A token's scope may carry the stack's resource-server
+prefix (SCOPE_PREFIX, default "abtest/"), as Cognito issues them: "abtest/admin" grants "admin", while
+another API's "billing/admin" does not.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 Scope = Literal["admin", "read", "ingest"]
+DEFAULT_SCOPE_PREFIX = "abtest/"
 
 
 def token_scopes(event: Mapping[str, Any]) -> set[str]:
@@ -24,12 +26,14 @@ def token_scopes(event: Mapping[str, Any]) -> set[str]:
     return {str(scope) for scope in scopes}
 
 
-def grants(scopes: Iterable[str], required: Scope) -> bool:
-    """True if one of `scopes` is `required` itself or `<prefix>/required`."""
-    return any(scope == required or scope.endswith(f"/{required}") for scope in scopes)
+def grants(scopes: Iterable[str], required: Scope, prefix: str = DEFAULT_SCOPE_PREFIX) -> bool:
+    """True if one of `scopes` is `required` itself or `prefix + required` (the stack's ScopePrefix)."""
+    return any(scope in (required, f"{prefix}{required}") for scope in scopes)
 
 
-def missing_scope(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> Scope | None:
+def missing_scope(
+    event: Mapping[str, Any], route_scopes: Mapping[str, Scope], prefix: str = DEFAULT_SCOPE_PREFIX
+) -> Scope | None:
     """The scope this request lacks, or None if it may proceed.
 
     The route is API Gateway's `routeKey` ("POST /api/v1/experiments"): the same key the template
@@ -38,4 +42,4 @@ def missing_scope(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -
     required = route_scopes.get(str(event.get("routeKey", "")))
     if required is None:
         return "admin"
-    return None if grants(token_scopes(event), required) else required
+    return None if grants(token_scopes(event), required, prefix) else required

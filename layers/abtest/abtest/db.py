@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -27,8 +28,8 @@ from abtest.settings import Settings, get_settings
 T = TypeVar("T")
 Connection = psycopg.Connection[DictRow]
 
-# A statement that exceeds the timeout is cancelled by the server; the request answers 503.
-STATEMENT_TIMEOUT_SQLSTATE = "57014"
+# Ping a connection before use when it has been idle this long.
+IDLE_CHECK_SECONDS = 30.0
 
 
 def connection_params(settings: Settings, boto_session: Any = None) -> dict[str, Any]:
@@ -125,10 +126,24 @@ class Database:
         return conn
 
     def connection(self) -> Connection:
-        """The thread's open connection, reconnecting if the last one is known to be broken."""
+        """The thread's open connection, reconnecting if the last one is known to be broken.
+
+        A connection idle for longer than IDLE_CHECK_SECONDS (a frozen Lambda container, an RDS
+        Proxy idle timeout) is pinged first, so that work which must not be retried (see `run`)
+        rarely meets a dead connection.
+        """
         conn: Connection | None = getattr(self._local, "conn", None)
+        now = time.monotonic()
+        idle = now - getattr(self._local, "used_at", now)
+        if conn is not None and not (conn.closed or conn.broken) and idle > IDLE_CHECK_SECONDS:
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                self.close()
+                conn = None
         if conn is None or conn.closed or conn.broken:
             conn = self._open()
+        self._local.used_at = now
         return conn
 
     def close(self) -> None:
@@ -138,24 +153,30 @@ class Database:
         if conn is not None:
             conn.close()
 
-    def run(self, work: Callable[[Connection], T], *, transaction: bool = True) -> T:
+    def run(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        transaction: bool = True,
+        retry: bool = True,
+        statement_timeout_ms: int | None = None,
+    ) -> T:
         """Run `work` with a connection, in one transaction unless `transaction=False`.
 
-        If the connection turns out to be dead, reconnect and run it once more: the failed attempt
-        rolled back, so nothing is written twice. Connection failures and statement timeouts raise
-        Unavailable; other driver errors propagate for the repository to translate.
+        If the connection turns out to be dead, reconnect and run it once more (unless `retry=False`).
+        A connection can drop after the server committed but before the answer arrived, so work that
+        is not idempotent (an exposure insert, a conversion without event_id) passes `retry=False`
+        and answers 503 instead of risking a second row. Connection failures and statement timeouts
+        raise Unavailable; other driver errors propagate for the repository to translate.
         """
-        for attempt in (1, 2):
+        timeout = statement_timeout_ms or self._statement_timeout_ms
+        for attempt in (1, 2) if retry else (2,):
             conn = self.connection()
             try:
                 if not transaction:
                     return work(conn)
                 with conn.transaction():
-                    conn.execute(
-                        sql.SQL("SET LOCAL statement_timeout = {}").format(
-                            sql.Literal(self._statement_timeout_ms)
-                        )
-                    )
+                    conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)))
                     return work(conn)
             except psycopg.errors.QueryCanceled as exc:
                 raise Unavailable("the database did not answer in time; nothing was changed") from exc

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.repository.metrics import VariantMetrics
+from abtest.rollup import VariantMetrics
 
 
 class MetricSummary(BaseModel):

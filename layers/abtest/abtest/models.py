@@ -266,6 +266,8 @@ METRIC_NAME_PATTERN = r"^[a-z][a-z0-9_.]*$"
 MAX_BATCH_EVENTS = 1000
 # Client clocks drift; an event stamped further in the future than this is refused.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Older than any experiment this service can have run (and clear of PostgreSQL's BC dates).
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 MetricName = Annotated[
     str,
@@ -287,6 +289,8 @@ def _event_time(value: datetime | None) -> datetime | None:
         value = value.replace(tzinfo=UTC)
     if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("timestamp is in the future")
+    if value < EARLIEST_EVENT:
+        raise ValueError(f"timestamp is before {EARLIEST_EVENT.date().isoformat()}")
     return value
 
 

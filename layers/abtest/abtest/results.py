@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.repository.metrics import VariantMetrics
+from abtest.rollup import VariantMetrics
 from abtest.stats import BinomialStats, MeanStats, adjust_p_values, analyze, srm_check
 
 Correction = Literal["holm", "bh"]

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from abtest.models import Experiment
+
 UserKey = tuple[UUID, str]  # (experiment_id, user_id)
 UserMetricKey = tuple[UUID, str, str]  # (experiment_id, user_id, metric_name)
 VariantKey = tuple[UUID, UUID]  # (experiment_id, variant_id)
@@ -57,6 +59,15 @@ class MetricStats:
         self.sum += other.sum
         self.sum_squares += other.sum_squares
         self.users += other.users
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    """Sufficient statistics of one experiment, per variant and per variant and metric."""
+
+    experiment: Experiment
+    variants: dict[UUID, VariantStats]
+    metrics: dict[UUID, dict[str, MetricStats]]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from abtest.assignment import (
+    Enrollment,
     Reason,
     RunningExperiment,
     by_id,
@@ -30,7 +31,6 @@ from abtest.errors import Unavailable
 from abtest.models import Experiment, RecommenderConfig, Status, Variant
 from abtest.observability import logger
 from abtest.recommender import Catalog, Recommendation, recommend
-from abtest.repository import Enrollment
 
 
 class AssignmentStore(Protocol):

@@ -31,6 +31,9 @@ class Settings(BaseModel):
     # "jwt": every route needs its scope in the API Gateway JWT authorizer context (AWS).
     # "none": no checks; only the local server sets it, and then it binds to 127.0.0.1 only.
     auth_mode: Literal["jwt", "none"] = "jwt"
+    scope_prefix: str = "abtest/"
+    # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
+    rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
 
 
 _ENV_NAMES = {
@@ -48,6 +51,8 @@ _ENV_NAMES = {
     "experiment_cache_ttl_seconds": "EXPERIMENT_CACHE_TTL_SECONDS",
     "catalog_cache_ttl_seconds": "CATALOG_CACHE_TTL_SECONDS",
     "auth_mode": "AUTH_MODE",
+    "scope_prefix": "SCOPE_PREFIX",
+    "rollup_statement_timeout_ms": "ROLLUP_STATEMENT_TIMEOUT_MS",
 }
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.assignment import Enrollment
 from abtest.db import Connection, Database
 from abtest.models import Experiment, Status
 from abtest.repository.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found
@@ -42,17 +43,6 @@ SELECT (SELECT status FROM experiment) AS status,
        (SELECT embedding FROM user_profiles
         WHERE %(with_profile)s AND user_id = %(user_id)s) AS profile
 """
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    """What one enrollment statement found or did."""
-
-    status: Status | None  # None: the experiment does not exist (any more)
-    variant_id: UUID | None  # None: not enrolled (experiment not running)
-    created: bool  # this request made the assignment
-    exposed: bool  # an exposure row was written
-    profile: list[float] | None  # the user's profile vector, when asked for
 
 
 @dataclass(frozen=True)
@@ -120,7 +110,8 @@ class AssignmentRepository:
                 enrollment = attempt(conn)  # lost a race for a new user: read the winner's row
             return enrollment
 
-        return self._db.run(work, transaction=False)
+        # Not retried on a dropped connection: the exposure might have been written already.
+        return self._db.run(work, transaction=False, retry=False)
 
     def stored_assignment(self, experiment_id: UUID, user_id: str) -> StoredAssignment:
         """The user's stored variant, without enrolling anyone; NotFound for an unknown experiment."""

@@ -133,15 +133,18 @@ class EventRepository:
             assert row is not None  # a SELECT without FROM yields one row
             if row["status"] is None:
                 raise not_found(new.experiment_id)
-            if row["status"] == Status.COMPLETED:
-                raise _completed()
-            if row["assigned_variant"] is None:
-                raise _not_assigned(new.user_id)
             if row["conversion"] is not None:
                 return RecordedConversion(Conversion.model_validate(row["conversion"]), replayed=False)
-            return RecordedConversion(_stored_replay(conn, new), replayed=True)
+            # A retry of a stored event is answered with it, even once the experiment has completed.
+            stored = _stored_replay(conn, new) if new.event_id is not None else None
+            if stored is not None:
+                return RecordedConversion(stored, replayed=True)
+            if row["status"] == Status.COMPLETED:
+                raise _completed()
+            raise _not_assigned(new.user_id)
 
-        return self._db.run(work, transaction=False)
+        # A conversion without event_id cannot be told from its retry: never resent on a dropped link.
+        return self._db.run(work, transaction=False, retry=new.event_id is not None)
 
     def record_batch(self, events: Sequence[ExposureEvent | ConversionEvent]) -> list[EventResult]:
         """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
@@ -203,13 +206,14 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
     return _result(index=position, event_id=event_id, status="rejected", error=error, message=message)
 
 
-def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion:
-    """The conversion already stored under this event_id, if it is the same event."""
+def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
+    """The conversion already stored under this event_id (Conflict if it is a different one)."""
     row = conn.execute(
         f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE experiment_id = %s AND event_id = %s".encode(),
         (new.experiment_id, new.event_id),
     ).fetchone()
-    assert row is not None, "an insert skipped by ON CONFLICT implies the row exists"
+    if row is None:
+        return None
     stored = Conversion.model_validate(row)
     if (stored.user_id, stored.metric_name, stored.value) != (new.user_id, new.metric_name, new.value):
         raise Conflict(

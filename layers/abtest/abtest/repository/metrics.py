@@ -27,6 +27,7 @@ from abtest.rollup import (
     UserMetricKey,
     UserState,
     VariantKey,
+    VariantMetrics,
     VariantStats,
     fold,
 )
@@ -55,15 +56,6 @@ class RollupRun:
     exposure_groups: int
     conversion_groups: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class VariantMetrics:
-    """Sufficient statistics of one experiment, per variant and per variant and metric."""
-
-    experiment: Experiment
-    variants: dict[UUID, VariantStats]
-    metrics: dict[UUID, dict[str, MetricStats]]
 
 
 def _window(
@@ -201,8 +193,11 @@ class MetricsRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def roll_up(self) -> RollupRun:
-        """Fold every finished transaction's events since the last run into the rollup tables."""
+    def roll_up(self, statement_timeout_ms: int | None = None) -> RollupRun:
+        """Fold every finished transaction's events since the last run into the rollup tables.
+
+        A backlog can take longer than a request may: pass the rollup's own statement timeout.
+        """
         started = time.perf_counter()
 
         def work(conn: Connection) -> RollupRun:
@@ -223,7 +218,7 @@ class MetricsRepository:
             )
             return RollupRun(low, high, len(exposures), len(conversions), time.perf_counter() - started)
 
-        return self._db.run(work)
+        return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
 
     def running_allocations(self) -> list[tuple[Experiment, list[int]]]:
         """Every running experiment with its rolled-up exposed users per variant, in stored order."""
