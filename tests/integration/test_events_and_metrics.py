@@ -405,3 +405,29 @@ def test_concurrent_rollups_never_double_count(api: Any, clean_db: str) -> None:
         thread.join()
     assert errors == []
     assert_matches_sql(clean_db, experiment["id"])
+
+
+def test_a_transaction_open_across_rollups_is_folded_exactly_once(api: Any, clean_db: str) -> None:
+    experiment = start(api)
+    variant = experiment["variants"][0]["id"]
+    enroll(api, experiment["id"], "early")
+    with psycopg.connect(clean_db) as slow:  # not autocommit: its transaction stays open
+        slow.execute(
+            "INSERT INTO assignments (experiment_id, user_id, variant_id) VALUES (%s, 'slow', %s)",
+            (experiment["id"], variant),
+        )
+        slow.execute(
+            "INSERT INTO exposures (experiment_id, variant_id, user_id) VALUES (%s, %s, 'slow')",
+            (experiment["id"], variant),
+        )
+        enroll(api, experiment["id"], "late")  # commits after the slow transaction took its id
+        first = rollup()
+        assert_matches_sql(clean_db, experiment["id"])
+        slow.commit()
+    assert first["exposure_groups"] <= 1, "the run must stop below the open transaction"
+    rollup()
+    assert_matches_sql(clean_db, experiment["id"])
+    rollup()
+    assert_matches_sql(clean_db, experiment["id"])
+    with psycopg.connect(clean_db) as conn:
+        assert conn.execute("SELECT sum(users) FROM rollup_variants").fetchone() == (3,)
