@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from localdev.postgres import PROJECT_ROOT, database_url
-from localdev.template import layer_paths
+from localdev.template import use_layers
 
 LOCAL_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "abtest-local",
@@ -36,9 +36,7 @@ def prepare(database: str) -> str:
         os.environ.setdefault(key, value)
     url = database_url(database)
     os.environ["DATABASE_URL"] = url
-    for folder in reversed(layer_paths()):
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+    use_layers()
     from abtest.db import get_database
     from abtest.migrate import apply_migrations
 
@@ -85,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "openapi":
         from localdev.openapi import SPEC_PATH, write
 
-        for folder in reversed(layer_paths()):
-            sys.path.insert(0, str(folder))
+        use_layers()
         write()
         print(f"wrote {SPEC_PATH.relative_to(PROJECT_ROOT)}")
         return 0

@@ -116,6 +116,13 @@ def layer_paths(template: dict[str, Any] | None = None) -> list[Path]:
     ]
 
 
+def use_layers(template: dict[str, Any] | None = None) -> None:
+    """Put the layers' content on the import path, as Lambda does under /opt/python."""
+    for folder in reversed(layer_paths(template)):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
 def match(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     """The most specific route for a request, with its path parameters, or None."""
     candidates = []

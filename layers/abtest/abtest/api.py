@@ -111,6 +111,17 @@ def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]
     )
 
 
+def _not_json_message(content_type: str) -> str:
+    return f"request bodies must be JSON (Content-Type: application/json), not {content_type}"
+
+
+def _invalid_body(message: str) -> Response[dict[str, Any]]:
+    """A 422 for a body the schema accepted but that cannot be used as it is."""
+    return error_response(
+        422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
+    )
+
+
 def _proxy_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
@@ -139,7 +150,7 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type", "").strip().lower()
     if event.get("body") and content_type and not content_type.startswith("application/json"):
-        message = f"request bodies must be JSON (Content-Type: application/json), not {content_type}"
+        message = _not_json_message(content_type)
         return _proxy_error(
             415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
         )
@@ -157,8 +168,7 @@ def create_app() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_content_type(_exc: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
         content_type = app.current_event.headers.get("content-type", "")
-        message = f"request bodies must be JSON (Content-Type: application/json), not {content_type}"
-        return error_response(415, "unsupported_media_type", message, "content-type")
+        return error_response(415, "unsupported_media_type", _not_json_message(content_type), "content-type")
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(_exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
@@ -168,20 +178,14 @@ def create_app() -> APIGatewayHttpResolver:
     @app.exception_handler(UnicodeEncodeError)
     def _not_encodable(_exc: UnicodeEncodeError) -> Response[dict[str, Any]]:
         # JSON may carry lone surrogates ("\ud800") that no UTF-8 database column can store.
-        message = "text fields must be valid Unicode (no lone surrogates)"
-        return error_response(
-            422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
-        )
+        return _invalid_body("text fields must be valid Unicode (no lone surrogates)")
 
     @app.exception_handler(psycopg.DataError)
     def _unstorable(exc: psycopg.DataError) -> Response[dict[str, Any]]:
         # Input the models let through but PostgreSQL cannot store, e.g. NUL inside free text or JSON.
         # The driver's message can quote the client's data: log only its SQLSTATE.
         logger.info("value refused by the database", extra={"sqlstate": exc.sqlstate})
-        message = "a value cannot be stored (text may not contain NUL characters)"
-        return error_response(
-            422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
-        )
+        return _invalid_body("a value cannot be stored (text may not contain NUL characters)")
 
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:

@@ -45,11 +45,16 @@ class Status(StrEnum):
     COMPLETED = "completed"
 
 
-def _check_config(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
-    if size > MAX_CONFIG_BYTES:
-        raise ValueError(f"config is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}")
-    return value
+def _json_size_limit(what: str, limit: int) -> AfterValidator:
+    """A validator refusing JSON objects larger than `limit` bytes once serialised."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
+        if size > limit:
+            raise ValueError(f"{what} is {size} bytes as JSON; the limit is {limit}")
+        return value
+
+    return AfterValidator(check)
 
 
 def _finite_json(value: Any) -> Any:
@@ -64,7 +69,7 @@ Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Salt = Annotated[str, Field(min_length=1, max_length=128)]
 Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
-Config = Annotated[dict[str, Any], AfterValidator(_check_config)]
+Config = Annotated[dict[str, Any], _json_size_limit("config", MAX_CONFIG_BYTES)]
 MAX_CONTEXT_BYTES = 4096
 
 
@@ -80,15 +85,8 @@ def _utf8(value: str) -> str:
     return value
 
 
-def _check_context(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
-    if size > MAX_CONTEXT_BYTES:
-        raise ValueError(f"context is {size} bytes as JSON; the limit is {MAX_CONTEXT_BYTES}")
-    return value
-
-
 UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
-Context = Annotated[dict[str, Any], AfterValidator(_check_context)]
+Context = Annotated[dict[str, Any], _json_size_limit("context", MAX_CONTEXT_BYTES)]
 
 
 class _Input(BaseModel):

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from abtest.assignment import Enrollment
 from abtest.db import Connection, Database
 from abtest.models import Experiment, Status
-from abtest.repository.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found
+from abtest.repository.experiments import fetch_experiment, fetch_running, not_found
 
 _ENROLL = """
 WITH experiment AS (
@@ -61,12 +61,7 @@ class AssignmentRepository:
 
     def running_experiments(self) -> list[Experiment]:
         """Every running experiment, in the order surfaces choose them: started first, then created."""
-        query = (
-            SELECT_EXPERIMENT + " WHERE e.status = 'running' ORDER BY e.started_at, e.created_at, e.id"
-        ).encode()
-        return self._db.run(
-            lambda conn: [Experiment.model_validate(row) for row in conn.execute(query)], transaction=False
-        )
+        return self._db.run(fetch_running, transaction=False)
 
     def experiment(self, experiment_id: UUID) -> Experiment:
         """One experiment with its variants; NotFound if there is none."""
@@ -162,5 +157,7 @@ class AssignmentRepository:
 
     def count_items(self) -> int:
         """How many items the catalog holds."""
-        row = self._db.run(lambda conn: conn.execute("SELECT count(*) AS n FROM items").fetchone())
+        row = self._db.run(
+            lambda conn: conn.execute("SELECT count(*) AS n FROM items").fetchone(), transaction=False
+        )
         return int(row["n"]) if row else 0

@@ -215,6 +215,12 @@ def not_found(experiment_id: UUID) -> NotFound:
     return NotFound(f"no experiment with id {experiment_id}", code="experiment_not_found", field="id")
 
 
+def fetch_running(conn: Connection) -> list[Experiment]:
+    """Every running experiment, in the order surfaces choose them: started first, then created."""
+    query = SELECT_EXPERIMENT + " WHERE e.status = 'running' ORDER BY e.started_at, e.created_at, e.id"
+    return [Experiment.model_validate(row) for row in conn.execute(query.encode())]
+
+
 def fetch_experiment(conn: Connection, experiment_id: UUID, *, lock: bool = False) -> Experiment:
     query = SELECT_EXPERIMENT + " WHERE e.id = %s" + (" FOR UPDATE OF e" if lock else "")
     row = conn.execute(query.encode(), (experiment_id,)).fetchone()

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from abtest.db import Connection, Database
 from abtest.models import Experiment
-from abtest.repository.experiments import SELECT_EXPERIMENT, fetch_experiment
+from abtest.repository.experiments import fetch_experiment, fetch_running
 from abtest.rollup import (
     Fold,
     MetricKey,
@@ -62,13 +62,9 @@ def _window(
     conn: Connection, low: int, high: int | None, experiment_id: UUID | None
 ) -> tuple[list[NewExposures], list[NewConversions]]:
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
-    params = {
-        "low": str(low),
-        "high": str(high) if high is not None else None,
-        "experiment_id": experiment_id,
-    }
-    if high is None:  # the tail: everything above the horizon that this snapshot sees
-        params["high"] = str(2**63 - 1)
+    # No upper bound (the tail): everything above the horizon that this snapshot sees.
+    upper = high if high is not None else 2**63 - 1
+    params = {"low": str(low), "high": str(upper), "experiment_id": experiment_id}
     exposures = [
         NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"])
         for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope).encode(), params)
@@ -224,10 +220,7 @@ class MetricsRepository:
         """Every running experiment with its rolled-up exposed users per variant, in stored order."""
 
         def work(conn: Connection) -> list[tuple[Experiment, list[int]]]:
-            experiments = [
-                Experiment.model_validate(row)
-                for row in conn.execute((SELECT_EXPERIMENT + " WHERE e.status = 'running'").encode())
-            ]
+            experiments = fetch_running(conn)
             users: dict[UUID, int] = {
                 r["variant_id"]: r["users"]
                 for r in conn.execute(
