@@ -69,8 +69,8 @@ def prepare(database: str = BENCH_DATABASE) -> str:
     url = database_url(database)
     os.environ["DATABASE_URL"] = url
     reset_schema(url)
-    from abtest.db import get_database
-    from abtest.migrate import apply_migrations
+    from abtest.storage.database import get_database
+    from abtest.storage.schema import apply_migrations
 
     get_database().run(apply_migrations, transaction=False)
     return url
@@ -120,9 +120,9 @@ class Request:
         # With POWERTOOLS_METRICS_DISABLED, log_metrics never clears the metric set, so values pile
         # up across invocations and every 100th add_metric prints an EMF blob to stdout. Clearing
         # does what the flush at the end of each invocation in AWS does (minus the print).
-        from abtest.observability import metrics
+        from abtest.observability import cloudwatch
 
-        metrics.clear_metrics()
+        cloudwatch.clear_metrics()
         text = raw.get("body")
         return Reply(raw["statusCode"], json.loads(text) if text else None)
 
@@ -200,8 +200,8 @@ def create_running_experiment(
 
 
 class InsertFloor:
-    """One single-row INSERT round trip on a connection configured like abtest.db's (autocommit, no
-    prepared statements), into a scratch table: the least any request that writes can cost."""
+    """One single-row INSERT round trip on a connection configured like abtest.storage.database's
+    (autocommit, no prepared statements), into a scratch table: the least any request that writes can cost."""
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -306,9 +306,9 @@ def database_stubbed(profile: Sequence[float] | None = None) -> Iterator[None]:
     """Replace AssignmentRepository.enroll with a canned answer (the variant the caller passes, as
     stored; an exposure recorded; `profile` as the user's profile), so the layers above it can be
     timed without the database: their CPU cost alone."""
-    from abtest.assignment import Enrollment
-    from abtest.models import Status
-    from abtest.repository import AssignmentRepository
+    from abtest.domain.assignment import Enrollment
+    from abtest.domain.models import Status
+    from abtest.storage import AssignmentRepository
 
     original = AssignmentRepository.enroll
     stored_profile = list(profile) if profile is not None else None

@@ -11,9 +11,9 @@ built and responses checked outside the timed region.
 
 Targets: p50 within 2x the floor's p50; at most 2 database round trips per warm request.
 Then, to show where the time goes, the same returning-user request is timed layer by layer (a plain
-exposure INSERT, AssignmentRepository.enroll, Server.assign, the handler's own pydantic models without
-Powertools, the Powertools resolver, the whole handler), and the enrollment statement is run under
-EXPLAIN ANALYZE.
+exposure INSERT, AssignmentRepository.enroll, AssignmentService.assign, the handler's own pydantic
+models without Powertools, the Powertools resolver, the whole handler), and the enrollment statement is run
+under EXPLAIN ANALYZE.
 """
 
 from __future__ import annotations
@@ -151,13 +151,13 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
 
     experiment_id = UUID(client.experiment_id)
     server = assignments_handler.server()
     repository = AssignmentRepository(get_database())
-    # The returning users' stored variants, so enroll() gets the arguments Server would give it.
+    # The returning users' stored variants, so enroll() gets the arguments AssignmentService would give it.
     variant_ids = {}
     for user_id in pool:
         variant = server.assign(experiment_id, user_id).variant
@@ -184,7 +184,9 @@ def layer_probes(
         "floor: 1-row INSERT into a scratch table": lambda _i: Probe(floor.insert),
         "1-row INSERT INTO exposures (same connection)": plain_exposure,
         "AssignmentRepository.enroll (the service's connection)": enroll,
-        "Server.assign (+ bucketing, cache)": lambda i: Probe(lambda: server.assign(experiment_id, user(i))),
+        "AssignmentService.assign (+ bucketing, cache)": lambda i: Probe(
+            lambda: server.assign(experiment_id, user(i))
+        ),
     }
     lean = lean_handler(assignments_handler, server)
     if lean is not None:
@@ -199,7 +201,7 @@ def layer_probes(
     return probes
 
 
-PYTHON_LAYERS = ("Server.assign", "+ the handler", "app.resolve", "lambda_handler")
+PYTHON_LAYERS = ("AssignmentService.assign", "+ the handler", "app.resolve", "lambda_handler")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     url = prepare()
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
     from assignments_handler import lambda_handler
 
     experiment_id = create_running_experiment(f"bench-assign-{time.time_ns()}", VARIANTS, traffic=1.0)

@@ -1,6 +1,6 @@
 """Micro-benchmark: bucketing throughput in pure Python, ours against GrowthBook's Python SDK.
 
-    PYTHONPATH=layers/abtest python bench/bench_bucketing.py [--users 200000] [--repeats 5]
+    python bench/bench_bucketing.py [--users 200000] [--repeats 5]
 
 Every row hashes the same distinct user ids with the same salt/seed in the same run; each row is
 the best of --repeats passes timed with time.perf_counter. GrowthBook hashes with FNV-1a in pure
@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from abtest.bucketing import Allocation, bucket_for, unit_interval
+from abtest.contract.bucketing import Allocation, bucket_for, unit_interval
 
 SALT = "exp-checkout-button"
 WEIGHTS = [0.3, 0.4, 0.3]

@@ -100,8 +100,8 @@ def prepare_database() -> str:
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
     os.environ["DATABASE_URL"] = url
-    from abtest.db import get_database
-    from abtest.migrate import apply_migrations
+    from abtest.storage.database import get_database
+    from abtest.storage.schema import apply_migrations
 
     get_database().run(apply_migrations, transaction=False)
     return url
@@ -121,7 +121,7 @@ def drop_database(url: str) -> None:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    from abtest.db import get_database
+    from abtest.storage.database import get_database
 
     get_database().close()
     with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
@@ -191,9 +191,9 @@ def context() -> Any:
 def clear_metrics() -> None:
     """With POWERTOOLS_METRICS_DISABLED, log_metrics never flushes: metrics would pile up across
     invocations and be printed every 100. In AWS each invocation flushes them; do the same."""
-    from abtest.observability import metrics
+    from abtest.observability import cloudwatch
 
-    metrics.clear_metrics()
+    cloudwatch.clear_metrics()
 
 
 @dataclass(frozen=True)
@@ -329,8 +329,8 @@ def vacuum_analyze(conn: Any) -> None:
 
 def long_timeout_database(timeout_ms: int = 900_000) -> Any:
     """A second Database like the service's but with a long statement timeout, for loading rollups."""
-    from abtest.db import Database, connection_params
     from abtest.settings import get_settings
+    from abtest.storage.database import Database, connection_params
 
     settings = get_settings()
     return Database(lambda: connection_params(settings), statement_timeout_ms=timeout_ms)
@@ -342,12 +342,12 @@ def roll_up_everything(database: Any, admin: Any, wait_seconds: float = 120.0) -
     The horizon is the xmin of the run's snapshot, cluster-wide: a transaction left open elsewhere on
     the server (another database, another benchmark) holds it back. Retry until it has passed.
     """
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
 
     runs = []
     deadline = time.monotonic() + wait_seconds
     while True:
-        runs.append(MetricsRepository(database).roll_up())
+        runs.append(RollupRepository(database).roll_up())
         if events_above_horizon(admin) == 0:
             return runs
         if time.monotonic() > deadline:
@@ -465,7 +465,7 @@ class Batch:
 def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random) -> Batch:
     from psycopg.types.json import Jsonb
 
-    from abtest.models import EventBatch
+    from abtest.domain.models import EventBatch
 
     experiment_uuid = uuid.UUID(experiment.id)
     events: list[dict[str, Any]] = []
@@ -549,8 +549,8 @@ class Methods:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        from abtest.db import get_database
-        from abtest.repository import EventRepository
+        from abtest.storage import EventRepository
+        from abtest.storage.database import get_database
         from events_handler import lambda_handler
 
         self._repository = EventRepository(get_database())
@@ -572,7 +572,7 @@ class Methods:
     def record_batch_proposed(self, batch: Batch) -> None:
         """What-if: record_batch with the assignment lookup as one index probe per event (see
         PROPOSED_LOOKUP). Swapped in for this call only; the shipped code is not changed."""
-        from abtest.repository import events as module
+        from abtest.storage import events as module
 
         shipped = module._RECORD_BATCH
         module._RECORD_BATCH = proposed_record_batch(shipped)
@@ -584,8 +584,8 @@ class Methods:
     def record_batch_json(self, batch: Batch) -> None:
         """What-if: as record_batch (same statement with the PK-probe lookup, same per-event results via
         the shipped _batch_result), but the batch goes as one JSON parameter."""
-        from abtest.db import get_database
-        from abtest.repository import events as module
+        from abtest.storage import events as module
+        from abtest.storage.database import get_database
 
         query = json_record_batch(module._RECORD_BATCH)
         rows = []
@@ -647,7 +647,7 @@ class _CapturingConnection:
 
 
 class _CapturingDatabase:
-    """Stands in for abtest.db.Database: hands out a connection that captures the first statement."""
+    """Stands in for abtest.storage.database.Database: a connection that captures the first statement."""
 
     def run(self, work: Callable[[Any], Any], *, transaction: bool = True) -> Any:
         return work(_CapturingConnection())
@@ -684,8 +684,8 @@ def condensed_plan(lines: Sequence[str], keys: Sequence[str] = PLAN_KEYS) -> str
 
 def explain_batch(experiment: Experiment, users: int, rng: random.Random) -> str:
     """EXPLAIN ANALYZE of the shipped batch statement for one more batch, rolled back."""
-    from abtest.db import get_database
-    from abtest.repository import EventRepository
+    from abtest.storage import EventRepository
+    from abtest.storage.database import get_database
 
     batch = make_batch(experiment, users, "explain", rng)
     query, params = captured_statement(lambda db: EventRepository(db).record_batch(batch.models))
@@ -720,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("handler", methods.handler),
         ("copy", methods.copy),
     ]
-    from abtest.repository import events as events_module
+    from abtest.storage import events as events_module
 
     try:
         proposed_record_batch(events_module._RECORD_BATCH)

@@ -10,7 +10,7 @@ users. The same tables grow step by step. At each step:
 1. bulk load (INSERT ... SELECT FROM generate_series, 500k events per transaction) up to the step's
    count: 60 % exposures, 40 % conversions over three metrics, spread over all users
    (bench_ingest.bulk_load says exactly how);
-2. roll everything up with MetricsRepository.roll_up() (on a Database with a long statement timeout:
+2. roll everything up with RollupRepository.roll_up() (on a Database with a long statement timeout:
    the first rollup of millions of events is a backfill, not the 5-minute schedule), then VACUUM
    ANALYZE, as autovacuum would after such a load;
 3. "rolled up": 3 warm-up calls, then `--calls` timed calls of metrics_handler.lambda_handler with
@@ -23,7 +23,7 @@ Every answer is checked against the tables (exposure events per variant). The ti
 statement of the endpoint (psycopg Cursor.execute: send, server work, receive) is reported per step,
 and each SELECT of the endpoint is EXPLAIN ANALYZEd at the largest step.
 
-What-if column (not the shipped code): the same calls with MetricsRepository.variant_metrics replaced,
+What-if column (not the shipped code): the same calls with RollupRepository.variant_metrics replaced,
 for those calls only, by a version that folds the tail in one SQL statement (TAIL_FOLD) instead of
 _window + _old_state + rollup.fold in Python. Its answers are compared with the shipped ones first;
 its calls alternate with the shipped calls one by one.
@@ -111,22 +111,22 @@ FROM m GROUP BY variant_id, metric_name
 
 
 def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
-    """MetricsRepository.variant_metrics with the tail folded by TAIL_FOLD instead of _window +
+    """RollupRepository.variant_metrics with the tail folded by TAIL_FOLD instead of _window +
     _old_state + fold in Python. The rest is the shipped method's code."""
-    from abtest.repository.experiments import fetch_experiment
-    from abtest.rollup import MetricStats, VariantMetrics, VariantStats
+    from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+    from abtest.storage.experiments import fetch_experiment
 
     def work(conn: Any) -> Any:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         experiment = fetch_experiment(conn, experiment_id)
         row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
-        variants = {v.id: VariantStats() for v in experiment.variants}
+        variants = {v.id: ExposureTotals() for v in experiment.variants}
         metrics: dict[Any, dict[str, Any]] = {v.id: {} for v in experiment.variants}
         for r in conn.execute(
             "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
             (experiment_id,),
         ):
-            variants[r["variant_id"]] = VariantStats(r["exposures"], r["users"])
+            variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
         for r in conn.execute(
             "SELECT variant_id, metric_name, count, sum, sum_squares, users"
             " FROM rollup_metrics WHERE experiment_id = %s",
@@ -138,8 +138,8 @@ def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
         params = {"experiment_id": experiment_id, "horizon": str(row["horizon"])}
         for r in conn.execute(TAIL_FOLD.encode(), params):
             if r["metric_name"] is None:
-                variants.setdefault(r["variant_id"], VariantStats()).add(
-                    VariantStats(r["exposures"], r["users"])
+                variants.setdefault(r["variant_id"], ExposureTotals()).add(
+                    ExposureTotals(r["exposures"], r["users"])
                 )
             else:
                 delta = MetricStats(r["count"], r["sum"], r["sum_squares"], r["users"])
@@ -152,14 +152,14 @@ def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
 @contextmanager
 def what_if() -> Iterator[None]:
     """Swap proposed_variant_metrics in for the calls inside the block."""
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
 
-    shipped = MetricsRepository.variant_metrics
-    MetricsRepository.variant_metrics = proposed_variant_metrics  # type: ignore[method-assign]
+    shipped = RollupRepository.variant_metrics
+    RollupRepository.variant_metrics = proposed_variant_metrics  # type: ignore[method-assign]
     try:
         yield
     finally:
-        MetricsRepository.variant_metrics = shipped  # type: ignore[method-assign]
+        RollupRepository.variant_metrics = shipped  # type: ignore[method-assign]
 
 
 def same_answer(shipped: dict[str, Any], proposed: dict[str, Any]) -> bool:
@@ -233,9 +233,9 @@ def timed_call(handler: common.Handler, experiment_id: str, proposed: bool) -> f
 
 
 def write_tail(experiment: common.Experiment, users: int, size: int, tag: str, rng: random.Random) -> None:
-    from abtest.db import get_database
-    from abtest.models import EventBatch
-    from abtest.repository import EventRepository
+    from abtest.domain.models import EventBatch
+    from abtest.storage import EventRepository
+    from abtest.storage.database import get_database
 
     repository = EventRepository(get_database())
     for first in range(0, size, common.BATCH_SIZE):

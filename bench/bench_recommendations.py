@@ -86,8 +86,8 @@ class RecommendationsClient:
 
 def load_catalog(n_items: int, n_users: int) -> tuple[int, int]:
     """Replace the catalog with the demo one; return (items, profiles) loaded."""
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=n_items, n_users=n_users)
@@ -100,8 +100,8 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
 
     server = assignments_handler.server()
     repository = AssignmentRepository(get_database())
@@ -127,7 +127,7 @@ def layer_probes(
     return {
         "floor: 1-row INSERT into a scratch table": lambda _i: Probe(floor.insert),
         "AssignmentRepository.enroll with profile": enroll,
-        "Server.recommendations (+ ranking)": lambda i: Probe(
+        "AssignmentService.recommendations (+ ranking)": lambda i: Probe(
             lambda: server.recommendations(user(i), LIMIT, surface=SURFACE)
         ),
         "app.resolve (Powertools resolver, validation)": resolve,
@@ -139,8 +139,8 @@ def ranking_only(pool: Sequence[str], iterations: int) -> Latency:
     """recommend() alone on the container's cached catalog, for a demo profile and a variant's config:
     the CPU cost of ranking the whole catalog per request."""
     import assignments_handler
-    from abtest.models import RecommenderConfig
-    from abtest.recommender import recommend
+    from abtest.domain.models import RecommenderConfig
+    from abtest.domain.recommender import recommend
 
     server = assignments_handler.server()
     result = server.recommendations(pool[0], LIMIT, surface=SURFACE)
@@ -154,7 +154,7 @@ def ranking_only(pool: Sequence[str], iterations: int) -> Latency:
     return Latency.of(samples["rank"])
 
 
-PYTHON_LAYERS = ("Server.recommendations", "app.resolve", "lambda_handler")
+PYTHON_LAYERS = ("AssignmentService.recommendations", "app.resolve", "lambda_handler")
 
 
 def demo_profile() -> list[float]:
@@ -189,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     url = prepare()
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
     from assignments_handler import lambda_handler
 
     # Every user the run touches has a profile: warm-up/returning, counted, and timed new users.

@@ -6,7 +6,7 @@ Database `abtest_bench_events` (public schema dropped and re-migrated at the sta
 dropped at the end unless --keep). One running experiment, two variants; assigned users `u-0` ..
 `u-120010` (the history's) and `n-0` .. (never in the history).
 
-What is timed: MetricsRepository(get_database()).roll_up(), the service's code and Database (its 5 s
+What is timed: RollupRepository(get_database()).roll_up(), the service's code and Database (its 5 s
 statement timeout included), wall time of the whole call: advisory lock, horizon, the two window
 GROUP BYs, the old per-user state of the touched users, the fold in Python, the four upserts, the
 horizon update, the commit. Rows are bulk-loaded before each timed rollup (INSERT ... SELECT FROM
@@ -48,7 +48,7 @@ TABLES = "exposures, conversions, rollup_users, rollup_user_metrics, rollup_vari
 
 
 # What-if (not the shipped code): the whole rollup in one statement, so that no per-user state goes
-# through Python. The fold of abtest.rollup in SQL: every touched user's stored state is one LATERAL
+# through Python. The fold of abtest.analysis.rollup in SQL: every touched user's stored state is one LATERAL
 # primary-key probe (OFFSET 0 keeps it one), then the four upserts of _store as data-modifying CTEs.
 ROLLUP_SQL = """
 WITH tail AS (
@@ -125,8 +125,8 @@ SELECT (SELECT count(*) FROM tail WHERE metric_name IS NULL) AS exposure_groups,
 
 
 def proposed_roll_up(database: Any) -> Any:
-    """MetricsRepository.roll_up with ROLLUP_SQL in place of _window + _old_state + fold + _store."""
-    from abtest.repository import metrics as module
+    """RollupRepository.roll_up with ROLLUP_SQL in place of _window + _old_state + fold + _store."""
+    from abtest.storage import rollups as module
 
     def work(conn: Any) -> Any:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (module._ROLLUP_LOCK,))
@@ -209,12 +209,12 @@ class _RolledBack:
 def timed_proposed_rollup(admin: Any, url: str) -> tuple[float, Any, dict[str, float]]:
     """The shipped rollup in a rolled-back transaction (its checksums), then the what-if for real on the
     service's Database, timed; their checksums must agree."""
-    from abtest.db import get_database
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
+    from abtest.storage.database import get_database
 
     common.wait_until_rollup_can_see_everything(admin)
     shipped = _RolledBack(url)
-    MetricsRepository(shipped).roll_up()  # type: ignore[arg-type]
+    RollupRepository(shipped).roll_up()  # type: ignore[arg-type]
     start = time.perf_counter()
     groups = proposed_roll_up(get_database())
     seconds = time.perf_counter() - start
@@ -247,11 +247,11 @@ def load_set(admin: Any, experiment: common.Experiment, kind: str, slot: int, co
 def timed_rollup(admin: Any) -> tuple[float, Any, dict[str, float]]:
     """Wall seconds of one roll_up() on the service's Database, the run, and seconds per statement.
     Checks that the run folded every stored event."""
-    from abtest.db import get_database
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
+    from abtest.storage.database import get_database
 
     common.wait_until_rollup_can_see_everything(admin)
-    repository = MetricsRepository(get_database())
+    repository = RollupRepository(get_database())
     with common.time_statements() as times:
         start = time.perf_counter()
         run = repository.roll_up()
@@ -281,8 +281,8 @@ def captured_rollup() -> tuple[float, list[tuple[Any, Any]]]:
     """One timed rollup that also records the statements it sent, with their parameters."""
     import psycopg
 
-    from abtest.db import get_database
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
+    from abtest.storage.database import get_database
 
     sent: list[tuple[Any, Any]] = []
     original = psycopg.Cursor.execute
@@ -294,7 +294,7 @@ def captured_rollup() -> tuple[float, list[tuple[Any, Any]]]:
     psycopg.Cursor.execute = capture  # type: ignore[method-assign,assignment]
     try:
         start = time.perf_counter()
-        MetricsRepository(get_database()).roll_up()
+        RollupRepository(get_database()).roll_up()
         seconds = time.perf_counter() - start
     finally:
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"History: {history_rows[0]:,} events over "
         f"{HISTORY_USERS:,} users ({history_rows[1]:,} rollup_users, {history_rows[2]:,} "
         f"rollup_user_metrics rows), loaded in {load_seconds:.0f} s, rolled up in {backfill_seconds:.0f} s. "
-        "shipped = MetricsRepository.roll_up(); what-if = the same rollup as one SQL statement (not "
+        "shipped = RollupRepository.roll_up(); what-if = the same rollup as one SQL statement (not "
         "shipped; each run checked against the shipped rollup of the same events).\n"
     )
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from localdev.postgres import PROJECT_ROOT, database_url
-from localdev.template import use_layers
+from localdev.template import use_function_folders
 
 LOCAL_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "abtest-local",
@@ -36,9 +36,9 @@ def prepare(database: str) -> str:
         os.environ.setdefault(key, value)
     url = database_url(database)
     os.environ["DATABASE_URL"] = url
-    use_layers()
-    from abtest.db import get_database
-    from abtest.migrate import apply_migrations
+    use_function_folders()
+    from abtest.storage.database import get_database
+    from abtest.storage.schema import apply_migrations
 
     applied = get_database().run(apply_migrations, transaction=False)
     if applied:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "openapi":
         from localdev.openapi import SPEC_PATH, write
 
-        use_layers()
+        use_function_folders()
         write()
         print(f"wrote {SPEC_PATH.relative_to(PROJECT_ROOT)}")
         return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from abtest.db import get_database
-from abtest.repository import AssignmentRepository
+from abtest.storage import AssignmentRepository
+from abtest.storage.database import get_database
 
 TOPICS = ("jazz", "rock", "classical", "hip-hop", "electronic", "folk", "pop", "ambient")
 

@@ -74,10 +74,8 @@ class Route:
         return (literals, len(segments))
 
     def load(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """Import the handler as Lambda would, with the function folder on the path."""
-        folder = str(self.code_uri)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+        """Import the handler as Lambda would, with the function folders on the path."""
+        use_function_folders()
         module_name, _, attribute = self.handler.rpartition(".")
         handler: Callable[[dict[str, Any], Any], dict[str, Any]] = getattr(
             importlib.import_module(module_name), attribute
@@ -116,9 +114,23 @@ def layer_paths(template: dict[str, Any] | None = None) -> list[Path]:
     ]
 
 
-def use_layers(template: dict[str, Any] | None = None) -> None:
-    """Put the layers' content on the import path, as Lambda does under /opt/python."""
-    for folder in reversed(layer_paths(template)):
+def function_folders(template: dict[str, Any] | None = None) -> list[Path]:
+    """Code folders of the template's functions: Lambda imports each handler as a top-level module."""
+    template = template if template is not None else load_template()
+    globals_ = template.get("Globals", {}).get("Function", {})
+    return [
+        (PROJECT_ROOT / resource.get("Properties", {}).get("CodeUri", globals_.get("CodeUri", "."))).resolve()
+        for resource in template.get("Resources", {}).values()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]
+
+
+def use_function_folders(template: dict[str, Any] | None = None) -> None:
+    """Make every handler module importable by its bare name, as Lambda does with the function's folder.
+
+    The one place that puts code on the path: the `abtest` package itself is installed (pip -e).
+    """
+    for folder in reversed(function_folders(template)):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
 

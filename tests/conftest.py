@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from localdev.template import use_function_folders
+
 # Before any handler module is imported: no X-Ray daemon or CloudWatch here.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "abtest-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ABTestTest")
@@ -20,6 +22,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # Every test starts from a truncated database: containers must not trust their caches across tests.
 os.environ.setdefault("EXPERIMENT_CACHE_TTL_SECONDS", "0")
 os.environ.setdefault("CATALOG_CACHE_TTL_SECONDS", "0")
+# The handler modules, importable by their bare names as in Lambda (folders read from template.yaml).
+use_function_folders()
 
 # One test database per checkout, so two clones (a developer's and CI's) never truncate each other's.
 TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
@@ -40,8 +44,8 @@ TABLES = (
 
 def reset_caches() -> None:
     """Forget cached settings, database and repositories so the next request reads the env again."""
-    from abtest.db import get_database
     from abtest.settings import get_settings
+    from abtest.storage.database import get_database
 
     get_database().close()
     get_database.cache_clear()
@@ -60,8 +64,8 @@ def database_url() -> str:
     url = find_database(TEST_DATABASE, override="TEST_DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     reset_caches()
-    from abtest.db import get_database
-    from abtest.migrate import apply_migrations
+    from abtest.storage.database import get_database
+    from abtest.storage.schema import apply_migrations
 
     get_database().run(apply_migrations, transaction=False)
     return url

@@ -1,25 +1,31 @@
 """AssignmentsFunction: recommendations tagged with their variant, assignments, and read-only lookups."""
 
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.api import API_PREFIX, create_app, documented, refuse
-from abtest.assignment import Reason, experiment_variant_tag
-from abtest.auth import Scope
-from abtest.db import get_database
-from abtest.models import RECOMMENDATIONS_SURFACE, Context, Surface, UserId
-from abtest.observability import logger, metrics, tracer
-from abtest.repository import AssignmentRepository
-from abtest.serving import Assignment, Server
+from abtest.domain.assignment import experiment_variant_tag
+from abtest.domain.models import (
+    AssignedVariant,
+    AssignmentRequest,
+    AssignmentResponse,
+    RecommendationRequest,
+    RecommendationResponse,
+    RecommendedItem,
+    StoredAssignmentResponse,
+)
+from abtest.domain.serving import Assignment, AssignmentService
+from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.http.entrypoint import entrypoint
+from abtest.http.scopes import Scope
+from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
+from abtest.storage import AssignmentRepository
+from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -31,70 +37,10 @@ ROUTE_SCOPES: dict[str, Scope] = {
 }
 
 
-class RecommendationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: UserId
-    limit: int = Field(default=10, ge=1, le=100)
-    context: Context | None = None
-    surface: Surface = RECOMMENDATIONS_SURFACE
-
-
-class RecommendedItem(BaseModel):
-    item_id: str
-    title: str
-    score: float
-    experiment_variant: str | None = Field(description='"experiment_name:variant_name"; null if not enrolled')
-
-
-class RecommendationResponse(BaseModel):
-    user_id: str
-    experiment_id: UUID | None = Field(description="The experiment the user is enrolled in, if any")
-    experiment_variant: str | None
-    recommendations: list[RecommendedItem]
-    degraded: bool = Field(description="true when served without the database (untagged, popularity)")
-
-
-class AssignmentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: UserId
-    experiment_id: UUID
-    context: Context | None = None
-    record_exposure: bool = True
-
-
-class AssignedVariant(BaseModel):
-    id: UUID
-    name: str
-    config: dict[str, Any]
-
-
-class AssignmentResponse(BaseModel):
-    experiment_id: UUID
-    experiment_name: str
-    user_id: str
-    enrolled: bool
-    reason: Reason
-    variant: AssignedVariant | None
-    experiment_variant: str | None
-    new_assignment: bool
-    exposure_recorded: bool
-
-
-class StoredAssignmentResponse(BaseModel):
-    experiment_id: UUID
-    experiment_name: str
-    user_id: str
-    enrolled: bool
-    variant: AssignedVariant | None
-    experiment_variant: str | None
-
-
 @lru_cache(maxsize=1)
-def server() -> Server:
+def server() -> AssignmentService:
     settings = get_settings()
-    return Server(
+    return AssignmentService(
         AssignmentRepository(get_database()),
         experiment_ttl=settings.experiment_cache_ttl_seconds,
         catalog_ttl=settings.catalog_cache_ttl_seconds,
@@ -104,9 +50,9 @@ def server() -> Server:
 def _count(assignment: Assignment | None) -> None:
     if assignment is None or assignment.variant is None:
         return
-    metrics.add_metric(name="AssignmentServed", unit=MetricUnit.Count, value=1)
+    cloudwatch.add_metric(name="AssignmentServed", unit=MetricUnit.Count, value=1)
     if assignment.exposure_recorded:
-        metrics.add_metric(name="ExposureRecorded", unit=MetricUnit.Count, value=1)
+        cloudwatch.add_metric(name="ExposureRecorded", unit=MetricUnit.Count, value=1)
 
 
 # The two hot routes carry no per-method trace subsegment (the handler's own subsegment covers them):
@@ -158,7 +104,7 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
     f"{API_PREFIX}/experiments/<experiment_id>/assignments/<user_id>",
     responses=documented(200, StoredAssignmentResponse, 404),
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def stored_assignment(
     experiment_id: Annotated[UUID, Path()],
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
@@ -183,8 +129,4 @@ def stored_assignment(
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)
+lambda_handler = entrypoint(app, ROUTE_SCOPES)

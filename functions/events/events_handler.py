@@ -1,19 +1,16 @@
 """EventsFunction: conversions (idempotent by event_id) and batches of exposures and conversions."""
 
-from typing import Any
-
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app, documented, refuse
-from abtest.auth import Scope
-from abtest.db import get_database
+from abtest.domain.models import BatchResult, Conversion, ConversionIn, EventBatch
 from abtest.errors import Conflict, InvalidInput
-from abtest.models import BatchResult, Conversion, ConversionIn, EventBatch
-from abtest.observability import logger, metrics, tracer
-from abtest.repository import EventRepository
+from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.http.entrypoint import entrypoint
+from abtest.http.scopes import Scope
+from abtest.observability import cloudwatch, logger, tracer
+from abtest.storage import EventRepository
+from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -29,18 +26,18 @@ def events() -> EventRepository:
 
 
 @app.post(f"{API_PREFIX}/experiments/conversions", responses=documented(201, Conversion, 400, 404, 409, 415))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def record_conversion(body: ConversionIn) -> Response[Conversion]:
     try:
         recorded = events().record_conversion(body)
     except (InvalidInput, Conflict) as exc:
-        metrics.add_metric(name="ConversionRejected", unit=MetricUnit.Count, value=1)
+        cloudwatch.add_metric(name="ConversionRejected", unit=MetricUnit.Count, value=1)
         logger.info(
             "conversion rejected", extra={"experiment_id": str(body.experiment_id), "reason": exc.code}
         )
         raise
     if not recorded.replayed:
-        metrics.add_metric(name="ConversionRecorded", unit=MetricUnit.Count, value=1)
+        cloudwatch.add_metric(name="ConversionRecorded", unit=MetricUnit.Count, value=1)
     logger.info(
         "conversion recorded",
         extra={
@@ -59,7 +56,7 @@ def record_conversion(body: ConversionIn) -> Response[Conversion]:
 
 
 @app.post(f"{API_PREFIX}/events", responses=documented(200, BatchResult, 400, 415))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def record_events(body: EventBatch) -> BatchResult:
     results = events().record_batch(body.events)
     counts = {
@@ -68,12 +65,12 @@ def record_events(body: EventBatch) -> BatchResult:
     accepted_kinds: list[str] = [body.events[r.index].type for r in results if r.status == "accepted"]
     for kind, name in (("exposure", "ExposureRecorded"), ("conversion", "ConversionRecorded")):
         if count := accepted_kinds.count(kind):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+            cloudwatch.add_metric(name=name, unit=MetricUnit.Count, value=count)
     rejected_conversions = sum(
         1 for r in results if r.status == "rejected" and body.events[r.index].type == "conversion"
     )
     if rejected_conversions:
-        metrics.add_metric(name="ConversionRejected", unit=MetricUnit.Count, value=rejected_conversions)
+        cloudwatch.add_metric(name="ConversionRejected", unit=MetricUnit.Count, value=rejected_conversions)
     logger.info("event batch recorded", extra=counts)
     return BatchResult(
         accepted=counts["accepted"],
@@ -83,8 +80,4 @@ def record_events(body: EventBatch) -> BatchResult:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)
+lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -1,17 +1,12 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app, documented, refuse
-from abtest.auth import Scope
-from abtest.db import get_database
-from abtest.models import (
+from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
     Experiment,
     ExperimentCreate,
@@ -21,8 +16,12 @@ from abtest.models import (
     StatusChange,
     check_variant_configs,
 )
-from abtest.observability import logger, metrics, tracer
-from abtest.repository import ExperimentRepository
+from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.http.entrypoint import entrypoint
+from abtest.http.scopes import Scope
+from abtest.observability import logger, tracer
+from abtest.storage import ExperimentRepository
+from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -46,7 +45,7 @@ def experiments() -> ExperimentRepository:
 
 
 @app.post(f"{API_PREFIX}/experiments", responses=documented(201, Experiment, 400, 409, 415))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
     check_variant_configs(body.surface, [variant.config for variant in body.variants])
     experiment = experiments().create(body)
@@ -60,7 +59,7 @@ def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
 
 
 @app.get(f"{API_PREFIX}/experiments", responses=documented(200, ExperimentPage))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def list_experiments(
     status: Annotated[StatusFilter, Query(description="One status, or all")] = "running",
     name: Annotated[str | None, Query(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)] = None,
@@ -72,7 +71,7 @@ def list_experiments(
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(200, Experiment, 404))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def get_experiment(experiment_id: ExperimentId) -> Experiment:
     return experiments().get(experiment_id)
 
@@ -80,7 +79,7 @@ def get_experiment(experiment_id: ExperimentId) -> Experiment:
 @app.patch(
     f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(200, Experiment, 400, 404, 409, 415)
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Experiment:
     experiment = experiments().update(experiment_id, body)
     logger.info("experiment updated", extra={"experiment_id": str(experiment_id)})
@@ -91,7 +90,7 @@ def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Exp
     f"{API_PREFIX}/experiments/<experiment_id>/status",
     responses=documented(200, Experiment, 400, 404, 409, 415),
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment:
     experiment = experiments().change_status(experiment_id, body.status)
     logger.info(
@@ -102,15 +101,11 @@ def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment
 
 
 @app.delete(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(204, None, 404, 409))
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
     experiments().delete(experiment_id)
     logger.info("experiment deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)
+lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -1,19 +1,18 @@
 """MetricsFunction: per-variant metrics and statistical results (exact: rollups plus the tail)."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import API_PREFIX, create_app, documented, refuse
-from abtest.auth import Scope
-from abtest.db import get_database
-from abtest.metrics import ExperimentMetrics, metrics_report
-from abtest.observability import logger, metrics, tracer
-from abtest.repository import MetricsRepository
-from abtest.results import ExperimentResults, results_report
+from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
+from abtest.analysis.results import ExperimentResults, results_report
+from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.http.entrypoint import entrypoint
+from abtest.http.scopes import Scope
+from abtest.observability import logger, tracer
+from abtest.storage import RollupRepository
+from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -27,15 +26,15 @@ ROUTE_SCOPES: dict[str, Scope] = {
 @app.get(
     f"{API_PREFIX}/experiments/<experiment_id>/metrics", responses=documented(200, ExperimentMetrics, 404)
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetrics:
-    return metrics_report(MetricsRepository(get_database()).variant_metrics(experiment_id))
+    return metrics_report(RollupRepository(get_database()).variant_metrics(experiment_id))
 
 
 @app.get(
     f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ExperimentResults, 404)
 )
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def experiment_results(
     experiment_id: Annotated[UUID, Path()],
     alpha: Annotated[float, Query(gt=0, le=0.5, description="Significance level")] = 0.05,
@@ -47,7 +46,7 @@ def experiment_results(
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
 ) -> ExperimentResults:
-    stats = MetricsRepository(get_database()).variant_metrics(experiment_id)
+    stats = RollupRepository(get_database()).variant_metrics(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde)
     if report.srm.flag:
         logger.warning(
@@ -57,8 +56,4 @@ def experiment_results(
     return report
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse(event, ROUTE_SCOPES) or app.resolve(event, context)
+lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -1,6 +1,6 @@
 """MigrateFunction: the CloudFormation custom resource that migrates the database on every deploy.
 
-Create and Update apply the pending SQL migrations (abtest.migrate) and set the application role's
+Create and Update apply the pending SQL migrations (abtest.storage.schema) and set the application role's
 statement_timeout in this database: the hot path runs some statements outside a transaction, where only
 that role default bounds them (SET LOCAL covers transactions only). Delete does nothing: the data outlives
 the stack. Whatever happens, CloudFormation gets an answer (SUCCESS, or FAILED with the reason) before
@@ -20,13 +20,12 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from psycopg import sql
 
-from abtest.db import Connection, get_database
 from abtest.errors import Unavailable
-from abtest.migrate import apply_migrations
 from abtest.observability import logger, tracer
 from abtest.settings import get_settings
+from abtest.storage.database import get_database
+from abtest.storage.schema import migrate_with_role_timeout
 
 T = TypeVar("T")
 
@@ -43,7 +42,7 @@ STATEMENT_TIMEOUT_RANGE_MS = (100, 900_000)
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Handle one CloudFormation request and always answer it; returns the answer sent."""
     request = CloudFormationCustomResourceEvent(event)
@@ -89,7 +88,9 @@ def migrate(role_timeout_ms: int, deadline: float) -> list[str]:
     try:
         while True:
             try:
-                return database.run(lambda conn: _migrate(conn, role_timeout_ms, deadline), transaction=False)
+                return database.run(
+                    lambda conn: migrate_with_role_timeout(conn, role_timeout_ms, deadline), transaction=False
+                )
             except Unavailable as exc:
                 if time.monotonic() + RETRY_INTERVAL_SECONDS >= deadline:
                     raise
@@ -97,19 +98,6 @@ def migrate(role_timeout_ms: int, deadline: float) -> list[str]:
                 time.sleep(RETRY_INTERVAL_SECONDS)
     finally:
         database.close()  # the connection belongs to this thread, which ends here
-
-
-def _migrate(conn: Connection, role_timeout_ms: int, deadline: float) -> list[str]:
-    # This session may use what is left of the invocation; the role default below is the application's.
-    session_timeout_ms = max(int((deadline - time.monotonic()) * 1000), 1)
-    conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(session_timeout_ms)))
-    applied = apply_migrations(conn)
-    conn.execute(
-        sql.SQL("ALTER ROLE CURRENT_USER IN DATABASE {} SET statement_timeout = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(role_timeout_ms)
-        )
-    )
-    return applied
 
 
 def run_before(deadline: float, work: Callable[[], T]) -> T:

@@ -5,22 +5,22 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.db import get_database
-from abtest.observability import logger, metrics, tracer
-from abtest.repository import MetricsRepository
-from abtest.results import srm_verdict
+from abtest.analysis.results import srm_verdict
+from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
+from abtest.storage import RollupRepository
+from abtest.storage.database import get_database
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@cloudwatch.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Run one rollup, then check every running experiment for a sample ratio mismatch.
 
     Safe to run twice or concurrently: runs serialise and never double count.
     """
-    repository = MetricsRepository(get_database())
+    repository = RollupRepository(get_database())
     run = repository.roll_up(statement_timeout_ms=get_settings().rollup_statement_timeout_ms)
     summary = {
         "previous_horizon": run.previous_horizon,
@@ -30,7 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "seconds": round(run.seconds, 3),
         "scheduled_at": event.get("time"),
     }
-    metrics.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
+    cloudwatch.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
     mismatched = []
     for experiment, users in repository.running_allocations():
         verdict = srm_verdict(users, [variant.weight for variant in experiment.variants])
@@ -41,7 +41,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 extra={"experiment_id": str(experiment.id), "p_value": verdict.p_value, "users": users},
             )
     if mismatched:
-        metrics.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(mismatched))
+        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(mismatched))
     summary["srm_detected"] = mismatched
     logger.info("rollup finished", extra=summary)
     return summary

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from abtest.bucketing import bucket_for
+from abtest.contract.bucketing import bucket_for
 from tests.e2e.conftest import Http
 from tests.integration.test_experiments_api import experiment_body
 
 
 def test_original_example_tags_as_predicted_and_pausing_stops_enrollment(http: Http) -> None:
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=200, n_users=20)

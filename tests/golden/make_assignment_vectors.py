@@ -2,7 +2,7 @@
 
     python tests/golden/make_assignment_vectors.py
 
-Deliberately independent of abtest.bucketing and of the mmh3 C extension: MurmurHash3_x86_32 is
+Deliberately independent of abtest.contract.bucketing and of the mmh3 C extension: MurmurHash3_x86_32 is
 written out below from the reference algorithm (and checked against published test values), and
 the variant is found by comparing u to each range exactly, as rationals. If bucketing.py and this
 script ever disagree, tests/unit/test_bucketing.py fails.

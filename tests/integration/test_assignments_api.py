@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from abtest.bucketing import bucket_for
+from abtest.contract.bucketing import bucket_for
 from localdev.seed import demo_catalog
 from tests.integration.conftest import ApiResponse
 from tests.integration.test_experiments_api import BASE, experiment_body
@@ -34,8 +34,8 @@ def assign(api: Any, experiment_id: str, user_id: str, **extra: Any) -> ApiRespo
 
 @pytest.fixture
 def catalog(sql: Any, clean_db: str) -> None:
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
 
     items, profiles = demo_catalog(n_items=300, n_users=50)
     AssignmentRepository(get_database()).replace_catalog(items, profiles)

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from abtest.db import Database, connection_params
 from abtest.errors import Unavailable
-from abtest.migrate import apply_migrations, migration_files
 from abtest.settings import settings_from_env
+from abtest.storage.database import Database, connection_params
+from abtest.storage.schema import apply_migrations, migration_files
 from tests.conftest import reset_caches
 from tests.integration.test_experiments_api import BASE, experiment_body
 
@@ -52,13 +52,13 @@ def test_work_that_must_not_be_retried_is_unavailable_after_a_drop(clean_db: str
 
 
 def test_an_idle_connection_is_checked_before_use(clean_db: str) -> None:
-    import abtest.db
+    import abtest.storage.database
 
     db = Database(lambda: {"conninfo": clean_db})
     first = db.run(lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
     with psycopg.connect(clean_db, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
-    db._local.used_at -= abtest.db.IDLE_CHECK_SECONDS + 1  # as if the container had been frozen
+    db._local.used_at -= abtest.storage.database.IDLE_CHECK_SECONDS + 1  # as if the container had been frozen
     second = db.run(
         lambda conn: conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"], retry=False
     )
@@ -179,8 +179,8 @@ def test_handler_recovers_after_its_connection_is_killed(api: Any, clean_db: str
 def test_outage_recommendations_fail_open_writes_refuse_and_recovery_needs_no_restart(
     api: Any, sql: Any, outage: Any
 ) -> None:
-    from abtest.db import get_database
-    from abtest.repository import AssignmentRepository
+    from abtest.storage import AssignmentRepository
+    from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=50, n_users=5)

@@ -386,10 +386,10 @@ def test_concurrent_rollups_never_double_count(api: Any, clean_db: str) -> None:
     for n in range(30):
         enroll(api, experiment["id"], f"u{n}")
         convert(api, experiment["id"], f"u{n}", value=n % 7)
-    from abtest.db import get_database
-    from abtest.repository import MetricsRepository
+    from abtest.storage import RollupRepository
+    from abtest.storage.database import get_database
 
-    repository = MetricsRepository(get_database())
+    repository = RollupRepository(get_database())
     errors: list[BaseException] = []
 
     def run() -> None:

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from abtest import migrate
+from abtest.storage import schema
 from localdev.lambda_events import LocalLambdaContext
 from localdev.postgres import PROJECT_ROOT
 from localdev.template import Route, load_template
@@ -186,7 +186,7 @@ def test_create_then_update_on_an_empty_database(
     handler(cfn_event("Create", cloudformation.url, StatementTimeoutMs="7000"), context())
 
     created = cloudformation.only_answer()
-    versions = [version for version, _ in migrate.migration_files()]
+    versions = [version for version, _ in schema.migration_files()]
     assert created["Status"] == "SUCCESS", created["Reason"]
     assert created["Data"] == {"Applied": ",".join(versions), "StatementTimeoutMs": "7000"}
     with psycopg.connect(empty_database) as conn:
@@ -250,7 +250,7 @@ def test_a_migration_that_cannot_finish_answers_failed_before_the_timeout(
 ) -> None:
     # Another migrate run holds the migrations' advisory lock for longer than the function may wait.
     with psycopg.connect(clean_db, autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(%s)", (migrate._LOCK_KEY,))
+        other.execute("SELECT pg_advisory_lock(%s)", (schema._LOCK_KEY,))
         started = time.monotonic()
 
         handler(cfn_event("Create", cloudformation.url), context(timeout_ms=3000))

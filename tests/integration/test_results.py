@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -11,7 +12,6 @@ import psycopg
 import pytest
 from scipy import stats as scipy_stats
 
-from localdev.postgres import PROJECT_ROOT
 from tests.integration.test_events_and_metrics import rollup, start
 from tests.integration.test_experiments_api import BASE
 
@@ -53,8 +53,8 @@ def cli(payload: dict[str, Any]) -> dict[str, Any]:
         input=json.dumps(payload),
         capture_output=True,
         text=True,
-        cwd=PROJECT_ROOT,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "layers" / "abtest")},
+        cwd="/",
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
         timeout=60,
         check=True,
     )

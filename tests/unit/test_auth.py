@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from abtest.auth import grants, missing_scope, token_scopes
+from abtest.http.scopes import grants, missing_scope, token_scopes
 from localdev.auth import authorizer_context, development_token
 from localdev.template import http_routes, load_template
 

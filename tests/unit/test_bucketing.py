@@ -1,4 +1,4 @@
-"""abtest.bucketing: golden vectors, properties, and the statistics of the split.
+"""abtest.contract.bucketing: golden vectors, properties, and the statistics of the split.
 
 No sockets, no database. The statistical tests use fixed user ids, so they are deterministic; each
 one is paired with a negative control showing the same check fails on a known-bad assignment.
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abtest.bucketing import Allocation, bucket_for, unit_interval
+from abtest.contract.bucketing import Allocation, bucket_for, unit_interval
 
 stats: Any
 try:

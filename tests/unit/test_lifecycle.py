@@ -8,9 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from abtest.domain.lifecycle import (
+    CONVERTING,
+    ENROLLING,
+    allowed_targets,
+    check_patch,
+    check_transition,
+    sources_of,
+)
+from abtest.domain.models import Experiment, Status
 from abtest.errors import Conflict, InvalidTransition
-from abtest.lifecycle import CONVERTING, ENROLLING, allowed_targets, check_patch, check_transition, sources_of
-from abtest.models import Experiment, Status
 
 ALLOWED = {
     ("draft", "running"),

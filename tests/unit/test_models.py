@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from abtest.api import field_name
-from abtest.models import ExperimentCreate, ExperimentPatch
+from abtest.domain.models import ExperimentCreate, ExperimentPatch
+from abtest.http.app import field_name
 
 
 def body(**overrides: Any) -> dict[str, Any]:

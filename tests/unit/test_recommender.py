@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from abtest.domain.models import RecommenderConfig, check_variant_configs
+from abtest.domain.recommender import Catalog, recommend, similarity
 from abtest.errors import InvalidInput
-from abtest.models import RecommenderConfig, check_variant_configs
-from abtest.recommender import Catalog, recommend, similarity
 
 ITEMS = [
     ("popular", "Popular", [1.0, 0.0], 1000.0),

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abtest.rollup import (
+from abtest.analysis.rollup import (
+    ExposureTotals,
     Fold,
     MetricStats,
     NewConversions,
     NewExposures,
     UserMetric,
     UserState,
-    VariantStats,
     fold,
 )
 
@@ -44,7 +44,7 @@ def variant_of(user: str) -> uuid.UUID:
 
 def direct(
     events: list[tuple[Any, ...]],
-) -> tuple[dict[uuid.UUID, VariantStats], dict[tuple[uuid.UUID, str], MetricStats]]:
+) -> tuple[dict[uuid.UUID, ExposureTotals], dict[tuple[uuid.UUID, str], MetricStats]]:
     """Statistics straight from the definition: per exposed user totals."""
     exposures: dict[str, int] = defaultdict(int)
     totals: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -53,7 +53,7 @@ def direct(
             exposures[e[1]] += 1
         else:
             totals[(e[1], e[2])].append(e[3])
-    variants = {v: VariantStats() for v in VARIANTS}
+    variants = {v: ExposureTotals() for v in VARIANTS}
     for user, count in exposures.items():
         variants[variant_of(user)].exposures += count
         variants[variant_of(user)].users += 1
@@ -93,7 +93,7 @@ class Store:
     def __init__(self) -> None:
         self.users: dict[tuple[uuid.UUID, str], UserState] = {}
         self.user_metrics: dict[tuple[uuid.UUID, str, str], UserMetric] = {}
-        self.variants: dict[uuid.UUID, VariantStats] = {v: VariantStats() for v in VARIANTS}
+        self.variants: dict[uuid.UUID, ExposureTotals] = {v: ExposureTotals() for v in VARIANTS}
         self.metrics: dict[tuple[uuid.UUID, str], MetricStats] = {}
 
     def apply(self, result: Fold) -> None:
@@ -139,4 +139,4 @@ def test_conversions_before_exposure_count_once_the_user_is_exposed() -> None:
     assert store.metrics[(VARIANTS[0], "purchase")] == MetricStats(
         count=2, sum=7.0, sum_squares=49.0, users=1
     )
-    assert store.variants[VARIANTS[0]] == VariantStats(exposures=1, users=1)
+    assert store.variants[VARIANTS[0]] == ExposureTotals(exposures=1, users=1)

@@ -10,12 +10,12 @@ from uuid import UUID
 
 import pytest
 
-from abtest.assignment import Enrollment, Reason
-from abtest.bucketing import bucket_for
-from abtest.cache import TTLCache
+from abtest.contract.bucketing import bucket_for
+from abtest.domain.assignment import Enrollment
+from abtest.domain.cache import TTLCache
+from abtest.domain.models import Experiment, Reason, Status, Variant
+from abtest.domain.serving import AssignmentService
 from abtest.errors import NotFound, Unavailable
-from abtest.models import Experiment, Status, Variant
-from abtest.serving import Server
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -117,8 +117,8 @@ class FakeStore:
         return self.items
 
 
-def server(store: FakeStore, ttl: float = 60.0) -> Server:
-    return Server(store, experiment_ttl=ttl, catalog_ttl=ttl)
+def server(store: FakeStore, ttl: float = 60.0) -> AssignmentService:
+    return AssignmentService(store, experiment_ttl=ttl, catalog_ttl=ttl)
 
 
 def test_assignment_follows_the_contract_and_is_sticky() -> None:

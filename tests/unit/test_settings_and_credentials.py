@@ -8,9 +8,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from abtest.db import connection_params
 from abtest.errors import Unavailable
 from abtest.settings import settings_from_env
+from abtest.storage.database import connection_params
 
 
 def test_database_url_wins() -> None:

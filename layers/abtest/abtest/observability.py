@@ -11,7 +11,7 @@ import warnings
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 logger = Logger()
-metrics = Metrics()
+cloudwatch = Metrics()  # EMF counts (AssignmentServed, ...); "metrics" is the API resource
 tracer = Tracer()
 
 # Most requests emit no business metric (reads, edits); that is normal, not worth a warning each time.

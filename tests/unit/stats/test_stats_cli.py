@@ -6,26 +6,24 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from abtest.stats import analyze
 
-REPO = Path(__file__).resolve().parents[3]
-LAYER = REPO / "layers" / "abtest"
+# The installed package runs from any directory, with no PYTHONPATH (pip install -e of the project).
+ENV = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
 
 def run_cli(stdin: str | bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(LAYER)}
     data = stdin.encode() if isinstance(stdin, str) else stdin
     return subprocess.run(
         [sys.executable, "-m", "abtest.stats", *args],
         input=data,
         capture_output=True,
-        env=env,
-        cwd=REPO,
+        env=ENV,
+        cwd="/",
         timeout=60,
         check=False,
     )
@@ -233,8 +231,8 @@ def test_runtime_does_not_import_scipy_or_the_reference_libraries() -> None:
     completed = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(LAYER)},
-        cwd=REPO,
+        env=ENV,
+        cwd="/",
         timeout=60,
         check=True,
     )

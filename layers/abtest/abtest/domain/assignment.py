@@ -8,19 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from uuid import UUID
 
-from abtest.bucketing import Allocation, unit_interval
-from abtest.models import Experiment, Status, Variant
-
-
-class Reason(StrEnum):
-    """Why a user is or is not in an experiment."""
-
-    ASSIGNED = "assigned"
-    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"
-    NOT_RUNNING = "experiment_not_running"
+from abtest.contract.bucketing import Allocation, unit_interval
+from abtest.domain.lifecycle import ENROLLING
+from abtest.domain.models import Experiment, Status, Variant
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ class RunningExperiment:
 
 def index_running(experiments: Sequence[Experiment]) -> list[RunningExperiment]:
     """Running experiments in the order surfaces choose among them (the order given)."""
-    return [RunningExperiment.of(e) for e in experiments if e.status == Status.RUNNING]
+    return [RunningExperiment.of(e) for e in experiments if e.status in ENROLLING]
 
 
 def for_surface(running: Sequence[RunningExperiment], surface: str) -> RunningExperiment | None:

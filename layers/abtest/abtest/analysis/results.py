@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.rollup import VariantMetrics
+from abtest.analysis.rollup import VariantMetrics
 from abtest.stats import BinomialStats, MeanStats, adjust_p_values, analyze, srm_check
 
 Correction = Literal["holm", "bh"]

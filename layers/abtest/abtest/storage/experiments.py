@@ -14,10 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.db import Connection, Database
-from abtest.errors import Conflict, InvalidInput, NotFound
-from abtest.lifecycle import check_patch, check_transition
-from abtest.models import (
+from abtest.domain.lifecycle import ENROLLING, check_patch, check_transition
+from abtest.domain.models import (
     Experiment,
     ExperimentCreate,
     ExperimentPage,
@@ -25,6 +23,8 @@ from abtest.models import (
     Status,
     VariantIn,
 )
+from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.storage.database import Connection, Database
 
 T = TypeVar("T")
 
@@ -215,9 +215,15 @@ def not_found(experiment_id: UUID) -> NotFound:
     return NotFound(f"no experiment with id {experiment_id}", code="experiment_not_found", field="id")
 
 
+def statuses_sql(statuses: frozenset[Status]) -> str:
+    """A SQL list of statuses, e.g. "('paused', 'running')", for the lifecycle's sets (never user input)."""
+    return "(" + ", ".join(f"'{status.value}'" for status in sorted(statuses)) + ")"
+
+
 def fetch_running(conn: Connection) -> list[Experiment]:
-    """Every running experiment, in the order surfaces choose them: started first, then created."""
-    query = SELECT_EXPERIMENT + " WHERE e.status = 'running' ORDER BY e.started_at, e.created_at, e.id"
+    """Every enrolling experiment, in the order surfaces choose them: started first, then created."""
+    query = SELECT_EXPERIMENT + f" WHERE e.status IN {statuses_sql(ENROLLING)}"
+    query += " ORDER BY e.started_at, e.created_at, e.id"
     return [Experiment.model_validate(row) for row in conn.execute(query.encode())]
 
 

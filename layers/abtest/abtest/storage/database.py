@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
-from abtest.errors import Unavailable
+from abtest.errors import InvalidInput, Unavailable
 from abtest.observability import logger
 from abtest.settings import Settings, get_settings
 
@@ -178,6 +178,13 @@ class Database:
                 with conn.transaction():
                     conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout)))
                     return work(conn)
+            except psycopg.DataError as exc:
+                # Input the models let through but PostgreSQL cannot store, e.g. NUL inside free text
+                # or JSON. The driver's message can quote the client's data: log only its SQLSTATE.
+                logger.info("value refused by the database", extra={"sqlstate": exc.sqlstate})
+                raise InvalidInput(
+                    "a value cannot be stored (text may not contain NUL characters)", field="body"
+                ) from exc
             except psycopg.errors.QueryCanceled as exc:
                 raise Unavailable("the database did not answer in time; nothing was changed") from exc
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

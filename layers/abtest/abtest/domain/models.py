@@ -37,7 +37,7 @@ RECOMMENDATIONS_SURFACE = "recommendations"
 
 
 class Status(StrEnum):
-    """Experiment lifecycle states (see abtest.lifecycle for the transitions)."""
+    """Experiment lifecycle states (see abtest.domain.lifecycle for the transitions)."""
 
     DRAFT = "draft"
     RUNNING = "running"
@@ -220,7 +220,7 @@ class ExperimentPage(BaseModel):
 
 
 class RecommenderConfig(BaseModel):
-    """Variant config keys of the built-in recommender (see abtest.recommender); all optional."""
+    """Variant config keys of the built-in recommender (see abtest.domain.recommender); all optional."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -378,3 +378,74 @@ class BatchResult(BaseModel):
     duplicates: int
     rejected: int
     results: list[EventResult]
+
+
+# Assignment and recommendation requests and answers (AssignmentsFunction).
+
+
+class Reason(StrEnum):
+    """Why a user is or is not in an experiment."""
+
+    ASSIGNED = "assigned"
+    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"
+    NOT_RUNNING = "experiment_not_running"
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    limit: int = Field(default=10, ge=1, le=100)
+    context: Context | None = None
+    surface: Surface = RECOMMENDATIONS_SURFACE
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    score: float
+    experiment_variant: str | None = Field(description='"experiment_name:variant_name"; null if not enrolled')
+
+
+class RecommendationResponse(BaseModel):
+    user_id: str
+    experiment_id: UUID | None = Field(description="The experiment the user is enrolled in, if any")
+    experiment_variant: str | None
+    recommendations: list[RecommendedItem]
+    degraded: bool = Field(description="true when served without the database (untagged, popularity)")
+
+
+class AssignmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    experiment_id: UUID
+    context: Context | None = None
+    record_exposure: bool = True
+
+
+class AssignedVariant(BaseModel):
+    id: UUID
+    name: str
+    config: dict[str, Any]
+
+
+class AssignmentResponse(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    user_id: str
+    enrolled: bool
+    reason: Reason
+    variant: AssignedVariant | None
+    experiment_variant: str | None
+    new_assignment: bool
+    exposure_recorded: bool
+
+
+class StoredAssignmentResponse(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    user_id: str
+    enrolled: bool
+    variant: AssignedVariant | None
+    experiment_variant: str | None

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from abtest.domain.models import Experiment, Status, check_variant_configs
 from abtest.errors import Conflict, InvalidTransition
-from abtest.models import Experiment, Status, check_variant_configs
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.DRAFT: (Status.RUNNING,),
@@ -17,10 +17,14 @@ TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.COMPLETED: (),
 }
 
-# Statuses in which users are enrolled and exposures accepted.
+# The one definition of what each status allows (storage turns these into its SQL; tests pin them).
+# Statuses in which users are enrolled (and served their variant).
 ENROLLING = frozenset({Status.RUNNING})
-# Statuses in which conversions of already-assigned users are accepted.
+# Statuses in which exposures are accepted.
+EXPOSING = frozenset({Status.RUNNING})
+# Statuses in which conversions of already-assigned users are accepted (late conversions while paused).
 CONVERTING = frozenset({Status.RUNNING, Status.PAUSED})
+ACCEPTING = {"exposure": EXPOSING, "conversion": CONVERTING}
 
 
 def allowed_targets(current: Status) -> tuple[Status, ...]:

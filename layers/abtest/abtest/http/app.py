@@ -11,7 +11,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -21,9 +20,9 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.auth import Scope, missing_scope
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
-from abtest.observability import logger, metrics
+from abtest.http.scopes import Scope, missing_scope
+from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
 
 API_PREFIX = "/api/v1"
@@ -180,13 +179,6 @@ def create_app() -> APIGatewayHttpResolver:
         # JSON may carry lone surrogates ("\ud800") that no UTF-8 database column can store.
         return _invalid_body("text fields must be valid Unicode (no lone surrogates)")
 
-    @app.exception_handler(psycopg.DataError)
-    def _unstorable(exc: psycopg.DataError) -> Response[dict[str, Any]]:
-        # Input the models let through but PostgreSQL cannot store, e.g. NUL inside free text or JSON.
-        # The driver's message can quote the client's data: log only its SQLSTATE.
-        logger.info("value refused by the database", extra={"sqlstate": exc.sqlstate})
-        return _invalid_body("a value cannot be stored (text may not contain NUL characters)")
-
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:
         errors = [{"field": exc.field or "body", "message": exc.message}]
@@ -206,7 +198,7 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(Unavailable)
     def _unavailable(exc: Unavailable) -> Response[dict[str, Any]]:
-        metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
+        cloudwatch.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
         logger.warning("database unavailable", extra={"reason": exc.message})
         response = error_response(503, exc.code, exc.message)
         response.headers["Retry-After"] = "1"

@@ -9,12 +9,13 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from abtest.assignment import Enrollment
-from abtest.db import Connection, Database
-from abtest.models import Experiment, Status
-from abtest.repository.experiments import fetch_experiment, fetch_running, not_found
+from abtest.domain.assignment import Enrollment
+from abtest.domain.lifecycle import ENROLLING, EXPOSING
+from abtest.domain.models import Experiment, Status
+from abtest.storage.database import Connection, Database
+from abtest.storage.experiments import fetch_experiment, fetch_running, not_found, statuses_sql
 
-_ENROLL = """
+_ENROLL = f"""
 WITH experiment AS (
     SELECT status FROM experiments WHERE id = %(experiment_id)s
 ), existing AS (
@@ -23,7 +24,7 @@ WITH experiment AS (
 ), inserted AS (
     INSERT INTO assignments (experiment_id, user_id, variant_id, context)
     SELECT %(experiment_id)s, %(user_id)s, %(variant_id)s, %(context)s
-    WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT status FROM experiment) = 'running'
+    WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT status FROM experiment) IN {statuses_sql(ENROLLING)}
     ON CONFLICT (experiment_id, user_id) DO NOTHING
     RETURNING variant_id
 ), chosen AS (
@@ -33,7 +34,7 @@ WITH experiment AS (
 ), exposed AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, context)
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(context)s FROM chosen
-    WHERE %(record_exposure)s AND (SELECT status FROM experiment) = 'running'
+    WHERE %(record_exposure)s AND (SELECT status FROM experiment) IN {statuses_sql(EXPOSING)}
     RETURNING id
 )
 SELECT (SELECT status FROM experiment) AS status,
@@ -101,7 +102,7 @@ class AssignmentRepository:
 
         def work(conn: Connection) -> Enrollment:
             enrollment = attempt(conn)
-            if enrollment.status == Status.RUNNING and enrollment.variant_id is None:
+            if enrollment.status in ENROLLING and enrollment.variant_id is None:
                 enrollment = attempt(conn)  # lost a race for a new user: read the winner's row
             return enrollment
 

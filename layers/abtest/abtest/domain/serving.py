@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
-from abtest.assignment import (
+from abtest.domain.assignment import (
     Enrollment,
-    Reason,
     RunningExperiment,
     by_id,
     experiment_variant_tag,
     for_surface,
     index_running,
 )
-from abtest.cache import TTLCache
+from abtest.domain.cache import TTLCache
+from abtest.domain.lifecycle import ENROLLING
+from abtest.domain.models import Experiment, Reason, RecommenderConfig, Variant
+from abtest.domain.recommender import Catalog, Recommendation, recommend
 from abtest.errors import Unavailable
-from abtest.models import Experiment, RecommenderConfig, Status, Variant
 from abtest.observability import logger
-from abtest.recommender import Catalog, Recommendation, recommend
 
 
 class AssignmentStore(Protocol):
@@ -81,7 +81,7 @@ class Recommendations:
     degraded: bool = False
 
 
-class Server:
+class AssignmentService:
     """Assignment and recommendation over a store, with the per-container caches."""
 
     def __init__(self, store: AssignmentStore, *, experiment_ttl: float, catalog_ttl: float) -> None:
@@ -104,7 +104,7 @@ class Server:
         if running is None:
             # Not running as far as the cache knows: ask the database (NotFound for an unknown id).
             experiment = self._store.experiment(experiment_id)
-            if experiment.status != Status.RUNNING:
+            if experiment.status not in ENROLLING:
                 return Assignment(experiment, Reason.NOT_RUNNING)
             running = RunningExperiment.of(experiment)
         assignment, _ = self._enroll(running, user_id, context, record_exposure, with_profile=False)
@@ -159,7 +159,7 @@ class Server:
             with_profile=with_profile,
         )
         profile = list(enrollment.profile) if enrollment.profile is not None else None
-        if enrollment.status != Status.RUNNING or enrollment.variant_id is None:
+        if enrollment.status not in ENROLLING or enrollment.variant_id is None:
             self._running.invalidate()  # the cache believed it was running
             return Assignment(experiment, Reason.NOT_RUNNING), profile
         variant = running.variant(enrollment.variant_id)

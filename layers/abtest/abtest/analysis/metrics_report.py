@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.rollup import VariantMetrics
+from abtest.analysis.rollup import VariantMetrics
 
 
 class MetricSummary(BaseModel):

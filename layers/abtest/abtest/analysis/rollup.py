@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from abtest.models import Experiment
+from abtest.domain.models import Experiment
 
 UserKey = tuple[UUID, str]  # (experiment_id, user_id)
 UserMetricKey = tuple[UUID, str, str]  # (experiment_id, user_id, metric_name)
@@ -38,11 +38,11 @@ class UserMetric:
 
 
 @dataclass
-class VariantStats:
+class ExposureTotals:
     exposures: int = 0
     users: int = 0
 
-    def add(self, other: VariantStats) -> None:
+    def add(self, other: ExposureTotals) -> None:
         self.exposures += other.exposures
         self.users += other.users
 
@@ -66,7 +66,7 @@ class VariantMetrics:
     """Sufficient statistics of one experiment, per variant and per variant and metric."""
 
     experiment: Experiment
-    variants: dict[UUID, VariantStats]
+    variants: dict[UUID, ExposureTotals]
     metrics: dict[UUID, dict[str, MetricStats]]
 
 
@@ -98,7 +98,7 @@ class Fold:
 
     users: dict[UserKey, UserState] = field(default_factory=dict)
     user_metrics: dict[UserMetricKey, UserMetric] = field(default_factory=dict)
-    variants: dict[VariantKey, VariantStats] = field(default_factory=dict)
+    variants: dict[VariantKey, ExposureTotals] = field(default_factory=dict)
     metrics: dict[MetricKey, MetricStats] = field(default_factory=dict)
 
 
@@ -123,7 +123,7 @@ def fold(
         if state is None:
             state = UserState(old.variant_id if old else exposure.variant_id, old.exposures if old else 0)
             result.users[key] = state
-        delta = result.variants.setdefault((exposure.experiment_id, state.variant_id), VariantStats())
+        delta = result.variants.setdefault((exposure.experiment_id, state.variant_id), ExposureTotals())
         if state.exposures == 0 and exposure.count > 0:
             newly_exposed.add(key)
             delta.users += 1

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from abtest.models import RecommenderConfig
+from abtest.domain.models import RecommenderConfig
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -9,10 +9,11 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from abtest.db import Connection, Database
+from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
+from abtest.domain.models import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent, Status
 from abtest.errors import Conflict, InvalidInput
-from abtest.models import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent, Status
-from abtest.repository.experiments import not_found
+from abtest.storage.database import Connection, Database
+from abtest.storage.experiments import not_found, statuses_sql
 
 _CONVERSION_COLUMNS = (
     "id, experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at, received_at"
@@ -31,7 +32,7 @@ WITH experiment AS (
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
            %(metadata)s, COALESCE(%(occurred_at)s, now())
     FROM assigned
-    WHERE (SELECT status FROM experiment) IN ('running', 'paused')
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
 )
@@ -42,7 +43,7 @@ SELECT (SELECT status FROM experiment) AS status,
 
 # A whole batch in one statement: one JSON array in (cheaper to send than nine parameter arrays), one
 # row out per event with what happened to it.
-_RECORD_BATCH = """
+_RECORD_BATCH = f"""
 WITH input AS (
     SELECT *
     FROM jsonb_to_recordset(%(batch)s::jsonb)
@@ -61,7 +62,7 @@ WITH input AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at)
     SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now())
     FROM checked
-    WHERE kind = 'exposure' AND status = 'running' AND variant_id IS NOT NULL
+    WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 ), new_conversions AS (
@@ -70,7 +71,7 @@ WITH input AS (
     SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
            COALESCE(occurred_at, now())
     FROM checked
-    WHERE kind = 'conversion' AND status IN ('running', 'paused') AND variant_id IS NOT NULL
+    WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 )
@@ -83,8 +84,6 @@ LEFT JOIN new_conversions v
        ON c.kind = 'conversion' AND v.experiment_id = c.experiment_id AND v.event_id = c.event_id
 ORDER BY c.position
 """
-
-_ENROLLED_STATUSES = {"exposure": {Status.RUNNING}, "conversion": {Status.RUNNING, Status.PAUSED}}
 
 
 @dataclass(frozen=True)
@@ -193,7 +192,7 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
         return _result(index=position, event_id=event_id, status="accepted")
     if status is None:
         error, message = "experiment_not_found", "no experiment with this id"
-    elif status not in _ENROLLED_STATUSES[kind]:
+    elif status not in ACCEPTING[kind]:
         error, message = (
             ("experiment_completed", "the experiment is completed")
             if status == Status.COMPLETED

@@ -13,10 +13,8 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
-from abtest.db import Connection, Database
-from abtest.models import Experiment
-from abtest.repository.experiments import fetch_experiment, fetch_running
-from abtest.rollup import (
+from abtest.analysis.rollup import (
+    ExposureTotals,
     Fold,
     MetricKey,
     MetricStats,
@@ -28,9 +26,12 @@ from abtest.rollup import (
     UserState,
     VariantKey,
     VariantMetrics,
-    VariantStats,
     fold,
 )
+from abtest.domain.lifecycle import ENROLLING
+from abtest.domain.models import Experiment
+from abtest.storage.database import Connection, Database
+from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
 
 _ROLLUP_LOCK = 7_412_039_552
 
@@ -183,7 +184,7 @@ def _store(conn: Connection, result: Fold) -> None:
         )
 
 
-class MetricsRepository:
+class RollupRepository:
     """Rollup runs and exact metric reads."""
 
     def __init__(self, db: Database) -> None:
@@ -224,8 +225,8 @@ class MetricsRepository:
             users: dict[UUID, int] = {
                 r["variant_id"]: r["users"]
                 for r in conn.execute(
-                    "SELECT r.variant_id, r.users FROM rollup_variants r"
-                    " JOIN experiments e ON e.id = r.experiment_id WHERE e.status = 'running'"
+                    "SELECT r.variant_id, r.users FROM rollup_variants r JOIN experiments e"
+                    f" ON e.id = r.experiment_id WHERE e.status IN {statuses_sql(ENROLLING)}"
                 )
             }
             return [(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
@@ -240,13 +241,13 @@ class MetricsRepository:
             experiment = fetch_experiment(conn, experiment_id)
             row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
             assert row is not None
-            variants: dict[UUID, VariantStats] = {v.id: VariantStats() for v in experiment.variants}
+            variants: dict[UUID, ExposureTotals] = {v.id: ExposureTotals() for v in experiment.variants}
             metrics: dict[UUID, dict[str, MetricStats]] = {v.id: {} for v in experiment.variants}
             for r in conn.execute(
                 "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
                 (experiment_id,),
             ):
-                variants[r["variant_id"]] = VariantStats(r["exposures"], r["users"])
+                variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
                 "SELECT variant_id, metric_name, count, sum, sum_squares, users"
                 " FROM rollup_metrics WHERE experiment_id = %s",
@@ -265,11 +266,11 @@ class MetricsRepository:
 
 
 def _apply(
-    tail: Fold, variants: dict[UUID, VariantStats], metrics: dict[UUID, dict[str, MetricStats]]
+    tail: Fold, variants: dict[UUID, ExposureTotals], metrics: dict[UUID, dict[str, MetricStats]]
 ) -> None:
     variant_key: VariantKey
     for variant_key, delta in tail.variants.items():
-        variants.setdefault(variant_key[1], VariantStats()).add(delta)
+        variants.setdefault(variant_key[1], ExposureTotals()).add(delta)
     metric_key: MetricKey
     for metric_key, mdelta in tail.metrics.items():
         metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)

@@ -2,17 +2,17 @@
 turns driver errors into domain errors. Every write runs in one transaction or one statement, so a
 failed request leaves nothing half-written."""
 
-from abtest.repository.assignments import AssignmentRepository, StoredAssignment
-from abtest.repository.events import EventRepository, RecordedConversion
-from abtest.repository.experiments import ExperimentRepository, decode_cursor, encode_cursor
-from abtest.repository.metrics import MetricsRepository, RollupRun
+from abtest.storage.assignments import AssignmentRepository, StoredAssignment
+from abtest.storage.events import EventRepository, RecordedConversion
+from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+from abtest.storage.rollups import RollupRepository, RollupRun
 
 __all__ = [
     "AssignmentRepository",
     "EventRepository",
     "ExperimentRepository",
-    "MetricsRepository",
     "RecordedConversion",
+    "RollupRepository",
     "RollupRun",
     "StoredAssignment",
     "decode_cursor",

@@ -1,0 +1,32 @@
+"""The one Lambda entry point of every HTTP function: scopes and media type first, then the routes.
+
+Each handler module ends with `lambda_handler = entrypoint(app, ROUTE_SCOPES)`. Traces never record
+response bodies (recommendation lists and user ids are not for X-Ray).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from abtest.http.app import refuse
+from abtest.http.scopes import Scope
+from abtest.observability import cloudwatch, logger, tracer
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def entrypoint(app: APIGatewayHttpResolver, route_scopes: Mapping[str, Scope]) -> LambdaHandler:
+    """The Lambda handler for `app`: logging with the request's correlation id, EMF metrics, tracing."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @cloudwatch.log_metrics
+    @tracer.capture_lambda_handler(capture_response=False)
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return refuse(event, route_scopes) or app.resolve(event, context)
+
+    return lambda_handler
