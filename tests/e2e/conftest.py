@@ -74,11 +74,12 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"{http.base_url}/api/v1/nowhere", timeout=2):
+            with urllib.request.urlopen(f"{http.base_url}/api/v1/nowhere", timeout=10):
                 break
         except urllib.error.HTTPError:
             break  # the server answers (404 for an unknown route)
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # TimeoutError: a loaded machine can take seconds to answer the first request.
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 raise RuntimeError(f"local server did not start:\n{log.read()}") from None
