@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from abtest.storage import AssignmentRepository
+from abtest.storage import CatalogRepository
 from abtest.storage.database import get_database
 
 TOPICS = ("jazz", "rock", "classical", "hip-hop", "electronic", "folk", "pop", "ambient")
@@ -44,7 +44,7 @@ def demo_catalog(
 
 def seed(force: bool = True) -> int:
     """Load the demo catalog; with force=False only into an empty catalog. Returns items loaded."""
-    repository = AssignmentRepository(get_database())
+    repository = CatalogRepository(get_database())
     if not force and repository.count_items() > 0:
         return 0
     items, profiles = demo_catalog()

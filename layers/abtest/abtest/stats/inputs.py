@@ -7,6 +7,7 @@ request is rejected with the name of the offending field instead of being analys
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,6 +32,7 @@ __all__ = [
     "MetricType",
     "StatsInputError",
     "VariantStats",
+    "field_path",
     "parse_request",
 ]
 
@@ -179,16 +181,25 @@ AnalysisRequest = Annotated[BinomialRequest | MeanRequest, Field(discriminator="
 _REQUEST_ADAPTER: TypeAdapter[BinomialRequest | MeanRequest] = TypeAdapter(AnalysisRequest)
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str | None:
-    """('binomial', 'variants', 0, 'users') -> 'variants[0].users' (the first item is the union tag)."""
-    parts = list(loc[1:] if loc and loc[0] in ("binomial", "mean") else loc)
+def field_path(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as the field path errors name: ('variants', 1, 'weight') ->
+    'variants[1].weight' ('' for an empty location).
+
+    The one definition of the path syntax in error bodies: the HTTP error mapping uses it too. It lives
+    here because the statistics engine may import nothing but itself, while everything else may import it.
+    """
     path = ""
-    for part in parts:
+    for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else part
-    return path or None
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str | None:
+    """('binomial', 'variants', 0, 'users') -> 'variants[0].users' (the first item is the union tag)."""
+    return field_path(loc[1:] if loc and loc[0] in ("binomial", "mean") else loc) or None
 
 
 def parse_request(data: Any) -> BinomialRequest | MeanRequest:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.domain.lifecycle import ENROLLING, check_patch, check_transition
+from abtest.domain.lifecycle import ENROLLING, check_create, check_patch, check_transition
 from abtest.domain.models import (
     Experiment,
     ExperimentCreate,
@@ -84,7 +84,8 @@ class ExperimentRepository:
         self._db = db
 
     def create(self, new: ExperimentCreate) -> Experiment:
-        """Store a draft experiment with its variants in one transaction."""
+        """Store a draft experiment with its variants in one transaction (see lifecycle.check_create)."""
+        check_create(new)
         experiment_id = uuid4()
 
         def work(conn: Connection) -> Experiment:
