@@ -1,7 +1,8 @@
 """The layer's folders are its architecture; these tests hold the boundaries, read from the imports.
 
 contract/  bit-exact assignment contract        imports: stdlib, mmh3
-domain/    experiments, decisions, serving       imports: contract, errors, settings, observability, stats (field paths)
+domain/    experiments, decisions, serving       imports: contract, errors, settings, observability,
+                                                 stats (its field_path: one syntax for error fields)
 analysis/  rollup fold, reports                 imports: domain, contract, stats, errors
 stats/     the statistics engine                imports: itself only
 storage/   the only SQL and the only psycopg
