@@ -256,13 +256,23 @@ class RollupRepository:
                 metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
                     r["count"], r["sum"], r["sum_squares"], r["users"]
                 )
-            exposures, conversions = _window(conn, int(row["horizon"]), None, experiment_id)
-            old_users, old_metrics = _old_state(conn, exposures, conversions)
-            tail = fold(old_users, old_metrics, exposures, conversions)
-            _apply(tail, variants, metrics)
+            _add_tail(conn, experiment_id, int(row["horizon"]), variants, metrics)
             return VariantMetrics(experiment, variants, metrics)
 
         return self._db.run(work)
+
+
+def _add_tail(
+    conn: Connection,
+    experiment_id: UUID,
+    horizon: int,
+    variants: dict[UUID, ExposureTotals],
+    metrics: dict[UUID, dict[str, MetricStats]],
+) -> None:
+    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
+    exposures, conversions = _window(conn, horizon, None, experiment_id)
+    old_users, old_metrics = _old_state(conn, exposures, conversions)
+    _apply(fold(old_users, old_metrics, exposures, conversions), variants, metrics)
 
 
 def _apply(
