@@ -193,7 +193,15 @@ class _RolledBack:
         self._connect = psycopg.connect
         self.checksums: tuple[Any, ...] = ()
 
-    def run(self, work: Any, *, transaction: bool = True) -> Any:
+    def run(
+        self,
+        work: Any,
+        *,
+        transaction: bool = True,
+        retry: bool = True,
+        statement_timeout_ms: int | None = None,
+    ) -> Any:
+        """Database.run's signature; the timeout is always off here (SET LOCAL statement_timeout = 0)."""
         with self._connect(
             self._url, autocommit=True, row_factory=self._dict_row, prepare_threshold=None
         ) as conn:
