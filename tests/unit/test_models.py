@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from abtest.domain.models import ExperimentCreate, ExperimentPatch
+from abtest.field_path import field_path
 from abtest.http.app import field_name
-from abtest.stats.inputs import StatsInputError, field_path, parse_request
+from abtest.stats.inputs import StatsInputError, parse_request
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def test_field_names_from_error_locations(loc: tuple[Any, ...], expected: str) -
 
 
 def test_the_http_and_statistics_errors_name_fields_with_one_path_syntax() -> None:
-    # One definition (abtest.stats.inputs.field_path): the API's 422s and the stats CLI's errors agree.
+    # One definition (abtest.field_path): the API's 422s and the stats CLI's errors agree.
     with pytest.raises(StatsInputError) as raised:
         parse_request(
             {

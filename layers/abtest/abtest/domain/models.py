@@ -26,7 +26,7 @@ from pydantic import (
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
 from abtest.errors import InvalidInput
-from abtest.stats.inputs import field_path
+from abtest.field_path import field_path
 
 MAX_VARIANTS = 20
 MAX_CONFIG_BYTES = 16_384

@@ -21,10 +21,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
+from abtest.field_path import field_path
 from abtest.http.scopes import Scope, missing_scope
 from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
-from abtest.stats.inputs import field_path
 
 API_PREFIX = "/api/v1"
 

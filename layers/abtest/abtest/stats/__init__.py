@@ -17,7 +17,6 @@ from abtest.stats.inputs import (
     MeanRequest,
     MeanStats,
     StatsInputError,
-    field_path,
     parse_request,
 )
 from abtest.stats.moments import Moments, moments
@@ -63,7 +62,6 @@ __all__ = [
     "difference",
     "effect_bayesian_test",
     "expected_losses",
-    "field_path",
     "moments",
     "parse_request",
     "pooled_theta",

@@ -7,7 +7,6 @@ request is rejected with the name of the offending field instead of being analys
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.field_path import field_path
+
 __all__ = [
     "AnalysisRequest",
     "BinomialRequest",
@@ -32,7 +33,6 @@ __all__ = [
     "MetricType",
     "StatsInputError",
     "VariantStats",
-    "field_path",
     "parse_request",
 ]
 
@@ -179,22 +179,6 @@ class MeanRequest(_RequestBase):
 
 AnalysisRequest = Annotated[BinomialRequest | MeanRequest, Field(discriminator="metric_type")]
 _REQUEST_ADAPTER: TypeAdapter[BinomialRequest | MeanRequest] = TypeAdapter(AnalysisRequest)
-
-
-def field_path(loc: Sequence[int | str]) -> str:
-    """A pydantic error location as the field path errors name: ('variants', 1, 'weight') ->
-    'variants[1].weight' ('' for an empty location).
-
-    The one definition of the path syntax in error bodies: the HTTP error mapping uses it too. It lives
-    here because the statistics engine may import nothing but itself, while everything else may import it.
-    """
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str | None:
