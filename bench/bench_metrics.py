@@ -9,7 +9,7 @@ users. The same tables grow step by step. At each step:
 
 1. bulk load (INSERT ... SELECT FROM generate_series, 500k events per transaction) up to the step's
    count: 60 % exposures, 40 % conversions over three metrics, spread over all users
-   (bench_ingest.bulk_load says exactly how);
+   (_harness.bulk_load says exactly how);
 2. roll everything up with RollupRepository.roll_up() (on a Database with a long statement timeout:
    the first rollup of millions of events is a backfill, not the 5-minute schedule), then VACUUM
    ANALYZE, as autovacuum would after such a load;
@@ -23,9 +23,10 @@ Every answer is checked against the tables (exposure events per variant). The ti
 statement of the endpoint (psycopg Cursor.execute: send, server work, receive) is reported per step,
 and each SELECT of the endpoint is EXPLAIN ANALYZEd at the largest step.
 
-What-if column (not the shipped code): the same calls with RollupRepository.variant_metrics replaced,
-for those calls only, by a version that folds the tail in one SQL statement (TAIL_FOLD) instead of
-_window + _old_state + rollup.fold in Python. Its answers are compared with the shipped ones first;
+What-if column (not the shipped code): the same calls with the tail fold of
+RollupRepository.variant_metrics (its seam `abtest.storage.rollups._add_tail`) replaced, for those
+calls only, by one SQL statement (TAIL_FOLD) instead of _window + _old_state + rollup.fold in Python;
+the rest of the method is the shipped one. Its answers are compared with the shipped ones first;
 its calls alternate with the shipped calls one by one.
 
 Target: median latency at 5M / median latency at 10k < 2 (both with and without the tail).
@@ -43,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-import bench_ingest as common
+import _harness as common
 
 TARGET_RATIO = 2.0
 ROUTE_KEY = "GET /api/v1/experiments/{experiment_id}/metrics"
@@ -110,56 +111,39 @@ FROM m GROUP BY variant_id, metric_name
 """
 
 
-def proposed_variant_metrics(self: Any, experiment_id: Any) -> Any:
-    """RollupRepository.variant_metrics with the tail folded by TAIL_FOLD instead of _window +
-    _old_state + fold in Python. The rest is the shipped method's code."""
-    from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
-    from abtest.storage.experiments import fetch_experiment
+def proposed_add_tail(
+    conn: Any,
+    experiment_id: Any,
+    horizon: int,
+    variants: dict[Any, Any],
+    metrics: dict[Any, dict[str, Any]],
+) -> None:
+    """What-if for the seam abtest.storage.rollups._add_tail: the tail folded by TAIL_FOLD in one
+    statement instead of _window + _old_state + fold in Python. Everything around it is shipped code."""
+    from abtest.analysis.rollup import ExposureTotals, MetricStats
 
-    def work(conn: Any) -> Any:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        experiment = fetch_experiment(conn, experiment_id)
-        row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
-        variants = {v.id: ExposureTotals() for v in experiment.variants}
-        metrics: dict[Any, dict[str, Any]] = {v.id: {} for v in experiment.variants}
-        for r in conn.execute(
-            "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
-            (experiment_id,),
-        ):
-            variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
-        for r in conn.execute(
-            "SELECT variant_id, metric_name, count, sum, sum_squares, users"
-            " FROM rollup_metrics WHERE experiment_id = %s",
-            (experiment_id,),
-        ):
-            metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
-                r["count"], r["sum"], r["sum_squares"], r["users"]
+    params = {"experiment_id": experiment_id, "horizon": str(horizon)}
+    for r in conn.execute(TAIL_FOLD.encode(), params):
+        if r["metric_name"] is None:
+            variants.setdefault(r["variant_id"], ExposureTotals()).add(
+                ExposureTotals(r["exposures"], r["users"])
             )
-        params = {"experiment_id": experiment_id, "horizon": str(row["horizon"])}
-        for r in conn.execute(TAIL_FOLD.encode(), params):
-            if r["metric_name"] is None:
-                variants.setdefault(r["variant_id"], ExposureTotals()).add(
-                    ExposureTotals(r["exposures"], r["users"])
-                )
-            else:
-                delta = MetricStats(r["count"], r["sum"], r["sum_squares"], r["users"])
-                metrics.setdefault(r["variant_id"], {}).setdefault(r["metric_name"], MetricStats()).add(delta)
-        return VariantMetrics(experiment, variants, metrics)
-
-    return self._db.run(work)
+        else:
+            delta = MetricStats(r["count"], r["sum"], r["sum_squares"], r["users"])
+            metrics.setdefault(r["variant_id"], {}).setdefault(r["metric_name"], MetricStats()).add(delta)
 
 
 @contextmanager
 def what_if() -> Iterator[None]:
-    """Swap proposed_variant_metrics in for the calls inside the block."""
-    from abtest.storage import RollupRepository
+    """Swap proposed_add_tail in for the calls inside the block (fails loudly if the seam is gone)."""
+    from abtest.storage import rollups
 
-    shipped = RollupRepository.variant_metrics
-    RollupRepository.variant_metrics = proposed_variant_metrics  # type: ignore[method-assign]
+    shipped = rollups._add_tail
+    rollups._add_tail = proposed_add_tail
     try:
         yield
     finally:
-        RollupRepository.variant_metrics = shipped  # type: ignore[method-assign]
+        rollups._add_tail = shipped
 
 
 def same_answer(shipped: dict[str, Any], proposed: dict[str, Any]) -> bool:
@@ -176,15 +160,15 @@ def same_answer(shipped: dict[str, Any], proposed: dict[str, Any]) -> bool:
 
 
 def metrics_call(handler: common.Handler, experiment_id: str) -> dict[str, Any]:
-    status, body = common.invoke(
+    reply = common.invoke(
         handler,
         "GET",
         f"/api/v1/experiments/{experiment_id}/metrics",
         route_key=ROUTE_KEY,
         path_parameters={"experiment_id": experiment_id},
     )
-    assert status == 200, body
-    result: dict[str, Any] = body
+    assert reply.status == 200, reply
+    result: dict[str, Any] = reply.body
     return result
 
 
@@ -302,10 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--users must be coprime with 3, 5 and 7 (or users would miss some kinds of events)")
 
     started = time.perf_counter()
-    url = common.prepare_database()
+    url = common.prepare(common.EVENTS_DATABASE)
     from metrics_handler import lambda_handler as handler
 
-    experiment = common.create_running_experiment("bench-metrics")
+    experiment = common.create_events_experiment("bench-metrics")
     loader = common.long_timeout_database()
     rng = random.Random(20261127)
     rows: list[list[object]] = []
@@ -410,10 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(plans)
     print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
     if args.keep:
-        print(f"Database {common.DATABASE} kept.")
+        print(f"Database {common.EVENTS_DATABASE} kept.")
     else:
         common.drop_database(url)
-        print(f"Database {common.DATABASE} dropped.")
+        print(f"Database {common.EVENTS_DATABASE} dropped.")
     return 0
 
 

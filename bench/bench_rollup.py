@@ -14,7 +14,7 @@ generate_series, one transaction, foreign-key triggers skipped); nothing is ANAL
 load and the rollup.
 
 The new events: `--new` events (60 % exposures, 40 % conversions over three metrics, the generator of
-bench_ingest.bulk_load) over 19,997 users, in two sets that differ only in the users' names:
+_harness.bulk_load) over 19,997 users, in two sets that differ only in the users' names:
 
 - returning: users u-<offset> .. (present in the history: the rollup reads and rewrites their state);
 - new users: users n-<offset> .. (absent from the history).
@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import bench_ingest as common
+import _harness as common
 
 SET_USERS = 19_997  # coprime with 3, 5 and 7, like the history's 120,011; 6 sets fit in the history
 HISTORY_USERS = 120_011
@@ -193,7 +193,15 @@ class _RolledBack:
         self._connect = psycopg.connect
         self.checksums: tuple[Any, ...] = ()
 
-    def run(self, work: Any, *, transaction: bool = True) -> Any:
+    def run(
+        self,
+        work: Any,
+        *,
+        transaction: bool = True,
+        retry: bool = True,
+        statement_timeout_ms: int | None = None,
+    ) -> Any:
+        """Database.run's signature; the timeout is always off here (SET LOCAL statement_timeout = 0)."""
         with self._connect(
             self._url, autocommit=True, row_factory=self._dict_row, prepare_threshold=None
         ) as conn:
@@ -318,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--reps must be 1 to 3 (each repetition uses two sets of users of the history)")
 
     started = time.perf_counter()
-    url = common.prepare_database()
-    experiment = common.create_running_experiment("bench-rollup")
+    url = common.prepare(common.EVENTS_DATABASE)
+    experiment = common.create_events_experiment("bench-rollup")
     loader = common.long_timeout_database()
     results: dict[tuple[str, str, str], list[tuple[float, Any, dict[str, float]]]] = {}
 
@@ -431,10 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(plans)
     print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
     if args.keep:
-        print(f"Database {common.DATABASE} kept.")
+        print(f"Database {common.EVENTS_DATABASE} kept.")
     else:
         common.drop_database(url)
-        print(f"Database {common.DATABASE} dropped.")
+        print(f"Database {common.EVENTS_DATABASE} dropped.")
     return 0
 
 

@@ -1,7 +1,8 @@
 """`python -m localdev serve|migrate|seed|invoke`: the entry points behind `make run`, `make seed`, ...
 
 `serve` finds or starts PostgreSQL, applies the migrations, loads the demo catalog if the catalog is
-empty, and serves the API on 127.0.0.1:3000. `seed` (re)loads the demo catalog.
+empty, and serves the API on 127.0.0.1:3000. `seed` (re)loads the demo catalog and creates
+the demo experiment the files in events/ name.
 `invoke FUNCTION EVENT_FILE` calls one function of template.yaml with an event file, like
 `sam local invoke FUNCTION -e EVENT_FILE`, and prints its response.
 """
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded = seed(force=args.command == "seed")
         if loaded:
             print(f"demo catalog loaded: {loaded} items", flush=True)
+    if args.command == "seed":
+        from localdev.seed import seed_demo_experiment
+
+        demo = seed_demo_experiment()
+        print(f"demo experiment {demo.name} ({demo.id}): {demo.status.value}", flush=True)
     if args.command == "serve":
         from localdev.server import serve
 

@@ -24,7 +24,7 @@ from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
-from abtest.storage import AssignmentRepository
+from abtest.storage import AssignmentRepository, CatalogRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -42,6 +42,7 @@ def server() -> AssignmentService:
     settings = get_settings()
     return AssignmentService(
         AssignmentRepository(get_database()),
+        CatalogRepository(get_database()),
         experiment_ttl=settings.experiment_cache_ttl_seconds,
         catalog_ttl=settings.catalog_cache_ttl_seconds,
     )

@@ -1,6 +1,6 @@
 """MetricsFunction: per-variant metrics and statistical results (exact: rollups plus the tail)."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -11,6 +11,7 @@ from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
+from abtest.stats import Correction
 from abtest.storage import RollupRepository
 from abtest.storage.database import get_database
 
@@ -39,7 +40,7 @@ def experiment_results(
     experiment_id: Annotated[UUID, Path()],
     alpha: Annotated[float, Query(gt=0, le=0.5, description="Significance level")] = 0.05,
     correction: Annotated[
-        Literal["holm", "bh"] | None, Query(description="Adjust p-values across treatments and metrics")
+        Correction | None, Query(description="Adjust p-values across treatments and metrics")
     ] = None,
     mde: Annotated[
         float | None,

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from abtest.http.scopes import DEFAULT_SCOPE_PREFIX
+
 
 class Settings(BaseModel):
     """Database settings. Locally `DATABASE_URL`; in AWS a host (RDS Proxy) plus IAM auth or a secret."""
@@ -31,7 +33,7 @@ class Settings(BaseModel):
     # "jwt": every route needs its scope in the API Gateway JWT authorizer context (AWS).
     # "none": no checks; only the local server sets it, and then it binds to 127.0.0.1 only.
     auth_mode: Literal["jwt", "none"] = "jwt"
-    scope_prefix: str = "abtest/"
+    scope_prefix: str = DEFAULT_SCOPE_PREFIX
     # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
     rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
 

@@ -10,16 +10,16 @@ a `correction` (holm or bh) the relative p-values are adjusted across every trea
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.analysis.rollup import VariantMetrics
-from abtest.stats import BinomialStats, MeanStats, adjust_p_values, analyze, srm_check
-
-Correction = Literal["holm", "bh"]
+from abtest.analysis.rollup import RunningAllocation, VariantMetrics
+from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
+from abtest.stats.outputs import MetricAnalysis
 
 
 class VariantUsers(BaseModel):
@@ -35,6 +35,13 @@ class SrmVerdict(BaseModel):
     flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
 
 
+class MetricResults(BaseModel):
+    """The two analyses of one metric."""
+
+    conversion: MetricAnalysis = Field(description="Binomial: exposed users who converted at least once")
+    value: MetricAnalysis = Field(description="Mean of the per-user total over exposed users")
+
+
 class ExperimentResults(BaseModel):
     experiment_id: UUID
     experiment_name: str
@@ -43,9 +50,7 @@ class ExperimentResults(BaseModel):
     correction: Correction | None
     srm: SrmVerdict
     variants: list[VariantUsers] = Field(description="In stored order; the first is the control")
-    metrics: dict[str, dict[str, Any]] = Field(
-        description="Per metric: {'conversion': analysis, 'value': analysis}; see the README"
-    )
+    metrics: dict[str, MetricResults] = Field(description="Per metric name, sorted by name")
     computed_at: datetime
 
 
@@ -71,7 +76,7 @@ def results_report(
     users = [stats.variants[v.id].users for v in variants]
     weights = [v.weight for v in variants]
     metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
-    metrics: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, MetricResults] = {}
     for name in metric_names:
         binomial, mean = [], []
         for variant, exposed in zip(variants, users, strict=True):
@@ -85,12 +90,15 @@ def results_report(
                     sum_squares=metric.sum_squares if metric else 0.0,
                 )
             )
-        metrics[name] = {
-            "conversion": analyze(
-                "binomial", binomial, weights=_analysis_weights(weights), alpha=alpha, mde=mde
+        analysis_weights = _analysis_weights(weights)
+        metrics[name] = MetricResults(
+            conversion=MetricAnalysis.model_validate(
+                analyze("binomial", binomial, weights=analysis_weights, alpha=alpha, mde=mde)
             ),
-            "value": analyze("mean", mean, weights=_analysis_weights(weights), alpha=alpha, mde=mde),
-        }
+            value=MetricAnalysis.model_validate(
+                analyze("mean", mean, weights=analysis_weights, alpha=alpha, mde=mde)
+            ),
+        )
     if correction is not None:
         _adjust(metrics, correction)
     return ExperimentResults(
@@ -117,14 +125,34 @@ def _analysis_weights(weights: list[float]) -> list[float]:
     return [weight if weight > 0 else 1e-12 for weight in weights]
 
 
-def _adjust(metrics: dict[str, dict[str, Any]], correction: Correction) -> None:
+def _adjust(metrics: dict[str, MetricResults], correction: Correction) -> None:
     """Adjust relative p-values across every treatment and metric, per kind of analysis."""
     for kind in ("conversion", "value"):
         blocks = [
-            comparison["relative"]
-            for analyses in metrics.values()
-            for comparison in analyses[kind]["comparisons"]
+            comparison.relative
+            for results in metrics.values()
+            for comparison in getattr(results, kind).comparisons
         ]
-        adjusted = adjust_p_values([block["p_value"] for block in blocks], correction)
+        adjusted = adjust_p_values([block.p_value for block in blocks], correction)
         for block, value in zip(blocks, adjusted, strict=True):
-            block["p_value_adjusted"] = value
+            block.p_value_adjusted = value
+
+
+@dataclass(frozen=True)
+class SrmAlert:
+    """A running experiment whose exposed users do not match its weights."""
+
+    experiment_id: UUID
+    p_value: float
+    users: list[int]
+
+
+def srm_alerts(allocations: Iterable[RunningAllocation]) -> list[SrmAlert]:
+    """The running experiments flagged for a sample ratio mismatch (the rollup logs and counts them)."""
+    alerts = []
+    for allocation in allocations:
+        weights = [variant.weight for variant in allocation.experiment.variants]
+        verdict = srm_verdict(allocation.users, weights)
+        if verdict.flag:
+            alerts.append(SrmAlert(allocation.experiment.id, verdict.p_value, allocation.users))
+    return alerts

@@ -71,6 +71,14 @@ class VariantMetrics:
 
 
 @dataclass(frozen=True)
+class RunningAllocation:
+    """A running experiment and its rolled-up exposed users per variant, in stored order."""
+
+    experiment: Experiment
+    users: list[int]
+
+
+@dataclass(frozen=True)
 class NewExposures:
     """Exposure events of one user in a window."""
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from pydantic import (
@@ -23,9 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
 from abtest.errors import InvalidInput
+from abtest.field_path import field_path
 
-WEIGHT_SUM_TOLERANCE = 1e-9
 MAX_VARIANTS = 20
 MAX_CONFIG_BYTES = 16_384
 
@@ -219,6 +221,17 @@ class ExperimentPage(BaseModel):
     next_cursor: str | None
 
 
+class CatalogItem(BaseModel):
+    """An item the built-in recommender ranks (see abtest.domain.recommender)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    embedding: list[float]
+    popularity: float = Field(description="Raw popularity; the recommender scales log1p of it to [0, 1]")
+
+
 class RecommenderConfig(BaseModel):
     """Variant config keys of the built-in recommender (see abtest.domain.recommender); all optional."""
 
@@ -239,11 +252,22 @@ class RecommenderConfig(BaseModel):
     )
 
 
-def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
-    """Variants of the recommendations surface must hold valid recommender configs.
+class _HasConfig(Protocol):
+    config: dict[str, Any]
 
-    Raises InvalidInput naming the offending key, e.g. `variants[1].config.lora_boost`.
+
+def check_definition(surface: str, variants: Sequence[_HasConfig]) -> None:
+    """The one door for the rules that tie an experiment's variants to its surface, for a new experiment
+    (lifecycle.check_create) and an edited draft (lifecycle.check_patch) alike.
+
+    Variants of the recommendations surface must hold valid recommender configs; raises InvalidInput
+    naming the offending key, e.g. `variants[1].config.lora_boost`.
     """
+    check_variant_configs(surface, [variant.config for variant in variants])
+
+
+def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
+    """Variant configs against the surface (see check_definition, the door every caller uses)."""
     if surface != RECOMMENDATIONS_SURFACE:
         return
     for index, config in enumerate(configs):
@@ -251,8 +275,7 @@ def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
             RecommenderConfig.model_validate(config)
         except ValidationError as exc:
             problem = exc.errors()[0]
-            key = ".".join(str(part) for part in problem["loc"])
-            field = f"variants[{index}].config.{key}" if key else f"variants[{index}].config"
+            field = field_path(("variants", index, "config", *problem["loc"]))
             message = problem["msg"]
             if problem["type"] == "extra_forbidden":
                 allowed = ", ".join(RecommenderConfig.model_fields)

@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
+from abtest.field_path import field_path
 from abtest.http.scopes import Scope, missing_scope
 from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
@@ -84,14 +85,8 @@ def error_response(
 def field_name(loc: Sequence[Any]) -> str:
     """Turn a pydantic error location into a field path: ("body", "variants", 1, "weight") ->
     "variants[1].weight"; the leading "body"/"query"/"path" part is dropped."""
-    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-    name = ""
-    for part in parts:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else str(part)
-    return name or "body"
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return field_path(parts) or "body"
 
 
 def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]]:

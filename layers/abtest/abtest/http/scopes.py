@@ -9,9 +9,11 @@ another API's "billing/admin" does not.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Scope = Literal["admin", "read", "ingest"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+# The one definition of the prefix; the template's ScopePrefix default equals it (a unit test checks).
 DEFAULT_SCOPE_PREFIX = "abtest/"
 
 

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.domain.lifecycle import ENROLLING, check_patch, check_transition
+from abtest.domain.lifecycle import ENROLLING, check_create, check_patch, check_transition
 from abtest.domain.models import (
     Experiment,
     ExperimentCreate,
@@ -83,9 +83,13 @@ class ExperimentRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, new: ExperimentCreate) -> Experiment:
-        """Store a draft experiment with its variants in one transaction."""
-        experiment_id = uuid4()
+    def create(self, new: ExperimentCreate, *, experiment_id: UUID | None = None) -> Experiment:
+        """Store a draft experiment with its variants in one transaction (see lifecycle.check_create).
+
+        The id is new unless given (the local demo data uses a fixed one that events/ names).
+        """
+        check_create(new)
+        experiment_id = experiment_id or uuid4()
 
         def work(conn: Connection) -> Experiment:
             conn.execute(

@@ -20,6 +20,7 @@ from abtest.analysis.rollup import (
     MetricStats,
     NewConversions,
     NewExposures,
+    RunningAllocation,
     UserKey,
     UserMetric,
     UserMetricKey,
@@ -29,7 +30,6 @@ from abtest.analysis.rollup import (
     fold,
 )
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import Experiment
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
 
@@ -217,10 +217,10 @@ class RollupRepository:
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
 
-    def running_allocations(self) -> list[tuple[Experiment, list[int]]]:
+    def running_allocations(self) -> list[RunningAllocation]:
         """Every running experiment with its rolled-up exposed users per variant, in stored order."""
 
-        def work(conn: Connection) -> list[tuple[Experiment, list[int]]]:
+        def work(conn: Connection) -> list[RunningAllocation]:
             experiments = fetch_running(conn)
             users: dict[UUID, int] = {
                 r["variant_id"]: r["users"]
@@ -229,7 +229,7 @@ class RollupRepository:
                     f" ON e.id = r.experiment_id WHERE e.status IN {statuses_sql(ENROLLING)}"
                 )
             }
-            return [(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
+            return [RunningAllocation(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
 
         return self._db.run(work, transaction=False)
 
@@ -256,13 +256,23 @@ class RollupRepository:
                 metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
                     r["count"], r["sum"], r["sum_squares"], r["users"]
                 )
-            exposures, conversions = _window(conn, int(row["horizon"]), None, experiment_id)
-            old_users, old_metrics = _old_state(conn, exposures, conversions)
-            tail = fold(old_users, old_metrics, exposures, conversions)
-            _apply(tail, variants, metrics)
+            _add_tail(conn, experiment_id, int(row["horizon"]), variants, metrics)
             return VariantMetrics(experiment, variants, metrics)
 
         return self._db.run(work)
+
+
+def _add_tail(
+    conn: Connection,
+    experiment_id: UUID,
+    horizon: int,
+    variants: dict[UUID, ExposureTotals],
+    metrics: dict[UUID, dict[str, MetricStats]],
+) -> None:
+    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
+    exposures, conversions = _window(conn, horizon, None, experiment_id)
+    old_users, old_metrics = _old_state(conn, exposures, conversions)
+    _apply(fold(old_users, old_metrics, exposures, conversions), variants, metrics)
 
 
 def _apply(
