@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX
 from abtest.http.scopes import SCOPES as SCOPE_NAMES
+from abtest.settings import DEFAULT_SCOPE_PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "abtest_bench"

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX
+from abtest.settings import DEFAULT_SCOPE_PREFIX
 
 SCOPE_PREFIX = DEFAULT_SCOPE_PREFIX
 

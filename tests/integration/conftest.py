@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX, SCOPES
+from abtest.http.scopes import SCOPES
+from abtest.settings import DEFAULT_SCOPE_PREFIX
 from localdev.lambda_events import LocalLambdaContext, http_api_event
 from localdev.template import Route, http_routes, match
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX as PREFIX
 from abtest.http.scopes import SCOPES
+from abtest.settings import DEFAULT_SCOPE_PREFIX as PREFIX
 from localdev.template import http_routes
 from tests.integration.conftest import call
 from tests.integration.test_experiments_api import BASE, experiment_body

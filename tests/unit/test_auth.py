@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX as P
 from abtest.http.scopes import grants, missing_scope, token_scopes
+from abtest.settings import DEFAULT_SCOPE_PREFIX as P
 from localdev.auth import authorizer_context, development_token
 from localdev.template import http_routes, load_template
 

@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.http.scopes import DEFAULT_SCOPE_PREFIX
+# The one definition of the scope prefix (settings is cross-cutting; http.scopes and localdev use it);
+# the template's ScopePrefix default equals it (a unit test checks).
+DEFAULT_SCOPE_PREFIX = "abtest/"
 
 
 class Settings(BaseModel):

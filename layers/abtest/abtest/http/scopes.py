@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, get_args
 
+from abtest.settings import DEFAULT_SCOPE_PREFIX
+
 Scope = Literal["admin", "read", "ingest"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
-# The one definition of the prefix; the template's ScopePrefix default equals it (a unit test checks).
-DEFAULT_SCOPE_PREFIX = "abtest/"
 
 
 def token_scopes(event: Mapping[str, Any]) -> set[str]:
