@@ -72,7 +72,7 @@ invoke: $(STAMP) ## like `sam local invoke`: make invoke FUNCTION=ExperimentsFun
 # empty builds localdev/samimage's offline one when missing; `pull` lets the SAM CLI pull AWS's own.
 SAM_LOCAL_IMAGE ?=
 SAM_API_PORT ?= 3001
-.PHONY: sam-cli sam-image sam-local sam-api
+.PHONY: sam-cli sam-image sam-local sam-api sam-api-check
 sam-cli:
 	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
 
@@ -86,3 +86,7 @@ sam-local: $(STAMP) sam-cli ## sam build, then `sam local invoke` for every file
 sam-api: $(STAMP) sam-cli ## `sam local start-api` on 127.0.0.1:$(SAM_API_PORT)
 	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)"; \
 	$(BIN)/python -m localdev.samlocal start-api --image "$$image" --port $(SAM_API_PORT)
+
+sam-api-check: $(STAMP) sam-cli ## the README's curl walk against `sam local start-api` (started and stopped)
+	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)"; \
+	$(BIN)/python -m localdev.samlocal api-check --image "$$image" --port $(SAM_API_PORT)

@@ -4,6 +4,7 @@ Docker) against the local PostgreSQL, behind `make sam-local` and `make sam-api`
     invoke-all --image IMAGE        sam build, then `sam local invoke` for every file in events/, checking
                                     each answer against EXPECTED below (exit 1 on any difference)
     start-api --image IMAGE --port  sam build, then `sam local start-api` on 127.0.0.1:PORT
+    api-check --image IMAGE --port  the same in the background, and the README's curl walk against it
 
 IMAGE is the Lambda base image (`localdev/samimage/build.sh` builds one offline and prints its name), or
 `pull` to let the SAM CLI pull AWS's own image where a registry is reachable.
@@ -494,9 +495,62 @@ def remove_containers() -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
+def readme_walk(port: int) -> str:
+    """The README's curl walk (its bash blocks that call 127.0.0.1:3000, as tests/e2e picks them), against
+    `port`, as a bash script that stops at the first request answered with an error status."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    walk = "\n".join(block for block in blocks if "curl" in block and "127.0.0.1:3000" in block)
+    if not walk:
+        raise Failure("README.md has no bash block with curl calls to 127.0.0.1:3000")
+    prelude = (
+        'set -euo pipefail\ncurl() { echo "+ curl $*" >&2; command curl --fail-with-body "$@"; echo; }\n'
+    )
+    return prelude + walk.replace("http://127.0.0.1:3000", f"http://127.0.0.1:{port}")
+
+
+def get_json(url: str) -> Any:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(response.read())
+
+
+def walk_outcome(port: int) -> list[str]:
+    """What the walk must have left behind, as tests/e2e checks it under `make run`; the differences."""
+    base = f"http://127.0.0.1:{port}/api/v1"
+    problems = []
+    (experiment,) = get_json(f"{base}/experiments")["experiments"]
+    if (experiment["name"], experiment["status"]) != ("recommendation_algorithm_test", "running"):
+        problems.append(f"running experiment: {experiment['name']} {experiment['status']}")
+    lookup = get_json(f"{base}/experiments/{experiment['id']}/assignments/user-4")
+    if lookup.get("experiment_variant") != "recommendation_algorithm_test:treatment":
+        problems.append(f"user-4's variant: {lookup.get('experiment_variant')}")
+    report = get_json(f"{base}/experiments/{experiment['id']}/metrics")
+    treatment = report["variant_metrics"][experiment["variants"][1]["id"]]
+    if (treatment["unique_users"], treatment["conversions"]["click"]["count"]) != (1, 1):
+        problems.append(f"treatment metrics: {treatment}")
+    return problems
+
+
+def api_check(image: str, port: int) -> int:
+    """`sam local start-api` in the background, the README walk against it, then stop it."""
+    log_path = WORK / "start-api.log"
+    with running(start_api_command(image, port), port, log_path):
+        result = subprocess.run(["bash", "-c", readme_walk(port)], check=False)
+        problems = [] if result.returncode else ["a request failed"]
+        if not problems:
+            problems = walk_outcome(port)
+    remove_containers()
+    if problems:
+        log(f"the README walk against sam local start-api: {'; '.join(problems)} (log: {log_path})")
+        return 1
+    print("README walk: every request answered 2xx through sam local start-api, with the expected outcome")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.samlocal", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["invoke-all", "start-api", "template"])
+    parser.add_argument("command", choices=["invoke-all", "start-api", "api-check", "template"])
     parser.add_argument("--image", default="pull", help="base image (localdev/samimage/build.sh), or pull")
     parser.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"])
     parser.add_argument("--port", type=int, default=3001, help="start-api: port on 127.0.0.1 (default 3001)")
@@ -510,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args.image, args.arch)
         if args.command == "invoke-all":
             return invoke_all(args.image)
+        if args.command == "api-check":
+            return api_check(args.image, args.port)
         log(f"sam local start-api on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
         command = start_api_command(args.image, args.port)
         return subprocess.run(command, env=sam_environment(), check=False).returncode
