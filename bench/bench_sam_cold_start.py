@@ -15,7 +15,10 @@ Two figures per request:
   - emulator: the "Duration" of the emulator's REPORT line. The emulator starts the runtime lazily on the
     first invoke, so the import of the handler falls inside that Duration, and its "Init Duration" reads
     near zero (printed anyway).
-Medians over rounds (cold) and over rounds x --warm (warm).
+Medians over rounds (cold) and over rounds x --warm (warm). Last, per function, the import of its
+handler module alone inside the same image (`docker run` of python3.12 with the built function and
+layer mounted read-only where Lambda puts them), --rounds times: the part of the cold start that is
+this project's code and dependencies, next to bench_cold_start.py's in-process import figures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -155,6 +159,39 @@ def create_running_experiment(port: int) -> str:
     return experiment_id
 
 
+IMPORT_CODE = (
+    "import time\n_t = time.perf_counter()\nimport {module}\nprint((time.perf_counter() - _t) * 1000)\n"
+)
+
+
+def import_in_image(image: str, function: str, runs: int) -> tuple[float, float]:
+    """Median import time of the function's handler module inside the image (the built function at
+    /var/task and the built layer at /opt, read-only, with the runtime's search path), and median wall
+    time of the whole `docker run` (container start, interpreter start, import, exit)."""
+    handler = samlocal.local_template("x86_64")["Resources"][function]["Properties"]["Handler"]
+    module = handler.rsplit(".", 1)[0]
+    path = "/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime"
+    command = ["docker", "run", "--rm", "--entrypoint", "/var/lang/bin/python3.12"]
+    command += [
+        "-v",
+        f"{samlocal.BUILD_DIR / function}:/var/task:ro",
+        "-v",
+        f"{samlocal.BUILD_DIR / 'AbTestLayer'}:/opt:ro",
+    ]
+    command += ["-e", f"PYTHONPATH={path}", "-e", "LAMBDA_TASK_ROOT=/var/task"]
+    command += [
+        flag for name, value in samlocal.LOCAL_ENVIRONMENT.items() for flag in ("-e", f"{name}={value}")
+    ]
+    command += [image, "-c", IMPORT_CODE.format(module=module)]
+    imports, walls = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        walls.append((time.perf_counter() - started) * 1000)
+        imports.append(float(result.stdout.split()[-1]))
+    return statistics.median(imports), statistics.median(walls)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", required=True, help="base image (localdev/samimage/build.sh prints it)")
@@ -210,6 +247,8 @@ def main() -> int:
     def median(samples: list[tuple[float, float]], which: int) -> float:
         return statistics.median(sample[which] for sample in samples)
 
+    imports = {function: import_in_image(args.image, function, args.rounds) for function in cold}
+
     rows = []
     for function in cold:
         cold_client, warm_client = median(cold[function], 0), median(warm[function], 0)
@@ -224,6 +263,7 @@ def main() -> int:
                 f"{cold_emulator:,.0f}",
                 f"{warm_emulator:,.1f}",
                 f"{cold_emulator - warm_emulator:,.0f}",
+                f"{imports[function][0]:,.0f} / {imports[function][1]:,.0f}",
             ]
         )
     print(environment_line())
@@ -239,6 +279,7 @@ def main() -> int:
                 "cold, emulator ms",
                 "warm, emulator ms",
                 "cold - warm, emulator ms",
+                "import in the image / docker run, ms",
             ],
             rows,
         )
