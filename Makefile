@@ -80,13 +80,13 @@ sam-image: ## build the local Lambda python3.12 base image if missing (debootstr
 	bash localdev/samimage/build.sh
 
 sam-local: $(STAMP) sam-cli ## sam build, then `sam local invoke` for every file in events/, statuses checked
-	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)"; \
+	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)" || exit 1; \
 	$(BIN)/python -m localdev.samlocal invoke-all --image "$$image"
 
 sam-api: $(STAMP) sam-cli ## `sam local start-api` on 127.0.0.1:$(SAM_API_PORT)
-	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)"; \
+	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)" || exit 1; \
 	$(BIN)/python -m localdev.samlocal start-api --image "$$image" --port $(SAM_API_PORT)
 
 sam-api-check: $(STAMP) sam-cli ## the README's curl walk against `sam local start-api` (started and stopped)
-	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)"; \
+	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)" || exit 1; \
 	$(BIN)/python -m localdev.samlocal api-check --image "$$image" --port $(SAM_API_PORT)

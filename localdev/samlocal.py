@@ -431,7 +431,7 @@ def invoke_all(image: str) -> int:
         print(f"{expected.file:<26} {expected.function:<20} {want!s:>8}  {seconds:7.1f}  {mark} {answer}")
         if expected.file == "create_experiment.json" and ok:
             experiment_id = json.loads(invocation.payload["body"])["id"]
-    print(f"{len(EXPECTED) - failures} passed, {failures} failed")
+    print(f"sam local invoke: {len(EXPECTED) - failures} of {len(EXPECTED)} event files answered as expected")
     return 1 if failures else 0
 
 
@@ -537,7 +537,7 @@ def api_check(image: str, port: int) -> int:
     log_path = WORK / "start-api.log"
     with running(start_api_command(image, port), port, log_path):
         result = subprocess.run(["bash", "-c", readme_walk(port)], check=False)
-        problems = [] if result.returncode else ["a request failed"]
+        problems = ["a request failed"] if result.returncode else []
         if not problems:
             problems = walk_outcome(port)
     remove_containers()

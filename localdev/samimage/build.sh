@@ -46,6 +46,8 @@ if [ "$pymachine" != x86_64 ]; then
     exit 3
 fi
 
+command -v docker >/dev/null && docker info >/dev/null 2>&1 || { log "Docker is not running (docker info failed)"; exit 3; }
+
 tag="$(cat "$0" "$here/bootstrap" "$here/requirements.txt" <(echo "$pyversion") | sha256sum | cut -c1-12)"
 image="$repo:$tag"
 if docker image inspect "$image" >/dev/null 2>&1; then
@@ -116,5 +118,8 @@ docker run --rm --env PYTHONPATH=/var/runtime --entrypoint /var/lang/bin/python3
     'import ssl, sqlite3, ctypes, lzma, bz2, zlib, uuid, decimal, readline, json; import awslambdaric, boto3' \
     >&2 || { docker rmi "$image" >/dev/null; log "the image's Python does not import its modules"; exit 1; }
 docker tag "$image" "$repo:latest" >/dev/null
+# Earlier builds (other tags of this repository) are superseded: free their space.
+docker image ls "$repo" --format '{{.Repository}}:{{.Tag}}' | grep -v -x -e "$image" -e "$repo:latest" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
 log "built $image"
 echo "$image"
