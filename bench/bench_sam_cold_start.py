@@ -178,6 +178,8 @@ def import_in_image(image: str, function: str, runs: int) -> tuple[float, float]
         "-v",
         f"{samlocal.BUILD_DIR / 'AbTestLayer'}:/opt:ro",
     ]
+    # Not a path mechanism of the project: the Lambda runtime itself sets this search path in every
+    # function (the image's bootstrap does the same); here it is set for a bare interpreter.
     command += ["-e", f"PYTHONPATH={path}", "-e", "LAMBDA_TASK_ROOT=/var/task"]
     command += [
         flag for name, value in samlocal.LOCAL_ENVIRONMENT.items() for flag in ("-e", f"{name}={value}")
