@@ -6,6 +6,7 @@ client gets an error naming the field instead of a constraint name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,8 @@ MAX_JSON_INTEGER = 2**53
 # A conversion's |value| bound: a per-user total of n events is at most n * 1e9, its square
 # n^2 * 1e18, so sums and sums of squares stay far below a double's 1.8e308 for any event count.
 MAX_CONVERSION_VALUE = 1e9
+# Experiments per listing page also stop at this many bytes of JSON (at least one per page).
+MAX_PAGE_BYTES = 2_000_000
 
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -133,9 +136,7 @@ Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Salt = Annotated[str, Field(min_length=1, max_length=128)]
 Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
 # The JSON value check runs first: the size check serialises, which needs finite, shallow values.
-Config = Annotated[
-    dict[str, Any], _json_value("config"), _json_size_limit("config", MAX_CONFIG_BYTES)
-]
+Config = Annotated[dict[str, Any], _json_value("config"), _json_size_limit("config", MAX_CONFIG_BYTES)]
 MAX_CONTEXT_BYTES = 4096
 
 
@@ -149,12 +150,8 @@ def _utf8(value: str) -> str:
 
 
 UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
-Context = Annotated[
-    dict[str, Any], _json_value("context"), _json_size_limit("context", MAX_CONTEXT_BYTES)
-]
-Metadata = Annotated[
-    dict[str, Any], _json_value("metadata"), _json_size_limit("metadata", MAX_CONTEXT_BYTES)
-]
+Context = Annotated[dict[str, Any], _json_value("context"), _json_size_limit("context", MAX_CONTEXT_BYTES)]
+Metadata = Annotated[dict[str, Any], _json_value("metadata"), _json_size_limit("metadata", MAX_CONTEXT_BYTES)]
 
 
 class _Input(BaseModel):
@@ -290,11 +287,31 @@ class RecommenderConfig(BaseModel):
         description="Weight of profile similarity against popularity (0 = popularity only)",
     )
     diversity: float = Field(
-        default=0.0, ge=0, le=1, allow_inf_nan=False, description="MMR trade-off (0 = pure relevance)"
+        default=0.0,
+        strict=True,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="MMR trade-off (0 = pure relevance)",
     )
     candidate_cap: int = Field(
-        default=200, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
+        default=200, strict=True, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
     )
+
+    @classmethod
+    def applying(cls, config: dict[str, Any]) -> RecommenderConfig:
+        """The settings the recommender takes from any variant config: the keys it knows, each valid
+        one as given, anything else at its default. Never raises: configs of other surfaces (such as
+        `{"algo": "bm25"}`) are served with the defaults, after the user was already enrolled."""
+        known: dict[str, Any] = {}
+        for key in cls.model_fields:
+            if key in config:
+                try:
+                    cls.model_validate({key: config[key]})
+                except ValidationError:
+                    continue
+                known[key] = config[key]
+        return cls.model_validate(known)
 
 
 def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
@@ -378,6 +395,30 @@ Timestamp = Annotated[
 ]
 
 
+def event_payload_hash(
+    user_id: str,
+    timestamp: datetime | None,
+    payload: dict[str, Any] | None,
+    metric_name: str | None = None,
+    value: float | None = None,
+) -> str:
+    """What an event_id stands for: a retry must send the same (same instant, same JSON, same value),
+    or it is a different event under a used id. Equal for a conversion sent alone or in a batch."""
+    canonical = json.dumps(
+        {
+            "user_id": user_id,
+            "timestamp": timestamp.astimezone(UTC).isoformat() if timestamp is not None else None,
+            "payload": payload,
+            "metric_name": metric_name,
+            "value": float(value) if value is not None else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class ConversionIn(_Input):
     """Body of POST /api/v1/experiments/conversions."""
 
@@ -391,6 +432,9 @@ class ConversionIn(_Input):
     )
     timestamp: Timestamp = None
 
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.metadata, self.metric_name, self.value)
+
 
 class ExposureEvent(_Input):
     """An exposure in a batch: the user saw their assigned variant."""
@@ -401,6 +445,9 @@ class ExposureEvent(_Input):
     event_id: EventId
     timestamp: Timestamp = None
     context: Context | None = None
+
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.context)
 
 
 class ConversionEvent(_Input):
@@ -414,6 +461,9 @@ class ConversionEvent(_Input):
     value: Value = 1.0
     timestamp: Timestamp = None
     metadata: Metadata | None = None
+
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.metadata, self.metric_name, self.value)
 
 
 BatchEvent = Annotated[ExposureEvent | ConversionEvent, Field(discriminator="type")]

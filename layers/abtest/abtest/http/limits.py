@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.event_handler.api_gateway import Encoder
+from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.metrics import MetricUnit
 
 from abtest.domain.models import json_problem

@@ -27,10 +27,10 @@ WITH experiment AS (
 ), assigned AS (
     SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
 ), inserted AS (
-    INSERT INTO conversions
-        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
+                             occurred_at, payload_hash)
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
-           %(metadata)s, COALESCE(%(occurred_at)s, now())
+           %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM assigned
     WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
     ON CONFLICT (experiment_id, event_id) DO NOTHING
@@ -48,7 +48,7 @@ WITH input AS (
     SELECT *
     FROM jsonb_to_recordset(%(batch)s::jsonb)
          AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
-              occurred_at timestamptz, metric_name text, value float8, payload jsonb)
+              occurred_at timestamptz, metric_name text, value float8, payload jsonb, payload_hash text)
 ), checked AS (
     SELECT i.*, e.status, a.variant_id
     FROM input i
@@ -59,29 +59,38 @@ WITH input AS (
         WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
     ) a ON true
 ), new_exposures AS (
-    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at)
-    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now())
+    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at, payload_hash)
+    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 ), new_conversions AS (
-    INSERT INTO conversions
-        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
+                             occurred_at, payload_hash)
     SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
-           COALESCE(occurred_at, now())
+           COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 )
 SELECT c.position, c.kind, c.status, c.variant_id IS NOT NULL AS assigned,
-       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted
+       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted,
+       -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
+       COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused
 FROM checked c
 LEFT JOIN new_exposures x
        ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
 LEFT JOIN new_conversions v
        ON c.kind = 'conversion' AND v.experiment_id = c.experiment_id AND v.event_id = c.event_id
+LEFT JOIN LATERAL (
+    SELECT payload_hash FROM exposures
+    WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
+    UNION ALL
+    SELECT payload_hash FROM conversions
+    WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
+) stored ON true
 ORDER BY c.position
 """
 
@@ -125,6 +134,7 @@ class EventRepository:
             "event_id": new.event_id,
             "metadata": Jsonb(new.metadata) if new.metadata is not None else None,
             "occurred_at": new.timestamp,
+            "payload_hash": new.payload_hash(),
         }
 
         def work(conn: Connection) -> RecordedConversion:
@@ -148,14 +158,18 @@ class EventRepository:
     def record_batch(self, events: Sequence[ExposureEvent | ConversionEvent]) -> list[EventResult]:
         """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
         results: dict[int, EventResult] = {}
-        seen: set[tuple[str, UUID, str]] = set()
+        seen: dict[tuple[str, UUID, str], str] = {}
         batch: list[dict[str, Any]] = []
         for position, event in enumerate(events):
             key = (event.type, event.experiment_id, event.event_id)
+            payload_hash = event.payload_hash()
             if key in seen:  # the same event twice in one batch: the first one counts
-                results[position] = _result(index=position, event_id=event.event_id, status="duplicate")
+                if seen[key] != payload_hash:
+                    results[position] = _reused(position, event.event_id)
+                else:
+                    results[position] = _result(index=position, event_id=event.event_id, status="duplicate")
                 continue
-            seen.add(key)
+            seen[key] = payload_hash
             batch.append(
                 {
                     "position": position,
@@ -167,6 +181,7 @@ class EventRepository:
                     "metric_name": event.metric_name if isinstance(event, ConversionEvent) else None,
                     "value": event.value if isinstance(event, ConversionEvent) else None,
                     "payload": event.metadata if isinstance(event, ConversionEvent) else event.context,
+                    "payload_hash": payload_hash,
                 }
             )
 
@@ -185,11 +200,20 @@ def _result(**fields: Any) -> EventResult:
     return EventResult.model_construct(**{"error": None, "message": None, **fields})
 
 
+def _reused(position: int, event_id: str) -> EventResult:
+    message = "event_id was already used for a different event (its payload differs)"
+    return _result(
+        index=position, event_id=event_id, status="rejected", error="event_id_reused", message=message
+    )
+
+
 def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventResult:
     status = Status(row["status"]) if row["status"] is not None else None
     kind = row["kind"]
     if row["inserted"]:
         return _result(index=position, event_id=event_id, status="accepted")
+    if row["reused"]:
+        return _reused(position, event_id)
     if status is None:
         error, message = "experiment_not_found", "no experiment with this id"
     elif status not in ACCEPTING[kind]:
@@ -208,15 +232,25 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
 def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
     """The conversion already stored under this event_id (Conflict if it is a different one)."""
     row = conn.execute(
-        f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE experiment_id = %s AND event_id = %s".encode(),
+        f"SELECT {_CONVERSION_COLUMNS}, payload_hash FROM conversions"
+        " WHERE experiment_id = %s AND event_id = %s".encode(),
         (new.experiment_id, new.event_id),
     ).fetchone()
     if row is None:
         return None
     stored = Conversion.model_validate(row)
-    if (stored.user_id, stored.metric_name, stored.value) != (new.user_id, new.metric_name, new.value):
+    if row["payload_hash"] is not None:
+        differs = row["payload_hash"] != new.payload_hash()
+    else:  # stored before payload hashes: compare what can be compared
+        differs = (stored.user_id, stored.metric_name, stored.value) != (
+            new.user_id,
+            new.metric_name,
+            new.value,
+        )
+    if differs:
         raise Conflict(
-            "event_id was already used for a different conversion (user, metric or value differ)",
+            "event_id was already used for a different conversion (user, metric, value, metadata or "
+            "timestamp differ)",
             code="event_id_reused",
             field="event_id",
         )
