@@ -93,8 +93,8 @@ def check_body(event: Mapping[str, Any]) -> None:
     except UnicodeDecodeError:
         raise BodyError(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity
-        detail = "NaN and Infinity are not JSON" if "is not JSON" in str(exc) else "not valid JSON"
-        raise BodyError(400, "invalid_json", f"the request body is {detail}", "body") from None
+        detail = " (NaN and Infinity are not JSON)" if "is not JSON" in str(exc) else ""
+        raise BodyError(400, "invalid_json", f"the request body is not valid JSON{detail}", "body") from None
     problem = _huge_int(parsed) or json_problem(parsed, MAX_BODY_DEPTH)
     if problem is not None:
         where, message = problem
