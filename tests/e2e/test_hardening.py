@@ -621,3 +621,29 @@ def test_hostile_load_leaves_other_experiments_exact(http: Http, clean_db: str) 
     assert_every_read_is_healthy(http)
     # Never backwards (other sessions' open transactions may hold it where it is for a while).
     assert rows(clean_db, "SELECT horizon::text::bigint FROM rollup_state")[0][0] >= horizon
+
+
+def test_metric_names_per_experiment_are_capped(http: Http, clean_db: str, normal: Any) -> None:
+    """/metrics and /results grow with the metric names: at most 100 per experiment (README Limits)."""
+    events = [
+        {
+            "type": "conversion",
+            "experiment_id": normal["id"],
+            "user_id": "u-0",
+            "event_id": f"m{n}",
+            "metric_name": f"m{n}",
+        }
+        for n in range(105)
+    ]
+    code, answer, _ = send(http, "POST", "/api/v1/events", {"events": events})
+    assert code == 200
+    # "purchase" (from the fixture) is one: 99 more fit, the rest are refused.
+    assert answer["accepted"] == 99
+    assert {r["error"] for r in answer["results"][99:]} == {"too_many_metrics"}
+    assert_refused(convert_raw(http, normal, metric_name="another"), 422, "metric_name")
+    assert convert(http, normal["id"], "u-0", metric_name="m0")[0] == 201  # a known one still counts
+    code, results, size = send(http, "GET", f"{BASE}/{normal['id']}/results")
+    assert code == 200
+    assert len(results["metrics"]) == 100
+    assert size < 6_000_000
+    assert_every_read_is_healthy(http)

@@ -41,6 +41,8 @@ MAX_JSON_INTEGER = 2**53
 # A conversion's |value| bound: a per-user total of n events is at most n * 1e9, its square
 # n^2 * 1e18, so sums and sums of squares stay far below a double's 1.8e308 for any event count.
 MAX_CONVERSION_VALUE = 1e9
+# Distinct metric names per experiment: bounds the size of /metrics and /results.
+MAX_METRICS_PER_EXPERIMENT = 100
 # Experiments per listing page also stop at this many bytes of JSON (at least one per page).
 MAX_PAGE_BYTES = 2_000_000
 

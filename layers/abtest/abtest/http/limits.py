@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.shared.json_encoder import Encoder
 
 from abtest.domain.models import json_problem
 from abtest.observability import cloudwatch, logger

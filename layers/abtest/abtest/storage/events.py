@@ -10,7 +10,15 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
-from abtest.domain.models import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent, Status
+from abtest.domain.models import (
+    MAX_METRICS_PER_EXPERIMENT,
+    Conversion,
+    ConversionEvent,
+    ConversionIn,
+    EventResult,
+    ExposureEvent,
+    Status,
+)
 from abtest.errors import Conflict, InvalidInput
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import not_found, statuses_sql
@@ -26,18 +34,29 @@ WITH experiment AS (
     SELECT status FROM experiments WHERE id = %(experiment_id)s
 ), assigned AS (
     SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
+), metric AS (
+    -- A known metric name, or room for one more (MAX_METRICS_PER_EXPERIMENT).
+    SELECT EXISTS (SELECT 1 FROM experiment_metrics
+                   WHERE experiment_id = %(experiment_id)s AND metric_name = %(metric_name)s)
+           OR (SELECT count(*) FROM experiment_metrics WHERE experiment_id = %(experiment_id)s)
+              < {MAX_METRICS_PER_EXPERIMENT} AS allowed
 ), inserted AS (
     INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
                              occurred_at, payload_hash)
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM assigned
-    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
+), registered AS (
+    INSERT INTO experiment_metrics (experiment_id, metric_name)
+    SELECT experiment_id, metric_name FROM inserted
+    ON CONFLICT DO NOTHING
 )
 SELECT (SELECT status FROM experiment) AS status,
        (SELECT variant_id FROM assigned) AS assigned_variant,
+       (SELECT allowed FROM metric) AS metric_allowed,
        (SELECT to_jsonb(inserted) FROM inserted) AS conversion
 """
 
@@ -65,6 +84,20 @@ WITH input AS (
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
+), fresh_metrics AS (
+    -- Metric names new to their experiment, numbered in batch order, and the experiment's count.
+    SELECT f.experiment_id, f.metric_name,
+           row_number() OVER (PARTITION BY f.experiment_id ORDER BY f.first) +
+           (SELECT count(*) FROM experiment_metrics m WHERE m.experiment_id = f.experiment_id) AS rank
+    FROM (
+        SELECT experiment_id, metric_name, min(position) AS first FROM checked c
+        WHERE kind = 'conversion' AND NOT EXISTS (
+            SELECT 1 FROM experiment_metrics m
+            WHERE m.experiment_id = c.experiment_id AND m.metric_name = c.metric_name)
+        GROUP BY experiment_id, metric_name
+    ) f
+), refused_metrics AS (
+    SELECT experiment_id, metric_name FROM fresh_metrics WHERE rank > {MAX_METRICS_PER_EXPERIMENT}
 ), new_conversions AS (
     INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
                              occurred_at, payload_hash)
@@ -72,13 +105,20 @@ WITH input AS (
            COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
+      AND (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
-    RETURNING experiment_id, event_id
+    RETURNING experiment_id, event_id, metric_name
+), registered AS (
+    INSERT INTO experiment_metrics (experiment_id, metric_name)
+    SELECT DISTINCT experiment_id, metric_name FROM new_conversions
+    ON CONFLICT DO NOTHING
 )
 SELECT c.position, c.kind, c.status, c.variant_id IS NOT NULL AS assigned,
        (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted,
        -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
-       COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused
+       COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused,
+       (c.kind = 'conversion' AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics))
+           AS too_many_metrics
 FROM checked c
 LEFT JOIN new_exposures x
        ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
@@ -107,6 +147,14 @@ def _not_assigned(user_id: str) -> InvalidInput:
         "enrolled through /recommendations or /assignments",
         code="user_not_assigned",
         field="user_id",
+    )
+
+
+def _too_many_metrics() -> InvalidInput:
+    return InvalidInput(
+        f"the experiment already has {MAX_METRICS_PER_EXPERIMENT} metric names; this one would be one more",
+        code="too_many_metrics",
+        field="metric_name",
     )
 
 
@@ -150,6 +198,8 @@ class EventRepository:
                 return RecordedConversion(stored, replayed=True)
             if row["status"] == Status.COMPLETED:
                 raise _completed()
+            if row["assigned_variant"] is not None and not row["metric_allowed"]:
+                raise _too_many_metrics()
             raise _not_assigned(new.user_id)
 
         # A conversion without event_id cannot be told from its retry: never resent on a dropped link.
@@ -214,6 +264,11 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
         return _result(index=position, event_id=event_id, status="accepted")
     if row["reused"]:
         return _reused(position, event_id)
+    if row["too_many_metrics"] and status is not None and status in ACCEPTING[kind] and row["assigned"]:
+        refused = _too_many_metrics()
+        return _result(
+            index=position, event_id=event_id, status="rejected", error=refused.code, message=refused.message
+        )
     if status is None:
         error, message = "experiment_not_found", "no experiment with this id"
     elif status not in ACCEPTING[kind]:

@@ -34,5 +34,14 @@ CREATE TABLE rollup_failures (
 TRUNCATE rollup_users, rollup_user_metrics, rollup_variants, rollup_metrics;
 UPDATE rollup_state SET horizon = '0'::xid8, updated_at = now();
 
+-- The metric names of each experiment (at most MAX_METRICS_PER_EXPERIMENT, checked on ingestion), so
+-- /metrics and /results stay bounded in size.
+CREATE TABLE experiment_metrics (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    metric_name   text NOT NULL,
+    PRIMARY KEY (experiment_id, metric_name)
+);
+INSERT INTO experiment_metrics SELECT DISTINCT experiment_id, metric_name FROM conversions;
+
 -- Salts are unique per experiment (checked on create, under an advisory lock): a quick lookup.
 CREATE INDEX experiments_salt_idx ON experiments (salt);
