@@ -25,12 +25,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     summary = {
         "previous_horizon": run.previous_horizon,
         "horizon": run.horizon,
-        "exposure_groups": run.exposure_groups,
-        "conversion_groups": run.conversion_groups,
+        "users": run.users,
+        "experiments": run.experiments,
+        "failed_experiments": [str(experiment_id) for experiment_id in run.failed],
         "seconds": round(run.seconds, 3),
         "scheduled_at": event.get("time"),
     }
     cloudwatch.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
+    if run.failed:
+        # Each is logged by the repository; their events stay pending, the rest were folded.
+        cloudwatch.add_metric(name="RollupExperimentFailed", unit=MetricUnit.Count, value=len(run.failed))
     alerts = srm_alerts(repository.running_allocations())
     for alert in alerts:
         logger.warning(

@@ -10,15 +10,18 @@ a `correction` (holm or bh) the relative p-values are adjusted across every trea
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from abtest.analysis.rollup import RunningAllocation, VariantMetrics
 from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
+from abtest.stats.moments import NUMERICAL_ERROR
 from abtest.stats.outputs import MetricAnalysis
 
 
@@ -31,7 +34,9 @@ class VariantUsers(BaseModel):
 
 
 class SrmVerdict(BaseModel):
-    p_value: float = Field(description="Chi-squared goodness of fit of exposed users to the weights")
+    p_value: float | None = Field(
+        description="Chi-squared goodness of fit of exposed users to the weights; null without users"
+    )
     flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
 
 
@@ -59,6 +64,8 @@ def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:
     live = [(count, weight) for count, weight in zip(users, weights, strict=True) if weight > 0]
     if len(live) < 2:
         return SrmVerdict(p_value=1.0, flag=False)
+    if sum(count for count, _ in live) == 0:
+        return SrmVerdict(p_value=None, flag=False)  # no users: no evidence either way
     check = srm_check([count for count, _ in live], [weight for _, weight in live])
     return SrmVerdict(p_value=check.p_value, flag=check.flag)
 
@@ -78,26 +85,21 @@ def results_report(
     metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
     metrics: dict[str, MetricResults] = {}
     for name in metric_names:
-        binomial, mean = [], []
+        binomial: list[BinomialStats] = []
+        mean: list[tuple[int, float, float]] = []
         for variant, exposed in zip(variants, users, strict=True):
             metric = stats.metrics.get(variant.id, {}).get(name)
             converted = metric.users if metric else 0
             binomial.append(BinomialStats(users=exposed, conversions=min(converted, exposed)))
-            mean.append(
-                MeanStats(
-                    users=exposed,
-                    sum=metric.sum if metric else 0.0,
-                    sum_squares=metric.sum_squares if metric else 0.0,
-                )
-            )
+            total = metric.sum if metric else 0.0
+            squares = metric.sum_squares if metric else 0.0
+            mean.append((exposed, total, squares))
         analysis_weights = _analysis_weights(weights)
         metrics[name] = MetricResults(
             conversion=MetricAnalysis.model_validate(
                 analyze("binomial", binomial, weights=analysis_weights, alpha=alpha, mde=mde)
             ),
-            value=MetricAnalysis.model_validate(
-                analyze("mean", mean, weights=analysis_weights, alpha=alpha, mde=mde)
-            ),
+            value=MetricAnalysis.model_validate(_mean_analysis(mean, analysis_weights, alpha=alpha, mde=mde)),
         )
     if correction is not None:
         _adjust(metrics, correction)
@@ -117,6 +119,32 @@ def results_report(
         metrics=metrics,
         computed_at=datetime.now(UTC),
     )
+
+
+def _mean_analysis(
+    variants: list[tuple[int, float, float]], weights: list[float], *, alpha: float, mde: float | None
+) -> dict[str, Any]:
+    """The mean analysis; sums that are not finite numbers (legacy data stored before the value
+    bound) give every comparison `numerical_error` and nulls instead of failing the whole report."""
+    finite = all(math.isfinite(total) and math.isfinite(squares) for _, total, squares in variants)
+    stats = [
+        MeanStats(users=users, sum=total, sum_squares=squares)
+        if finite
+        else MeanStats(users=users, sum=0.0, sum_squares=0.0)
+        for users, total, squares in variants
+    ]
+    result = analyze("mean", stats, weights=weights, alpha=alpha, mde=mde)
+    if not finite:
+        for comparison in result["comparisons"]:
+            for block in comparison.values():
+                if isinstance(block, dict):
+                    for key in block:
+                        block[key] = NUMERICAL_ERROR if key == "error" else None
+            for key in ("relative", "absolute"):
+                comparison[key]["error"] = NUMERICAL_ERROR
+        if isinstance(result.get("power"), dict):
+            result["power"] = {key: None for key in result["power"]} | {"error": NUMERICAL_ERROR}
+    return result
 
 
 def _analysis_weights(weights: list[float]) -> list[float]:
@@ -153,6 +181,6 @@ def srm_alerts(allocations: Iterable[RunningAllocation]) -> list[SrmAlert]:
     for allocation in allocations:
         weights = [variant.weight for variant in allocation.experiment.variants]
         verdict = srm_verdict(allocation.users, weights)
-        if verdict.flag:
+        if verdict.flag and verdict.p_value is not None:  # flagged implies users, so a p-value
             alerts.append(SrmAlert(allocation.experiment.id, verdict.p_value, allocation.users))
     return alerts

@@ -140,7 +140,9 @@ class AssignmentService:
             return Recommendations(recommend(catalog, None, RecommenderConfig(), limit), None, degraded=True)
         config = RecommenderConfig()
         if assignment is not None and assignment.variant is not None:
-            config = RecommenderConfig.model_validate(assignment.variant.config)
+            # Never fails (the user is enrolled and exposed by now): known keys apply, others are
+            # ignored, so an experiment of another surface cannot break recommendations.
+            config = RecommenderConfig.applying(assignment.variant.config)
         return Recommendations(recommend(catalog, profile, config, limit), assignment)
 
     def _enroll(

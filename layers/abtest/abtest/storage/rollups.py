@@ -1,25 +1,35 @@
 """The scheduled rollup and the metrics read: sufficient statistics behind a transaction-id horizon.
 
-A run folds the events of every transaction with an id in [stored horizon, new horizon), where the new
-horizon is the xmin of the run's snapshot (all transactions below it have finished), so each event
-lands in exactly one run. Runs take an advisory lock: a second concurrent run waits, then finds the
-horizon moved and folds only what is newer. Reads combine the rollups with the tail above the horizon
-in one repeatable-read snapshot, so they are exact and current.
+A run folds the users touched by every transaction with an id in [stored horizon, new horizon), where
+the new horizon is the xmin of the run's snapshot (all transactions below it have finished), so each
+event is seen by a run. Each touched user's state is recomputed from their raw events below the new
+horizon (attribution needs the first exposure, which a late event can move) and folded in as "stored
+-> recomputed" deltas, so folding a user again is harmless. Runs take an advisory lock: a second
+concurrent run waits, then finds the horizon moved and folds only what is newer. Reads combine the
+rollups with the users touched above the horizon in one repeatable-read snapshot, so they are exact
+and current.
+
+Failure isolation: each experiment is folded in its own savepoint. One whose statistics cannot be
+computed or stored (legacy values that overflow) is skipped, logged and counted, and remembered in
+rollup_failures with the horizon it failed from: later runs and reads treat its events from there on
+as not yet rolled up, so nothing of it is lost, and every other experiment proceeds.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from uuid import UUID
+
+import psycopg
 
 from abtest.analysis.rollup import (
     ExposureTotals,
     Fold,
+    FoldError,
     MetricKey,
     MetricStats,
-    NewConversions,
-    NewExposures,
     RunningAllocation,
     UserKey,
     UserMetric,
@@ -30,21 +40,49 @@ from abtest.analysis.rollup import (
     fold,
 )
 from abtest.domain.lifecycle import ENROLLING
+from abtest.observability import logger
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
 
 _ROLLUP_LOCK = 7_412_039_552
+_NO_UPPER_BOUND = 2**63 - 1
 
-_WINDOW_EXPOSURES = """
-SELECT experiment_id, user_id, variant_id, count(*) AS n
-FROM exposures WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, variant_id
+_TOUCHED = """
+SELECT experiment_id, user_id FROM exposures
+WHERE txid >= %(low)s AND txid < %(high)s {scope}
+UNION
+SELECT experiment_id, user_id FROM conversions
+WHERE txid >= %(low)s AND txid < %(high)s {scope}
 """
 
-_WINDOW_CONVERSIONS = """
-SELECT experiment_id, user_id, metric_name, variant_id, count(*) AS n, sum(value) AS total
-FROM conversions WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, metric_name, variant_id
+_TOUCHED_USERS = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
+
+# Every touched user's state from their raw events below the horizon: exposures and the first one's
+# time, then per metric the conversions at or after it (attributed: count and exact numeric total)
+# and the others (unattributed). Primary-key and index probes per user (LATERAL ... OFFSET 0).
+_RECOMPUTE = f"""
+WITH users AS (
+    SELECT t.experiment_id, t.user_id, a.variant_id, x.n AS exposures, x.first_at
+    FROM {_TOUCHED_USERS}
+    JOIN assignments a ON a.experiment_id = t.experiment_id AND a.user_id = t.user_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, min(occurred_at) AS first_at FROM exposures e
+        WHERE e.experiment_id = t.experiment_id AND e.user_id = t.user_id AND e.txid < %(high)s
+        OFFSET 0
+    ) x
+)
+SELECT u.experiment_id, u.user_id, u.variant_id, u.exposures,
+       m.metric_name, m.n, m.total, m.unattributed
+FROM users u
+LEFT JOIN LATERAL (
+    SELECT metric_name,
+           count(*) FILTER (WHERE occurred_at >= u.first_at) AS n,
+           COALESCE(sum(value::numeric) FILTER (WHERE occurred_at >= u.first_at), 0) AS total,
+           count(*) FILTER (WHERE u.first_at IS NULL OR occurred_at < u.first_at) AS unattributed
+    FROM conversions c
+    WHERE c.experiment_id = u.experiment_id AND c.user_id = u.user_id AND c.txid < %(high)s
+    GROUP BY metric_name
+) m ON true
 """
 
 
@@ -54,49 +92,62 @@ class RollupRun:
 
     previous_horizon: int
     horizon: int
-    exposure_groups: int
-    conversion_groups: int
+    users: int
+    experiments: int
     seconds: float
+    failed: list[UUID] = field(default_factory=list)
 
 
-def _window(
-    conn: Connection, low: int, high: int | None, experiment_id: UUID | None
-) -> tuple[list[NewExposures], list[NewConversions]]:
+def _touched(conn: Connection, low: int, high: int | None, experiment_id: UUID | None) -> set[UserKey]:
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
-    # No upper bound (the tail): everything above the horizon that this snapshot sees.
-    upper = high if high is not None else 2**63 - 1
-    params = {"low": str(low), "high": str(upper), "experiment_id": experiment_id}
-    exposures = [
-        NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"])
-        for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope).encode(), params)
-    ]
-    conversions = [
-        NewConversions(
-            r["experiment_id"], r["user_id"], r["metric_name"], r["variant_id"], r["n"], r["total"]
-        )
-        for r in conn.execute(_WINDOW_CONVERSIONS.format(scope=scope).encode(), params)
-    ]
-    return exposures, conversions
-
-
-def _old_state(
-    conn: Connection, exposures: list[NewExposures], conversions: list[NewConversions]
-) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
-    """Stored per-user state of every user the window touches."""
-    pairs = {(e.experiment_id, e.user_id) for e in exposures} | {
-        (c.experiment_id, c.user_id) for c in conversions
+    params = {"low": str(low), "high": str(high if high is not None else _NO_UPPER_BOUND)}
+    params["experiment_id"] = experiment_id  # type: ignore[assignment]
+    return {
+        (r["experiment_id"], r["user_id"])
+        for r in conn.execute(_TOUCHED.format(scope=scope).encode(), params)
     }
-    if not pairs:
+
+
+def _recompute(
+    conn: Connection, users: set[UserKey], high: int | None
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """The recomputed state of `users` from their events below `high` (None: all this snapshot sees)."""
+    if not users:
         return {}, {}
-    experiment_ids, user_ids = zip(*pairs, strict=True)
+    experiment_ids, user_ids = zip(*users, strict=True)
+    params = {
+        "experiment_ids": list(experiment_ids),
+        "user_ids": list(user_ids),
+        "high": str(high if high is not None else _NO_UPPER_BOUND),
+    }
+    states: dict[UserKey, UserState] = {}
+    metrics: dict[UserMetricKey, UserMetric] = {}
+    for r in conn.execute(_RECOMPUTE.encode(), params):
+        key = (r["experiment_id"], r["user_id"])
+        states[key] = UserState(r["variant_id"], r["exposures"])
+        if r["metric_name"] is not None:
+            # numeric sums cannot overflow in SQL; a legacy total beyond a double becomes inf here,
+            # and the fold refuses that experiment alone.
+            metrics[(*key, r["metric_name"])] = UserMetric(
+                r["variant_id"], r["n"], float(r["total"]), r["unattributed"]
+            )
+    return states, metrics
+
+
+def _stored(
+    conn: Connection, users: set[UserKey]
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """Stored per-user state of `users`."""
+    if not users:
+        return {}, {}
+    experiment_ids, user_ids = zip(*users, strict=True)
     params = {"experiment_ids": list(experiment_ids), "user_ids": list(user_ids)}
     # One primary-key probe per touched user (LATERAL ... OFFSET 0 keeps the planner from choosing a
     # hash join over a full scan), so the cost follows the new events, not the size of the rollups.
-    touched = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
-    users = {
+    states = {
         (r["experiment_id"], r["user_id"]): UserState(r["variant_id"], r["exposures"])
         for r in conn.execute(
-            f"SELECT s.experiment_id, s.user_id, s.variant_id, s.exposures FROM {touched}"
+            f"SELECT s.experiment_id, s.user_id, s.variant_id, s.exposures FROM {_TOUCHED_USERS}"
             " CROSS JOIN LATERAL (SELECT * FROM rollup_users r"
             " WHERE r.experiment_id = t.experiment_id AND r.user_id = t.user_id OFFSET 0) s".encode(),
             params,
@@ -104,16 +155,23 @@ def _old_state(
     }
     metrics = {
         (r["experiment_id"], r["user_id"], r["metric_name"]): UserMetric(
-            r["variant_id"], r["count"], r["total"]
+            r["variant_id"], r["count"], r["total"], r["unattributed"]
         )
         for r in conn.execute(
-            "SELECT s.experiment_id, s.user_id, s.metric_name, s.variant_id, s.count, s.total"
-            f" FROM {touched} CROSS JOIN LATERAL (SELECT * FROM rollup_user_metrics m"
+            "SELECT s.experiment_id, s.user_id, s.metric_name, s.variant_id, s.count, s.total,"
+            f" s.unattributed FROM {_TOUCHED_USERS} CROSS JOIN LATERAL (SELECT * FROM rollup_user_metrics m"
             " WHERE m.experiment_id = t.experiment_id AND m.user_id = t.user_id OFFSET 0) s".encode(),
             params,
         )
     }
-    return users, metrics
+    return states, metrics
+
+
+def _fold_users(conn: Connection, users: set[UserKey], high: int | None) -> Fold:
+    """Fold the touched users; a read (high None) lets non-finite sums through for the report."""
+    new_states, new_metrics = _recompute(conn, users, high)
+    old_states, old_metrics = _stored(conn, users)
+    return fold(old_states, old_metrics, new_states, new_metrics, check_finite=high is not None)
 
 
 def _store(conn: Connection, result: Fold) -> None:
@@ -134,11 +192,12 @@ def _store(conn: Connection, result: Fold) -> None:
     if result.user_metrics:
         keys3, values = zip(*result.user_metrics.items(), strict=True)
         conn.execute(
-            "INSERT INTO rollup_user_metrics (experiment_id, user_id, metric_name, variant_id, count, total)"
+            "INSERT INTO rollup_user_metrics"
+            " (experiment_id, user_id, metric_name, variant_id, count, total, unattributed)"
             " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[],"
-            " %s::bigint[], %s::float8[])"
-            " ON CONFLICT (experiment_id, user_id, metric_name)"
-            " DO UPDATE SET count = EXCLUDED.count, total = EXCLUDED.total",
+            " %s::bigint[], %s::float8[], %s::bigint[])"
+            " ON CONFLICT (experiment_id, user_id, metric_name) DO UPDATE"
+            " SET count = EXCLUDED.count, total = EXCLUDED.total, unattributed = EXCLUDED.unattributed",
             (
                 [k[0] for k in keys3],
                 [k[1] for k in keys3],
@@ -146,6 +205,7 @@ def _store(conn: Connection, result: Fold) -> None:
                 [v.variant_id for v in values],
                 [v.count for v in values],
                 [v.total for v in values],
+                [v.unattributed for v in values],
             ),
         )
     if result.variants:
@@ -166,12 +226,13 @@ def _store(conn: Connection, result: Fold) -> None:
         mkeys, mdeltas = zip(*result.metrics.items(), strict=True)
         conn.execute(
             "INSERT INTO rollup_metrics AS r"
-            " (experiment_id, variant_id, metric_name, count, sum, sum_squares, users)"
+            " (experiment_id, variant_id, metric_name, count, sum, sum_squares, users, unattributed)"
             " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::bigint[], %s::float8[],"
-            " %s::float8[], %s::bigint[])"
+            " %s::float8[], %s::bigint[], %s::bigint[])"
             " ON CONFLICT (experiment_id, variant_id, metric_name) DO UPDATE"
             " SET count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,"
-            " sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users",
+            " sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users,"
+            " unattributed = r.unattributed + EXCLUDED.unattributed",
             (
                 [k[0] for k in mkeys],
                 [k[1] for k in mkeys],
@@ -180,6 +241,7 @@ def _store(conn: Connection, result: Fold) -> None:
                 [d.sum for d in mdeltas],
                 [d.sum_squares for d in mdeltas],
                 [d.users for d in mdeltas],
+                [d.unattributed for d in mdeltas],
             ),
         )
 
@@ -193,7 +255,9 @@ class RollupRepository:
     def roll_up(self, statement_timeout_ms: int | None = None) -> RollupRun:
         """Fold every finished transaction's events since the last run into the rollup tables.
 
-        A backlog can take longer than a request may: pass the rollup's own statement timeout.
+        Each experiment is folded in its own savepoint: one that fails is skipped (and retried from
+        where it failed on later runs), the rest are stored and the horizon advances. A backlog can
+        take longer than a request may: pass the rollup's own statement timeout.
         """
         started = time.perf_counter()
 
@@ -206,14 +270,43 @@ class RollupRepository:
             ).fetchone()
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
-            exposures, conversions = _window(conn, low, high, None)
-            old_users, old_metrics = _old_state(conn, exposures, conversions)
-            _store(conn, fold(old_users, old_metrics, exposures, conversions))
+            touched = _touched(conn, low, high, None)
+            # Experiments that failed before: everything of theirs since the failure, again.
+            failed_before = _failures(conn)
+            for experiment_id, since in failed_before.items():
+                touched |= _touched(conn, since, high, experiment_id)
+            by_experiment: dict[UUID, set[UserKey]] = defaultdict(set)
+            for key in touched:
+                by_experiment[key[0]].add(key)
+            failed: list[UUID] = []
+            for experiment_id in sorted(by_experiment.keys() | failed_before.keys()):
+                try:
+                    with conn.transaction():  # a savepoint: a failure undoes this experiment only
+                        _store(conn, _fold_users(conn, by_experiment.get(experiment_id, set()), high))
+                        if experiment_id in failed_before:
+                            conn.execute(
+                                "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
+                            )
+                except (FoldError, psycopg.errors.DataError) as exc:
+                    failed.append(experiment_id)
+                    logger.error(
+                        "rollup of an experiment failed; its events stay pending",
+                        extra={"experiment_id": str(experiment_id), "error": type(exc).__name__},
+                    )
+                    conn.execute(
+                        "INSERT INTO rollup_failures (experiment_id, since, error)"
+                        " VALUES (%s, %s::text::xid8, %s) ON CONFLICT (experiment_id) DO UPDATE"
+                        " SET failures = rollup_failures.failures + 1, error = EXCLUDED.error,"
+                        " failed_at = now()",
+                        (experiment_id, str(low), type(exc).__name__),
+                    )
             conn.execute(
                 "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
                 (str(high),),
             )
-            return RollupRun(low, high, len(exposures), len(conversions), time.perf_counter() - started)
+            return RollupRun(
+                low, high, len(touched), len(by_experiment), time.perf_counter() - started, failed
+            )
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
 
@@ -249,12 +342,12 @@ class RollupRepository:
             ):
                 variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
-                "SELECT variant_id, metric_name, count, sum, sum_squares, users"
+                "SELECT variant_id, metric_name, count, sum, sum_squares, users, unattributed"
                 " FROM rollup_metrics WHERE experiment_id = %s",
                 (experiment_id,),
             ):
                 metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
-                    r["count"], r["sum"], r["sum_squares"], r["users"]
+                    r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
                 )
             _add_tail(conn, experiment_id, int(row["horizon"]), variants, metrics)
             return VariantMetrics(experiment, variants, metrics)
@@ -270,9 +363,10 @@ def _add_tail(
     metrics: dict[UUID, dict[str, MetricStats]],
 ) -> None:
     """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
-    exposures, conversions = _window(conn, horizon, None, experiment_id)
-    old_users, old_metrics = _old_state(conn, exposures, conversions)
-    _apply(fold(old_users, old_metrics, exposures, conversions), variants, metrics)
+    # A failed experiment's rollup stopped where it failed: its tail starts there.
+    since = _failures(conn, experiment_id).get(experiment_id, horizon)
+    users = _touched(conn, min(horizon, since), None, experiment_id)
+    _apply(_fold_users(conn, users, None), variants, metrics)
 
 
 def _apply(
@@ -284,3 +378,13 @@ def _apply(
     metric_key: MetricKey
     for metric_key, mdelta in tail.metrics.items():
         metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
+
+
+def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID, int]:
+    """Experiments whose rollup failed, with the horizon their pending events start from."""
+    query = "SELECT experiment_id, since::text::bigint AS since FROM rollup_failures"
+    if experiment_id is not None:
+        rows = conn.execute((query + " WHERE experiment_id = %s").encode(), (experiment_id,))
+    else:
+        rows = conn.execute(query.encode())
+    return {r["experiment_id"]: int(r["since"]) for r in rows}
