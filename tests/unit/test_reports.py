@@ -188,7 +188,8 @@ def test_a_zero_weight_variant_is_compared_but_left_out_of_srm() -> None:
 def test_results_of_an_experiment_without_users_or_metrics() -> None:
     report = results_report(stats_of(experiment(), [0, 0], {}))
     assert report.metrics == {}
-    assert (report.srm.p_value, report.srm.flag) == (1.0, False)
+    # No users: no p-value (null is honest), and nothing to flag.
+    assert (report.srm.p_value, report.srm.flag) == (None, False)
 
 
 # SRM alerts (the rollup logs and counts what this returns)
