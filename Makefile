@@ -19,7 +19,7 @@ UV := $(TOOLS)/bin/uv
 	unit integration e2e clean
 
 help: ## list every target with its purpose
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort \
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(RUN_STAMP): requirements/run.txt pyproject.toml
@@ -40,7 +40,7 @@ install-run: $(RUN_STAMP) ## create .venv with only the service and the local se
 
 install: $(DEV_STAMP) ## create .venv with everything: the service, the local server and the test toolchain
 
-run: $(RUN_STAMP) ## serve the whole API locally on 127.0.0.1:$(PORT)
+run: $(RUN_STAMP) ## serve the whole API on http://127.0.0.1:3000 (another port: make run PORT=3201)
 	$(BIN)/python -m localdev serve --host 127.0.0.1 --port $(PORT)
 
 migrate: $(RUN_STAMP) ## apply the SQL migrations to the local database
