@@ -5,12 +5,14 @@ failed request leaves nothing half-written."""
 from abtest.storage.assignments import AssignmentRepository, StoredAssignment
 from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
 
 __all__ = [
     "AssignmentRepository",
     "EventRepository",
     "ExperimentRepository",
+    "NamespaceRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",
