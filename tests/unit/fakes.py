@@ -105,7 +105,7 @@ class FakeStore:
             return
         free = [b for b, o in enumerate(owners) if o is None]
         if wanted > len(free):
-            raise NamespaceFull(surface, buckets_for_share(share), len(free) + held)
+            raise NamespaceFull(surface, share, held, len(free))
         never = [b for b in free if b not in released]
         for bucket in choose_buckets(experiment_id, wanted, never, [b for b in free if b in released]):
             owners[bucket] = experiment_id

@@ -149,6 +149,7 @@ def test_a_share_larger_than_the_free_space_is_refused_naming_it() -> None:
     with pytest.raises(NamespaceFull) as refused:
         store.set_status(third.id, Status.RUNNING)
     assert refused.value.details["free_share"] == pytest.approx(0.2)
+    assert "free share is 0.2" in refused.value.message
     assert refused.value.field == "namespace_share"
 
 

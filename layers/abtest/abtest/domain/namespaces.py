@@ -34,13 +34,17 @@ def buckets_for_share(share: float) -> int:
 
 
 class NamespaceFull(Conflict):
-    """A share larger than the namespace's free space (409 naming the free share)."""
+    """A share larger than what the experiment holds plus the namespace's free space (409 naming the
+    free share)."""
 
-    def __init__(self, surface: str, wanted: int, free: int) -> None:
+    def __init__(self, surface: str, share: float, held: int, free: int) -> None:
+        asked = f"namespace_share {share:g}"
+        if held:
+            more = buckets_for_share(share) - held
+            asked += f" (it holds {held / NAMESPACE_BUCKETS:g} and needs {more} more buckets)"
         super().__init__(
-            f"namespace_share asks for {wanted / NAMESPACE_BUCKETS:g} of surface '{surface}' but only "
-            f"{free / NAMESPACE_BUCKETS:g} is free ({free} of {NAMESPACE_BUCKETS} buckets); lower it, "
-            "or complete an experiment of the surface first",
+            f"{asked} does not fit in surface '{surface}': its free share is {free / NAMESPACE_BUCKETS:g} "
+            f"({free} of {NAMESPACE_BUCKETS} buckets); ask for less, or complete an experiment there",
             code="namespace_full",
             field="namespace_share",
         )

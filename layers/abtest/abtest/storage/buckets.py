@@ -39,7 +39,7 @@ def take_buckets(conn: Connection, experiment: Experiment, share: float) -> None
     never_used = [row["bucket"] for row in rows if row["experiment_id"] is None and not row["released"]]
     released = [row["bucket"] for row in rows if row["experiment_id"] is None and row["released"]]
     if wanted > len(never_used) + len(released):
-        raise NamespaceFull(surface, buckets_for_share(share), len(never_used) + len(released) + held)
+        raise NamespaceFull(surface, share, held, len(never_used) + len(released))
     chosen = choose_buckets(experiment.id, wanted, never_used, released)
     conn.execute(
         "UPDATE namespace_buckets SET experiment_id = %s, allocated_at = now()"
