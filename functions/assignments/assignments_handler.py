@@ -10,14 +10,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from abtest.domain.assignment import experiment_variant_tag
 from abtest.domain.models import (
+    SURFACE_PATTERN,
     AssignedVariant,
     AssignmentRequest,
     AssignmentResponse,
+    Reason,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
-    SURFACE_PATTERN,
-    Reason,
     StoredAssignmentResponse,
     SurfaceAssignmentResponse,
 )

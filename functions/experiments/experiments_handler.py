@@ -9,11 +9,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
+    SURFACE_PATTERN,
     Experiment,
     ExperimentCreate,
     ExperimentPage,
     ExperimentPatch,
-    SURFACE_PATTERN,
     Status,
     StatusChange,
     SurfaceList,

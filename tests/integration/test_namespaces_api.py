@@ -17,7 +17,7 @@ from tests.integration.test_experiments_api import BASE, create, set_status
 stats: Any
 try:
     from scipy import stats
-except ImportError:
+except ImportError:  # test-only dependency
     stats = None
 
 RECS = "/api/v1/recommendations"
@@ -40,10 +40,11 @@ def recommend(api: Any, user: str, **extra: Any) -> dict[str, Any]:
 
 def users_in_two(sql: Any) -> list[tuple[Any, ...]]:
     """Users assigned in two experiments of one surface, both not completed."""
-    return sql(
+    rows: list[tuple[Any, ...]] = sql(
         "SELECT a.user_id FROM assignments a JOIN experiments e ON e.id = a.experiment_id"
         " WHERE e.status <> 'completed' GROUP BY e.surface, a.user_id HAVING count(*) > 1"
     )
+    return rows
 
 
 def test_two_half_shares_both_receive_users_in_proportion(api: Any, sql: Any) -> None:

@@ -220,7 +220,8 @@ class Experiment(BaseModel):
     salt: str
     surface: str
     namespace_share: float = Field(
-        description="Share of the surface's namespace asked for (held as buckets while running or paused)"
+        default=1.0,
+        description="Share of the surface's namespace asked for (held as buckets while running or paused)",
     )
     variants: list[Variant]
     created_at: datetime
