@@ -333,25 +333,22 @@ def database_stubbed(profile: Sequence[float] | None = None) -> Iterator[None]:
     """Replace AssignmentRepository.enroll with a canned answer (the variant the caller passes, as
     stored; an exposure recorded; `profile` as the user's profile), so the layers above it can be
     timed without the database: their CPU cost alone."""
-    from abtest.domain.assignment import Enrollment
+    from abtest.domain.assignment import Enrollment, EnrollRequest
     from abtest.domain.models import Status
     from abtest.storage import AssignmentRepository
 
     original = AssignmentRepository.enroll
     stored_profile = list(profile) if profile is not None else None
 
-    def enroll(
-        self: AssignmentRepository,
-        experiment_id: Any,
-        user_id: str,
-        variant_id: Any,
-        *,
-        context: dict[str, Any] | None,
-        record_exposure: bool,
-        with_profile: bool = False,
-    ) -> Enrollment:
+    def enroll(self: AssignmentRepository, request: EnrollRequest) -> Enrollment:
         return Enrollment(
-            Status.RUNNING, variant_id, False, record_exposure, stored_profile if with_profile else None
+            experiment_id=request.experiment_id,
+            status=Status.RUNNING,
+            variant_id=request.variant_id,
+            member_of=request.experiment_id,
+            created=False,
+            exposed=request.record_exposure,
+            profile=stored_profile if request.with_profile else None,
         )
 
     AssignmentRepository.enroll = enroll  # type: ignore[method-assign]

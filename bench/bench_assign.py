@@ -151,6 +151,7 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
+    from abtest.domain.assignment import EnrollRequest
     from abtest.storage import AssignmentRepository
     from abtest.storage.database import get_database
 
@@ -173,8 +174,8 @@ def layer_probes(
         return Probe(lambda: floor.execute(query, params))
 
     def enroll(i: int) -> Probe:
-        args = (experiment_id, user(i), variant_ids[user(i)])
-        return Probe(lambda: repository.enroll(*args, context=None, record_exposure=True))
+        request = EnrollRequest("recommendations", user(i), experiment_id, variant_ids[user(i)], False)
+        return Probe(lambda: repository.enroll(request))
 
     def resolve(i: int) -> Probe:
         prepared = client.request(user(i))
@@ -240,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sent = capture_statements(client, "captured-new", pool[0])
 
-    reloads = count_calls(AssignmentRepository, "running_experiments")
+    reloads = count_calls(AssignmentRepository, "serving_experiments")
     started = time.perf_counter()
     samples = run_interleaved(
         {

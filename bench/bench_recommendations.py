@@ -100,6 +100,7 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
+    from abtest.domain.assignment import EnrollRequest
     from abtest.storage import AssignmentRepository
     from abtest.storage.database import get_database
 
@@ -117,8 +118,11 @@ def layer_probes(
         return pool[i % len(pool)]
 
     def enroll(i: int) -> Probe:
-        args = (experiment_id, user(i), variant_ids[user(i)])
-        return Probe(lambda: repository.enroll(*args, context=None, record_exposure=True, with_profile=True))
+        # A returning user's statement as the service sends it (proposal, following the membership).
+        request = EnrollRequest(
+            SURFACE, user(i), experiment_id, variant_ids[user(i)], True, with_profile=True
+        )
+        return Probe(lambda: repository.enroll(request))
 
     def resolve(i: int) -> Probe:
         prepared = client.request(user(i))
@@ -217,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         get_database().connection(),
     )
 
-    reloads = count_calls(AssignmentRepository, "running_experiments")
+    reloads = count_calls(AssignmentRepository, "serving_experiments")
     catalog_loads = count_calls(CatalogRepository, "catalog")
     new_users = [next(users) for _ in range(args.requests)]
     started = time.perf_counter()

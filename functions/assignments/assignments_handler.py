@@ -10,13 +10,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from abtest.domain.assignment import experiment_variant_tag
 from abtest.domain.models import (
+    SURFACE_PATTERN,
     AssignedVariant,
     AssignmentRequest,
     AssignmentResponse,
+    Reason,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
     StoredAssignmentResponse,
+    SurfaceAssignmentResponse,
 )
 from abtest.domain.serving import Assignment, AssignmentService
 from abtest.errors import BadRequest
@@ -25,7 +28,7 @@ from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
-from abtest.storage import AssignmentRepository, CatalogRepository
+from abtest.storage import AssignmentRepository, CatalogRepository, NamespaceRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -35,6 +38,7 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "POST /api/v1/recommendations": "ingest",
     "POST /api/v1/assignments": "ingest",
     "GET /api/v1/experiments/{experiment_id}/assignments/{user_id}": "read",
+    "GET /api/v1/surfaces/{surface}/assignments/{user_id}": "read",
 }
 
 
@@ -65,15 +69,22 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
     _count(result.assignment)
     enrolled = result.assignment if result.assignment is not None and result.assignment.variant else None
     tag = enrolled.tag if enrolled is not None else None
-    experiment_id = enrolled.experiment.id if enrolled is not None else None
+    experiment_id = enrolled.experiment.id if enrolled is not None and enrolled.experiment else None
+    reason = result.assignment.reason if result.assignment is not None else Reason.NO_EXPERIMENT
     logger.info(
         "recommendations served",
-        extra={"experiment_id": str(experiment_id), "variant": tag, "degraded": result.degraded},
+        extra={
+            "experiment_id": str(experiment_id),
+            "variant": tag,
+            "reason": reason.value,
+            "degraded": result.degraded,
+        },
     )
     return RecommendationResponse(
         user_id=body.user_id,
         experiment_id=experiment_id,
         experiment_variant=tag,
+        reason=reason,
         recommendations=[
             RecommendedItem(item_id=item.item_id, title=item.title, score=item.score, experiment_variant=tag)
             for item in result.items
@@ -89,9 +100,11 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
     )
     _count(result)
     variant = result.variant
+    experiment = result.experiment
+    assert experiment is not None  # assign() always names the experiment asked for
     return AssignmentResponse(
-        experiment_id=result.experiment.id,
-        experiment_name=result.experiment.name,
+        experiment_id=experiment.id,
+        experiment_name=experiment.name,
         user_id=body.user_id,
         enrolled=variant is not None,
         reason=result.reason,
@@ -135,6 +148,19 @@ def stored_assignment(
         if stored.variant_name is not None
         else None,
     )
+
+
+@app.get(
+    f"{API_PREFIX}/surfaces/<surface>/assignments/<user_id>",
+    responses=documented(200, SurfaceAssignmentResponse, 404),
+)
+@tracer.capture_method(capture_response=False)
+def surface_assignment(
+    surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
+    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+) -> SurfaceAssignmentResponse:
+    # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
+    return NamespaceRepository(get_database()).lookup(surface, unquote(user_id))
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

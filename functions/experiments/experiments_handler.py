@@ -1,4 +1,5 @@
-"""ExperimentsFunction: create, list, read, edit, delete experiments and change their status."""
+"""ExperimentsFunction: create, list, read, edit, delete experiments and change their status; read
+the surfaces' namespaces (which experiment holds which buckets, and the free share)."""
 
 from typing import Annotated, Literal
 from uuid import UUID
@@ -8,18 +9,21 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
+    SURFACE_PATTERN,
     Experiment,
     ExperimentCreate,
     ExperimentPage,
     ExperimentPatch,
     Status,
     StatusChange,
+    SurfaceList,
+    SurfaceNamespace,
 )
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
-from abtest.storage import ExperimentRepository
+from abtest.storage import ExperimentRepository, NamespaceRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -32,6 +36,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "PATCH /api/v1/experiments/{experiment_id}": "admin",
     "DELETE /api/v1/experiments/{experiment_id}": "admin",
     "PUT /api/v1/experiments/{experiment_id}/status": "admin",
+    "GET /api/v1/surfaces": "read",
+    "GET /api/v1/surfaces/{surface}": "read",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
@@ -104,6 +110,20 @@ def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
     experiments().delete(experiment_id)
     logger.info("experiment deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
+
+
+@app.get(f"{API_PREFIX}/surfaces", responses=documented(200, SurfaceList))
+@tracer.capture_method(capture_response=False)
+def list_surfaces() -> SurfaceList:
+    return SurfaceList(surfaces=NamespaceRepository(get_database()).surfaces())
+
+
+@app.get(f"{API_PREFIX}/surfaces/<surface>", responses=documented(200, SurfaceNamespace, 404))
+@tracer.capture_method(capture_response=False)
+def get_surface(
+    surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
+) -> SurfaceNamespace:
+    return NamespaceRepository(get_database()).surface(surface)
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

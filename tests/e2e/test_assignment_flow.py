@@ -45,3 +45,39 @@ def test_original_example_tags_as_predicted_and_pausing_stops_enrollment(http: H
     for user in enrolled:
         _, _, lookup = http.request("GET", f"{path}/assignments/{user}")
         assert lookup["experiment_variant"] == predicted(user)
+
+
+def test_two_experiments_share_a_surface_over_http(http: Http) -> None:
+    """The issue's acceptance, through the local server: two running experiments on one surface each
+    get their share of new users, pausing one serves its users untagged defaults and gives them to
+    nobody, and a third asking for more than the free share gets a 409."""
+    ids = []
+    for name, share in (("ns_a", 0.6), ("ns_b", 0.4)):
+        body = experiment_body(name, traffic_allocation=1.0, namespace_share=share)
+        status, _, created = http.request("POST", "/api/v1/experiments", body)
+        assert status == 201
+        assert (
+            http.request("PUT", f"/api/v1/experiments/{created['id']}/status", {"status": "running"})[0]
+            == 200
+        )
+        ids.append(created["id"])
+    third = http.request("POST", "/api/v1/experiments", experiment_body("ns_c", namespace_share=0.01))[2]
+    status, _, refused = http.request(
+        "PUT", f"/api/v1/experiments/{third['id']}/status", {"status": "running"}
+    )
+    assert (status, refused["error"], refused["free_share"]) == (409, "namespace_full", 0.0)
+
+    served: dict[str, str] = {}
+    for n in range(400):
+        status, _, body = http.request("POST", "/api/v1/recommendations", {"user_id": f"acc-{n}", "limit": 1})
+        assert (status, body["reason"]) == (200, "assigned")
+        served[f"acc-{n}"] = body["experiment_id"]
+    share_a = sum(1 for e in served.values() if e == ids[0]) / len(served)
+    assert 0.5 < share_a < 0.7  # 0.6 expected; 5 standard errors either side
+
+    assert http.request("PUT", f"/api/v1/experiments/{ids[0]}/status", {"status": "paused"})[0] == 200
+    for user in [u for u, e in served.items() if e == ids[0]][:40]:
+        body = http.request("POST", "/api/v1/recommendations", {"user_id": user, "limit": 1})[2]
+        assert (body["experiment_variant"], body["reason"]) == (None, "experiment_not_running")
+        assigned = http.request("POST", "/api/v1/assignments", {"user_id": user, "experiment_id": ids[1]})[2]
+        assert assigned["enrolled"] is False

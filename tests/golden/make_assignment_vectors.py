@@ -1,4 +1,5 @@
-"""Regenerate tests/golden/assignment_vectors.json: the cross-language golden vectors for bucketing.
+"""Regenerate tests/golden/assignment_vectors.json and namespace_vectors.json: the cross-language golden
+vectors for bucketing and for the whole namespace decision (bucket, owner, variant).
 
     python tests/golden/make_assignment_vectors.py
 
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).with_name("assignment_vectors.json")
+NAMESPACE_OUT = Path(__file__).with_name("namespace_vectors.json")
+NAMESPACE_BUCKETS = 10_000
 MASK = 0xFFFFFFFF
 
 
@@ -338,10 +341,113 @@ def render() -> str:
     return text
 
 
+def namespace_case(
+    name: str,
+    namespace_salt: str,
+    user_id: str,
+    allocations: list[dict[str, Any]],
+    note: str = "",
+) -> dict[str, Any]:
+    """One whole decision for a new user: bucket, the experiment owning it, then its variant."""
+    key = key_of(namespace_salt, user_id)
+    h = murmur3_x86_32(key)
+    bucket = h % NAMESPACE_BUCKETS
+    owner = next((a for a in allocations if any(s <= bucket < e for s, e in a["buckets"])), None)
+    variant = None
+    if owner is not None:
+        variant = reference_variant(
+            murmur3_x86_32(key_of(owner["salt"], user_id)), owner["weights"], owner["traffic_allocation"]
+        )
+    entry: dict[str, Any] = {
+        "name": name,
+        "namespace_salt": namespace_salt,
+        "user_id": user_id,
+        "key_utf8_hex": key.hex(),
+        "hash": h,
+        "expected_bucket": bucket,
+        "experiments": allocations,
+        "expected_experiment": owner["name"] if owner is not None else None,
+        "expected_variant_index": variant,
+    }
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def namespace_cases() -> list[dict[str, Any]]:
+    salt = "5b0c6a8e-3f47-4c1e-9d2a-7e1f0b9c4d36"
+    halves = [
+        {
+            "name": "left",
+            "salt": "exp-left",
+            "weights": [0.5, 0.5],
+            "traffic_allocation": 1.0,
+            "buckets": [[0, 5000]],
+        },
+        {
+            "name": "right",
+            "salt": "exp-right",
+            "weights": [0.3, 0.4, 0.3],
+            "traffic_allocation": 0.5,
+            "buckets": [[5000, 10000]],
+        },
+    ]
+    scattered = [
+        {
+            "name": "a",
+            "salt": "exp-a",
+            "weights": [0.5, 0.5],
+            "traffic_allocation": 1.0,
+            "buckets": [[0, 1200], [3000, 3300], [7000, 9100]],
+        },
+        {
+            "name": "b",
+            "salt": "exp-b",
+            "weights": [0.9, 0.1],
+            "traffic_allocation": 1.0,
+            "buckets": [[1200, 3000]],
+        },
+    ]
+    rng = random.Random(20261202)
+    out = [
+        namespace_case("japanese_user", salt, "ユーザー", halves),
+        namespace_case("empty_namespace", salt, "user-1", [], note="no experiment owns any bucket"),
+        namespace_case("colon_salt", "ns:1", "u", halves, note="the key is 'ns:1:u', as for variants"),
+    ]
+    for i in range(30):
+        user = f"user-{rng.randrange(10**6):06d}" if i % 2 else f"{rng.getrandbits(64):016x}"
+        out.append(namespace_case(f"halves_{i:02d}", salt, user, halves))
+        out.append(namespace_case(f"scattered_{i:02d}", "checkout-namespace", user, scattered))
+    return out
+
+
+def render_namespaces() -> str:
+    """The full text of namespace_vectors.json."""
+    cases = namespace_cases()
+    header = {
+        "description": (
+            "Golden vectors for namespaces. bucket = MurmurHash3_x86_32(UTF-8 bytes of namespace_salt "
+            "+ ':' + user_id, seed 0) as unsigned, mod 10000; the experiment owning the bucket (its "
+            "buckets are half-open ranges [start, end)) may enroll the user, whose variant then follows "
+            "assignment_vectors.json's rule with that experiment's salt, weights and traffic. Both "
+            "expectations are for a new user (a stored membership or assignment wins)."
+        ),
+        "generated_by": "tests/golden/make_assignment_vectors.py",
+        "buckets": NAMESPACE_BUCKETS,
+    }
+    head = json.dumps(header, ensure_ascii=False, indent=1).rstrip().removesuffix("}").rstrip()
+    text = f'{head},\n "cases": {_rows(cases)}\n}}\n'
+    assert json.loads(text)["cases"] == cases
+    return text
+
+
 def main() -> None:
     text = render()
     OUT.write_text(text, encoding="utf-8")
     print(f"wrote {len(json.loads(text)['cases'])} cases and {len(INVALID_CASES)} invalid cases to {OUT}")
+    text = render_namespaces()
+    NAMESPACE_OUT.write_text(text, encoding="utf-8")
+    print(f"wrote {len(json.loads(text)['cases'])} namespace cases to {NAMESPACE_OUT}")
 
 
 if __name__ == "__main__":

@@ -176,11 +176,17 @@ def test_results_parameters_are_validated(api: Any, query: str, field: str) -> N
 
 
 def test_rollup_reports_srm(api: Any, clean_db: str) -> None:
+    # Two experiments of one surface split its namespace.
     experiment = start(
-        api, variants=[{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}]
+        api,
+        namespace_share=0.5,
+        variants=[{"name": "control", "weight": 0.5}, {"name": "treatment", "weight": 0.5}],
     )
     balanced = start(
-        api, name="balanced", variants=[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]
+        api,
+        name="balanced",
+        namespace_share=0.5,
+        variants=[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}],
     )
     populate(clean_db, experiment, [5000, 5400], [0, 0], 1.0)
     populate(clean_db, balanced, [5000, 5010], [0, 0], 1.0)

@@ -63,6 +63,7 @@ def _experiment(status: Status, traffic: float = 0.5) -> Experiment:
         traffic_allocation=traffic,
         salt="s",
         surface="recommendations",
+        namespace_share=0.5,
         variants=[],
         created_at=now,
         updated_at=now,
@@ -81,6 +82,7 @@ def test_started_experiments_accept_description_and_more_traffic(status: Status)
     changes = {"description": "d", "traffic_allocation": 0.9}
     assert check_patch(_experiment(status), changes) == changes
     assert check_patch(_experiment(status), {"traffic_allocation": 0.5}) == {"traffic_allocation": 0.5}
+    assert check_patch(_experiment(status), {"namespace_share": 0.7}) == {"namespace_share": 0.7}
 
 
 @pytest.mark.parametrize("status", [Status.RUNNING, Status.PAUSED])
@@ -88,6 +90,7 @@ def test_started_experiments_accept_description_and_more_traffic(status: Status)
     ("changes", "code", "field"),
     [
         ({"traffic_allocation": 0.4}, "traffic_decrease", "traffic_allocation"),
+        ({"namespace_share": 0.4}, "share_decrease", "namespace_share"),
         ({"variants": []}, "field_frozen", "variants"),
         ({"name": "x", "description": "d"}, "field_frozen", "name"),
     ],

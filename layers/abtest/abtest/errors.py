@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class DomainError(Exception):
@@ -14,6 +15,8 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        # Extra machine-readable facts for the error body (e.g. free_share of a full namespace).
+        self.details: dict[str, Any] = {}
 
 
 class NotFound(DomainError):

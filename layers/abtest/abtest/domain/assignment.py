@@ -1,29 +1,51 @@
-"""Assignment: which running experiment applies, and which variant a user gets in it.
+"""Assignment building blocks: an experiment with its variant ranges, and what the pipeline asks of
+and learns from the enrollment statement (abtest.domain.decision decides; the storage stores).
 
-Pure decisions here; the caller stores them (AssignmentRepository.enroll), and the stored assignment
-is the truth from then on (sticky), whatever the hash would say later.
+The stored assignment is the truth once written (sticky), whatever the hash would say later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from abtest.contract.bucketing import Allocation, unit_interval
-from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Experiment, Status, Variant
 
 
 @dataclass(frozen=True)
-class Enrollment:
-    """What one enrollment statement found or did."""
+class EnrollRequest:
+    """What the pipeline asks the enrollment statement to do, in one round trip.
 
-    status: Status | None  # None: the experiment does not exist (any more)
-    variant_id: UUID | None  # None: not enrolled (experiment not running)
-    created: bool  # this request made the assignment
-    exposed: bool  # an exposure row was written
-    profile: list[float] | None  # the user's profile vector, when asked for
+    The statement decides about `experiment_id`, or, when `follow_membership` is set (surfaces), about
+    the experiment the user already belongs to in the namespace if that one is not completed. It stores
+    `variant_id` (with the namespace membership) only if that target is `experiment_id`, running, and
+    the user has neither an assignment there nor a live membership elsewhere; it records an exposure
+    for whatever assignment is stored if asked and the target is running. `variant_id` None: only read.
+    """
+
+    surface: str
+    user_id: str
+    experiment_id: UUID | None
+    variant_id: UUID | None
+    follow_membership: bool
+    context: dict[str, Any] | None = None
+    record_exposure: bool = True
+    with_profile: bool = False
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What the enrollment statement found, after doing what it was asked."""
+
+    experiment_id: UUID | None  # the experiment it was about (None: none, or it does not exist)
+    status: Status | None  # that experiment's status
+    variant_id: UUID | None  # the user's stored assignment in it
+    member_of: UUID | None  # the user's live membership in the namespace (experiment not completed)
+    created: bool = False  # this request stored the assignment
+    exposed: bool = False  # an exposure row was written
+    profile: list[float] | None = None  # the user's profile vector, when asked for and assigned
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:
@@ -33,7 +55,7 @@ def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:
 
 @dataclass(frozen=True)
 class RunningExperiment:
-    """An experiment with its bucketing ranges computed once per cache load."""
+    """An experiment (running or paused) with its variant ranges computed once per cache load."""
 
     experiment: Experiment
     allocation: Allocation
@@ -58,25 +80,3 @@ class RunningExperiment:
             if variant.id == variant_id:
                 return variant
         raise LookupError(f"variant {variant_id} is not part of experiment {self.experiment.id}")
-
-
-def index_running(experiments: Sequence[Experiment]) -> list[RunningExperiment]:
-    """Running experiments in the order surfaces choose among them (the order given)."""
-    return [RunningExperiment.of(e) for e in experiments if e.status in ENROLLING]
-
-
-def for_surface(running: Sequence[RunningExperiment], surface: str) -> RunningExperiment | None:
-    """The experiment a surface serves: the first running one of that surface, in the order
-    started_at, created_at, id (the earliest started wins, as in the original service)."""
-    for candidate in running:
-        if candidate.experiment.surface == surface:
-            return candidate
-    return None
-
-
-def by_id(running: Sequence[RunningExperiment], experiment_id: UUID) -> RunningExperiment | None:
-    """The running experiment with this id, if it is among `running`."""
-    for candidate in running:
-        if candidate.id == experiment_id:
-            return candidate
-    return None

@@ -25,6 +25,8 @@ EXPOSING = frozenset({Status.RUNNING})
 # Statuses in which conversions of already-assigned users are accepted (late conversions while paused).
 CONVERTING = frozenset({Status.RUNNING, Status.PAUSED})
 ACCEPTING = {"exposure": EXPOSING, "conversion": CONVERTING}
+# Statuses in which an experiment holds its namespace buckets (completing releases them).
+HOLDING_BUCKETS = frozenset({Status.RUNNING, Status.PAUSED})
 
 
 def allowed_targets(current: Status) -> tuple[Status, ...]:
@@ -54,7 +56,8 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     """Validate an edit against the experiment's state and return the changes to store.
 
     Drafts may change anything. Running and paused experiments may change their description and
-    raise (never lower) traffic: the bucketing ranges only grow, so no enrolled user moves. Variants,
+    raise (never lower) traffic and namespace_share: the bucketing ranges and the buckets held only
+    grow, so no enrolled user moves. Variants,
     weights and the name are frozen once an experiment has run. Completed experiments are final.
     """
     if current.status == Status.DRAFT:
@@ -65,11 +68,12 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         return changes
     if current.status == Status.COMPLETED:
         raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")
-    frozen = sorted(set(changes) - {"description", "traffic_allocation"})
+    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share"})
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
-            f"(status {current.status.value}); only description and a higher traffic_allocation can",
+            f"(status {current.status.value}); only description and a higher traffic_allocation or "
+            "namespace_share can",
             code="field_frozen",
             field=frozen[0],
         )
@@ -80,5 +84,13 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
             f"(current {current.traffic_allocation}, requested {traffic})",
             code="traffic_decrease",
             field="traffic_allocation",
+        )
+    share = changes.get("namespace_share")
+    if share is not None and share < current.namespace_share:
+        raise Conflict(
+            f"namespace_share can only grow while an experiment has started: its buckets never move "
+            f"(current {current.namespace_share}, requested {share})",
+            code="share_decrease",
+            field="namespace_share",
         )
     return changes

@@ -137,6 +137,18 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPE
 VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_NAME_PATTERN)]
 Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+# A share of a surface's namespace: at least one of its 10,000 buckets.
+NamespaceShare = Annotated[
+    float,
+    Field(
+        strict=True,
+        ge=0.0001,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of the surface's namespace the experiment owns once started: "
+        "round(share * 10000) of its 10,000 buckets",
+    ),
+]
 Salt = Annotated[str, Field(min_length=1, max_length=128)]
 Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
 # The JSON value check runs first: the size check serialises, which needs finite, shallow values.
@@ -211,6 +223,7 @@ class ExperimentCreate(_Input):
         default=RECOMMENDATIONS_SURFACE,
         description="Where the experiment runs; POST /recommendations serves the 'recommendations' surface.",
     )
+    namespace_share: NamespaceShare = 1.0
 
 
 class ExperimentPatch(_Input):
@@ -221,6 +234,7 @@ class ExperimentPatch(_Input):
     variants: Variants | None = None
     traffic_allocation: Fraction | None = None
     surface: Surface | None = None
+    namespace_share: NamespaceShare | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -263,6 +277,10 @@ class Experiment(BaseModel):
     traffic_allocation: float
     salt: str
     surface: str
+    namespace_share: float = Field(
+        default=1.0,
+        description="Share of the surface's namespace asked for (held as buckets while running or paused)",
+    )
     variants: list[Variant]
     created_at: datetime
     updated_at: datetime
@@ -543,9 +561,13 @@ class BatchResult(BaseModel):
 class Reason(StrEnum):
     """Why a user is or is not in an experiment."""
 
-    ASSIGNED = "assigned"
-    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"
-    NOT_RUNNING = "experiment_not_running"
+    ASSIGNED = "assigned"  # enrolled: the stored (or just stored) variant
+    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"  # in the experiment's share, outside its traffic
+    NOT_IN_SHARE = "not_in_experiment_share"  # the user's namespace bucket is not the experiment's
+    IN_OTHER_EXPERIMENT = "in_other_experiment"  # already a member of a sibling in the namespace
+    NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
+    NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
+    DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
 
 
 class RecommendationRequest(BaseModel):
@@ -568,6 +590,7 @@ class RecommendationResponse(BaseModel):
     user_id: str
     experiment_id: UUID | None = Field(description="The experiment the user is enrolled in, if any")
     experiment_variant: str | None
+    reason: Reason = Field(description="Why the user is or is not in an experiment of the surface")
     recommendations: list[RecommendedItem]
     degraded: bool = Field(description="true when served without the database (untagged, popularity)")
 
@@ -604,5 +627,51 @@ class StoredAssignmentResponse(BaseModel):
     experiment_name: str
     user_id: str
     enrolled: bool
+    variant: AssignedVariant | None
+    experiment_variant: str | None
+
+
+# Surfaces and their namespaces (GET /surfaces...).
+
+BucketRange = Annotated[tuple[int, int], Field(description="Half-open range [start, end) of buckets")]
+
+
+class NamespaceMember(BaseModel):
+    """An experiment of a surface and the buckets it holds."""
+
+    experiment_id: UUID
+    name: str
+    status: Status
+    namespace_share: float = Field(description="The share asked for")
+    share: float = Field(description="The share held: buckets held / 10000 (0 for drafts and completed)")
+    buckets: list[BucketRange]
+
+
+class SurfaceNamespace(BaseModel):
+    """One surface: its namespace salt, its experiments (not completed) and the free share."""
+
+    surface: str
+    salt: str | None = Field(description="The namespace salt; null until an experiment starts on the surface")
+    total_buckets: int
+    free_share: float
+    free_buckets: int
+    experiments: list[NamespaceMember]
+
+
+class SurfaceList(BaseModel):
+    surfaces: list[SurfaceNamespace]
+
+
+class SurfaceAssignmentResponse(BaseModel):
+    """Which experiment and variant of a surface a user is in, looked up without enrolling."""
+
+    surface: str
+    user_id: str
+    bucket: int | None = Field(description="The user's namespace bucket; null without a namespace")
+    bucket_owner: UUID | None = Field(description="The experiment owning that bucket (running or paused)")
+    enrolled: bool = Field(description="true when the user has a variant in a running experiment")
+    experiment_id: UUID | None = Field(description="The experiment the user belongs to (not completed)")
+    experiment_name: str | None
+    status: Status | None
     variant: AssignedVariant | None
     experiment_variant: str | None

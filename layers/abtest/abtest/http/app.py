@@ -210,7 +210,7 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(Conflict)
     def _conflict(exc: Conflict) -> Response[dict[str, Any]]:
-        return error_response(409, exc.code, exc.message, exc.field)
+        return error_response(409, exc.code, exc.message, exc.field, **exc.details)
 
     @app.exception_handler(Unavailable)
     def _unavailable(exc: Unavailable) -> Response[dict[str, Any]]:

@@ -6,6 +6,7 @@ from abtest.storage.assignments import AssignmentRepository, StoredAssignment
 from abtest.storage.catalog import CatalogRepository
 from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",
+    "NamespaceRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",

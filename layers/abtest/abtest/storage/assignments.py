@@ -8,22 +8,46 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from abtest.domain.assignment import Enrollment
-from abtest.domain.lifecycle import ENROLLING, EXPOSING
+from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.models import Experiment, Status
+from abtest.domain.namespaces import NamespaceAllocation
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import fetch_experiment, fetch_running, not_found, statuses_sql
+from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
+from abtest.storage.namespaces import NamespaceRepository
 
+# The hot path's one statement (see EnrollRequest): the user's live namespace membership, the target
+# experiment (the one asked for or, on a surface, the membership's), the stored assignment, the new
+# membership and assignment if proposed and allowed, the exposure, and the profile. The membership's
+# primary key (surface, user_id) is the guard that keeps racing requests from putting a user in two
+# experiments of one namespace: the loser's insert finds the winner's row and changes nothing (it may
+# only take over a membership whose experiment completed).
 _ENROLL = f"""
-WITH experiment AS (
-    SELECT status FROM experiments WHERE id = %(experiment_id)s
+WITH member AS (
+    SELECT m.experiment_id FROM namespace_members m JOIN experiments e ON e.id = m.experiment_id
+    WHERE m.surface = %(surface)s AND m.user_id = %(user_id)s AND e.status <> 'completed'
+), target AS (
+    SELECT e.id, e.status FROM experiments e
+    WHERE e.id = CASE WHEN %(follow_membership)s
+                      THEN COALESCE((SELECT experiment_id FROM member), %(experiment_id)s::uuid)
+                      ELSE %(experiment_id)s::uuid END
 ), existing AS (
-    SELECT variant_id FROM assignments
-    WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
+    SELECT a.variant_id FROM assignments a
+    WHERE a.experiment_id = (SELECT id FROM target) AND a.user_id = %(user_id)s
+), joined AS (
+    INSERT INTO namespace_members AS m (surface, user_id, experiment_id)
+    SELECT %(surface)s, %(user_id)s, t.id FROM target t
+    WHERE %(variant_id)s::uuid IS NOT NULL AND t.id = %(experiment_id)s::uuid
+      AND t.status IN {statuses_sql(ENROLLING)}
+      AND NOT EXISTS (SELECT 1 FROM existing)
+      AND NOT EXISTS (SELECT 1 FROM member WHERE member.experiment_id <> t.id)
+    ON CONFLICT (surface, user_id) DO UPDATE
+        SET experiment_id = excluded.experiment_id, joined_at = now()
+        WHERE (SELECT status FROM experiments WHERE id = m.experiment_id) = 'completed'
+    RETURNING m.experiment_id
 ), inserted AS (
     INSERT INTO assignments (experiment_id, user_id, variant_id, context)
-    SELECT %(experiment_id)s, %(user_id)s, %(variant_id)s, %(context)s
-    WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT status FROM experiment) IN {statuses_sql(ENROLLING)}
+    SELECT experiment_id, %(user_id)s, %(variant_id)s, %(context)s FROM joined
     ON CONFLICT (experiment_id, user_id) DO NOTHING
     RETURNING variant_id
 ), chosen AS (
@@ -32,16 +56,18 @@ WITH experiment AS (
     SELECT variant_id, true AS created FROM inserted
 ), exposed AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, context)
-    SELECT %(experiment_id)s, variant_id, %(user_id)s, %(context)s FROM chosen
-    WHERE %(record_exposure)s AND (SELECT status FROM experiment) IN {statuses_sql(EXPOSING)}
+    SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
+    WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
     RETURNING id
 )
-SELECT (SELECT status FROM experiment) AS status,
+SELECT (SELECT id FROM target) AS experiment_id,
+       (SELECT status FROM target) AS status,
        (SELECT variant_id FROM chosen) AS variant_id,
        COALESCE((SELECT created FROM chosen), false) AS created,
        (SELECT count(*) FROM exposed) > 0 AS exposed,
+       COALESCE((SELECT experiment_id FROM joined), (SELECT experiment_id FROM member)) AS member_of,
        (SELECT embedding FROM user_profiles
-        WHERE %(with_profile)s AND user_id = %(user_id)s) AS profile
+        WHERE %(with_profile)s AND user_id = %(user_id)s AND EXISTS (SELECT 1 FROM chosen)) AS profile
 """
 
 
@@ -59,51 +85,52 @@ class AssignmentRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def running_experiments(self) -> list[Experiment]:
-        """Every running experiment, in the order surfaces choose them: started first, then created."""
-        return self._db.run(fetch_running, transaction=False)
+    def serving_experiments(self) -> list[Experiment]:
+        """Every experiment holding namespace buckets (running or paused), with its variants."""
+        query = SELECT_EXPERIMENT + f" WHERE e.status IN {statuses_sql(HOLDING_BUCKETS)} ORDER BY e.id"
+        return self._db.run(
+            lambda conn: [Experiment.model_validate(row) for row in conn.execute(query.encode())],
+            transaction=False,
+        )
+
+    def namespaces(self) -> list[NamespaceAllocation]:
+        """Every namespace's salt and bucket owners."""
+        return NamespaceRepository(self._db).allocations()
 
     def experiment(self, experiment_id: UUID) -> Experiment:
         """One experiment with its variants; NotFound if there is none."""
         return self._db.run(lambda conn: fetch_experiment(conn, experiment_id), transaction=False)
 
-    def enroll(
-        self,
-        experiment_id: UUID,
-        user_id: str,
-        variant_id: UUID,
-        *,
-        context: dict[str, Any] | None,
-        record_exposure: bool,
-        with_profile: bool = False,
-    ) -> Enrollment:
-        """Store the user's assignment unless one exists (the stored one wins) and record an exposure,
-        in one statement and one round trip, only while the experiment is running.
+    def enroll(self, request: EnrollRequest) -> Enrollment:
+        """Run the enrollment statement (see EnrollRequest): one statement, one round trip.
 
-        Two requests racing for a new user: the loser's insert is skipped by ON CONFLICT but its
-        snapshot cannot see the winner's row yet, so it finds nothing; it then runs again (a second
-        round trip) and reads the winner's assignment.
+        Two requests racing for a new user: the loser's inserts are skipped by ON CONFLICT but its
+        snapshot cannot see the winner's rows yet, so it finds nothing; the service then runs it again
+        (a second round trip) and reads the winner's assignment.
         """
         params = {
-            "experiment_id": experiment_id,
-            "user_id": user_id,
-            "variant_id": variant_id,
-            "context": Jsonb(context) if context is not None else None,
-            "record_exposure": record_exposure,
-            "with_profile": with_profile,
+            "surface": request.surface,
+            "user_id": request.user_id,
+            "experiment_id": request.experiment_id,
+            "variant_id": request.variant_id,
+            "follow_membership": request.follow_membership,
+            "context": Jsonb(request.context) if request.context is not None else None,
+            "record_exposure": request.record_exposure,
+            "with_profile": request.with_profile,
         }
 
-        def attempt(conn: Connection) -> Enrollment:
+        def work(conn: Connection) -> Enrollment:
             row = conn.execute(_ENROLL, params).fetchone()
             assert row is not None  # a SELECT without FROM always yields one row
-            status = Status(row["status"]) if row["status"] is not None else None
-            return Enrollment(status, row["variant_id"], row["created"], row["exposed"], row["profile"])
-
-        def work(conn: Connection) -> Enrollment:
-            enrollment = attempt(conn)
-            if enrollment.status in ENROLLING and enrollment.variant_id is None:
-                enrollment = attempt(conn)  # lost a race for a new user: read the winner's row
-            return enrollment
+            return Enrollment(
+                experiment_id=row["experiment_id"],
+                status=Status(row["status"]) if row["status"] is not None else None,
+                variant_id=row["variant_id"],
+                member_of=row["member_of"],
+                created=row["created"],
+                exposed=row["exposed"],
+                profile=list(row["profile"]) if row["profile"] is not None else None,
+            )
 
         # Not retried on a dropped connection: the exposure might have been written already.
         return self._db.run(work, transaction=False, retry=False)

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.domain.lifecycle import ENROLLING, check_create, check_patch, check_transition
+from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, check_patch, check_transition
 from abtest.domain.models import (
     MAX_PAGE_BYTES,
     Experiment,
@@ -25,12 +25,13 @@ from abtest.domain.models import (
     VariantIn,
 )
 from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
 
 T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
-SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface,
+SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
        e.created_at, e.updated_at, e.started_at, e.completed_at,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
@@ -107,8 +108,9 @@ class ExperimentRepository:
                     field="salt",
                 )
             conn.execute(
-                "INSERT INTO experiments (id, name, description, traffic_allocation, salt, surface)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
+                "INSERT INTO experiments"
+                " (id, name, description, traffic_allocation, salt, surface, namespace_share)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -116,6 +118,7 @@ class ExperimentRepository:
                     new.traffic_allocation,
                     salt,
                     new.surface,
+                    new.namespace_share,
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -174,8 +177,13 @@ class ExperimentRepository:
         """Apply a lifecycle transition, recording when the experiment started and completed."""
 
         def work(conn: Connection) -> Experiment:
-            current = _lock_status(conn, experiment_id)
+            experiment = fetch_experiment(conn, experiment_id, lock=True)
+            current = experiment.status
             check_transition(current, target)
+            if current == Status.DRAFT and target in HOLDING_BUCKETS:
+                take_buckets(conn, experiment, experiment.namespace_share)  # 409 if it does not fit
+            if target not in HOLDING_BUCKETS and current in HOLDING_BUCKETS:
+                release_buckets(conn, experiment_id)
             if current != target:
                 conn.execute(
                     "UPDATE experiments SET status = %(target)s, updated_at = now(),"
@@ -196,6 +204,9 @@ class ExperimentRepository:
         def work(conn: Connection) -> Experiment:
             current = fetch_experiment(conn, experiment_id, lock=True)
             changes = check_patch(current, patch.changes())
+            share = changes.get("namespace_share")
+            if share is not None and current.status in HOLDING_BUCKETS:
+                take_buckets(conn, current, share)  # grows from free buckets only; 409 if they lack
             variants = changes.pop("variants", None)
             if variants is not None:
                 conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))

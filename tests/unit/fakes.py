@@ -1,0 +1,191 @@
+"""An in-memory AssignmentStore that mirrors the enrollment statement and the bucket allocation, so
+the pipeline and the service can be tested (and property-tested) without a database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from abtest.contract.namespaces import NAMESPACE_BUCKETS, bucket_ranges
+from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
+from abtest.domain.models import CatalogItem, Experiment, Status, Variant
+from abtest.domain.namespaces import NamespaceAllocation, NamespaceFull, buckets_for_share, choose_buckets
+from abtest.errors import NotFound, Unavailable
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def make_experiment(
+    name: str = "exp",
+    *,
+    status: Status = Status.RUNNING,
+    traffic: float = 1.0,
+    surface: str = "recommendations",
+    share: float = 1.0,
+    weights: tuple[float, ...] = (0.5, 0.5),
+) -> Experiment:
+    experiment_id = uuid.uuid4()
+    variants = [
+        Variant(
+            id=uuid.uuid4(),
+            name="control" if i == 0 else f"treatment{i}" if len(weights) > 2 else "treatment",
+            description="",
+            weight=w,
+            config={"lora_boost": 0.0 if i == 0 else 1.0},
+            position=i,
+        )
+        for i, w in enumerate(weights)
+    ]
+    return Experiment(
+        id=experiment_id,
+        name=name,
+        description="",
+        status=status,
+        traffic_allocation=traffic,
+        salt=str(experiment_id),
+        surface=surface,
+        namespace_share=share,
+        variants=variants,
+        created_at=NOW,
+        updated_at=NOW,
+        started_at=NOW if status != Status.DRAFT else None,
+        completed_at=None,
+    )
+
+
+@dataclass
+class FakeStore:
+    experiments: list[Experiment] = field(default_factory=list)
+    items: list[tuple[str, str, list[float], float]] = field(
+        default_factory=lambda: [("pop", "", [1.0, 0.0], 100.0), ("niche", "", [0.0, 1.0], 1.0)]
+    )
+    profiles: dict[str, list[float]] = field(default_factory=dict)
+    assignments: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
+    members: dict[tuple[str, str], UUID] = field(default_factory=dict)
+    salts: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, list[UUID | None]] = field(default_factory=dict)
+    released: dict[str, set[int]] = field(default_factory=dict)
+    exposures: int = 0
+    calls: list[str] = field(default_factory=list)
+    down: bool = False
+
+    # -- what the experiments repository does (lifecycle with allocation)
+
+    def add(self, experiment: Experiment) -> Experiment:
+        """Store an experiment; one that holds buckets takes its share as if it had just started."""
+        self.experiments.append(experiment)
+        if experiment.status in HOLDING_BUCKETS:
+            self.take(experiment.id, experiment.namespace_share)
+        return experiment
+
+    def get(self, experiment_id: UUID) -> Experiment:
+        for e in self.experiments:
+            if e.id == experiment_id:
+                return e
+        raise NotFound("no such experiment")
+
+    def _replace(self, experiment_id: UUID, **update: Any) -> None:
+        for i, e in enumerate(self.experiments):
+            if e.id == experiment_id:
+                self.experiments[i] = e.model_copy(update=update)
+
+    def take(self, experiment_id: UUID, share: float) -> None:
+        experiment = self.get(experiment_id)
+        surface = experiment.surface
+        self.salts.setdefault(surface, f"ns-{uuid.uuid4()}")
+        owners = self.owners.setdefault(surface, [None] * NAMESPACE_BUCKETS)
+        released = self.released.setdefault(surface, set())
+        held = sum(1 for o in owners if o == experiment_id)
+        wanted = buckets_for_share(share) - held
+        if wanted <= 0:
+            return
+        free = [b for b, o in enumerate(owners) if o is None]
+        if wanted > len(free):
+            raise NamespaceFull(surface, share, held, len(free))
+        never = [b for b in free if b not in released]
+        for bucket in choose_buckets(experiment_id, wanted, never, [b for b in free if b in released]):
+            owners[bucket] = experiment_id
+        self._replace(experiment_id, namespace_share=share)
+
+    def set_status(self, experiment_id: UUID, status: Status) -> None:
+        current = self.get(experiment_id).status
+        if current == Status.DRAFT and status in HOLDING_BUCKETS:
+            self._replace(experiment_id, status=status)
+            self.take(experiment_id, self.get(experiment_id).namespace_share)
+            return
+        if status not in HOLDING_BUCKETS and current in HOLDING_BUCKETS:
+            owners = self.owners[self.get(experiment_id).surface]
+            for bucket, owner in enumerate(owners):
+                if owner == experiment_id:
+                    owners[bucket] = None
+                    self.released[self.get(experiment_id).surface].add(bucket)
+        self._replace(experiment_id, status=status)
+
+    def buckets_of(self, experiment_id: UUID) -> set[int]:
+        owners = self.owners.get(self.get(experiment_id).surface, [])
+        return {b for b, o in enumerate(owners) if o == experiment_id}
+
+    # -- the AssignmentStore protocol
+
+    def _call(self, name: str) -> None:
+        if self.down:
+            raise Unavailable("down")
+        self.calls.append(name)
+
+    def serving_experiments(self) -> list[Experiment]:
+        self._call("serving_experiments")
+        return [e for e in self.experiments if e.status in HOLDING_BUCKETS]
+
+    def namespaces(self) -> list[NamespaceAllocation]:
+        self._call("namespaces")
+        out = []
+        for surface, salt in self.salts.items():
+            by_owner: dict[UUID, list[int]] = {}
+            for bucket, owner in enumerate(self.owners.get(surface, [])):
+                if owner is not None:
+                    by_owner.setdefault(owner, []).append(bucket)
+            out.append(NamespaceAllocation(surface, salt, {o: bucket_ranges(b) for o, b in by_owner.items()}))
+        return out
+
+    def experiment(self, experiment_id: UUID) -> Experiment:
+        self._call("experiment")
+        return self.get(experiment_id)
+
+    def enroll(self, request: EnrollRequest) -> Enrollment:
+        """What _ENROLL does, in Python."""
+        self._call("enroll")
+        key = (request.surface, request.user_id)
+        member = self.members.get(key)
+        if member is not None and self.get(member).status == Status.COMPLETED:
+            member = None
+        target_id = (member or request.experiment_id) if request.follow_membership else request.experiment_id
+        if target_id is None:
+            return Enrollment(None, None, None, member)
+        try:
+            target = self.get(target_id)
+        except NotFound:
+            return Enrollment(None, None, None, member)
+        stored = self.assignments.get((target.id, request.user_id))
+        created = False
+        if (
+            request.variant_id is not None
+            and target.id == request.experiment_id
+            and target.status in ENROLLING
+            and stored is None
+            and member in (None, target.id)
+        ):
+            self.members[key] = target.id
+            self.assignments[(target.id, request.user_id)] = request.variant_id
+            stored, created, member = request.variant_id, True, target.id
+        exposed = stored is not None and request.record_exposure and target.status in EXPOSING
+        self.exposures += exposed
+        profile = self.profiles.get(request.user_id) if request.with_profile and stored is not None else None
+        return Enrollment(target.id, target.status, stored, member, created, exposed, profile)
+
+    def catalog(self) -> list[CatalogItem]:
+        self._call("catalog")
+        return [CatalogItem(id=i, title=t, embedding=e, popularity=p) for i, t, e, p in self.items]
