@@ -16,7 +16,7 @@ UV := $(TOOLS)/bin/uv
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-run run migrate seed openapi invoke lock hooks build test lint format typecheck \
-	unit integration e2e clean
+	unit integration e2e clean sam-cli sam-image sam-local sam-api sam-api-check
 
 help: ## list every target with its purpose
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -121,7 +121,6 @@ clean: ## remove .venv, the uv tools venv and the caches
 # empty builds localdev/samimage's offline one when missing; `pull` lets the SAM CLI pull AWS's own.
 SAM_LOCAL_IMAGE ?=
 SAM_API_PORT ?= 3001
-.PHONY: sam-cli sam-image sam-local sam-api sam-api-check
 sam-cli: ## install the SAM CLI in its own venv (.aws-sam/venv)
 	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
 

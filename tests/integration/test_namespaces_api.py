@@ -224,7 +224,8 @@ def test_surface_routes(api: Any, sql: Any, catalog: None) -> None:
     missing = api("GET", "/api/v1/surfaces/nowhere")
     assert (missing.status, missing.json["error"]) == (404, "surface_not_found")
     bad = api("GET", "/api/v1/surfaces/NOT%20VALID")
-    assert bad.status == 422
+    # A path parameter that cannot name anything is a 404 naming it (issue 10).
+    assert (bad.status, bad.json["field"]) == (404, "surface")
 
     body = recommend(api, "lookup-user")
     lookup = api("GET", "/api/v1/surfaces/recommendations/assignments/lookup-user")

@@ -113,12 +113,12 @@ def test_the_database_status_beats_the_cached_one() -> None:
 def test_service_serves_the_stored_variant_when_its_cache_predates_a_traffic_increase() -> None:
     store = FakeStore()
     experiment = store.add(make_experiment("a", traffic=0.0))
-    serve = AssignmentService(store, experiment_ttl=3600, catalog_ttl=3600)
+    serve = AssignmentService(store, store, experiment_ttl=3600, catalog_ttl=3600)
     user = next(f"u{n}" for n in range(1000) if bucket_for(f"u{n}", experiment.salt, [0.5, 0.5], 1.0) == 1)
     assert serve.assign(experiment.id, user).reason == Reason.EXCLUDED_BY_TRAFFIC  # cache loaded
     # Another container, after traffic went to 1, enrolled the user.
     store._replace(experiment.id, traffic_allocation=1.0)
-    fresh = AssignmentService(store, experiment_ttl=3600, catalog_ttl=3600)
+    fresh = AssignmentService(store, store, experiment_ttl=3600, catalog_ttl=3600)
     assert fresh.assign(experiment.id, user).new_assignment
     exposures = store.exposures
     for result in (
@@ -134,7 +134,7 @@ def test_paused_members_get_defaults_and_are_never_enrolled_elsewhere() -> None:
     store = FakeStore()
     a = store.add(make_experiment("a", share=0.5))
     b = store.add(make_experiment("b", share=0.5))
-    serve = AssignmentService(store, experiment_ttl=0, catalog_ttl=60)
+    serve = AssignmentService(store, store, experiment_ttl=0, catalog_ttl=60)
     users = [f"u{n}" for n in range(300)]
     first = {u: serve.recommendations(u, 1, surface="recommendations").assignment for u in users}
     members_a = {u for u, r in first.items() if r is not None and r.experiment and r.experiment.id == a.id}

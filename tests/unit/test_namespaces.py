@@ -129,7 +129,7 @@ def test_growing_a_share_never_moves_a_bucket_or_a_member(
     grower = store.add(make_experiment("grower", share=first))
     store.add(make_experiment("sibling", share=max(sibling, 0.0001)))
     before = store.buckets_of(grower.id)
-    serve = AssignmentService(store, experiment_ttl=60, catalog_ttl=60)
+    serve = AssignmentService(store, store, experiment_ttl=60, catalog_ttl=60)
     members = {u for u in USERS[:200] if serve.assign(grower.id, u).variant is not None}
     try:
         store.take(grower.id, min(1.0, first + growth))
@@ -180,7 +180,7 @@ def test_siblings_never_share_a_user_and_paused_members_get_defaults(
         store.add(make_experiment("b", share=0.4, traffic=0.7)),
         store.add(make_experiment("c", status=Status.DRAFT, share=0.3)),
     ]
-    serve = AssignmentService(store, experiment_ttl=60, catalog_ttl=60)
+    serve = AssignmentService(store, store, experiment_ttl=60, catalog_ttl=60)
     users = [f"user-{n}" for n in range(30)]
     for op, index, refresh in ops:
         if refresh:
