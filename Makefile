@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 3000
 
-.PHONY: install run migrate seed openapi invoke build test lint format typecheck unit integration e2e clean
+.PHONY: install run migrate seed demo browser openapi invoke build test lint format typecheck unit integration e2e clean
 
 $(STAMP): pyproject.toml layers/abtest/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,19 @@ migrate: $(STAMP) ## apply the SQL migrations to the local database
 openapi: $(STAMP) ## regenerate openapi.json from the handlers
 	$(BIN)/python -m localdev openapi
 
-seed: $(STAMP) ## (re)load the reproducible demo catalog
+seed: $(STAMP) ## (re)load the reproducible demo catalog (and create the demo experiment if missing)
 	$(BIN)/python -m localdev seed
 
-test: lint typecheck ## everything CI runs: lint, types, unit + integration + e2e tests
+demo: $(STAMP) ## create the demo experiment (8 days of simulated traffic) unless it exists; prints its report URL
+	$(BIN)/python -m localdev demo --port $(PORT)
+
+# The report's browser test drives Debian's headless chromium (never a downloaded browser).
+browser: ## install chromium and chromium-driver from Debian when missing (needs root)
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || \
+	  echo "chromium could not be installed: the browser test will be skipped"
+
+test: lint typecheck browser ## everything CI runs: lint, types, unit + integration + e2e tests
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -51,7 +60,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	$(BIN)/python -m pytest tests/e2e
 
 SAM_VENV ?= .aws-sam/venv

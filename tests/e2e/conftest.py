@@ -96,7 +96,7 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
 
 @pytest.fixture(scope="session")
 def server(database_url: str) -> Iterator[Http]:
-    with start_server(database_url) as http:
+    with start_server(database_url, "--no-demo") as http:
         yield http
 
 

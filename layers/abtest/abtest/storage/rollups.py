@@ -5,12 +5,20 @@ horizon is the xmin of the run's snapshot (all transactions below it have finish
 lands in exactly one run. Runs take an advisory lock: a second concurrent run waits, then finds the
 horizon moved and folds only what is newer. Reads combine the rollups with the tail above the horizon
 in one repeatable-read snapshot, so they are exact and current.
+
+Daily snapshots (migration 0006): a run folds its window day by day (the UTC day of each event's
+timestamp, never earlier than the experiment's latest snapshot day, so recorded days are not
+rewritten) and after each day copies the touched experiments' per-variant totals into that day's
+snapshot rows. Its cost follows the new events, never the history.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
 from uuid import UUID
 
 from abtest.analysis.rollup import (
@@ -28,6 +36,7 @@ from abtest.analysis.rollup import (
     VariantMetrics,
     fold,
 )
+from abtest.analysis.timeseries import DailyMetrics
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Experiment
 from abtest.storage.database import Connection, Database
@@ -35,16 +44,19 @@ from abtest.storage.experiments import fetch_experiment, fetch_running, statuses
 
 _ROLLUP_LOCK = 7_412_039_552
 
+# {day} is the UTC day of the event's timestamp (grouped by it) or NULL (one group per user).
+_EVENT_DAY = "(occurred_at AT TIME ZONE 'UTC')::date"
+
 _WINDOW_EXPOSURES = """
-SELECT experiment_id, user_id, variant_id, count(*) AS n
+SELECT experiment_id, user_id, variant_id, {day} AS day, count(*) AS n
 FROM exposures WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, variant_id
+GROUP BY experiment_id, user_id, variant_id, day
 """
 
 _WINDOW_CONVERSIONS = """
-SELECT experiment_id, user_id, metric_name, variant_id, count(*) AS n, sum(value) AS total
+SELECT experiment_id, user_id, metric_name, variant_id, {day} AS day, count(*) AS n, sum(value) AS total
 FROM conversions WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, metric_name, variant_id
+GROUP BY experiment_id, user_id, metric_name, variant_id, day
 """
 
 
@@ -57,26 +69,134 @@ class RollupRun:
     exposure_groups: int
     conversion_groups: int
     seconds: float
+    snapshot_days: int = 0
 
 
 def _window(
     conn: Connection, low: int, high: int | None, experiment_id: UUID | None
 ) -> tuple[list[NewExposures], list[NewConversions]]:
+    days = _window_by_day(conn, low, high, experiment_id, by_day=False)
+    return days[0].exposures, days[0].conversions
+
+
+@dataclass
+class DayWindow:
+    """The events of a window dated one UTC day (None: the whole window), grouped per user."""
+
+    day: date | None
+    exposures: list[NewExposures] = field(default_factory=list)
+    conversions: list[NewConversions] = field(default_factory=list)
+
+    @property
+    def experiment_ids(self) -> set[UUID]:
+        return {e.experiment_id for e in self.exposures} | {c.experiment_id for c in self.conversions}
+
+
+def _window_by_day(
+    conn: Connection,
+    low: int,
+    high: int | None,
+    experiment_id: UUID | None,
+    *,
+    by_day: bool = True,
+    not_before: Callable[[set[UUID]], dict[UUID, date]] | None = None,
+) -> list[DayWindow]:
+    """The window's events, split by UTC day in day order (one DayWindow with day None unless by_day).
+
+    `not_before(experiment ids)` gives days before which an experiment's events may not be dated:
+    an older event counts on that day instead (recorded days stay as they are).
+    """
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
+    day_sql = _EVENT_DAY if by_day else "NULL::date"
     # No upper bound (the tail): everything above the horizon that this snapshot sees.
     upper = high if high is not None else 2**63 - 1
     params = {"low": str(low), "high": str(upper), "experiment_id": experiment_id}
     exposures = [
-        NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"])
-        for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope).encode(), params)
+        (r["day"], NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"]))
+        for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope, day=day_sql).encode(), params)
     ]
     conversions = [
-        NewConversions(
-            r["experiment_id"], r["user_id"], r["metric_name"], r["variant_id"], r["n"], r["total"]
+        (
+            r["day"],
+            NewConversions(
+                r["experiment_id"], r["user_id"], r["metric_name"], r["variant_id"], r["n"], r["total"]
+            ),
         )
-        for r in conn.execute(_WINDOW_CONVERSIONS.format(scope=scope).encode(), params)
+        for r in conn.execute(_WINDOW_CONVERSIONS.format(scope=scope, day=day_sql).encode(), params)
     ]
-    return exposures, conversions
+    if not by_day:
+        return [DayWindow(None, [e for _, e in exposures], [c for _, c in conversions])]
+    touched = {e.experiment_id for _, e in exposures} | {c.experiment_id for _, c in conversions}
+    floors = not_before(touched) if not_before is not None and touched else {}
+    days: dict[date, DayWindow] = {}
+
+    def day_of(experiment: UUID, day: date) -> DayWindow:
+        if experiment in floors:
+            day = max(day, floors[experiment])
+        return days.setdefault(day, DayWindow(day))
+
+    for day, exposure in exposures:
+        day_of(exposure.experiment_id, day).exposures.append(exposure)
+    for day, conversion in conversions:
+        day_of(conversion.experiment_id, day).conversions.append(conversion)
+    # A clamped day may hold one user's events from two dates: regroup per user and metric.
+    return [_regrouped(days[day]) if floors else days[day] for day in sorted(days)]
+
+
+def _regrouped(window: DayWindow) -> DayWindow:
+    """Merge entries of the same user (and metric): fold needs one entry per user and metric."""
+    exposures: dict[tuple[UUID, str, UUID], int] = defaultdict(int)
+    for e in window.exposures:
+        exposures[(e.experiment_id, e.user_id, e.variant_id)] += e.count
+    conversions: dict[tuple[UUID, str, str, UUID], tuple[int, float]] = {}
+    for c in window.conversions:
+        key = (c.experiment_id, c.user_id, c.metric_name, c.variant_id)
+        count, total = conversions.get(key, (0, 0.0))
+        conversions[key] = (count + c.count, total + c.total)
+    return DayWindow(
+        window.day,
+        [NewExposures(*key, n) for key, n in exposures.items()],
+        [NewConversions(*key, n, total) for key, (n, total) in conversions.items()],
+    )
+
+
+def _latest_snapshot_days(conn: Connection, experiment_ids: Iterable[UUID]) -> dict[UUID, date]:
+    """The latest recorded snapshot day of each experiment that has one."""
+    ids = sorted(set(experiment_ids))
+    if not ids:
+        return {}
+    return {
+        r["experiment_id"]: r["day"]
+        for r in conn.execute(
+            "SELECT t.experiment_id, s.day FROM unnest(%s::uuid[]) AS t(experiment_id)"
+            " CROSS JOIN LATERAL (SELECT day FROM snapshot_variants v"
+            " WHERE v.experiment_id = t.experiment_id ORDER BY day DESC LIMIT 1) s",
+            (ids,),
+        )
+    }
+
+
+def _record_snapshots(conn: Connection, experiment_ids: set[UUID], day: date) -> None:
+    """Copy the experiments' current per-variant totals into their snapshot rows of `day`."""
+    ids = sorted(experiment_ids)
+    conn.execute(
+        "INSERT INTO snapshot_variants (experiment_id, variant_id, day, exposures, users)"
+        " SELECT experiment_id, variant_id, %(day)s, exposures, users FROM rollup_variants"
+        " WHERE experiment_id = ANY(%(ids)s)"
+        " ON CONFLICT (experiment_id, day, variant_id) DO UPDATE"
+        " SET exposures = EXCLUDED.exposures, users = EXCLUDED.users",
+        {"day": day, "ids": ids},
+    )
+    conn.execute(
+        "INSERT INTO snapshot_metrics"
+        " (experiment_id, variant_id, metric_name, day, count, sum, sum_squares, users)"
+        " SELECT experiment_id, variant_id, metric_name, %(day)s, count, sum, sum_squares, users"
+        " FROM rollup_metrics WHERE experiment_id = ANY(%(ids)s)"
+        " ON CONFLICT (experiment_id, day, variant_id, metric_name) DO UPDATE"
+        " SET count = EXCLUDED.count, sum = EXCLUDED.sum, sum_squares = EXCLUDED.sum_squares,"
+        " users = EXCLUDED.users",
+        {"day": day, "ids": ids},
+    )
 
 
 def _old_state(
@@ -206,14 +326,24 @@ class RollupRepository:
             ).fetchone()
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
-            exposures, conversions = _window(conn, low, high, None)
-            old_users, old_metrics = _old_state(conn, exposures, conversions)
-            _store(conn, fold(old_users, old_metrics, exposures, conversions))
+            exposure_groups = conversion_groups = 0
+            days = _window_by_day(
+                conn, low, high, None, not_before=lambda ids: _latest_snapshot_days(conn, ids)
+            )
+            for day in days:
+                old_users, old_metrics = _old_state(conn, day.exposures, day.conversions)
+                _store(conn, fold(old_users, old_metrics, day.exposures, day.conversions))
+                assert day.day is not None
+                _record_snapshots(conn, day.experiment_ids, day.day)
+                exposure_groups += len(day.exposures)
+                conversion_groups += len(day.conversions)
             conn.execute(
                 "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
                 (str(high),),
             )
-            return RollupRun(low, high, len(exposures), len(conversions), time.perf_counter() - started)
+            return RollupRun(
+                low, high, exposure_groups, conversion_groups, time.perf_counter() - started, len(days)
+            )
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
 
@@ -239,30 +369,146 @@ class RollupRepository:
         def work(conn: Connection) -> VariantMetrics:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
-            row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
-            assert row is not None
-            variants: dict[UUID, ExposureTotals] = {v.id: ExposureTotals() for v in experiment.variants}
-            metrics: dict[UUID, dict[str, MetricStats]] = {v.id: {} for v in experiment.variants}
-            for r in conn.execute(
-                "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
-                (experiment_id,),
-            ):
-                variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
-            for r in conn.execute(
-                "SELECT variant_id, metric_name, count, sum, sum_squares, users"
-                " FROM rollup_metrics WHERE experiment_id = %s",
-                (experiment_id,),
-            ):
-                metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
-                    r["count"], r["sum"], r["sum_squares"], r["users"]
-                )
-            exposures, conversions = _window(conn, int(row["horizon"]), None, experiment_id)
-            old_users, old_metrics = _old_state(conn, exposures, conversions)
-            tail = fold(old_users, old_metrics, exposures, conversions)
-            _apply(tail, variants, metrics)
-            return VariantMetrics(experiment, variants, metrics)
+            return _current(conn, experiment, _horizon(conn))
 
         return self._db.run(work)
+
+    def daily_metrics(self, experiment_id: UUID) -> DailyMetrics:
+        """The cumulative statistics at the end of every UTC day with events, and now, in one snapshot.
+
+        Days come from the stored snapshots plus the tail above the horizon folded day by day as the
+        next rollup will fold it, so the series is current whether or not the rollup has run. The
+        last day's statistics are exactly `variant_metrics` (what /metrics and /results read).
+        """
+
+        def work(conn: Connection) -> DailyMetrics:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            experiment = fetch_experiment(conn, experiment_id)
+            horizon = _horizon(conn)
+            days: dict[date, VariantMetrics] = {}
+            for r in conn.execute(
+                "SELECT day, variant_id, exposures, users FROM snapshot_variants WHERE experiment_id = %s",
+                (experiment_id,),
+            ):
+                day = days.setdefault(r["day"], _empty(experiment))
+                day.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
+            for r in conn.execute(
+                "SELECT day, variant_id, metric_name, count, sum, sum_squares, users"
+                " FROM snapshot_metrics WHERE experiment_id = %s",
+                (experiment_id,),
+            ):
+                day = days.setdefault(r["day"], _empty(experiment))
+                day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
+                    r["count"], r["sum"], r["sum_squares"], r["users"]
+                )
+            last = max(days) if days else None
+            tail_days = _window_by_day(
+                conn,
+                horizon,
+                None,
+                experiment_id,
+                not_before=lambda _ids: {experiment_id: last} if last is not None else {},
+            )
+            running = _rolled_up(conn, experiment)
+            users, user_metrics = _old_state(
+                conn,
+                [e for d in tail_days for e in d.exposures],
+                [c for d in tail_days for c in d.conversions],
+            )
+            for tail_day in tail_days:
+                step = fold(users, user_metrics, tail_day.exposures, tail_day.conversions)
+                users.update(step.users)
+                user_metrics.update(step.user_metrics)
+                _apply(step, running.variants, running.metrics)
+                assert tail_day.day is not None
+                days[tail_day.day] = _copy(running)
+            current = _current(conn, experiment, horizon)
+            if days:
+                days[max(days)] = current
+            waiting_users, waiting_conversions = _waiting(conn, experiment_id, users, user_metrics)
+            return DailyMetrics(current, sorted(days.items()), waiting_users, waiting_conversions)
+
+        return self._db.run(work)
+
+
+def _waiting(
+    conn: Connection,
+    experiment_id: UUID,
+    tail_users: dict[UserKey, UserState],
+    tail_metrics: dict[UserMetricKey, UserMetric],
+) -> tuple[int, int]:
+    """Users with conversions but no exposure yet, and their conversions: the rolled-up ones from the
+    rollup tables (one scan of the experiment's converting users), those the tail touches from its fold."""
+    touched = {user for (_, user, _) in tail_metrics} | {user for (_, user) in tail_users}
+    row = conn.execute(
+        "SELECT count(*) AS users, coalesce(sum(m.count), 0)::bigint AS conversions FROM"
+        " (SELECT user_id, sum(count) AS count FROM rollup_user_metrics"
+        "  WHERE experiment_id = %(e)s AND NOT (user_id = ANY(%(touched)s)) GROUP BY user_id) m"
+        " LEFT JOIN rollup_users u ON u.experiment_id = %(e)s AND u.user_id = m.user_id"
+        " WHERE coalesce(u.exposures, 0) = 0",
+        {"e": experiment_id, "touched": sorted(touched)},
+    ).fetchone()
+    assert row is not None
+    users, conversions = int(row["users"]), int(row["conversions"])
+    waiting: dict[str, int] = {}
+    for (_, user, _), metric in tail_metrics.items():
+        state = tail_users.get((experiment_id, user))
+        if (state is None or state.exposures == 0) and metric.count > 0:
+            waiting[user] = waiting.get(user, 0) + metric.count
+    return users + len(waiting), conversions + sum(waiting.values())
+
+
+def _horizon(conn: Connection) -> int:
+    row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
+    assert row is not None, "migration 0003 inserts the rollup_state row"
+    return int(row["horizon"])
+
+
+def _empty(experiment: Experiment) -> VariantMetrics:
+    return VariantMetrics(
+        experiment,
+        {v.id: ExposureTotals() for v in experiment.variants},
+        {v.id: {} for v in experiment.variants},
+    )
+
+
+def _copy(stats: VariantMetrics) -> VariantMetrics:
+    return VariantMetrics(
+        stats.experiment,
+        {k: ExposureTotals(v.exposures, v.users) for k, v in stats.variants.items()},
+        {
+            k: {name: MetricStats(m.count, m.sum, m.sum_squares, m.users) for name, m in per.items()}
+            for k, per in stats.metrics.items()
+        },
+    )
+
+
+def _rolled_up(conn: Connection, experiment: Experiment) -> VariantMetrics:
+    """The experiment's rollup totals (below the horizon)."""
+    stats = _empty(experiment)
+    for r in conn.execute(
+        "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
+        (experiment.id,),
+    ):
+        stats.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
+    for r in conn.execute(
+        "SELECT variant_id, metric_name, count, sum, sum_squares, users"
+        " FROM rollup_metrics WHERE experiment_id = %s",
+        (experiment.id,),
+    ):
+        stats.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
+            r["count"], r["sum"], r["sum_squares"], r["users"]
+        )
+    return stats
+
+
+def _current(conn: Connection, experiment: Experiment, horizon: int) -> VariantMetrics:
+    """The rollup totals plus the whole tail above the horizon: exact statistics now."""
+    stats = _rolled_up(conn, experiment)
+    exposures, conversions = _window(conn, horizon, None, experiment.id)
+    old_users, old_metrics = _old_state(conn, exposures, conversions)
+    _apply(fold(old_users, old_metrics, exposures, conversions), stats.variants, stats.metrics)
+    return stats
 
 
 def _apply(
