@@ -28,7 +28,7 @@ DEMO_NAME = "demo_checkout_redesign"
 DAYS = 8
 USERS_PER_DAY = 250
 PURCHASE_RATE = {"control": 0.10, "treatment": 0.14}
-CLICK_RATE = {"control": 0.35, "treatment": 0.36}
+RETURN_RATE = {"control": 0.35, "treatment": 0.36}
 
 
 @cache
@@ -54,6 +54,8 @@ def _call(method: str, path: str, body: Any = None, query: str = "") -> Any:
         query=query,
         headers={"content-type": "application/json"},
         body=None if body is None else json.dumps(body),
+        # What the JWT authorizer adds for a token with every scope (whatever AUTH_MODE says).
+        authorizer={"jwt": {"claims": {"sub": "localdev-demo"}, "scopes": ["admin", "read", "ingest"]}},
     )
     # The handlers print one EMF metrics line per call: not for the terminal of `make run`.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -107,7 +109,7 @@ def create_demo(now: datetime | None = None, seed: int = 13) -> tuple[str, bool]
             variant = assigned["variant"]["name"]
             seen = min(start + timedelta(seconds=float(rng.uniform(0, 86_400))), latest)
             events.append(_event("exposure", experiment_id, user, seen))
-            for metric, rates in (("click", CLICK_RATE), ("purchase", PURCHASE_RATE)):
+            for metric, rates in (("purchase", PURCHASE_RATE), ("return_visit", RETURN_RATE)):
                 if rng.random() < rates[variant]:
                     at = min(seen + timedelta(hours=float(rng.exponential(20))), latest)
                     value = round(float(rng.gamma(4.0, 12.0)), 2) if metric == "purchase" else 1.0

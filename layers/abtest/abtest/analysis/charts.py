@@ -185,6 +185,12 @@ def _line_chart(
                 parts.append(
                     f'<polygon class="band" points="{points}" fill="{s.color}" fill-opacity="0.18"/>'
                 )
+            elif len(upper) == 1 and len(lower) == 1:  # one day: the interval as a bar
+                (px, top_y), (_, low_y) = upper[0], lower[0]
+                parts.append(
+                    f'<rect class="band" x="{_f(px - 6)}" y="{_f(top_y)}" width="12" '
+                    f'height="{_f(max(low_y - top_y, 1.0))}" fill="{s.color}" fill-opacity="0.18"/>'
+                )
         line = [(x(i), y(v)) for i, v in enumerate(s.values) if v is not None]
         if len(line) > 1:
             path = " ".join(f"{_f(px)},{_f(py)}" for px, py in line)

@@ -8,7 +8,7 @@ text. Numbers are formatted here, in one place, so the page and its tests agree 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -193,7 +193,6 @@ def report_page(
     mde: float,
     waiting: Waiting,
     analysis: Analysis = "conversion",
-    now: datetime | None = None,
 ) -> str:
     """The results page of one experiment: `stats` are its statistics now, `results` their verdict
     computed with `mde`, `series` the time series of each metric."""
@@ -242,8 +241,9 @@ def report_page(
 
     progress = _progress(results, mde)
     warnings = _warnings(results, waiting)
-    started = experiment.started_at
-    end = experiment.completed_at or (now or datetime.now(UTC))
+    data_days = None
+    if users_rows:
+        data_days = {"first": users_rows[0]["date"], "last": users_rows[-1]["date"], "count": len(users_rows)}
     return (
         _environment()
         .get_template("report.html.j2")
@@ -258,7 +258,7 @@ def report_page(
             mde=mde,
             warnings=warnings,
             waiting=waiting,
-            days_run=(end - started).days + 1 if started else None,
+            data_days=data_days,
             analysis_label=ANALYSIS_LABELS[analysis],
             rate=rate,
         )

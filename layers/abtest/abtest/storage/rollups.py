@@ -7,8 +7,8 @@ horizon moved and folds only what is newer. Reads combine the rollups with the t
 in one repeatable-read snapshot, so they are exact and current.
 
 Daily snapshots (migration 0006): a run folds its window day by day (the UTC day of each event's
-timestamp, never earlier than the experiment's latest snapshot day, so recorded days are not
-rewritten) and after each day copies the touched experiments' per-variant totals into that day's
+timestamp, never earlier than the experiment's latest snapshot day, so days before the latest are
+never rewritten) and after each day copies the touched experiments' per-variant totals into that day's
 snapshot rows. Its cost follows the new events, never the history.
 """
 
@@ -104,7 +104,7 @@ def _window_by_day(
     """The window's events, split by UTC day in day order (one DayWindow with day None unless by_day).
 
     `not_before(experiment ids)` gives days before which an experiment's events may not be dated:
-    an older event counts on that day instead (recorded days stay as they are).
+    an older event counts on that day instead (earlier days stay as they are).
     """
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
     day_sql = _EVENT_DAY if by_day else "NULL::date"

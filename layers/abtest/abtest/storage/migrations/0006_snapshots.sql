@@ -4,8 +4,8 @@
 -- A snapshot row is a copy of the experiment's rollup_variants / rollup_metrics rows (exact per user:
 -- they are maintained from per-user running totals) taken by the rollup after it folded the events of
 -- that day. Events are folded day by day in the order of their timestamps' UTC day; an event dated
--- before the experiment's latest snapshot day counts from that latest day on (recorded days are never
--- rewritten). Each rollup writes only the days and experiments its new events touch.
+-- before the experiment's latest snapshot day counts from that latest day on (days before the latest
+-- are never rewritten). Each rollup writes only the days and experiments its new events touch.
 
 CREATE TABLE snapshot_variants (
     experiment_id uuid NOT NULL REFERENCES experiments (id),
