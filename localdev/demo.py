@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -26,8 +27,8 @@ from localdev.template import Route, http_routes, match
 
 DEMO_NAME = "demo_checkout_redesign"
 DAYS = 8
-USERS_PER_DAY = 250
-PURCHASE_RATE = {"control": 0.10, "treatment": 0.14}
+USERS_PER_DAY = 150
+PURCHASE_RATE = {"control": 0.10, "treatment": 0.16}
 RETURN_RATE = {"control": 0.35, "treatment": 0.36}
 
 
@@ -97,23 +98,25 @@ def create_demo(now: datetime | None = None, seed: int = 13) -> tuple[str, bool]
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     latest = now - timedelta(minutes=1)
     events: list[dict[str, Any]] = []
-    for day in range(DAYS):
+    users = [(day, f"demo-{day}-{n}") for day in range(DAYS) for n in range(USERS_PER_DAY)]
+
+    def enroll(user: str) -> str:
+        body = {"user_id": user, "experiment_id": experiment_id, "record_exposure": False}
+        variant: str = _call("POST", "/api/v1/assignments", body)["variant"]["name"]
+        return variant
+
+    # A few threads (each with its own connection, like warm Lambda containers) cut the start-up wait.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        variants = list(pool.map(enroll, [user for _, user in users]))
+    for (day, user), variant in zip(users, variants, strict=True):
         start = midnight - timedelta(days=DAYS - 1 - day)
-        for n in range(USERS_PER_DAY):
-            user = f"demo-{day}-{n}"
-            assigned = _call(
-                "POST",
-                "/api/v1/assignments",
-                {"user_id": user, "experiment_id": experiment_id, "record_exposure": False},
-            )
-            variant = assigned["variant"]["name"]
-            seen = min(start + timedelta(seconds=float(rng.uniform(0, 86_400))), latest)
-            events.append(_event("exposure", experiment_id, user, seen))
-            for metric, rates in (("purchase", PURCHASE_RATE), ("return_visit", RETURN_RATE)):
-                if rng.random() < rates[variant]:
-                    at = min(seen + timedelta(hours=float(rng.exponential(20))), latest)
-                    value = round(float(rng.gamma(4.0, 12.0)), 2) if metric == "purchase" else 1.0
-                    events.append(_event("conversion", experiment_id, user, at, metric, value))
+        seen = min(start + timedelta(seconds=float(rng.uniform(0, 86_400))), latest)
+        events.append(_event("exposure", experiment_id, user, seen))
+        for metric, rates in (("purchase", PURCHASE_RATE), ("return_visit", RETURN_RATE)):
+            if rng.random() < rates[variant]:
+                at = min(seen + timedelta(hours=float(rng.exponential(20))), latest)
+                value = round(float(rng.gamma(4.0, 12.0)), 2) if metric == "purchase" else 1.0
+                events.append(_event("conversion", experiment_id, user, at, metric, value))
     for first in range(0, len(events), 1000):
         _call("POST", "/api/v1/events", {"events": events[first : first + 1000]})
     from abtest.storage import RollupRepository
