@@ -117,6 +117,9 @@ def create_demo(now: datetime | None = None, seed: int = 13) -> tuple[str, bool]
                 at = min(seen + timedelta(hours=float(rng.exponential(20))), latest)
                 value = round(float(rng.gamma(4.0, 12.0)), 2) if metric == "purchase" else 1.0
                 events.append(_event("conversion", experiment_id, user, at, metric, value))
+    # Oldest first, as live traffic arrives: a rollup that runs between two batches (or stops below
+    # another session's open transaction) then never sees an event dated before one it already folded.
+    events.sort(key=lambda event: str(event["timestamp"]))
     for first in range(0, len(events), 1000):
         _call("POST", "/api/v1/events", {"events": events[first : first + 1000]})
     from abtest.storage import RollupRepository

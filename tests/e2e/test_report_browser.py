@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,6 +142,9 @@ def test_the_report_draws_its_charts_and_prints_what_results_says(
     status, _, series = server.request("GET", f"/api/v1/experiments/{demo}/results/timeseries")
     assert status == 200
     assert len(series["points"]) >= 7
+    totals = [sum(v["users"] for v in point["variants"]) for point in series["points"]]
+    assert all(a < b for a, b in pairwise(totals)), totals  # every day brings users
+    assert totals[-1] == sum(v["users"] for v in results["variants"])
 
     # When the report is opened in a browser
     _load(browser, f"{server.base_url}/api/v1/experiments/{demo}/report", "report.png")
