@@ -27,8 +27,8 @@ from localdev.template import Route, http_routes, match
 
 DEMO_NAME = "demo_checkout_redesign"
 DAYS = 8
-USERS_PER_DAY = 150
-PURCHASE_RATE = {"control": 0.10, "treatment": 0.16}
+USERS_PER_DAY = 200
+PURCHASE_RATE = {"control": 0.10, "treatment": 0.17}
 RETURN_RATE = {"control": 0.35, "treatment": 0.36}
 
 
@@ -58,9 +58,7 @@ def _call(method: str, path: str, body: Any = None, query: str = "") -> Any:
         # What the JWT authorizer adds for a token with every scope (whatever AUTH_MODE says).
         authorizer={"jwt": {"claims": {"sub": "localdev-demo"}, "scopes": ["admin", "read", "ingest"]}},
     )
-    # The handlers print one EMF metrics line per call: not for the terminal of `make run`.
-    with contextlib.redirect_stdout(io.StringIO()):
-        result = _handler(route)(event, LocalLambdaContext(function_name=route.function))
+    result = _handler(route)(event, LocalLambdaContext(function_name=route.function))
     if result["statusCode"] >= 400:
         raise RuntimeError(f"{method} {path}: {result['statusCode']} {result.get('body')}")
     return json.loads(result["body"]) if result.get("body") else None
@@ -74,6 +72,13 @@ def demo_experiment_id() -> str | None:
 
 def create_demo(now: datetime | None = None, seed: int = 13) -> tuple[str, bool]:
     """Create the demo experiment unless it exists; returns (id, created now)."""
+    # The handlers print one EMF metrics line per call: not for the terminal of `make run`. Redirected
+    # once, here: redirect_stdout swaps a process-wide sys.stdout, which threads must not each do.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _create_demo(now, seed)
+
+
+def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     existing = demo_experiment_id()
     if existing is not None:
         return existing, False

@@ -26,7 +26,7 @@ from abtest.domain.models import Experiment
 DASH = "\u2013"  # shown where a number cannot be computed
 MINUS = "\u2212"  # typographic minus sign, as wide as the plus
 MIN_USERS_PER_VARIANT = 100  # below this, a health warning: intervals are wide and unstable
-DEFAULT_MDE = 0.05  # relative minimum detectable effect for the progress bar when ?mde= is not given
+DEFAULT_MDE = 0.1  # relative minimum detectable effect for the progress bar when ?mde= is not given
 ANALYSIS_LABELS = {"conversion": "Conversion rate", "value": "Value per user"}
 
 
