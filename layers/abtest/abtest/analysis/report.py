@@ -97,7 +97,7 @@ class Waiting:
 
 
 @dataclass
-class Warning:
+class HealthWarning:
     kind: str
     message: str
 
@@ -109,7 +109,6 @@ class _MetricSection:
     forest: Markup = field(default_factory=Markup)
     lift_chart: Markup = field(default_factory=Markup)
     series_rows: list[dict[str, Any]] = field(default_factory=list)
-    series_analysis: str = "conversion"
 
 
 def _variant_rows(
@@ -198,7 +197,7 @@ def report_page(
     computed with `mde`, `series` the time series of each metric."""
     metrics = []
     for name in results.metrics:
-        section = _MetricSection(name, series_analysis=analysis)
+        section = _MetricSection(name)
         for kind in ("conversion", "value"):
             section.analyses.append(
                 {
@@ -290,11 +289,11 @@ def _progress(results: ExperimentResults, mde: float) -> dict[str, Any] | None:
     }
 
 
-def _warnings(results: ExperimentResults, waiting: Waiting) -> list[Warning]:
+def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarning]:
     warnings = []
     if results.srm.flag:
         warnings.append(
-            Warning(
+            HealthWarning(
                 "srm",
                 f"Sample ratio mismatch: the users per variant do not match the weights "
                 f"(p = {pvalue(results.srm.p_value)}). Do not trust these results until the cause is found.",
@@ -303,7 +302,7 @@ def _warnings(results: ExperimentResults, waiting: Waiting) -> list[Warning]:
     few = [v.name for v in results.variants if v.weight > 0 and v.users < MIN_USERS_PER_VARIANT]
     if few:
         warnings.append(
-            Warning(
+            HealthWarning(
                 "too_few_users",
                 f"Too few users: {', '.join(few)} ha{'s' if len(few) == 1 else 've'} fewer than "
                 f"{MIN_USERS_PER_VARIANT} exposed users; intervals are wide and unstable.",
@@ -311,7 +310,7 @@ def _warnings(results: ExperimentResults, waiting: Waiting) -> list[Warning]:
         )
     if waiting.users:
         warnings.append(
-            Warning(
+            HealthWarning(
                 "waiting_for_exposure",
                 f"{waiting.conversions:,} conversions of {waiting.users:,} users wait for exposure: "
                 "they count once the user is exposed.",
