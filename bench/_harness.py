@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,10 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abtest.http.scopes import SCOPES as SCOPE_NAMES
+from abtest.settings import DEFAULT_SCOPE_PREFIX
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# What Lambda puts on the path (the layer and the function folders), plus the root for `localdev`.
-SOURCE_PATHS = ("layers/abtest", "functions/assignments", "functions/experiments", ".")
 BENCH_DATABASE = "abtest_bench"
+# The event benchmarks' database (bench_ingest, bench_metrics, bench_rollup): dropped after a run.
+EVENTS_DATABASE = "abtest_bench_events"
+METRICS = ("click", "purchase", "signup")
+BATCH_SIZE = 1000
 # A warm container with the production TTL; tracing, metrics and info logs off so they are not timed.
 BENCH_ENV = {
     "POWERTOOLS_SERVICE_NAME": "abtest-bench",
@@ -37,7 +41,7 @@ BENCH_ENV = {
 JSON_HEADERS = {"content-type": "application/json"}
 # The context API Gateway's JWT authorizer adds (as tests/integration does): AUTH_MODE stays at its
 # production default, so the handlers' own scope check is part of what is timed.
-SCOPES = ("abtest/admin", "abtest/read", "abtest/ingest")
+SCOPES = tuple(DEFAULT_SCOPE_PREFIX + scope for scope in SCOPE_NAMES)
 AUTHORIZER = {
     "jwt": {
         "claims": {"sub": "bench-client", "scope": " ".join(SCOPES), "iss": "https://issuer.example"},
@@ -48,12 +52,14 @@ AUTHORIZER = {
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def add_source_paths() -> None:
-    """Put the layer, the function folders and the repository root on sys.path, Lambda-style."""
-    for relative in reversed(SOURCE_PATHS):
-        folder = str((PROJECT_ROOT / relative).resolve())
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+def configure() -> None:
+    """The benchmark environment, and the handler modules importable by their bare names, as Lambda
+    does (from template.yaml, by localdev.template.use_function_folders: the package is installed)."""
+    from localdev.template import use_function_folders
+
+    for key, value in BENCH_ENV.items():
+        os.environ[key] = value
+    use_function_folders()
 
 
 def prepare(database: str = BENCH_DATABASE) -> str:
@@ -61,9 +67,7 @@ def prepare(database: str = BENCH_DATABASE) -> str:
 
     Must run before any handler is imported: settings and Powertools read the environment once.
     """
-    for key, value in BENCH_ENV.items():
-        os.environ[key] = value
-    add_source_paths()
+    configure()
     from localdev.postgres import database_url
 
     url = database_url(database)
@@ -117,14 +121,47 @@ class Request:
     @staticmethod
     def reply(raw: dict[str, Any]) -> Reply:
         """Decode a handler's response, after timing."""
-        # With POWERTOOLS_METRICS_DISABLED, log_metrics never clears the metric set, so values pile
-        # up across invocations and every 100th add_metric prints an EMF blob to stdout. Clearing
-        # does what the flush at the end of each invocation in AWS does (minus the print).
-        from abtest.observability import cloudwatch
-
-        cloudwatch.clear_metrics()
+        clear_metrics()
         text = raw.get("body")
         return Reply(raw["statusCode"], json.loads(text) if text else None)
+
+
+def clear_metrics() -> None:
+    """With POWERTOOLS_METRICS_DISABLED, log_metrics never clears the metric set, so values pile up
+    across invocations and every 100th add_metric prints an EMF blob to stdout. Clearing does what the
+    flush at the end of each invocation in AWS does (minus the print)."""
+    from abtest.observability import cloudwatch
+
+    cloudwatch.clear_metrics()
+
+
+def context() -> Any:
+    """The Lambda context the handlers get."""
+    from localdev.lambda_events import LocalLambdaContext
+
+    return LocalLambdaContext()
+
+
+def api_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    route_key: str | None = None,
+    path_parameters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The API Gateway HTTP API v2 event for this request, with every scope in the authorizer context."""
+    from localdev.lambda_events import http_api_event
+
+    return http_api_event(
+        method,
+        path,
+        route_key=route_key,
+        path_parameters=path_parameters,
+        headers=JSON_HEADERS,
+        body=None if body is None else json.dumps(body),
+        authorizer=AUTHORIZER,
+    )
 
 
 def expect_ok(raw: dict[str, Any]) -> None:
@@ -143,18 +180,8 @@ def request(
     path_parameters: dict[str, str] | None = None,
 ) -> Request:
     """The API Gateway v2 event API Gateway would send for this request, ready to send."""
-    from localdev.lambda_events import LocalLambdaContext, http_api_event
-
-    event = http_api_event(
-        method,
-        path,
-        route_key=route_key,
-        path_parameters=path_parameters,
-        headers=JSON_HEADERS,
-        body=None if body is None else json.dumps(body),
-        authorizer=AUTHORIZER,
-    )
-    return Request(handler, event, LocalLambdaContext())
+    event = api_event(method, path, body, route_key=route_key, path_parameters=path_parameters)
+    return Request(handler, event, context())
 
 
 def invoke(
@@ -388,6 +415,304 @@ class WireTrace:
 
     def close(self) -> None:
         self._file.close()
+
+
+# --- the event benchmarks (ingest, metrics, rollup): bulk data, rollups, statement timing -------------
+
+
+def admin_connection(url: str) -> Any:
+    """An autocommit connection for bulk work, without the database's statement timeout."""
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET statement_timeout = 0")
+    return conn
+
+
+def drop_database(url: str) -> None:
+    """Drop the benchmark's database (closing the service's connection first)."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from abtest.storage.database import get_database
+
+    name = str(conninfo_to_dict(url).get("dbname", ""))
+    if "bench" not in name:
+        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
+    get_database().close()
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def server_facts(url: str) -> str:
+    with admin_connection(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+        settings = conn.execute(
+            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)"
+            " FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'synchronous_commit')"
+        ).fetchone()
+    return (
+        f"PostgreSQL {version[0] if version else '?'} ({settings[0] if settings else '?'}), "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, run on {time.strftime('%Y-%m-%d')}"
+    )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    variant_ids: list[str]
+
+
+def create_events_experiment(name: str, variants: int = 2) -> Experiment:
+    """Create and start an experiment with `variants` equal variants on the "bench" surface."""
+    from experiments_handler import lambda_handler as experiments
+
+    weights = [{"name": f"v{i}", "weight": 1 / variants} for i in range(variants)]
+    experiment_id = create_running_experiment(name, weights, surface="bench")
+    read = invoke(
+        experiments,
+        "GET",
+        f"/api/v1/experiments/{experiment_id}",
+        route_key="GET /api/v1/experiments/{experiment_id}",
+        path_parameters={"experiment_id": experiment_id},
+    )
+    assert read.status == 200, read
+    return Experiment(experiment_id, [str(v["id"]) for v in read.body["variants"]])
+
+
+def variant_sql(user_index: str) -> str:
+    """The variant of user number `user_index`: variant_ids[user % n] (the same rule as variant_of)."""
+    return f"(%(variants)s::uuid[])[1 + ({user_index}) %% cardinality(%(variants)s::uuid[])]"
+
+
+def variant_of(experiment: Experiment, user: int) -> str:
+    return experiment.variant_ids[user % len(experiment.variant_ids)]
+
+
+def assign_users(conn: Any, experiment: Experiment, prefix: str, first: int, count: int) -> None:
+    """Assign users prefix+first .. prefix+(first+count-1), user n to variant n % variants."""
+    conn.execute(
+        "INSERT INTO assignments (experiment_id, user_id, variant_id)"
+        f" SELECT %(experiment)s, %(prefix)s || u, {variant_sql('u')}"
+        " FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS u",
+        {
+            "experiment": experiment.id,
+            "prefix": prefix,
+            "variants": experiment.variant_ids,
+            "first": first,
+            "last": first + count - 1,
+        },
+    )
+
+
+def bulk_load(
+    conn: Any,
+    experiment: Experiment,
+    *,
+    tag: str,
+    first: int,
+    count: int,
+    users: int,
+    user_prefix: str = "u-",
+    user_offset: int = 0,
+    chunk: int = 500_000,
+) -> None:
+    """Insert `count` events numbered first.. with INSERT ... SELECT FROM generate_series, in chunks
+    (one transaction each, so the events span several transaction ids, as real traffic does).
+
+    Event g is an exposure if g % 5 < 3 (60 %), else a conversion (metric g % 3, value 1, or 0.99 to
+    49.99 for purchases). Exposure g goes to user g % users, conversion g to user (7g + 3) % users,
+    plus `user_offset`; user n is in variant n % variants. `users` must be coprime with 3, 5 and 7, or
+    the kinds of events would not reach every user (a multiple of 5 gives exposures to 3/5 of them).
+    Foreign-key triggers are skipped (session_replication_role = replica): the rows are consistent by
+    construction, and the load takes half the time.
+    """
+    conn.execute("SET session_replication_role = replica")
+    try:
+        for low in range(first, first + count, chunk):
+            high = min(low + chunk, first + count)
+            params = {
+                "experiment": experiment.id,
+                "variants": experiment.variant_ids,
+                "prefix": user_prefix,
+                "tag": tag,
+                "low": low,
+                "high": high - 1,
+                "users": users,
+                "offset": user_offset,
+                "metrics": list(METRICS),
+            }
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, occurred_at)"
+                    f" SELECT %(experiment)s, {variant_sql('%(offset)s + g %% %(users)s')},"
+                    "  %(prefix)s || (%(offset)s + g %% %(users)s), %(tag)s || g,"
+                    "  now() - make_interval(secs => g %% 86400)"
+                    " FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g WHERE g %% 5 < 3",
+                    params,
+                )
+                conn.execute(
+                    "INSERT INTO conversions"
+                    " (experiment_id, variant_id, user_id, metric_name, value, event_id, occurred_at)"
+                    f" SELECT %(experiment)s, {variant_sql('%(offset)s + (7 * g + 3) %% %(users)s')},"
+                    "  %(prefix)s || (%(offset)s + (7 * g + 3) %% %(users)s),"
+                    "  (%(metrics)s::text[])[1 + g %% 3],"
+                    "  CASE WHEN g %% 3 = 1 THEN (g %% 50) + 0.99 ELSE 1 END,"
+                    "  %(tag)s || g, now() - make_interval(secs => g %% 86400)"
+                    " FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g WHERE g %% 5 >= 3",
+                    params,
+                )
+    finally:
+        conn.execute("SET session_replication_role = DEFAULT")
+
+
+def vacuum_analyze(conn: Any) -> None:
+    """What autovacuum does sooner or later after a bulk load: statistics and the visibility map."""
+    for table in (
+        "exposures",
+        "conversions",
+        "rollup_users",
+        "rollup_user_metrics",
+        "rollup_variants",
+        "rollup_metrics",
+    ):
+        conn.execute(f"VACUUM (ANALYZE) {table}")
+
+
+def long_timeout_database(timeout_ms: int = 900_000) -> Any:
+    """A second Database like the service's but with a long statement timeout, for loading rollups."""
+    from abtest.settings import get_settings
+    from abtest.storage.database import Database, connection_params
+
+    settings = get_settings()
+    return Database(lambda: connection_params(settings), statement_timeout_ms=timeout_ms)
+
+
+def roll_up_everything(database: Any, admin: Any, wait_seconds: float = 120.0) -> list[Any]:
+    """Run rollups until no event is above the horizon.
+
+    The horizon is the xmin of the run's snapshot, cluster-wide: a transaction left open elsewhere on
+    the server (another database, another benchmark) holds it back. Retry until it has passed.
+    """
+    from abtest.storage import RollupRepository
+
+    runs = []
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        runs.append(RollupRepository(database).roll_up())
+        if events_above_horizon(admin) == 0:
+            return runs
+        if time.monotonic() > deadline:
+            raise SystemExit("the rollup horizon did not pass the loaded events (a transaction left open?)")
+        time.sleep(1.0)
+
+
+def wait_until_rollup_can_see_everything(admin: Any, wait_seconds: float = 120.0) -> None:
+    """Wait until the cluster's snapshot xmin has passed every stored event's transaction, so that
+    the next rollup folds all of them (a transaction open elsewhere on the server holds it back)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        row = admin.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >"
+            " greatest((SELECT max(txid) FROM exposures), (SELECT max(txid) FROM conversions), '0'::xid8)"
+        ).fetchone()
+        if row[0]:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit("the cluster's xmin did not pass the loaded events (a transaction left open?)")
+        time.sleep(0.5)
+
+
+def events_above_horizon(admin: Any) -> int:
+    row = admin.execute(
+        "SELECT (SELECT count(*) FROM exposures WHERE txid >= (SELECT horizon FROM rollup_state))"
+        " + (SELECT count(*) FROM conversions WHERE txid >= (SELECT horizon FROM rollup_state))"
+    ).fetchone()
+    return int(row[0])
+
+
+# --- statement timing ------------------------------------------------------------------------------
+
+_LABELS = (
+    ("FROM exposures WHERE txid", "window: exposures"),
+    ("FROM conversions WHERE txid", "window: conversions"),
+    ("FROM rollup_users WHERE", "old state: rollup_users"),
+    ("FROM rollup_user_metrics WHERE", "old state: rollup_user_metrics"),
+    ("INSERT INTO rollup_users", "store: rollup_users"),
+    ("INSERT INTO rollup_user_metrics", "store: rollup_user_metrics"),
+    ("INSERT INTO rollup_variants", "store: rollup_variants"),
+    ("INSERT INTO rollup_metrics", "store: rollup_metrics"),
+    ("FROM rollup_variants WHERE", "read: rollup_variants"),
+    ("FROM rollup_metrics WHERE", "read: rollup_metrics"),
+    ("FROM rollup_state FOR UPDATE", "horizon (lock row)"),
+    ("UPDATE rollup_state", "horizon (update)"),
+    ("FROM rollup_state", "horizon (read)"),
+    ("pg_advisory_xact_lock", "advisory lock"),
+    ("FROM jsonb_to_recordset(%(batch)s", "record_batch statement"),
+    ("FROM experiments", "experiment + variants"),
+    ("statement_timeout", "SET LOCAL statement_timeout"),
+    ("ISOLATION LEVEL", "SET TRANSACTION (repeatable read)"),
+)
+
+
+def label(query: Any) -> str:
+    text = " ".join((query.decode() if isinstance(query, bytes) else str(query)).split())
+    for needle, name in _LABELS:
+        if needle in text:
+            return name
+    return text[:48]
+
+
+@dataclass
+class StatementTimes:
+    """Wall time spent in psycopg Cursor.execute (send, server work, receive), per statement label."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def total(self) -> float:
+        return sum(sum(v) for v in self.seconds.values())
+
+
+@contextmanager
+def time_statements() -> Iterator[StatementTimes]:
+    import psycopg
+
+    times = StatementTimes()
+    original = psycopg.Cursor.execute
+
+    def execute(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(cursor, query, params, **kwargs)
+        finally:
+            times.seconds.setdefault(label(query), []).append(time.perf_counter() - start)
+
+    psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
+    try:
+        yield times
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]
+
+
+PLAN_KEYS = (
+    "Scan",
+    "Join",
+    "Nested Loop",
+    "Insert on",
+    "Trigger",
+    "Limit",
+    "Execution Time",
+    "Planning Time",
+)
+
+
+def condensed_plan(lines: Sequence[str], keys: Sequence[str] = PLAN_KEYS) -> str:
+    """Plan lines worth reading, without the cost estimates."""
+    import re
+
+    kept = [re.sub(r"\(cost=[^)]*\) ", "", line) for line in lines if any(key in line for key in keys)]
+    return "\n".join(kept)
 
 
 # --- measuring ------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _harness import PROJECT_ROOT, environment_line, markdown_table
+from _harness import environment_line, markdown_table
 
 PYTHON = sys.executable
 BOTO3_CACHED = "boto3, cached .pyc"
@@ -54,8 +54,17 @@ CHILD_ENV_SET = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
-# Each child prints the milliseconds its statement took, measured around that statement only.
-CHILD_CODE = "import time\n_t = time.perf_counter()\n{statement}\nprint((time.perf_counter() - _t) * 1000)\n"
+# Each child puts the copied layer and function folder on its path, as Lambda's runtime does, then
+# prints the milliseconds its statement took, measured around that statement only. The folders go in
+# through this bootstrap rather than PYTHONPATH: the project sets no PYTHONPATH anywhere (the package
+# is installed; localdev.template.use_function_folders is the one place that adds function folders),
+# and a PYTHONPATH inherited from the caller's shell is dropped, so nothing else can slip in. Placed
+# right after the script's own entry, exactly where PYTHONPATH entries would go, ahead of the
+# installed (editable) package, so the copy is what gets imported.
+CHILD_CODE = (
+    "import sys\nsys.path[1:1] = {paths!r}\n"
+    "import time\n_t = time.perf_counter()\n{statement}\nprint((time.perf_counter() - _t) * 1000)\n"
+)
 
 
 @dataclass(frozen=True)
@@ -91,14 +100,17 @@ class Timing:
 
 
 def copy_code(root: Path) -> Layout:
-    """Copy the layer and the function folders without any bytecode."""
+    """Copy the layer and every function folder of template.yaml, without any bytecode."""
+    import abtest
+    from localdev.template import function_folders
+
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     layer = root / "opt" / "python"
-    shutil.copytree(PROJECT_ROOT / "layers" / "abtest" / "abtest", layer / "abtest", ignore=ignore)
+    shutil.copytree(Path(abtest.__file__).parent, layer / "abtest", ignore=ignore)
     functions = {}
-    for name in ("assignments", "experiments"):
-        functions[name] = root / "task" / name
-        shutil.copytree(PROJECT_ROOT / "functions" / name, functions[name], ignore=ignore)
+    for folder in function_folders():
+        functions[folder.name] = root / "task" / folder.name
+        shutil.copytree(folder, functions[folder.name], ignore=ignore)
     return Layout(layer, functions)
 
 
@@ -108,13 +120,14 @@ def child_env(layout: Layout, scenario: Scenario) -> dict[str, str]:
     env.update(scenario.env)
     for key in scenario.drop_env:
         env.pop(key, None)
-    env["PYTHONPATH"] = os.pathsep.join(str(folder) for folder in layout.path_for(scenario.function))
     return env
 
 
 def run_once(layout: Layout, scenario: Scenario, extra_flags: Sequence[str] = ()) -> tuple[float, float, str]:
     """(import ms measured by the child, whole process ms measured here, stderr)."""
-    command = [PYTHON, *scenario.flags, *extra_flags, "-c", CHILD_CODE.format(statement=scenario.statement)]
+    paths = [str(folder) for folder in layout.path_for(scenario.function)]
+    code = CHILD_CODE.format(paths=paths, statement=scenario.statement)
+    command = [PYTHON, *scenario.flags, *extra_flags, "-c", code]
     start = time.perf_counter()
     env = child_env(layout, scenario)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -17,435 +17,51 @@ interleaved batch by batch with the other methods, in an order that rotates betw
   same two tables, both COPYs in one transaction per batch, on a connection configured like the
   service's (autocommit, no prepared statements). COPY checks nothing and answers nothing per event.
 
-Two what-if rows (not the shipped code; swapped in for their own batches only): record_batch with the
-assignment lookup as one primary-key probe per event (PROPOSED_LOOKUP), and that statement fed with
-the batch as one JSON parameter read by jsonb_to_recordset instead of nine arrays (JSON_INPUT).
+The two what-if rows of earlier runs (the assignment lookup as one primary-key probe per event, and
+the batch as one jsonb parameter) are what record_batch ships now, so they are gone.
 
 All of them pay the same indexes, foreign-key triggers and one commit per batch. Rates are events per
 second of wall time, including the client's Python work; medians over the repetitions.
 Target: record_batch rate >= 0.5 x COPY rate.
 
-This module also holds the setup shared with bench_metrics.py and bench_rollup.py.
+The setup it shares with bench_metrics.py and bench_rollup.py (bulk loads, rollups, statement timing)
+is in _harness.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATABASE = "abtest_bench_events"
-# What Lambda puts on sys.path (the layer and the function folders), plus the root for `localdev`.
-SOURCE_PATHS = (
-    "layers/abtest",
-    "functions/events",
-    "functions/metrics",
-    "functions/experiments",
-    "functions/rollup",
-    ".",
+from _harness import (
+    BATCH_SIZE,
+    EVENTS_DATABASE,
+    METRICS,
+    Experiment,
+    Request,
+    admin_connection,
+    api_event,
+    assign_users,
+    condensed_plan,
+    context,
+    create_events_experiment,
+    drop_database,
+    markdown_table,
+    prepare,
+    server_facts,
+    time_statements,
+    variant_of,
 )
-ENV = {
-    "POWERTOOLS_SERVICE_NAME": "abtest-bench-events",
-    "POWERTOOLS_METRICS_NAMESPACE": "ABTestBench",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
-# What API Gateway's JWT authorizer puts in the event for a token holding every scope.
-SCOPES = ("abtest/admin", "abtest/read", "abtest/ingest")
-AUTHORIZER = {"jwt": {"claims": {"sub": "bench", "scope": " ".join(SCOPES)}, "scopes": list(SCOPES)}}
-METRICS = ("click", "purchase", "signup")
-BATCH_SIZE = 1000
+
+DATABASE = EVENTS_DATABASE
 TARGET_RATIO = 0.5  # record_batch rate / COPY rate, at least
-WHAT_IF = "what-if: record_batch, lookup by PK probe"
-WHAT_IF_JSON = "what-if: PK probe + batch as one JSON parameter"
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-# --- setup shared by the three event benchmarks ------------------------------------------------------
-
-
-def configure() -> None:
-    """Environment and sys.path, Lambda-style; must run before any abtest module is imported."""
-    os.environ.update(ENV)
-    for relative in reversed(SOURCE_PATHS):
-        folder = str((PROJECT_ROOT / relative).resolve())
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-
-
-def prepare_database() -> str:
-    """Create (if needed), empty and migrate the dedicated database; return its URL."""
-    configure()
-    os.environ.pop("DATABASE_URL", None)  # database_url() would return it instead of ours
-    from localdev.postgres import database_url
-
-    url = database_url(DATABASE)
-    with admin_connection(url) as conn:
-        row = conn.execute("SELECT current_database()").fetchone()
-        if row is None or row[0] != DATABASE:
-            raise SystemExit(f"refusing to reset {row[0] if row else '?'!r}: expected {DATABASE!r}")
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    os.environ["DATABASE_URL"] = url
-    from abtest.storage.database import get_database
-    from abtest.storage.schema import apply_migrations
-
-    get_database().run(apply_migrations, transaction=False)
-    return url
-
-
-def admin_connection(url: str) -> Any:
-    """An autocommit connection for bulk work, without the database's statement timeout."""
-    import psycopg
-
-    conn = psycopg.connect(url, autocommit=True)
-    conn.execute("SET statement_timeout = 0")
-    return conn
-
-
-def drop_database(url: str) -> None:
-    """Drop the dedicated database (closing the service's connection first)."""
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    from abtest.storage.database import get_database
-
-    get_database().close()
-    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
-def server_facts(url: str) -> str:
-    import platform
-
-    with admin_connection(url) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-        settings = conn.execute(
-            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)"
-            " FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'synchronous_commit')"
-        ).fetchone()
-    return (
-        f"PostgreSQL {version[0] if version else '?'} ({settings[0] if settings else '?'}), "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, run on {time.strftime('%Y-%m-%d')}"
-    )
-
-
-def invoke(
-    handler: Handler,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    route_key: str | None = None,
-    path_parameters: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    """Call a handler with the API Gateway HTTP API v2 event for this request; (status, JSON body)."""
-    reply = handler(
-        api_event(method, path, body, route_key=route_key, path_parameters=path_parameters), context()
-    )
-    clear_metrics()
-    text = reply.get("body")
-    return reply["statusCode"], json.loads(text) if text else None
-
-
-def api_event(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    route_key: str | None = None,
-    path_parameters: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    from localdev.lambda_events import http_api_event
-
-    return http_api_event(
-        method,
-        path,
-        route_key=route_key,
-        path_parameters=path_parameters,
-        headers={"content-type": "application/json"},
-        body=None if body is None else json.dumps(body),
-        authorizer=AUTHORIZER,
-    )
-
-
-def context() -> Any:
-    from localdev.lambda_events import LocalLambdaContext
-
-    return LocalLambdaContext()
-
-
-def clear_metrics() -> None:
-    """With POWERTOOLS_METRICS_DISABLED, log_metrics never flushes: metrics would pile up across
-    invocations and be printed every 100. In AWS each invocation flushes them; do the same."""
-    from abtest.observability import cloudwatch
-
-    cloudwatch.clear_metrics()
-
-
-@dataclass(frozen=True)
-class Experiment:
-    id: str
-    variant_ids: list[str]
-
-
-def create_running_experiment(name: str, variants: int = 2) -> Experiment:
-    """Create and start an experiment through the experiments handler."""
-    from experiments_handler import lambda_handler as experiments
-
-    body = {
-        "name": name,
-        "surface": "bench",
-        "traffic_allocation": 1.0,
-        "variants": [{"name": f"v{i}", "weight": 1 / variants} for i in range(variants)],
-    }
-    status, created = invoke(experiments, "POST", "/api/v1/experiments", body)
-    assert status == 201, created
-    experiment_id = str(created["id"])
-    status, started = invoke(
-        experiments,
-        "PUT",
-        f"/api/v1/experiments/{experiment_id}/status",
-        {"status": "running"},
-        route_key="PUT /api/v1/experiments/{experiment_id}/status",
-        path_parameters={"experiment_id": experiment_id},
-    )
-    assert status == 200, started
-    assert started["status"] == "running", started
-    return Experiment(experiment_id, [str(v["id"]) for v in created["variants"]])
-
-
-def variant_sql(user_index: str) -> str:
-    """The variant of user number `user_index`: variant_ids[user % n] (the same rule as variant_of)."""
-    return f"(%(variants)s::uuid[])[1 + ({user_index}) %% cardinality(%(variants)s::uuid[])]"
-
-
-def variant_of(experiment: Experiment, user: int) -> str:
-    return experiment.variant_ids[user % len(experiment.variant_ids)]
-
-
-def assign_users(conn: Any, experiment: Experiment, prefix: str, first: int, count: int) -> None:
-    """Assign users prefix+first .. prefix+(first+count-1), user n to variant n % variants."""
-    conn.execute(
-        "INSERT INTO assignments (experiment_id, user_id, variant_id)"
-        f" SELECT %(experiment)s, %(prefix)s || u, {variant_sql('u')}"
-        " FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS u",
-        {
-            "experiment": experiment.id,
-            "prefix": prefix,
-            "variants": experiment.variant_ids,
-            "first": first,
-            "last": first + count - 1,
-        },
-    )
-
-
-def bulk_load(
-    conn: Any,
-    experiment: Experiment,
-    *,
-    tag: str,
-    first: int,
-    count: int,
-    users: int,
-    user_prefix: str = "u-",
-    user_offset: int = 0,
-    chunk: int = 500_000,
-) -> None:
-    """Insert `count` events numbered first.. with INSERT ... SELECT FROM generate_series, in chunks
-    (one transaction each, so the events span several transaction ids, as real traffic does).
-
-    Event g is an exposure if g % 5 < 3 (60 %), else a conversion (metric g % 3, value 1, or 0.99 to
-    49.99 for purchases). Exposure g goes to user g % users, conversion g to user (7g + 3) % users,
-    plus `user_offset`; user n is in variant n % variants. `users` must be coprime with 3, 5 and 7, or
-    the kinds of events would not reach every user (a multiple of 5 gives exposures to 3/5 of them).
-    Foreign-key triggers are skipped (session_replication_role = replica): the rows are consistent by
-    construction, and the load takes half the time.
-    """
-    conn.execute("SET session_replication_role = replica")
-    try:
-        for low in range(first, first + count, chunk):
-            high = min(low + chunk, first + count)
-            params = {
-                "experiment": experiment.id,
-                "variants": experiment.variant_ids,
-                "prefix": user_prefix,
-                "tag": tag,
-                "low": low,
-                "high": high - 1,
-                "users": users,
-                "offset": user_offset,
-                "metrics": list(METRICS),
-            }
-            with conn.transaction():
-                conn.execute(
-                    "INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, occurred_at)"
-                    f" SELECT %(experiment)s, {variant_sql('%(offset)s + g %% %(users)s')},"
-                    "  %(prefix)s || (%(offset)s + g %% %(users)s), %(tag)s || g,"
-                    "  now() - make_interval(secs => g %% 86400)"
-                    " FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g WHERE g %% 5 < 3",
-                    params,
-                )
-                conn.execute(
-                    "INSERT INTO conversions"
-                    " (experiment_id, variant_id, user_id, metric_name, value, event_id, occurred_at)"
-                    f" SELECT %(experiment)s, {variant_sql('%(offset)s + (7 * g + 3) %% %(users)s')},"
-                    "  %(prefix)s || (%(offset)s + (7 * g + 3) %% %(users)s),"
-                    "  (%(metrics)s::text[])[1 + g %% 3],"
-                    "  CASE WHEN g %% 3 = 1 THEN (g %% 50) + 0.99 ELSE 1 END,"
-                    "  %(tag)s || g, now() - make_interval(secs => g %% 86400)"
-                    " FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g WHERE g %% 5 >= 3",
-                    params,
-                )
-    finally:
-        conn.execute("SET session_replication_role = DEFAULT")
-
-
-def vacuum_analyze(conn: Any) -> None:
-    """What autovacuum does sooner or later after a bulk load: statistics and the visibility map."""
-    for table in (
-        "exposures",
-        "conversions",
-        "rollup_users",
-        "rollup_user_metrics",
-        "rollup_variants",
-        "rollup_metrics",
-    ):
-        conn.execute(f"VACUUM (ANALYZE) {table}")
-
-
-def long_timeout_database(timeout_ms: int = 900_000) -> Any:
-    """A second Database like the service's but with a long statement timeout, for loading rollups."""
-    from abtest.settings import get_settings
-    from abtest.storage.database import Database, connection_params
-
-    settings = get_settings()
-    return Database(lambda: connection_params(settings), statement_timeout_ms=timeout_ms)
-
-
-def roll_up_everything(database: Any, admin: Any, wait_seconds: float = 120.0) -> list[Any]:
-    """Run rollups until no event is above the horizon.
-
-    The horizon is the xmin of the run's snapshot, cluster-wide: a transaction left open elsewhere on
-    the server (another database, another benchmark) holds it back. Retry until it has passed.
-    """
-    from abtest.storage import RollupRepository
-
-    runs = []
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        runs.append(RollupRepository(database).roll_up())
-        if events_above_horizon(admin) == 0:
-            return runs
-        if time.monotonic() > deadline:
-            raise SystemExit("the rollup horizon did not pass the loaded events (a transaction left open?)")
-        time.sleep(1.0)
-
-
-def wait_until_rollup_can_see_everything(admin: Any, wait_seconds: float = 120.0) -> None:
-    """Wait until the cluster's snapshot xmin has passed every stored event's transaction, so that
-    the next rollup folds all of them (a transaction open elsewhere on the server holds it back)."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        row = admin.execute(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >"
-            " greatest((SELECT max(txid) FROM exposures), (SELECT max(txid) FROM conversions), '0'::xid8)"
-        ).fetchone()
-        if row[0]:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit("the cluster's xmin did not pass the loaded events (a transaction left open?)")
-        time.sleep(0.5)
-
-
-def events_above_horizon(admin: Any) -> int:
-    row = admin.execute(
-        "SELECT (SELECT count(*) FROM exposures WHERE txid >= (SELECT horizon FROM rollup_state))"
-        " + (SELECT count(*) FROM conversions WHERE txid >= (SELECT horizon FROM rollup_state))"
-    ).fetchone()
-    return int(row[0])
-
-
-# --- statement timing ------------------------------------------------------------------------------
-
-_LABELS = (
-    ("FROM exposures WHERE txid", "window: exposures"),
-    ("FROM conversions WHERE txid", "window: conversions"),
-    ("FROM rollup_users WHERE", "old state: rollup_users"),
-    ("FROM rollup_user_metrics WHERE", "old state: rollup_user_metrics"),
-    ("INSERT INTO rollup_users", "store: rollup_users"),
-    ("INSERT INTO rollup_user_metrics", "store: rollup_user_metrics"),
-    ("INSERT INTO rollup_variants", "store: rollup_variants"),
-    ("INSERT INTO rollup_metrics", "store: rollup_metrics"),
-    ("FROM rollup_variants WHERE", "read: rollup_variants"),
-    ("FROM rollup_metrics WHERE", "read: rollup_metrics"),
-    ("FROM rollup_state FOR UPDATE", "horizon (lock row)"),
-    ("UPDATE rollup_state", "horizon (update)"),
-    ("FROM rollup_state", "horizon (read)"),
-    ("pg_advisory_xact_lock", "advisory lock"),
-    ("FROM unnest(%(position)s", "record_batch statement"),
-    ("FROM experiments", "experiment + variants"),
-    ("statement_timeout", "SET LOCAL statement_timeout"),
-    ("ISOLATION LEVEL", "SET TRANSACTION (repeatable read)"),
-)
-
-
-def label(query: Any) -> str:
-    text = " ".join((query.decode() if isinstance(query, bytes) else str(query)).split())
-    for needle, name in _LABELS:
-        if needle in text:
-            return name
-    return text[:48]
-
-
-@dataclass
-class StatementTimes:
-    """Wall time spent in psycopg Cursor.execute (send, server work, receive), per statement label."""
-
-    seconds: dict[str, list[float]] = field(default_factory=dict)
-
-    def total(self) -> float:
-        return sum(sum(v) for v in self.seconds.values())
-
-
-@contextmanager
-def time_statements() -> Iterator[StatementTimes]:
-    import psycopg
-
-    times = StatementTimes()
-    original = psycopg.Cursor.execute
-
-    def execute(cursor: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(cursor, query, params, **kwargs)
-        finally:
-            times.seconds.setdefault(label(query), []).append(time.perf_counter() - start)
-
-    psycopg.Cursor.execute = execute  # type: ignore[method-assign,assignment]
-    try:
-        yield times
-    finally:
-        psycopg.Cursor.execute = original  # type: ignore[method-assign]
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # --- the ingestion benchmark -----------------------------------------------------------------------
@@ -511,38 +127,6 @@ def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random)
     )
 
 
-# The shipped lookup joins the batch to `assignments`; PostgreSQL hashes the whole table for it (a seq
-# scan of every assignment of every experiment, per batch). As a LATERAL subquery with LIMIT 1 it
-# cannot be flattened into a join, so it becomes one primary-key probe per event.
-SHIPPED_LOOKUP = "    LEFT JOIN assignments a ON a.experiment_id = i.experiment_id AND a.user_id = i.user_id"
-PROPOSED_LOOKUP = """    LEFT JOIN LATERAL (
-        SELECT variant_id FROM assignments
-        WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
-    ) a ON true"""
-
-
-def proposed_record_batch(shipped: str) -> str:
-    if SHIPPED_LOOKUP not in shipped:
-        raise LookupError("the shipped _RECORD_BATCH changed: update SHIPPED_LOOKUP in bench_ingest.py")
-    return shipped.replace(SHIPPED_LOOKUP, PROPOSED_LOOKUP)
-
-
-# Second what-if: the batch as one JSON document instead of nine 1,000-element arrays, which psycopg
-# dumps element by element in Python (text arrays with regex quoting) inside Cursor.execute.
-JSON_INPUT = """WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb)
-         AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
-              occurred_at timestamptz, metric_name text, value float8, payload jsonb)
-"""
-
-
-def json_record_batch(shipped: str) -> str:
-    start, end = shipped.find("WITH input AS ("), shipped.find("), checked AS")
-    if start < 0 or end < 0:
-        raise LookupError("the shipped _RECORD_BATCH changed: update json_record_batch in bench_ingest.py")
-    return proposed_record_batch(shipped).replace(shipped[start:end], JSON_INPUT)
-
-
 class Methods:
     """The three ways of writing a batch; each checks that all 1,000 events were stored."""
 
@@ -563,55 +147,10 @@ class Methods:
         assert accepted == BATCH_SIZE, f"record_batch accepted {accepted} of {BATCH_SIZE}"
 
     def handler(self, batch: Batch) -> None:
-        reply = self._handler(batch.api_event, context())
-        clear_metrics()
-        assert reply["statusCode"] == 200, reply
-        accepted = json.loads(reply["body"])["accepted"]
+        reply = Request.reply(self._handler(batch.api_event, context()))
+        assert reply.status == 200, reply
+        accepted = reply.body["accepted"]
         assert accepted == BATCH_SIZE, f"the handler accepted {accepted} of {BATCH_SIZE}"
-
-    def record_batch_proposed(self, batch: Batch) -> None:
-        """What-if: record_batch with the assignment lookup as one index probe per event (see
-        PROPOSED_LOOKUP). Swapped in for this call only; the shipped code is not changed."""
-        from abtest.storage import events as module
-
-        shipped = module._RECORD_BATCH
-        module._RECORD_BATCH = proposed_record_batch(shipped)
-        try:
-            self.record_batch(batch)
-        finally:
-            module._RECORD_BATCH = shipped
-
-    def record_batch_json(self, batch: Batch) -> None:
-        """What-if: as record_batch (same statement with the PK-probe lookup, same per-event results via
-        the shipped _batch_result), but the batch goes as one JSON parameter."""
-        from abtest.storage import events as module
-        from abtest.storage.database import get_database
-
-        query = json_record_batch(module._RECORD_BATCH)
-        rows = []
-        for position, event in enumerate(batch.models):
-            conversion = event.type == "conversion"
-            rows.append(
-                {
-                    "position": position,
-                    "kind": event.type,
-                    "experiment_id": str(event.experiment_id),
-                    "user_id": event.user_id,
-                    "event_id": event.event_id,
-                    "occurred_at": event.timestamp.isoformat() if event.timestamp else None,
-                    "metric_name": event.metric_name if conversion else None,
-                    "value": event.value if conversion else None,
-                    "payload": event.metadata if conversion else event.context,
-                }
-            )
-        text = json.dumps(rows)
-        params = {"batch": text}
-        stored = get_database().run(lambda conn: list(conn.execute(query, params)), transaction=False)
-        results = [
-            module._batch_result(r["position"], batch.models[r["position"]].event_id, r) for r in stored
-        ]
-        accepted = sum(r.status == "accepted" for r in results)
-        assert accepted == BATCH_SIZE, f"the JSON what-if accepted {accepted} of {BATCH_SIZE}"
 
     def copy(self, batch: Batch) -> None:
         conn = self._copy_conn
@@ -662,26 +201,6 @@ def captured_statement(call: Callable[[Any], Any]) -> tuple[Any, Any]:
     raise AssertionError("no statement was sent")
 
 
-PLAN_KEYS = (
-    "Scan",
-    "Join",
-    "Nested Loop",
-    "Insert on",
-    "Trigger",
-    "Limit",
-    "Execution Time",
-    "Planning Time",
-)
-
-
-def condensed_plan(lines: Sequence[str], keys: Sequence[str] = PLAN_KEYS) -> str:
-    """Plan lines worth reading, without the cost estimates."""
-    import re
-
-    kept = [re.sub(r"\(cost=[^)]*\) ", "", line) for line in lines if any(key in line for key in keys)]
-    return "\n".join(kept)
-
-
 def explain_batch(experiment: Experiment, users: int, rng: random.Random) -> str:
     """EXPLAIN ANALYZE of the shipped batch statement for one more batch, rolled back."""
     from abtest.storage import EventRepository
@@ -709,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    url = prepare_database()
-    experiment = create_running_experiment("bench-ingest")
+    url = prepare(DATABASE)
+    experiment = create_events_experiment("bench-ingest")
     with admin_connection(url) as admin:
         assign_users(admin, experiment, "u-", 0, args.users)
         admin.execute("VACUUM (ANALYZE) assignments")
@@ -720,15 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("handler", methods.handler),
         ("copy", methods.copy),
     ]
-    from abtest.storage import events as events_module
-
-    try:
-        proposed_record_batch(events_module._RECORD_BATCH)
-        names.append((WHAT_IF, methods.record_batch_proposed))
-        json_record_batch(events_module._RECORD_BATCH)
-        names.append((WHAT_IF_JSON, methods.record_batch_json))
-    except LookupError as exc:
-        print(f"(what-if rows skipped: {exc})")
     rng = random.Random(20261127)
     for name, write in names:  # warm-up: connections, imports, plan caches, buffers
         for b in range(2):
@@ -803,15 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(f"\nTarget record_batch >= {TARGET_RATIO} x COPY: {ratio:.2f} x, {verdict}.")
-    if WHAT_IF in rates:
-        what_if = statistics.median(rates[WHAT_IF]) / copy_rate
-        print(
-            f"What-if (assignment lookup as a LATERAL ... LIMIT 1 primary-key probe, not shipped): "
-            f"{what_if:.2f} x COPY."
-        )
-    if WHAT_IF_JSON in rates:
-        what_if = statistics.median(rates[WHAT_IF_JSON]) / copy_rate
-        print(f"What-if (the same, and the batch as one jsonb parameter, not shipped): {what_if:.2f} x COPY.")
     print("\nPlan of the shipped batch statement for this run (EXPLAIN ANALYZE of one more batch):\n")
     print(explain_batch(experiment, args.users, rng))
     print(f"Total run time {time.perf_counter() - started:.0f} s.")

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_recommendations.py [--requests 3000] [--items 10000] [--profile]
 
-Loads `localdev.seed.demo_catalog(n_items=10_000)` with AssignmentRepository.replace_catalog into the
+Loads `localdev.seed.demo_catalog(n_items=10_000)` with CatalogRepository.replace_catalog into the
 local database `abtest_bench` (reset every run), starts an experiment on the `recommendations` surface
 (traffic 1.0, variants lora_boost 0.3 and 0.5) through the experiments handler, and calls
 assignments_handler.lambda_handler in-process with API Gateway v2 events. Every user has a profile
@@ -86,12 +86,12 @@ class RecommendationsClient:
 
 def load_catalog(n_items: int, n_users: int) -> tuple[int, int]:
     """Replace the catalog with the demo one; return (items, profiles) loaded."""
-    from abtest.storage import AssignmentRepository
+    from abtest.storage import CatalogRepository
     from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=n_items, n_users=n_users)
-    AssignmentRepository(get_database()).replace_catalog(items, profiles)
+    CatalogRepository(get_database()).replace_catalog(items, profiles)
     return len(items), len(profiles)
 
 
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     url = prepare()
-    from abtest.storage import AssignmentRepository
+    from abtest.storage import AssignmentRepository, CatalogRepository
     from abtest.storage.database import get_database
     from assignments_handler import lambda_handler
 
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     reloads = count_calls(AssignmentRepository, "running_experiments")
-    catalog_loads = count_calls(AssignmentRepository, "catalog")
+    catalog_loads = count_calls(CatalogRepository, "catalog")
     new_users = [next(users) for _ in range(args.requests)]
     started = time.perf_counter()
     samples = run_interleaved(

@@ -4,7 +4,7 @@
 
 Database `abtest_bench_snapshots` (public schema dropped and re-migrated at the start, dropped at the
 end). One running experiment, two variants, users `n-0` .. `n-19996`; the new events are the generator
-of bench_ingest.bulk_load (60 % exposures, 40 % conversions over three metrics, timestamps over the
+of _harness.bulk_load (60 % exposures, 40 % conversions over three metrics, timestamps over the
 last 24 hours, so a run folds two UTC days and writes two days of snapshots).
 
 What is timed: RollupRepository(get_database()).roll_up(), wall time of the whole call (window by
@@ -27,9 +27,9 @@ import statistics
 import time
 from typing import Any
 
-import bench_ingest as common
+import _harness as common
 
-common.DATABASE = "abtest_bench_snapshots"  # its own database: never another benchmark's
+DATABASE = "abtest_bench_snapshots"  # its own database: never another benchmark's
 USERS = 19_997
 
 
@@ -73,7 +73,7 @@ def timed_rollup(
 
     admin.execute(
         "TRUNCATE exposures, conversions, rollup_users, rollup_user_metrics, rollup_variants, rollup_metrics,"
-        " snapshot_variants, snapshot_metrics"
+        " rollup_failures, snapshot_variants, snapshot_metrics"
     )
     admin.execute("UPDATE rollup_state SET horizon = '0'::xid8")
     if history is not None:
@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
-    url = common.prepare_database()
-    experiment = common.create_running_experiment("bench_snapshots")
+    url = common.prepare(DATABASE)
+    experiment = common.create_events_experiment("bench_snapshots")
     with common.admin_connection(url) as admin:
         common.assign_users(admin, experiment, "n-", 0, USERS)
         empty, full = [], []

@@ -1,9 +1,10 @@
 """`python -m localdev serve|migrate|seed|demo|invoke`: the entry points behind `make run`, `make seed`, ...
 
 `serve` finds or starts PostgreSQL, applies the migrations, loads the demo catalog if the catalog is
-empty, creates the demo experiment (several days of simulated traffic, for the HTML report) unless it
-exists or `--no-demo` is given, and serves the API on 127.0.0.1:3000. `seed` (re)loads the demo
-catalog and creates the demo experiment if missing; `demo` only the latter.
+empty, creates the report's demo experiment (several days of simulated traffic, for the HTML report)
+unless it exists or `--no-demo` is given, and serves the API on 127.0.0.1:3000. `seed` (re)loads the
+demo catalog, creates the draft demo experiment the files in events/ name, and creates the report's
+demo experiment if missing; `demo` only the latter.
 `invoke FUNCTION EVENT_FILE` calls one function of template.yaml with an event file, like
 `sam local invoke FUNCTION -e EVENT_FILE`, and prints its response.
 """
@@ -114,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         loaded = seed(force=args.command == "seed")
         if loaded:
             print(f"demo catalog loaded: {loaded} items", flush=True)
+    if args.command == "seed":
+        from localdev.seed import seed_demo_experiment
+
+        demo = seed_demo_experiment()
+        print(f"demo experiment {demo.name} ({demo.id}): {demo.status.value}", flush=True)
     if args.command == "demo" or (args.command in ("serve", "seed") and not args.no_demo):
         from localdev.demo import create_demo
 

@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-SCOPE_PREFIX = "abtest/"
+from abtest.settings import DEFAULT_SCOPE_PREFIX
+
+SCOPE_PREFIX = DEFAULT_SCOPE_PREFIX
 
 
 def _b64(data: bytes) -> str:

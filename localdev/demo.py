@@ -91,7 +91,7 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
             "name": DEMO_NAME,
             "description": "Demo: a redesigned checkout page against the current one (simulated traffic)",
             "surface": "checkout",
-            "salt": "demo-checkout-2026",
+            "salt": "demo-checkout-redesign-2026",
             "variants": [
                 {"name": "control", "weight": 0.5, "config": {"layout": "current"}},
                 {"name": "treatment", "weight": 0.5, "config": {"layout": "one-page"}},

@@ -3,15 +3,35 @@
 Items belong to topics: each embedding is its topic's centroid plus noise, and popularity follows a
 Zipf-like law, so "popular" and "similar to me" disagree and the variants' `lora_boost` visibly changes
 the ranking. Users `user-1` ... `user-N` get profiles near one or two topics; other user ids have none
-and are served by popularity.
+and are served by popularity. `make seed` also creates the draft experiment the files in events/ name.
 """
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import numpy as np
 
-from abtest.storage import AssignmentRepository
+from abtest.domain.models import Experiment, ExperimentCreate
+from abtest.errors import NotFound
+from abtest.storage import CatalogRepository, ExperimentRepository
 from abtest.storage.database import get_database
+
+# The id events/get_experiment.json and events/start_experiment.json name.
+DEMO_EXPERIMENT_ID = UUID("3f1c9d2e-7b4a-4c1e-9a65-0d2b8e6f4a10")
+# Its own surface, so starting it never changes what POST /recommendations serves (the README's example).
+DEMO_EXPERIMENT = ExperimentCreate.model_validate(
+    {
+        "name": "demo_checkout_button",
+        "description": "Demo experiment that the sample events in events/ read and start",
+        "surface": "checkout",
+        "salt": "demo-checkout-2026",
+        "variants": [
+            {"name": "control", "weight": 0.5, "config": {"button": "blue"}},
+            {"name": "green", "weight": 0.5, "config": {"button": "green"}},
+        ],
+    }
+)
 
 TOPICS = ("jazz", "rock", "classical", "hip-hop", "electronic", "folk", "pop", "ambient")
 
@@ -44,9 +64,18 @@ def demo_catalog(
 
 def seed(force: bool = True) -> int:
     """Load the demo catalog; with force=False only into an empty catalog. Returns items loaded."""
-    repository = AssignmentRepository(get_database())
+    repository = CatalogRepository(get_database())
     if not force and repository.count_items() > 0:
         return 0
     items, profiles = demo_catalog()
     repository.replace_catalog(items, profiles)
     return len(items)
+
+
+def seed_demo_experiment() -> Experiment:
+    """The draft demo experiment with the fixed id events/ names; an existing one is kept as it is."""
+    repository = ExperimentRepository(get_database())
+    try:
+        return repository.get(DEMO_EXPERIMENT_ID)
+    except NotFound:
+        return repository.create(DEMO_EXPERIMENT, experiment_id=DEMO_EXPERIMENT_ID)

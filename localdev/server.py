@@ -14,7 +14,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from localdev.auth import authorizer_context
 from localdev.lambda_events import LocalLambdaContext, http_api_event
@@ -23,6 +23,10 @@ from localdev.template import Route, http_routes, match
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 OPENAPI_PATH = "/api/v1/openapi.json"  # served by the local server only
+
+
+class _BodyTooLarge(ValueError):
+    """The body is larger than API Gateway accepts (413, unlike a malformed length: 400)."""
 
 
 class PooledHTTPServer(HTTPServer):
@@ -83,14 +87,23 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def _proxy(self) -> None:
-        url = urlsplit(self.path)
         try:
             body = self._read_body()
-        except ValueError as exc:
-            self.close_connection = True
-            error = json.dumps({"error": "bad_request", "message": str(exc)}).encode()
-            self._send(400 if "length" in str(exc) else 413, {"Content-Type": "application/json"}, error)
+        except _BodyTooLarge as exc:
+            self._refuse(413, "body_too_large", str(exc), "body")
             return
+        except ValueError as exc:
+            self._refuse(400, "bad_request", str(exc), "content-length")
+            return
+        try:
+            # http.server decodes the request line as Latin-1; the bytes are UTF-8 (as API Gateway reads
+            # them), and so must be whatever the path percent-encodes ("%FF%FE" names nothing).
+            path = self.path.encode("latin-1").decode("utf-8")
+            unquote_to_bytes(urlsplit(path).path).decode("utf-8")
+        except UnicodeError:
+            self._refuse(400, "invalid_path", "the path is not UTF-8 (raw or percent-encoded)", "path")
+            return
+        url = urlsplit(path)
         if self.command == "GET" and url.path == OPENAPI_PATH:
             self._send(200, {"Content-Type": "application/json"}, self.server.openapi)
             return
@@ -121,6 +134,11 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             return
         self._send(*_http_response(result))
 
+    def _refuse(self, status: int, code: str, message: str, field: str) -> None:
+        self.close_connection = True
+        error = json.dumps({"error": code, "message": message, "field": field}).encode()
+        self._send(status, {"Content-Type": "application/json"}, error)
+
     def _read_body(self) -> bytes | None:
         """The request body, whether sent with Content-Length or chunked (as API Gateway accepts)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -133,18 +151,16 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
                     break
                 total += size
                 if total > MAX_BODY_BYTES:
-                    raise ValueError("the body exceeds 10 MB")
+                    raise _BodyTooLarge("the body exceeds 10 MB")
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
             return b"".join(chunks) or None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise ValueError("invalid Content-Length") from None
-        if length < 0:
-            raise ValueError("invalid Content-Length")
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isascii() or not text.isdigit():  # int() would take "-5", " 5" or "5_0"
+            raise ValueError(f"invalid Content-Length: {text[:40]!r}")
+        length = int(text)
         if length > MAX_BODY_BYTES:
-            raise ValueError("the body exceeds 10 MB")
+            raise _BodyTooLarge("the body exceeds 10 MB")
         return self.rfile.read(length) if length else None
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -19,12 +19,13 @@ from abtest.domain.models import (
     StoredAssignmentResponse,
 )
 from abtest.domain.serving import Assignment, AssignmentService
+from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
-from abtest.storage import AssignmentRepository
+from abtest.storage import AssignmentRepository, CatalogRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -42,6 +43,7 @@ def server() -> AssignmentService:
     settings = get_settings()
     return AssignmentService(
         AssignmentRepository(get_database()),
+        CatalogRepository(get_database()),
         experiment_ttl=settings.experiment_cache_ttl_seconds,
         catalog_ttl=settings.catalog_cache_ttl_seconds,
     )
@@ -109,8 +111,14 @@ def stored_assignment(
     experiment_id: Annotated[UUID, Path()],
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
 ) -> StoredAssignmentResponse:
-    # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
-    user_id = unquote(user_id)
+    # Path parameters arrive percent-encoded in the raw path ("user%40example.com"); bytes that are
+    # not UTF-8 ("%FF%FE") name no user and must not become U+FFFD and look up another one.
+    try:
+        user_id = unquote(user_id, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
+        ) from None
     stored = AssignmentRepository(get_database()).stored_assignment(experiment_id, user_id)
     enrolled = stored.variant_id is not None and stored.variant_name is not None
     return StoredAssignmentResponse(

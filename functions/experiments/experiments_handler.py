@@ -14,7 +14,6 @@ from abtest.domain.models import (
     ExperimentPatch,
     Status,
     StatusChange,
-    check_variant_configs,
 )
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
@@ -47,7 +46,6 @@ def experiments() -> ExperimentRepository:
 @app.post(f"{API_PREFIX}/experiments", responses=documented(201, Experiment, 400, 409, 415))
 @tracer.capture_method(capture_response=False)
 def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
-    check_variant_configs(body.surface, [variant.config for variant in body.variants])
     experiment = experiments().create(body)
     logger.info("experiment created", extra={"experiment_id": str(experiment.id)})
     return Response(

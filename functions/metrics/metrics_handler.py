@@ -17,6 +17,7 @@ from abtest.http.app import API_PREFIX, create_app, documented, documented_html,
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
+from abtest.stats import Correction
 from abtest.storage import ExperimentRepository, RollupRepository
 from abtest.storage.database import get_database
 
@@ -55,7 +56,7 @@ def experiment_results(
     experiment_id: Annotated[UUID, Path()],
     alpha: Alpha = 0.05,
     correction: Annotated[
-        Literal["holm", "bh"] | None, Query(description="Adjust p-values across treatments and metrics")
+        Correction | None, Query(description="Adjust p-values across treatments and metrics")
     ] = None,
     mde: Annotated[
         float | None,

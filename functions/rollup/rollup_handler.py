@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.analysis.results import srm_verdict
+from abtest.analysis.results import srm_alerts
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
 from abtest.storage import RollupRepository
@@ -26,24 +26,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     summary = {
         "previous_horizon": run.previous_horizon,
         "horizon": run.horizon,
-        "exposure_groups": run.exposure_groups,
-        "conversion_groups": run.conversion_groups,
+        "users": run.users,
+        "experiments": run.experiments,
+        "failed_experiments": [str(experiment_id) for experiment_id in run.failed],
         "snapshot_days": run.snapshot_days,
         "seconds": round(run.seconds, 3),
         "scheduled_at": event.get("time"),
     }
     cloudwatch.add_metric(name="RollupRun", unit=MetricUnit.Count, value=1)
-    mismatched = []
-    for experiment, users in repository.running_allocations():
-        verdict = srm_verdict(users, [variant.weight for variant in experiment.variants])
-        if verdict.flag:
-            mismatched.append(str(experiment.id))
-            logger.warning(
-                "sample ratio mismatch",
-                extra={"experiment_id": str(experiment.id), "p_value": verdict.p_value, "users": users},
-            )
-    if mismatched:
-        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(mismatched))
-    summary["srm_detected"] = mismatched
+    if run.failed:
+        # Each is logged by the repository; their events stay pending, the rest were folded.
+        cloudwatch.add_metric(name="RollupExperimentFailed", unit=MetricUnit.Count, value=len(run.failed))
+    alerts = srm_alerts(repository.running_allocations())
+    for alert in alerts:
+        logger.warning(
+            "sample ratio mismatch",
+            extra={"experiment_id": str(alert.experiment_id), "p_value": alert.p_value, "users": alert.users},
+        )
+    if alerts:
+        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(alerts))
+    summary["srm_detected"] = [str(alert.experiment_id) for alert in alerts]
     logger.info("rollup finished", extra=summary)
     return summary

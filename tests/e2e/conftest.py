@@ -75,7 +75,7 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(f"{http.base_url}/api/v1/nowhere", timeout=2):
+            with urllib.request.urlopen(f"{http.base_url}/api/v1/nowhere", timeout=10):
                 break
         except urllib.error.HTTPError:
             break  # the server answers (404 for an unknown route)

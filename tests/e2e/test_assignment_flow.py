@@ -8,12 +8,12 @@ from tests.integration.test_experiments_api import experiment_body
 
 
 def test_original_example_tags_as_predicted_and_pausing_stops_enrollment(http: Http) -> None:
-    from abtest.storage import AssignmentRepository
+    from abtest.storage import CatalogRepository
     from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=200, n_users=20)
-    AssignmentRepository(get_database()).replace_catalog(items, profiles)
+    CatalogRepository(get_database()).replace_catalog(items, profiles)
     status, _, experiment = http.request("POST", "/api/v1/experiments", experiment_body())
     assert status == 201
     path = f"/api/v1/experiments/{experiment['id']}"

@@ -75,7 +75,7 @@ def test_create_get_and_start_over_http(http: Http) -> None:
             415,
             "unsupported_media_type",
         ),
-        ("GET", "/api/v1/experiments/123", None, "application/json", 422, "validation_error"),
+        ("GET", "/api/v1/experiments/123", None, "application/json", 404, "not_found"),
     ],
 )
 def test_errors_are_json_over_http(

@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from abtest.http.scopes import SCOPES
+from abtest.settings import DEFAULT_SCOPE_PREFIX
 from localdev.lambda_events import LocalLambdaContext, http_api_event
 from localdev.template import Route, http_routes, match
 
@@ -29,7 +31,7 @@ class ApiResponse:
         return f"ApiResponse({self.status}, {self.json!r})"
 
 
-ALL_SCOPES = ("abtest/admin", "abtest/read", "abtest/ingest")
+ALL_SCOPES = tuple(DEFAULT_SCOPE_PREFIX + scope for scope in SCOPES)
 
 
 def authorizer(scopes: tuple[str, ...]) -> dict[str, Any]:

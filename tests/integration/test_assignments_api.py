@@ -34,11 +34,11 @@ def assign(api: Any, experiment_id: str, user_id: str, **extra: Any) -> ApiRespo
 
 @pytest.fixture
 def catalog(sql: Any, clean_db: str) -> None:
-    from abtest.storage import AssignmentRepository
+    from abtest.storage import CatalogRepository
     from abtest.storage.database import get_database
 
     items, profiles = demo_catalog(n_items=300, n_users=50)
-    AssignmentRepository(get_database()).replace_catalog(items, profiles)
+    CatalogRepository(get_database()).replace_catalog(items, profiles)
 
 
 def test_recommendations_are_tagged_exactly_as_the_contract_predicts(

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from abtest.http.scopes import SCOPES
+from abtest.settings import DEFAULT_SCOPE_PREFIX as PREFIX
 from localdev.template import http_routes
 from tests.integration.conftest import call
 from tests.integration.test_experiments_api import BASE, experiment_body
@@ -24,7 +26,7 @@ def _required(route: Any) -> str:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.route_key)
 def test_a_token_without_the_scope_is_refused(clean_db: str, sql: Any, route: Any) -> None:
     required = _required(route)
-    others = tuple(f"abtest/{s}" for s in ("admin", "read", "ingest") if s != required)
+    others = tuple(f"{PREFIX}{s}" for s in SCOPES if s != required)
     path = route.path.replace("{experiment_id}", SAMPLE_ID).replace("{user_id}", "u1")
     body = experiment_body() if route.method in ("POST", "PUT", "PATCH") else None
 
@@ -41,7 +43,9 @@ def test_no_token_at_all_is_refused(clean_db: str) -> None:
 
 
 def test_the_right_scope_is_enough(clean_db: str) -> None:
-    created = call("POST", BASE, experiment_body(), scopes=("abtest/admin",))
+    created = call("POST", BASE, experiment_body(), scopes=(f"{PREFIX}admin",))
     assert created.status == 201
     assert call("GET", f"{BASE}/{created.json['id']}", scopes=("read",)).status == 200
-    assert call("POST", "/api/v1/recommendations", {"user_id": "u"}, scopes=("abtest/ingest",)).status == 200
+    assert (
+        call("POST", "/api/v1/recommendations", {"user_id": "u"}, scopes=(f"{PREFIX}ingest",)).status == 200
+    )

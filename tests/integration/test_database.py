@@ -179,12 +179,12 @@ def test_handler_recovers_after_its_connection_is_killed(api: Any, clean_db: str
 def test_outage_recommendations_fail_open_writes_refuse_and_recovery_needs_no_restart(
     api: Any, sql: Any, outage: Any
 ) -> None:
-    from abtest.storage import AssignmentRepository
+    from abtest.storage import CatalogRepository
     from abtest.storage.database import get_database
     from localdev.seed import demo_catalog
 
     items, profiles = demo_catalog(n_items=50, n_users=5)
-    AssignmentRepository(get_database()).replace_catalog(items, profiles)
+    CatalogRepository(get_database()).replace_catalog(items, profiles)
     created = api("POST", BASE, experiment_body(traffic_allocation=1.0)).json
     api("PUT", f"{BASE}/{created['id']}/status", {"status": "running"})
     warm = api("POST", "/api/v1/recommendations", {"user_id": "user-1", "limit": 3})

@@ -252,6 +252,7 @@ def test_metrics_are_per_user(api: Any) -> None:
         "conversion_rate": pytest.approx(2 / len(control)),
         "users": 2,
         "sum_squares": 15.0**2 + 2.0**2,
+        "unattributed": 0,
     }
     t = variants[ids[1]]["conversions"]["purchase"]
     assert (t["count"], t["users"], t["sum"], t["conversion_rate"]) == (0, 0, 0.0, 0.0)
@@ -266,14 +267,15 @@ def test_rollup_handler_takes_the_schedule_event_and_keeps_metrics_exact(api: An
         convert(api, experiment["id"], f"u{n}", value=n)
     before = api("GET", f"{BASE}/{experiment['id']}/metrics").json
     summary = rollup()
-    if summary["exposure_groups"] == 0 and _foreign_open_transactions(sql):
+    if summary["users"] == 0 and _foreign_open_transactions(sql):
         pytest.skip("another session's open transaction holds the rollup horizon back (by design)")
-    assert summary["exposure_groups"] >= 10
+    assert summary["users"] >= 10
+    assert summary["failed_experiments"] == []
     assert summary["scheduled_at"] == ROLLUP_EVENT["time"]
     assert sql("SELECT sum(users) FROM rollup_variants") == [(10,)]
     after = api("GET", f"{BASE}/{experiment['id']}/metrics").json
     assert after["variant_metrics"] == before["variant_metrics"]
-    assert rollup()["exposure_groups"] == 0, "a second run finds nothing new"
+    assert rollup()["users"] == 0, "a second run finds nothing new"
     assert (
         api("GET", f"{BASE}/{experiment['id']}/metrics").json["variant_metrics"] == before["variant_metrics"]
     )
@@ -424,7 +426,7 @@ def test_a_transaction_open_across_rollups_is_folded_exactly_once(api: Any, clea
         first = rollup()
         assert_matches_sql(clean_db, experiment["id"])
         slow.commit()
-    assert first["exposure_groups"] <= 1, "the run must stop below the open transaction"
+    assert first["users"] <= 1, "the run must stop below the open transaction"
     rollup()
     assert_matches_sql(clean_db, experiment["id"])
     rollup()

@@ -177,7 +177,7 @@ def test_weights_summing_to_one_within_tolerance_are_accepted(api: Any) -> None:
         ("[]", 422, "validation_error"),
         ("null", 422, "validation_error"),
         ("", 422, "validation_error"),
-        ('{"name": "a", "traffic_allocation": NaN, "variants": []}', 422, "validation_error"),
+        ('{"name": "a", "traffic_allocation": NaN, "variants": []}', 400, "invalid_json"),
     ],
 )
 def test_malformed_bodies_are_4xx_json(api: Any, sql: Any, raw: str, status: int, error: str) -> None:
@@ -207,8 +207,8 @@ def test_get_unknown_and_malformed_ids(api: Any) -> None:
     missing = api("GET", f"{BASE}/00000000-0000-4000-8000-000000000000")
     assert missing.status == 404
     assert missing.json["error"] == "experiment_not_found"
-    malformed = api("GET", f"{BASE}/not-a-uuid")
-    assert malformed.status == 422
+    malformed = api("GET", f"{BASE}/not-a-uuid")  # names no resource: 404, as a path must
+    assert malformed.status == 404
     assert malformed.json["field"] == "experiment_id"
 
 

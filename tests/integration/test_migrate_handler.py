@@ -120,6 +120,8 @@ def empty_database(database_url: str, point_at: Callable[[str], None]) -> Iterat
     yield url
     point_at(database_url)
     with psycopg.connect(database_url, autocommit=True) as admin:
+        # The migrations set a role statement_timeout here; dropping may take longer on a loaded machine.
+        admin.execute("SET statement_timeout = 0")
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

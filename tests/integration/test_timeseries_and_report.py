@@ -131,13 +131,21 @@ def test_snapshots_hold_exact_per_user_sums_of_squares(api: Any, sql: Any) -> No
     # Given one user buying 3 on day 1 and 4 on day 2 (and another user, so the experiment has two arms)
     experiment = start(api)
     day1, day2 = TODAY - timedelta(days=1), TODAY
+    # both exposed on day 1 before they buy (only conversions at or after the first exposure count)
     for user in ("alice", "bob"):
-        api("POST", "/api/v1/assignments", {"experiment_id": experiment["id"], "user_id": user})
+        body = {"experiment_id": experiment["id"], "user_id": user, "record_exposure": False}
+        api("POST", "/api/v1/assignments", body)
+    exposures = [
+        {"type": "exposure", "experiment_id": experiment["id"], "user_id": user, "event_id": f"x-{user}"}
+        | {"timestamp": at(day1, 9)}
+        for user in ("alice", "bob")
+    ]
     api(
         "POST",
         "/api/v1/events",
         {
             "events": [
+                *exposures,
                 conversion(experiment["id"], "alice", day1, 3.0, "a1"),
                 conversion(experiment["id"], "alice", day2, 4.0, "a2"),
             ]
@@ -145,12 +153,49 @@ def test_snapshots_hold_exact_per_user_sums_of_squares(api: Any, sql: Any) -> No
     )
     rollup_all(sql)
     # Then each day's sum of squares is of that day's cumulative per-user total: 3^2, then (3+4)^2
+    # (one run folded both days: the user is recomputed from their events up to the end of each day)
     rows = sql(
         "SELECT day, sum, sum_squares, users FROM snapshot_metrics WHERE experiment_id = %s ORDER BY day",
         (experiment["id"],),
     )
-    # The users were exposed today (by /assignments), so yesterday's conversion counts from today on.
-    assert rows == [(day2, 7.0, 49.0, 1)]
+    assert rows == [(day1, 3.0, 9.0, 1), (day2, 7.0, 49.0, 1)]
+
+
+def test_snapshots_follow_attribution_from_the_first_exposure_and_a_late_exposure_counts_on_the_latest_day(
+    api: Any, sql: Any
+) -> None:
+    # Given alice converting on day 1 and first exposed on day 2 (bob: exposed, so there are two arms)
+    experiment = start(api)
+    day1, day2 = TODAY - timedelta(days=2), TODAY - timedelta(days=1)
+    for user in ("alice", "bob"):
+        body = {"experiment_id": experiment["id"], "user_id": user, "record_exposure": False}
+        api("POST", "/api/v1/assignments", body)
+
+    def exposure(user: str, day: date, event_id: str) -> dict[str, Any]:
+        return {"type": "exposure", "experiment_id": experiment["id"], "user_id": user} | {
+            "event_id": event_id,
+            "timestamp": at(day, 9),
+        }
+
+    events = [exposure("bob", day1, "b1"), conversion(experiment["id"], "alice", day1, 5.0, "a1")]
+    api("POST", "/api/v1/events", {"events": [*events, exposure("alice", day2, "x2")]})
+    rollup_all(sql)
+    query = (
+        "SELECT day, count, sum, users, unattributed FROM snapshot_metrics WHERE experiment_id = %s"
+        " ORDER BY day"
+    )
+    # Then the conversion happened before her first exposure: it counts on neither day
+    assert sql(query, (experiment["id"],)) == [(day1, 0, 0.0, 0, 1), (day2, 0, 0.0, 0, 1)]
+    # When an exposure dated day 1 (before the conversion) arrives late, in a later run
+    api("POST", "/api/v1/events", {"events": [exposure("alice", day1, "x1")]})
+    before = series(api, experiment["id"])
+    summary = rollup_all(sql)
+    # Then it counts from the latest snapshot day on (earlier days are never rewritten), as the
+    # series read before that run already said, and the last point is /results
+    assert summary["snapshot_days"] == 1
+    assert sql(query, (experiment["id"],)) == [(day1, 0, 0.0, 0, 1), (day2, 1, 5.0, 1, 0)]
+    assert series(api, experiment["id"])["points"] == before["points"]
+    assert_last_point_is_results(api, experiment["id"], "value")
 
 
 def test_rollups_day_by_day_record_each_day_and_late_events_count_on_the_latest_day(
@@ -267,10 +312,10 @@ def test_the_report_warns_about_conversions_waiting_for_exposure(api: Any, sql: 
     api("POST", "/api/v1/events", {"events": [conversion(experiment["id"], "waiting", TODAY, 1.0, "w1")]})
     page = report(api, experiment["id"])
     assert 'data-warning="waiting_for_exposure"' in page
-    assert "1 conversions of 1 users wait for exposure" in page
+    assert "1 conversions of 1 users wait for an exposure" in page
     assert 'data-warning="too_few_users"' in page
     rollup_all(sql)
-    assert "1 conversions of 1 users wait for exposure" in report(api, experiment["id"])
+    assert "1 conversions of 1 users wait for an exposure" in report(api, experiment["id"])
 
 
 @pytest.mark.parametrize(

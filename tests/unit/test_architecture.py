@@ -3,7 +3,7 @@
 contract/  bit-exact assignment contract        imports: stdlib, mmh3
 domain/    experiments, decisions, serving       imports: contract, errors, settings, observability
 analysis/  rollup fold, reports                 imports: domain, contract, stats, errors
-stats/     the statistics engine                imports: itself only
+stats/     the statistics engine                imports: itself, and field_path (stdlib only)
 storage/   the only SQL and the only psycopg
 http/      resolver, error mapping, scopes      the only Powertools event-handler user (with handlers)
 """
@@ -20,6 +20,7 @@ from localdev.postgres import PROJECT_ROOT
 PACKAGE = PROJECT_ROOT / "layers" / "abtest" / "abtest"
 FUNCTIONS = PROJECT_ROOT / "functions"
 PURE = ("contract", "domain", "analysis", "stats")
+SHARED_WITH_STATS = {"abtest.field_path", "abtest.field_path.field_path"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -91,8 +92,13 @@ def test_pure_code_depends_on_neither_storage_nor_http(path: Path) -> None:
 @pytest.mark.parametrize("path", files_in(PACKAGE / "stats"), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_the_statistics_engine_stands_alone(path: Path) -> None:
     # It is shaped like gbstats and runs as `python -m abtest.stats`: nothing else of the service.
-    own = {name for name in imports_of(path) if name.startswith("abtest")}
+    # Its one exception is abtest.field_path, the service's one error-field syntax: standard library only.
+    own = {name for name in imports_of(path) if name.startswith("abtest")} - SHARED_WITH_STATS
     assert all(name.startswith("abtest.stats") for name in own), own
+
+
+def test_what_the_statistics_engine_shares_imports_nothing_of_the_service() -> None:
+    assert not {name for name in imports_of(PACKAGE / "field_path.py") if name.startswith("abtest")}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 from abtest.http.scopes import grants, missing_scope, token_scopes
+from abtest.settings import DEFAULT_SCOPE_PREFIX as P
 from localdev.auth import authorizer_context, development_token
 from localdev.template import http_routes, load_template
 
@@ -19,8 +20,8 @@ def event(route_key: str, scopes: list[str] | None = None, claim: str | None = N
 
 
 def test_scopes_come_from_the_authorizer_list_or_the_scope_claim() -> None:
-    assert token_scopes(event("x", scopes=["abtest/read"])) == {"abtest/read"}
-    assert token_scopes(event("x", claim="abtest/read abtest/ingest")) == {"abtest/read", "abtest/ingest"}
+    assert token_scopes(event("x", scopes=[P + "read"])) == {P + "read"}
+    assert token_scopes(event("x", claim=f"{P}read {P}ingest")) == {P + "read", P + "ingest"}
     assert token_scopes({"routeKey": "x", "requestContext": {}}) == set()
 
 
@@ -28,8 +29,8 @@ def test_scopes_come_from_the_authorizer_list_or_the_scope_claim() -> None:
     ("scopes", "required", "ok"),
     [
         ({"admin"}, "admin", True),
-        ({"abtest/admin"}, "admin", True),
-        ({"abtest/read"}, "admin", False),
+        ({P + "admin"}, "admin", True),
+        ({P + "read"}, "admin", False),
         ({"billing/admin"}, "admin", False),
         ({"superadmin"}, "admin", False),
         (set(), "read", False),
@@ -40,9 +41,9 @@ def test_grants(scopes: set[str], required: str, ok: bool) -> None:
 
 
 def test_unknown_routes_are_refused() -> None:
-    assert missing_scope(event("GET /elsewhere", scopes=["abtest/admin"]), {"GET /x": "read"}) == "admin"
-    assert missing_scope(event("GET /x", scopes=["abtest/read"]), {"GET /x": "read"}) is None
-    assert missing_scope(event("GET /x", scopes=["abtest/ingest"]), {"GET /x": "read"}) == "read"
+    assert missing_scope(event("GET /elsewhere", scopes=[P + "admin"]), {"GET /x": "read"}) == "admin"
+    assert missing_scope(event("GET /x", scopes=[P + "read"]), {"GET /x": "read"}) is None
+    assert missing_scope(event("GET /x", scopes=[P + "ingest"]), {"GET /x": "read"}) == "read"
 
 
 def test_handlers_enforce_exactly_the_scopes_the_template_declares() -> None:
@@ -73,7 +74,12 @@ def test_handlers_enforce_exactly_the_scopes_the_template_declares() -> None:
 def test_development_tokens_round_trip() -> None:
     context = authorizer_context(f"Bearer {development_token(['read', 'ingest'])}")
     assert context is not None
-    assert context["jwt"]["scopes"] == ["abtest/read", "abtest/ingest"]
+    assert context["jwt"]["scopes"] == [P + "read", P + "ingest"]
     assert authorizer_context(None) is None
     assert authorizer_context("Bearer not-a-token") is None
     assert authorizer_context("Basic abc") is None
+
+
+def test_the_template_default_scope_prefix_is_the_code_default() -> None:
+    # One prefix: the stack parameter's default and the handlers' default must not drift apart.
+    assert load_template()["Parameters"]["ScopePrefix"]["Default"] == P

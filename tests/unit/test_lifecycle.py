@@ -12,12 +12,13 @@ from abtest.domain.lifecycle import (
     CONVERTING,
     ENROLLING,
     allowed_targets,
+    check_create,
     check_patch,
     check_transition,
     sources_of,
 )
-from abtest.domain.models import Experiment, Status
-from abtest.errors import Conflict, InvalidTransition
+from abtest.domain.models import Experiment, ExperimentCreate, Status, Variant
+from abtest.errors import Conflict, InvalidInput, InvalidTransition
 
 ALLOWED = {
     ("draft", "running"),
@@ -103,3 +104,47 @@ def test_completed_refuses_everything() -> None:
     with pytest.raises(Conflict) as raised:
         check_patch(_experiment(Status.COMPLETED), {"description": "d"})
     assert raised.value.code == "experiment_completed"
+
+
+def test_create_and_draft_edit_share_one_door_for_recommender_configs() -> None:
+    # Given the same bad config, a new experiment and an edited draft fail the same way.
+    bad = [{"name": "a", "weight": 0.5, "config": {"lora_boost": 2}}, {"name": "b", "weight": 0.5}]
+    with pytest.raises(InvalidInput) as on_create:
+        check_create(ExperimentCreate.model_validate({"name": "x", "variants": bad}))
+    draft = make_draft_on("checkout")
+    with pytest.raises(InvalidInput) as on_edit:
+        check_patch(
+            draft,
+            {"surface": "recommendations"}
+            | {"variants": ExperimentCreate.model_validate({"name": "x", "variants": bad}).variants},
+        )
+    assert on_create.value.field == on_edit.value.field == "variants[0].config.lora_boost"
+    # Moving a draft whose configs are not recommender settings onto the recommendations surface fails too.
+    with pytest.raises(InvalidInput):
+        check_patch(make_draft_on("checkout", config={"button": "green"}), {"surface": "recommendations"})
+    assert check_create(
+        ExperimentCreate.model_validate({"name": "x", "surface": "checkout", "variants": bad})
+    )
+
+
+def make_draft_on(surface: str, config: dict[str, object] | None = None) -> Experiment:
+    experiment_id = uuid.uuid4()
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    variants = [
+        Variant(id=uuid.uuid4(), name=n, description="", weight=0.5, config=config or {}, position=i)
+        for i, n in enumerate(("a", "b"))
+    ]
+    return Experiment(
+        id=experiment_id,
+        name="x",
+        description="",
+        status=Status.DRAFT,
+        traffic_allocation=1.0,
+        salt=str(experiment_id),
+        surface=surface,
+        variants=variants,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        completed_at=None,
+    )

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from abtest.domain.models import ExperimentCreate, ExperimentPatch
+from abtest.field_path import field_path
 from abtest.http.app import field_name
+from abtest.stats.inputs import StatsInputError, parse_request
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -78,3 +80,21 @@ def test_patch_needs_a_field_and_reports_what_it_sets() -> None:
 )
 def test_field_names_from_error_locations(loc: tuple[Any, ...], expected: str) -> None:
     assert field_name(loc) == expected
+
+
+def test_the_http_and_statistics_errors_name_fields_with_one_path_syntax() -> None:
+    # One definition (abtest.field_path): the API's 422s and the stats CLI's errors agree.
+    with pytest.raises(StatsInputError) as raised:
+        parse_request(
+            {
+                "metric_type": "binomial",
+                "variants": [{"users": 1, "conversions": 0}, {"users": -1, "conversions": 0}],
+            }
+        )
+    assert (
+        raised.value.field
+        == field_name(("body", "variants", 1, "users"))
+        == field_path(("variants", 1, "users"))
+    )
+    assert field_path(()) == ""
+    assert field_name(()) == "body"

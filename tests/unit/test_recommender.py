@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abtest.domain.models import RecommenderConfig, check_variant_configs
+from abtest.domain.models import CatalogItem, RecommenderConfig, check_variant_configs
 from abtest.domain.recommender import Catalog, recommend, similarity
 from abtest.errors import InvalidInput
 
@@ -18,12 +18,20 @@ ITEMS = [
 ]
 
 
+def catalog_of(rows: list[tuple[str, str, list[float], float]]) -> Catalog:
+    """A catalog from (id, title, embedding, popularity) rows, as CatalogRepository returns them."""
+    return Catalog.from_items(
+        CatalogItem(id=item_id, title=title, embedding=embedding, popularity=popularity)
+        for item_id, title, embedding, popularity in rows
+    )
+
+
 def ids(items: list) -> list[str]:  # type: ignore[type-arg]
     return [item.item_id for item in items]
 
 
 def test_popularity_only_without_boost() -> None:
-    catalog = Catalog.from_items(ITEMS)
+    catalog = catalog_of(ITEMS)
     assert ids(recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=0.0), 3)) == [
         "popular",
         "middle",
@@ -32,14 +40,14 @@ def test_popularity_only_without_boost() -> None:
 
 
 def test_full_boost_ranks_by_similarity_to_the_profile() -> None:
-    catalog = Catalog.from_items(ITEMS)
+    catalog = catalog_of(ITEMS)
     ranked = recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=1.0), 3)
     assert ids(ranked) == ["similar", "middle", "popular"]
     assert ranked[0].score == pytest.approx(1.0)
 
 
 def test_blend_matches_the_documented_formula() -> None:
-    catalog = Catalog.from_items(ITEMS)
+    catalog = catalog_of(ITEMS)
     boost = 0.3
     (top,) = recommend(catalog, [0.0, 1.0], RecommenderConfig(lora_boost=boost), 1)
     popularity = np.log1p([1000.0, 1.0, 30.0]) / np.log1p(1000.0)
@@ -51,14 +59,14 @@ def test_blend_matches_the_documented_formula() -> None:
 
 @pytest.mark.parametrize("profile", [None, [0.0, 0.0], [1.0, 2.0, 3.0], [float("nan"), 1.0]])
 def test_unusable_profiles_fall_back_to_neutral_similarity(profile: list[float] | None) -> None:
-    catalog = Catalog.from_items(ITEMS)
+    catalog = catalog_of(ITEMS)
     assert np.all(similarity(catalog, profile) == 0.5)
     assert ids(recommend(catalog, profile, RecommenderConfig(lora_boost=0.9), 3))[0] == "popular"
 
 
 def test_ties_break_by_catalog_order() -> None:
     items = [(f"i{n}", "", [1.0, 0.0], 5.0) for n in range(10)]
-    assert ids(recommend(Catalog.from_items(items), None, RecommenderConfig(), 4)) == ["i0", "i1", "i2", "i3"]
+    assert ids(recommend(catalog_of(items), None, RecommenderConfig(), 4)) == ["i0", "i1", "i2", "i3"]
 
 
 def test_diversity_skips_near_duplicates() -> None:
@@ -67,20 +75,20 @@ def test_diversity_skips_near_duplicates() -> None:
         ("a-copy", "", [1.0, 0.01], 99.0),
         ("b", "", [0.0, 1.0], 50.0),
     ]
-    catalog = Catalog.from_items(items)
+    catalog = catalog_of(items)
     assert ids(recommend(catalog, None, RecommenderConfig(), 2)) == ["a", "a-copy"]
     assert ids(recommend(catalog, None, RecommenderConfig(diversity=0.5), 2)) == ["a", "b"]
 
 
 def test_empty_catalog_and_zero_popularity() -> None:
     assert recommend(Catalog.empty(), None, RecommenderConfig(), 5) == []
-    flat = Catalog.from_items([("x", "", [1.0], 0.0), ("y", "", [1.0], 0.0)])
+    flat = catalog_of([("x", "", [1.0], 0.0), ("y", "", [1.0], 0.0)])
     assert ids(recommend(flat, None, RecommenderConfig(), 5)) == ["x", "y"]
 
 
 def test_ragged_embeddings_are_rejected() -> None:
     with pytest.raises(ValueError, match="same length"):
-        Catalog.from_items([("x", "", [1.0], 1.0), ("y", "", [1.0, 2.0], 1.0)])
+        catalog_of([("x", "", [1.0], 1.0), ("y", "", [1.0, 2.0], 1.0)])
 
 
 @given(
@@ -94,7 +102,7 @@ def test_results_are_unique_sorted_when_not_diverse_and_bounded(
 ) -> None:
     rng = np.random.default_rng(seed)
     items = [(f"i{n}", "", list(rng.normal(size=4)), float(rng.exponential(10))) for n in range(30)]
-    catalog = Catalog.from_items(items)
+    catalog = catalog_of(items)
     profile = list(rng.normal(size=4))
     plain = recommend(catalog, profile, RecommenderConfig(lora_boost=boost), limit)
     assert len(plain) == min(limit, 30)

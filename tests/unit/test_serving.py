@@ -13,7 +13,7 @@ import pytest
 from abtest.contract.bucketing import bucket_for
 from abtest.domain.assignment import Enrollment
 from abtest.domain.cache import TTLCache
-from abtest.domain.models import Experiment, Reason, Status, Variant
+from abtest.domain.models import CatalogItem, Experiment, Reason, Status, Variant
 from abtest.domain.serving import AssignmentService
 from abtest.errors import NotFound, Unavailable
 
@@ -112,13 +112,13 @@ class FakeStore:
         profile = self.profiles.get(user_id) if with_profile else None
         return Enrollment(status, self.assignments[key], created, record_exposure, profile)
 
-    def catalog(self) -> list[tuple[str, str, list[float], float]]:
+    def catalog(self) -> list[CatalogItem]:
         self._call("catalog")
-        return self.items
+        return [CatalogItem(id=i, title=t, embedding=e, popularity=p) for i, t, e, p in self.items]
 
 
 def server(store: FakeStore, ttl: float = 60.0) -> AssignmentService:
-    return AssignmentService(store, experiment_ttl=ttl, catalog_ttl=ttl)
+    return AssignmentService(store, store, experiment_ttl=ttl, catalog_ttl=ttl)
 
 
 def test_assignment_follows_the_contract_and_is_sticky() -> None:

@@ -80,12 +80,14 @@ def test_the_last_point_is_the_results_report_of_the_current_statistics(analysis
     assert len(series.points) == 4
     assert [sum(v.users for v in p.variants) for p in series.points] == [204, 410, 410, 810]
     results = results_report(data.current)
-    expected = results.metrics["buy"][analysis]["comparisons"][0]
+    expected = getattr(results.metrics["buy"], analysis).comparisons[0]
     last = series.points[-1].comparisons[0]
-    assert last.lift == expected["relative"]["estimate"]
-    assert last.ci == expected["relative"]["ci"]
-    assert last.sequential_ci == expected["sequential_relative"]["ci"]
-    assert last.chance_to_win == expected["bayes_relative"]["chance_to_win"]
+    assert expected.relative.ci is not None
+    assert expected.sequential_relative.ci is not None
+    assert last.lift == expected.relative.estimate
+    assert last.ci == list(expected.relative.ci)
+    assert last.sequential_ci == list(expected.sequential_relative.ci)
+    assert last.chance_to_win == expected.bayes_relative.chance_to_win
     assert series.points[-1].srm_p_value == results.srm.p_value
 
 
@@ -139,7 +141,7 @@ def test_the_page_escapes_what_users_wrote_and_warns_about_srm() -> None:
     assert "<script" not in page
     assert "&lt;script&gt;" in page
     assert 'data-warning="srm"' in page
-    assert "3 conversions of 2 users wait for exposure" in page
+    assert "3 conversions of 2 users wait for an exposure" in page
     assert "1,000" in page
     index = index_page([IndexEntry(exp, results)])
     assert f'href="experiments/{exp.id}/report"' in index

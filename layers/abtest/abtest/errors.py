@@ -63,3 +63,13 @@ class InvalidInput(DomainError):
     def __init__(self, message: str, *, code: str = "validation_error", field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.code = code
+
+
+class BadRequest(DomainError):
+    """A request that is malformed below the JSON level (e.g. a path that is not UTF-8): HTTP 400."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str = "bad_request", field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.code = code

@@ -8,6 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The one definition of the scope prefix (settings is cross-cutting; http.scopes and localdev use it);
+# the template's ScopePrefix default equals it (a unit test checks).
+DEFAULT_SCOPE_PREFIX = "abtest/"
+
 
 class Settings(BaseModel):
     """Database settings. Locally `DATABASE_URL`; in AWS a host (RDS Proxy) plus IAM auth or a secret."""
@@ -31,7 +35,7 @@ class Settings(BaseModel):
     # "jwt": every route needs its scope in the API Gateway JWT authorizer context (AWS).
     # "none": no checks; only the local server sets it, and then it binds to 127.0.0.1 only.
     auth_mode: Literal["jwt", "none"] = "jwt"
-    scope_prefix: str = "abtest/"
+    scope_prefix: str = DEFAULT_SCOPE_PREFIX
     # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
     rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
 

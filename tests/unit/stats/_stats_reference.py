@@ -9,7 +9,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -107,12 +107,23 @@ def gb_statistic(stats: VariantStats) -> ProportionStatistic | SampleMeanStatist
     return SampleMeanStatistic(n=stats.users, sum=stats.sum, sum_squares=stats.sum_squares)
 
 
+def _negative_baseline(control: VariantStats) -> bool:
+    """Deliberate difference: a relative lift over a negative control mean is refused (its sign would
+    contradict the absolute difference); gbstats divides by the signed mean."""
+    return isinstance(control, MeanStats) and control.users > 0 and control.sum < 0
+
+
 def gb_ttest(
     control: VariantStats, treatment: VariantStats, *, relative: bool, alpha: float = 0.05
 ) -> FrequentistTestResult:
     config = FrequentistConfig(difference_type="relative" if relative else "absolute", alpha=alpha)
     with quiet():
-        return TwoSidedTTest(gb_statistic(control), gb_statistic(treatment), config).compute_result()
+        result = TwoSidedTTest(gb_statistic(control), gb_statistic(treatment), config).compute_result()
+    return (
+        replace(result, error_message="negative_baseline")
+        if relative and _negative_baseline(control)
+        else result
+    )
 
 
 def gb_sequential(
@@ -120,9 +131,10 @@ def gb_sequential(
 ) -> FrequentistTestResult:
     config = SequentialConfig(difference_type="relative", alpha=alpha, sequential_tuning_parameter=tuning)
     with quiet():
-        return SequentialTwoSidedTTest(
+        result = SequentialTwoSidedTTest(
             gb_statistic(control), gb_statistic(treatment), config
         ).compute_result()
+    return replace(result, error_message="negative_baseline") if _negative_baseline(control) else result
 
 
 def gb_bayes(
@@ -134,7 +146,8 @@ def gb_bayes(
         gb_prior = GbGaussianPrior(mean=prior.mean, variance=prior.variance, proper=True)
         config = EffectBayesianConfig(alpha=alpha, prior_effect=gb_prior)
     with quiet():
-        return EffectBayesianABTest(gb_statistic(control), gb_statistic(treatment), config).compute_result()
+        result = EffectBayesianABTest(gb_statistic(control), gb_statistic(treatment), config).compute_result()
+    return replace(result, error_message="negative_baseline") if _negative_baseline(control) else result
 
 
 def gb_regression_adjusted(stats: MeanStats) -> RegressionAdjustedStatistic:

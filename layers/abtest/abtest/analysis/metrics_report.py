@@ -4,26 +4,39 @@ Where it deliberately differs from the original sketch: `unique_users` counts ex
 `conversion_rate` is converting users / exposed users (the sketch divided conversion events by
 exposure events). `mean` is the mean per exposed user of the per-user total (sum / unique_users),
 the quantity a t-test on a mean metric compares. `users` and `sum_squares` are added so clients can
-compute variances. Conversions of users never exposed are not counted until they are exposed.
+compute variances. Only conversions at or after the user's first exposure count; the others are
+`unattributed` (waiting for an exposure, or before it). A sum that is not a finite number (only
+legacy data stored before the value bound can produce one) is reported as null.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.rollup import MetricStats, VariantMetrics
 
 
 class MetricSummary(BaseModel):
-    count: int = Field(description="Conversion events of exposed users")
-    sum: float = Field(description="Sum of values over exposed users")
+    count: int = Field(description="Attributed conversion events (at or after the user's first exposure)")
+    sum: float | None = Field(description="Sum of attributed values; null if not representable")
     mean: float | None = Field(description="sum / unique_users (per exposed user); null without users")
     conversion_rate: float | None = Field(description="users / unique_users; null without users")
-    users: int = Field(description="Exposed users with at least one conversion of this metric")
-    sum_squares: float = Field(description="Sum over exposed users of the squared per-user total")
+    users: int = Field(description="Exposed users with at least one attributed conversion of this metric")
+    sum_squares: float | None = Field(
+        description="Sum over exposed users of the squared per-user total; null if not representable"
+    )
+    unattributed: int = Field(
+        description="Conversions that do not count: the user is not exposed yet, or they precede the "
+        "user's first exposure"
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 class VariantReport(BaseModel):
@@ -52,17 +65,16 @@ def metrics_report(stats: VariantMetrics) -> ExperimentMetrics:
         conversions = {}
         for name in metric_names:
             metric = stats.metrics.get(variant.id, {}).get(name)
-            count, total, squares, users = (
-                (metric.count, metric.sum, metric.sum_squares, metric.users) if metric else (0, 0.0, 0.0, 0)
-            )
+            metric = metric or MetricStats()
             exposed = totals.users
             conversions[name] = MetricSummary(
-                count=count,
-                sum=total,
-                mean=total / exposed if exposed else None,
-                conversion_rate=users / exposed if exposed else None,
-                users=users,
-                sum_squares=squares,
+                count=metric.count,
+                sum=_finite(metric.sum),
+                mean=_finite(metric.sum / exposed) if exposed else None,
+                conversion_rate=metric.users / exposed if exposed else None,
+                users=metric.users,
+                sum_squares=_finite(metric.sum_squares),
+                unattributed=metric.unattributed,
             )
         report[variant.id] = VariantReport(
             variant_name=variant.name,

@@ -22,6 +22,7 @@ from abtest.analysis.results import ExperimentResults
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
 from abtest.domain.models import Experiment
+from abtest.stats.outputs import MetricAnalysis, PowerBlock
 
 DASH = "\u2013"  # shown where a number cannot be computed
 MINUS = "\u2212"  # typographic minus sign, as wide as the plus
@@ -115,12 +116,12 @@ def _variant_rows(
     results: ExperimentResults, stats: VariantMetrics, metric: str, analysis: Analysis
 ) -> list[dict[str, Any]]:
     """Table rows of one metric and analysis: per variant users, rate or mean, and the comparison."""
-    block = results.metrics[metric][analysis]
-    comparisons = {c["treatment_index"]: c for c in block["comparisons"]}
+    block: MetricAnalysis = getattr(results.metrics[metric], analysis)
+    comparisons = {c.treatment_index: c for c in block.comparisons}
     rows = []
     for index, variant in enumerate(results.variants):
         comparison = comparisons.get(index)
-        relative = comparison["relative"] if comparison else None
+        relative = comparison.relative if comparison else None
         metric_stats = stats.metrics.get(variant.id, {}).get(metric)
         converted = metric_stats.users if metric_stats else 0
         total = metric_stats.sum if metric_stats else 0.0
@@ -136,8 +137,8 @@ def _variant_rows(
                 "sum": total,
                 "value": value,
                 "relative": relative,
-                "bayes": comparison.get("bayes_relative") if comparison else None,
-                "sequential": comparison.get("sequential_relative") if comparison else None,
+                "bayes": comparison.bayes_relative if comparison else None,
+                "sequential": comparison.sequential_relative if comparison else None,
             }
         )
     return rows
@@ -146,17 +147,18 @@ def _variant_rows(
 def _forest_rows(results: ExperimentResults, metric: str) -> list[ForestRow]:
     rows = []
     for analysis in ("conversion", "value"):
-        for comparison in results.metrics[metric][analysis]["comparisons"]:
-            variant = results.variants[comparison["treatment_index"]]
-            relative = comparison["relative"]
-            ci = relative.get("ci") or [None, None]
+        block: MetricAnalysis = getattr(results.metrics[metric], analysis)
+        for comparison in block.comparisons:
+            variant = results.variants[comparison.treatment_index]
+            relative = comparison.relative
+            low, high = relative.ci if relative.ci is not None else (None, None)
             rows.append(
                 ForestRow(
                     f"{variant.name} · {ANALYSIS_LABELS[analysis].lower()}",
-                    relative.get("estimate"),
-                    ci[0],
-                    ci[1],
-                    PALETTE[comparison["treatment_index"] % len(PALETTE)],
+                    relative.estimate,
+                    low,
+                    high,
+                    PALETTE[comparison.treatment_index % len(PALETTE)],
                 )
             )
     return rows
@@ -269,15 +271,17 @@ def _progress(results: ExperimentResults, mde: float) -> dict[str, Any] | None:
     if not results.metrics:
         return None
     metric = next(iter(results.metrics))
-    power = results.metrics[metric]["conversion"].get("power") or {}
-    required = power.get("required_total_users")
+    power = results.metrics[metric].conversion.power
+    if not isinstance(power, PowerBlock):  # absent: /results computes it only when given an mde
+        return None
+    required = power.required_total_users
     users = sum(v.users for v in results.variants)
-    fraction = power.get("progress")
+    fraction = power.progress
     label = (
         f"{users:,} of {required:,} users ({fraction * 100:.0f}%) to detect a {mde * 100:g}% relative "
         f"change in the {metric} conversion rate with 80% power"
         if required is not None and fraction is not None
-        else f"sample size not computable yet for a {mde * 100:g}% change in {metric} ({power.get('error')})"
+        else f"sample size not computable yet for a {mde * 100:g}% change in {metric} ({power.error})"
     )
     return {
         "metric": metric,
@@ -312,8 +316,8 @@ def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarnin
         warnings.append(
             HealthWarning(
                 "waiting_for_exposure",
-                f"{waiting.conversions:,} conversions of {waiting.users:,} users wait for exposure: "
-                "they count once the user is exposed.",
+                f"{waiting.conversions:,} conversions of {waiting.users:,} users wait for an exposure: "
+                "they count once an exposure dated at or before them arrives.",
             )
         )
     return warnings
@@ -332,18 +336,18 @@ def _headline(results: ExperimentResults | None) -> dict[str, Any] | None:
     if results is None or not results.metrics:
         return None
     metric = next(iter(results.metrics))
-    comparisons = results.metrics[metric]["conversion"]["comparisons"]
-    scored = [c for c in comparisons if c["relative"].get("estimate") is not None]
+    comparisons = results.metrics[metric].conversion.comparisons
+    scored = [(c, c.relative.estimate) for c in comparisons if c.relative.estimate is not None]
     if not scored:
         return {"metric": metric, "variant": None}
-    best = max(scored, key=lambda c: c["relative"]["estimate"])
+    best, lift = max(scored, key=lambda scored_comparison: scored_comparison[1])
     return {
         "metric": metric,
-        "variant": results.variants[best["treatment_index"]].name,
-        "lift": best["relative"]["estimate"],
-        "ci": best["relative"].get("ci"),
-        "p_value": best["relative"].get("p_value"),
-        "chance_to_win": (best.get("bayes_relative") or {}).get("chance_to_win"),
+        "variant": results.variants[best.treatment_index].name,
+        "lift": lift,
+        "ci": best.relative.ci,
+        "p_value": best.relative.p_value,
+        "chance_to_win": best.bayes_relative.chance_to_win,
     }
 
 

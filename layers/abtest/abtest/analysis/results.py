@@ -10,16 +10,19 @@ a `correction` (holm or bh) the relative p-values are adjusted across every trea
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.analysis.rollup import VariantMetrics
-from abtest.stats import BinomialStats, MeanStats, adjust_p_values, analyze, srm_check
-
-Correction = Literal["holm", "bh"]
+from abtest.analysis.rollup import RunningAllocation, VariantMetrics
+from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
+from abtest.stats.moments import NUMERICAL_ERROR
+from abtest.stats.outputs import MetricAnalysis
 
 
 class VariantUsers(BaseModel):
@@ -31,8 +34,17 @@ class VariantUsers(BaseModel):
 
 
 class SrmVerdict(BaseModel):
-    p_value: float = Field(description="Chi-squared goodness of fit of exposed users to the weights")
+    p_value: float | None = Field(
+        description="Chi-squared goodness of fit of exposed users to the weights; null without users"
+    )
     flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
+
+
+class MetricResults(BaseModel):
+    """The two analyses of one metric."""
+
+    conversion: MetricAnalysis = Field(description="Binomial: exposed users who converted at least once")
+    value: MetricAnalysis = Field(description="Mean of the per-user total over exposed users")
 
 
 class ExperimentResults(BaseModel):
@@ -43,9 +55,7 @@ class ExperimentResults(BaseModel):
     correction: Correction | None
     srm: SrmVerdict
     variants: list[VariantUsers] = Field(description="In stored order; the first is the control")
-    metrics: dict[str, dict[str, Any]] = Field(
-        description="Per metric: {'conversion': analysis, 'value': analysis}; see the README"
-    )
+    metrics: dict[str, MetricResults] = Field(description="Per metric name, sorted by name")
     computed_at: datetime
 
 
@@ -54,6 +64,8 @@ def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:
     live = [(count, weight) for count, weight in zip(users, weights, strict=True) if weight > 0]
     if len(live) < 2:
         return SrmVerdict(p_value=1.0, flag=False)
+    if sum(count for count, _ in live) == 0:
+        return SrmVerdict(p_value=None, flag=False)  # no users: no evidence either way
     check = srm_check([count for count, _ in live], [weight for _, weight in live])
     return SrmVerdict(p_value=check.p_value, flag=check.flag)
 
@@ -71,26 +83,24 @@ def results_report(
     users = [stats.variants[v.id].users for v in variants]
     weights = [v.weight for v in variants]
     metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
-    metrics: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, MetricResults] = {}
     for name in metric_names:
-        binomial, mean = [], []
+        binomial: list[BinomialStats] = []
+        mean: list[tuple[int, float, float]] = []
         for variant, exposed in zip(variants, users, strict=True):
             metric = stats.metrics.get(variant.id, {}).get(name)
             converted = metric.users if metric else 0
             binomial.append(BinomialStats(users=exposed, conversions=min(converted, exposed)))
-            mean.append(
-                MeanStats(
-                    users=exposed,
-                    sum=metric.sum if metric else 0.0,
-                    sum_squares=metric.sum_squares if metric else 0.0,
-                )
-            )
-        metrics[name] = {
-            "conversion": analyze(
-                "binomial", binomial, weights=_analysis_weights(weights), alpha=alpha, mde=mde
+            total = metric.sum if metric else 0.0
+            squares = metric.sum_squares if metric else 0.0
+            mean.append((exposed, total, squares))
+        analysis_weights = _analysis_weights(weights)
+        metrics[name] = MetricResults(
+            conversion=MetricAnalysis.model_validate(
+                analyze("binomial", binomial, weights=analysis_weights, alpha=alpha, mde=mde)
             ),
-            "value": analyze("mean", mean, weights=_analysis_weights(weights), alpha=alpha, mde=mde),
-        }
+            value=MetricAnalysis.model_validate(_mean_analysis(mean, analysis_weights, alpha=alpha, mde=mde)),
+        )
     if correction is not None:
         _adjust(metrics, correction)
     return ExperimentResults(
@@ -111,20 +121,66 @@ def results_report(
     )
 
 
+def _mean_analysis(
+    variants: list[tuple[int, float, float]], weights: list[float], *, alpha: float, mde: float | None
+) -> dict[str, Any]:
+    """The mean analysis; sums that are not finite numbers (legacy data stored before the value
+    bound) give every comparison `numerical_error` and nulls instead of failing the whole report."""
+    finite = all(math.isfinite(total) and math.isfinite(squares) for _, total, squares in variants)
+    stats = [
+        MeanStats(users=users, sum=total, sum_squares=squares)
+        if finite
+        else MeanStats(users=users, sum=0.0, sum_squares=0.0)
+        for users, total, squares in variants
+    ]
+    result = analyze("mean", stats, weights=weights, alpha=alpha, mde=mde)
+    if not finite:
+        for comparison in result["comparisons"]:
+            for block in comparison.values():
+                if isinstance(block, dict):
+                    for key in block:
+                        block[key] = NUMERICAL_ERROR if key == "error" else None
+            for key in ("relative", "absolute"):
+                comparison[key]["error"] = NUMERICAL_ERROR
+        if isinstance(result.get("power"), dict):
+            result["power"] = {key: None for key in result["power"]} | {"error": NUMERICAL_ERROR}
+    return result
+
+
 def _analysis_weights(weights: list[float]) -> list[float]:
     # The stats engine's SRM needs positive weights; a zero-weight variant is compared but expects no
     # users, so give it a negligible weight there (the report's own SRM verdict excludes it).
     return [weight if weight > 0 else 1e-12 for weight in weights]
 
 
-def _adjust(metrics: dict[str, dict[str, Any]], correction: Correction) -> None:
+def _adjust(metrics: dict[str, MetricResults], correction: Correction) -> None:
     """Adjust relative p-values across every treatment and metric, per kind of analysis."""
     for kind in ("conversion", "value"):
         blocks = [
-            comparison["relative"]
-            for analyses in metrics.values()
-            for comparison in analyses[kind]["comparisons"]
+            comparison.relative
+            for results in metrics.values()
+            for comparison in getattr(results, kind).comparisons
         ]
-        adjusted = adjust_p_values([block["p_value"] for block in blocks], correction)
+        adjusted = adjust_p_values([block.p_value for block in blocks], correction)
         for block, value in zip(blocks, adjusted, strict=True):
-            block["p_value_adjusted"] = value
+            block.p_value_adjusted = value
+
+
+@dataclass(frozen=True)
+class SrmAlert:
+    """A running experiment whose exposed users do not match its weights."""
+
+    experiment_id: UUID
+    p_value: float
+    users: list[int]
+
+
+def srm_alerts(allocations: Iterable[RunningAllocation]) -> list[SrmAlert]:
+    """The running experiments flagged for a sample ratio mismatch (the rollup logs and counts them)."""
+    alerts = []
+    for allocation in allocations:
+        weights = [variant.weight for variant in allocation.experiment.variants]
+        verdict = srm_verdict(allocation.users, weights)
+        if verdict.flag and verdict.p_value is not None:  # flagged implies users, so a p-value
+            alerts.append(SrmAlert(allocation.experiment.id, verdict.p_value, allocation.users))
+    return alerts

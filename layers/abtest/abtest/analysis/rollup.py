@@ -1,18 +1,24 @@
-"""Folding new events into per-variant sufficient statistics (pure; no SQL).
+"""Folding users' recomputed state into per-variant sufficient statistics (pure; no SQL).
 
 Statistics are per user, the unit of randomisation, and over exposed users only:
 - per variant: exposure events and exposed users;
-- per variant and metric: conversion events (`count`), the sum and the sum of squares of per-user
-  totals, and converting users (exposed users with at least one conversion of that metric).
+- per variant and metric: attributed conversion events (`count`), the sum and the sum of squares of
+  per-user totals, and converting users (exposed users with at least one attributed conversion);
+  plus `unattributed`: conversions that do not count (yet), because the user has no exposure or the
+  conversion happened before the user's first exposure.
 
-A user's conversions may arrive before their first exposure; they join the statistics when the user
-is first exposed. Both the scheduled rollup (events since the last horizon) and the metrics endpoint
-(the tail not yet rolled up) use `fold`, so the two always agree.
+Attribution: a conversion counts when it happened at or after the user's first exposure (the
+earliest exposure's `occurred_at`). Since a late-arriving exposure can move that first exposure
+earlier, the storage layer recomputes every touched user's state from their raw events, and `fold`
+turns "stored state -> recomputed state" into deltas. Both the scheduled rollup and the metrics
+endpoint (for the tail not yet rolled up) use it, so the two always agree, and folding a user twice is
+harmless (the second fold finds nothing changed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -32,9 +38,12 @@ class UserState:
 
 @dataclass
 class UserMetric:
+    """A user's attributed conversions (count, total value) and unattributed ones for one metric."""
+
     variant_id: UUID
     count: int = 0
     total: float = 0.0
+    unattributed: int = 0
 
 
 @dataclass
@@ -53,12 +62,17 @@ class MetricStats:
     sum: float = 0.0
     sum_squares: float = 0.0
     users: int = 0
+    unattributed: int = 0
 
     def add(self, other: MetricStats) -> None:
         self.count += other.count
         self.sum += other.sum
         self.sum_squares += other.sum_squares
         self.users += other.users
+        self.unattributed += other.unattributed
+
+    def finite(self) -> bool:
+        return math.isfinite(self.sum) and math.isfinite(self.sum_squares)
 
 
 @dataclass(frozen=True)
@@ -71,25 +85,15 @@ class VariantMetrics:
 
 
 @dataclass(frozen=True)
-class NewExposures:
-    """Exposure events of one user in a window."""
+class RunningAllocation:
+    """A running experiment and its rolled-up exposed users per variant, in stored order."""
 
-    experiment_id: UUID
-    user_id: str
-    variant_id: UUID
-    count: int
+    experiment: Experiment
+    users: list[int]
 
 
-@dataclass(frozen=True)
-class NewConversions:
-    """Conversion events of one user and metric in a window."""
-
-    experiment_id: UUID
-    user_id: str
-    metric_name: str
-    variant_id: UUID
-    count: int
-    total: float
+class FoldError(ArithmeticError):
+    """An experiment's statistics are not representable (non-finite); nothing of it is stored."""
 
 
 @dataclass
@@ -105,67 +109,57 @@ class Fold:
 def fold(
     old_users: Mapping[UserKey, UserState],
     old_user_metrics: Mapping[UserMetricKey, UserMetric],
-    exposures: Iterable[NewExposures],
-    conversions: Iterable[NewConversions],
+    new_users: Mapping[UserKey, UserState],
+    new_user_metrics: Mapping[UserMetricKey, UserMetric],
+    *,
+    check_finite: bool = True,
 ) -> Fold:
-    """Fold a window of events into the statistics, given the affected users' state before it.
+    """Replace the stored contribution of every user in `new_users` by their recomputed one.
 
-    `old_user_metrics` must hold every stored metric of every user in `exposures` (a user exposed for
-    the first time brings all their earlier conversions into the statistics) and of every
-    (user, metric) in `conversions`. Conversions must be grouped: one entry per user and metric.
+    `new_users` holds every touched user's full recomputed state and `new_user_metrics` all their
+    metrics; `old_*` what is stored for them (missing: nothing yet). Raises FoldError if a delta is
+    not a finite number (unless `check_finite=False`, for reads that report such sums as null), so
+    a broken experiment is refused whole instead of poisoning the tables.
     """
-    result = Fold()
-    newly_exposed: set[UserKey] = set()
-    for exposure in exposures:
-        key = (exposure.experiment_id, exposure.user_id)
-        old = old_users.get(key)
-        state = result.users.get(key)
-        if state is None:
-            state = UserState(old.variant_id if old else exposure.variant_id, old.exposures if old else 0)
-            result.users[key] = state
-        delta = result.variants.setdefault((exposure.experiment_id, state.variant_id), ExposureTotals())
-        if state.exposures == 0 and exposure.count > 0:
-            newly_exposed.add(key)
-            delta.users += 1
-        state.exposures += exposure.count
-        delta.exposures += exposure.count
-
-    # Earlier conversions of users exposed for the first time now count.
-    for (experiment_id, user_id, metric_name), metric in old_user_metrics.items():
-        if (experiment_id, user_id) in newly_exposed and metric.count > 0:
-            _add_user_total(result, experiment_id, metric.variant_id, metric_name, None, metric)
-
-    for conversion in conversions:
-        metric_key = (conversion.experiment_id, conversion.user_id, conversion.metric_name)
-        before = old_user_metrics.get(metric_key)
-        after = UserMetric(
-            before.variant_id if before else conversion.variant_id,
-            (before.count if before else 0) + conversion.count,
-            (before.total if before else 0.0) + conversion.total,
-        )
-        result.user_metrics[metric_key] = after
-        user_key = (conversion.experiment_id, conversion.user_id)
-        state = result.users.get(user_key) or old_users.get(user_key)
-        if state is not None and state.exposures > 0:
-            _add_user_total(
-                result, conversion.experiment_id, after.variant_id, conversion.metric_name, before, after
-            )
+    result = Fold(users=dict(new_users))
+    old_by_user: dict[UserKey, list[UserMetricKey]] = {}
+    for key in old_user_metrics:
+        old_by_user.setdefault((key[0], key[1]), []).append(key)
+    new_by_user: dict[UserKey, list[UserMetricKey]] = {}
+    for key in new_user_metrics:
+        new_by_user.setdefault((key[0], key[1]), []).append(key)
+    for user_key, after in new_users.items():
+        experiment_id = user_key[0]
+        before = old_users.get(user_key)
+        was_exposed = before is not None and before.exposures > 0
+        is_exposed = after.exposures > 0
+        if before is not None:
+            _variant_delta(result, experiment_id, before, -1)
+        _variant_delta(result, experiment_id, after, +1)
+        for key in old_by_user.get(user_key, []):
+            _metric_delta(result, key, old_user_metrics[key], was_exposed, -1)
+        for key in new_by_user.get(user_key, []):
+            metric = new_user_metrics[key]
+            result.user_metrics[key] = metric
+            _metric_delta(result, key, metric, is_exposed, +1)
+    for delta in result.metrics.values() if check_finite else ():
+        if not delta.finite():
+            raise FoldError("a sum or sum of squares is not a finite number")
     return result
 
 
-def _add_user_total(
-    result: Fold,
-    experiment_id: UUID,
-    variant_id: UUID,
-    metric_name: str,
-    before: UserMetric | None,
-    after: UserMetric,
-) -> None:
-    """Replace a user's contribution `before` (None: not yet counted) by `after`."""
-    old_count = before.count if before else 0
-    old_total = before.total if before else 0.0
-    delta = result.metrics.setdefault((experiment_id, variant_id, metric_name), MetricStats())
-    delta.count += after.count - old_count
-    delta.sum += after.total - old_total
-    delta.sum_squares += after.total * after.total - old_total * old_total
-    delta.users += int(after.count > 0) - int(old_count > 0)
+def _variant_delta(result: Fold, experiment_id: UUID, state: UserState, sign: int) -> None:
+    delta = result.variants.setdefault((experiment_id, state.variant_id), ExposureTotals())
+    delta.exposures += sign * state.exposures
+    delta.users += sign * int(state.exposures > 0)
+
+
+def _metric_delta(result: Fold, key: UserMetricKey, metric: UserMetric, exposed: bool, sign: int) -> None:
+    experiment_id, _, metric_name = key
+    delta = result.metrics.setdefault((experiment_id, metric.variant_id, metric_name), MetricStats())
+    delta.unattributed += sign * metric.unattributed
+    if exposed:
+        delta.count += sign * metric.count
+        delta.sum += sign * metric.total
+        delta.sum_squares += sign * metric.total * metric.total
+        delta.users += sign * int(metric.count > 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -104,6 +104,10 @@ def day_results(stats: VariantMetrics, metric: str | None, alpha: float) -> Expe
     return results_report(restricted, alpha=alpha)
 
 
+def _interval(interval: tuple[float, float] | None) -> list[float] | None:
+    return list(interval) if interval is not None else None
+
+
 def series_point(
     day: date, stats: VariantMetrics, metric: str | None, analysis: Analysis, alpha: float
 ) -> SeriesPoint:
@@ -128,7 +132,8 @@ def series_point(
             )
         )
     comparisons: list[SeriesComparison] = []
-    block: dict[str, Any] | None = results.metrics.get(metric or "", {}).get(analysis)
+    metric_results = results.metrics.get(metric or "")
+    block = getattr(metric_results, analysis) if metric_results is not None else None
     for index, variant in enumerate(results.variants[1:], start=1):
         if block is None:
             comparisons.append(
@@ -145,21 +150,20 @@ def series_point(
                 )
             )
             continue
-        comparison = next(c for c in block["comparisons"] if c["treatment_index"] == index)
-        relative = comparison["relative"]
-        sequential = comparison.get("sequential_relative") or {}
-        bayes = comparison.get("bayes_relative") or {}
+        comparison = next(c for c in block.comparisons if c.treatment_index == index)
+        relative = comparison.relative
+        sequential = comparison.sequential_relative
         comparisons.append(
             SeriesComparison(
                 variant_id=variant.id,
                 variant_name=variant.name,
-                lift=relative.get("estimate"),
-                ci=relative.get("ci"),
-                p_value=relative.get("p_value"),
-                sequential_ci=sequential.get("ci"),
-                sequential_p_value=sequential.get("p_value"),
-                chance_to_win=bayes.get("chance_to_win"),
-                error=relative.get("error"),
+                lift=relative.estimate,
+                ci=_interval(relative.ci),
+                p_value=relative.p_value,
+                sequential_ci=_interval(sequential.ci),
+                sequential_p_value=sequential.p_value,
+                chance_to_win=comparison.bayes_relative.chance_to_win,
+                error=relative.error,
             )
         )
     return SeriesPoint(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from abtest.domain.models import Experiment, Status, check_variant_configs
+from abtest.domain.models import Experiment, ExperimentCreate, Status, check_definition
 from abtest.errors import Conflict, InvalidTransition
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
@@ -44,6 +44,12 @@ def check_transition(current: Status, target: Status) -> None:
     raise InvalidTransition(current.value, target.value, [s.value for s in TRANSITIONS[current]])
 
 
+def check_create(new: ExperimentCreate) -> ExperimentCreate:
+    """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
+    check_definition(new.surface, new.variants)
+    return new
+
+
 def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     """Validate an edit against the experiment's state and return the changes to store.
 
@@ -53,8 +59,9 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     """
     if current.status == Status.DRAFT:
         if "variants" in changes or "surface" in changes:
-            variants = changes.get("variants", current.variants)
-            check_variant_configs(changes.get("surface", current.surface), [v.config for v in variants])
+            check_definition(
+                changes.get("surface", current.surface), changes.get("variants", current.variants)
+            )
         return changes
     if current.status == Status.COMPLETED:
         raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")

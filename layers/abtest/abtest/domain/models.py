@@ -6,28 +6,47 @@ client gets an error naming the field instead of a constraint name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
 from abtest.errors import InvalidInput
+from abtest.field_path import field_path
 
-WEIGHT_SUM_TOLERANCE = 1e-9
 MAX_VARIANTS = 20
 MAX_CONFIG_BYTES = 16_384
+
+# Limits on every client JSON value (variant config, context, metadata): nesting depth, integers a
+# double represents exactly (JavaScript SDKs read larger ones wrongly), finite numbers only, and text
+# PostgreSQL can store (no NUL, no lone surrogates). See the README's "Limits".
+MAX_JSON_DEPTH = 32
+MAX_JSON_INTEGER = 2**53
+# A conversion's |value| bound: a per-user total of n events is at most n * 1e9, its square
+# n^2 * 1e18, so sums and sums of squares stay far below a double's 1.8e308 for any event count.
+MAX_CONVERSION_VALUE = 1e9
+# Distinct metric names per experiment: bounds the size of /metrics and /results.
+MAX_METRICS_PER_EXPERIMENT = 100
+# Experiments per listing page also stop at this many bytes of JSON (at least one per page).
+MAX_PAGE_BYTES = 2_000_000
 
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -57,10 +76,61 @@ def _json_size_limit(what: str, limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("config values must be finite numbers")
-    return value
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be stored or hashed reproducibly, or None if it can."""
+    if "\x00" in text:
+        return "text must not contain NUL characters"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH, path: str = "") -> tuple[str, str] | None:
+    """The first (field path, message) that breaks the JSON value limits, or None.
+
+    Checked without recursion (a hostile value may be nested deeper than Python's stack): depth at
+    most `max_depth` containers, integers within +-2^53, finite floats, text without NUL or lone
+    surrogates (keys included). Paths read like `a.b[2].c`, relative to `path`.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                return where, f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    child_path = f"{where}.{key}" if where else str(key)
+                    if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                        return where or "body", f"a key: {problem}"
+                    stack.append((child, child_path, depth + 1))
+            else:
+                stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) > MAX_JSON_INTEGER:
+                return where, f"integers must be within +-2^53 ({MAX_JSON_INTEGER}) to survive as a double"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return where, "numbers must be finite"
+        elif isinstance(item, str) and (problem := text_problem(item)) is not None:
+            return where, problem
+    return None
+
+
+def _json_value(what: str) -> AfterValidator:
+    """The one validator of client JSON objects (config, context, metadata): `json_problem` limits."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        problem = json_problem(value)
+        if problem is not None:
+            where, message = problem
+            raise ValueError(f"{what}.{where}: {message}" if where else f"{what}: {message}")
+        return value
+
+    return AfterValidator(check)
 
 
 ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)]
@@ -69,24 +139,23 @@ Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Salt = Annotated[str, Field(min_length=1, max_length=128)]
 Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
-Config = Annotated[dict[str, Any], _json_size_limit("config", MAX_CONFIG_BYTES)]
+# The JSON value check runs first: the size check serialises, which needs finite, shallow values.
+Config = Annotated[dict[str, Any], _json_value("config"), _json_size_limit("config", MAX_CONFIG_BYTES)]
 MAX_CONTEXT_BYTES = 4096
 
 
 def _utf8(value: str) -> str:
     # json.loads accepts lone surrogates ("\ud800") and NUL ("\u0000"): neither can be hashed
     # reproducibly nor stored in a PostgreSQL text column.
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
 UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
-Context = Annotated[dict[str, Any], _json_size_limit("context", MAX_CONTEXT_BYTES)]
+Context = Annotated[dict[str, Any], _json_value("context"), _json_size_limit("context", MAX_CONTEXT_BYTES)]
+Metadata = Annotated[dict[str, Any], _json_value("metadata"), _json_size_limit("metadata", MAX_CONTEXT_BYTES)]
 
 
 class _Input(BaseModel):
@@ -107,18 +176,7 @@ class VariantIn(_Input):
     def _config_is_object(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("config must be a JSON object")
-        _walk(value, _finite_json)
         return value
-
-
-def _walk(value: Any, check: Any) -> None:
-    check(value)
-    if isinstance(value, dict):
-        for item in value.values():
-            _walk(item, check)
-    elif isinstance(value, list):
-        for item in value:
-            _walk(item, check)
 
 
 def check_variants(variants: list[VariantIn]) -> list[VariantIn]:
@@ -219,6 +277,17 @@ class ExperimentPage(BaseModel):
     next_cursor: str | None
 
 
+class CatalogItem(BaseModel):
+    """An item the built-in recommender ranks (see abtest.domain.recommender)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    title: str
+    embedding: list[float]
+    popularity: float = Field(description="Raw popularity; the recommender scales log1p of it to [0, 1]")
+
+
 class RecommenderConfig(BaseModel):
     """Variant config keys of the built-in recommender (see abtest.domain.recommender); all optional."""
 
@@ -226,33 +295,71 @@ class RecommenderConfig(BaseModel):
 
     lora_boost: float = Field(
         default=0.0,
+        strict=True,
         ge=0,
         le=1,
         allow_inf_nan=False,
         description="Weight of profile similarity against popularity (0 = popularity only)",
     )
     diversity: float = Field(
-        default=0.0, ge=0, le=1, allow_inf_nan=False, description="MMR trade-off (0 = pure relevance)"
+        default=0.0,
+        strict=True,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="MMR trade-off (0 = pure relevance)",
     )
     candidate_cap: int = Field(
-        default=200, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
+        default=200, strict=True, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
     )
+
+    @classmethod
+    def applying(cls, config: dict[str, Any]) -> RecommenderConfig:
+        """The settings the recommender takes from any variant config: the keys it knows, each valid
+        one as given, anything else at its default. Never raises: configs of other surfaces (such as
+        `{"algo": "bm25"}`) are served with the defaults, after the user was already enrolled."""
+        known: dict[str, Any] = {}
+        for key in cls.model_fields:
+            if key in config:
+                try:
+                    cls.model_validate({key: config[key]})
+                except ValidationError:
+                    continue
+                known[key] = config[key]
+        return cls.model_validate(known)
+
+
+class _HasConfig(Protocol):
+    config: dict[str, Any]
+
+
+def check_definition(surface: str, variants: Sequence[_HasConfig]) -> None:
+    """The one door for the rules that tie an experiment's variants to its surface, for a new experiment
+    (lifecycle.check_create) and an edited draft (lifecycle.check_patch) alike.
+
+    Variants of the recommendations surface must hold valid recommender configs; raises InvalidInput
+    naming the offending key, e.g. `variants[1].config.lora_boost`.
+    """
+    check_variant_configs(surface, [variant.config for variant in variants])
 
 
 def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
-    """Variants of the recommendations surface must hold valid recommender configs.
+    """Variant configs against the surface (see check_definition, the door every caller uses).
 
-    Raises InvalidInput naming the offending key, e.g. `variants[1].config.lora_boost`.
+    Variants of the recommendations surface must hold valid recommender configs (strict JSON types:
+    `true` or `"0.5"` is not a number). Each config is rewritten in place in its canonical types
+    (`{"lora_boost": 1}` is stored as `{"lora_boost": 1.0}`), so SDKs read what the recommender uses.
     """
     if surface != RECOMMENDATIONS_SURFACE:
         return
     for index, config in enumerate(configs):
         try:
-            RecommenderConfig.model_validate(config)
+            canonical = RecommenderConfig.model_validate(config).model_dump(include=set(config))
+            config.clear()
+            config.update(canonical)
         except ValidationError as exc:
             problem = exc.errors()[0]
-            key = ".".join(str(part) for part in problem["loc"])
-            field = f"variants[{index}].config.{key}" if key else f"variants[{index}].config"
+            field = field_path(("variants", index, "config", *problem["loc"]))
             message = problem["msg"]
             if problem["type"] == "extra_forbidden":
                 allowed = ", ".join(RecommenderConfig.model_fields)
@@ -277,7 +384,16 @@ MetricName = Annotated[
     ),
 ]
 EventId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_utf8)]
-Value = Annotated[float, Field(allow_inf_nan=False)]
+Value = Annotated[
+    float,
+    Field(
+        strict=True,
+        allow_inf_nan=False,
+        ge=-MAX_CONVERSION_VALUE,
+        le=MAX_CONVERSION_VALUE,
+        description=f"A JSON number with |value| <= {MAX_CONVERSION_VALUE:.0e}",
+    ),
+]
 
 
 def _event_time(value: datetime | None) -> datetime | None:
@@ -292,11 +408,43 @@ def _event_time(value: datetime | None) -> datetime | None:
     return value
 
 
+def _iso_text(value: Any) -> Any:
+    # pydantic reads numbers as Unix times (1e12 even as milliseconds): refused, only ISO 8601 text.
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("timestamp must be an ISO 8601 string such as 2026-01-02T03:04:05Z")
+    return value
+
+
 Timestamp = Annotated[
     datetime | None,
+    BeforeValidator(_iso_text),
     AfterValidator(_event_time),
-    Field(description="When it happened (ISO 8601; UTC if no offset); default: when received"),
+    Field(description="When it happened (ISO 8601 text; UTC if no offset); default: when received"),
 ]
+
+
+def event_payload_hash(
+    user_id: str,
+    timestamp: datetime | None,
+    payload: dict[str, Any] | None,
+    metric_name: str | None = None,
+    value: float | None = None,
+) -> str:
+    """What an event_id stands for: a retry must send the same (same instant, same JSON, same value),
+    or it is a different event under a used id. Equal for a conversion sent alone or in a batch."""
+    canonical = json.dumps(
+        {
+            "user_id": user_id,
+            "timestamp": timestamp.astimezone(UTC).isoformat() if timestamp is not None else None,
+            "payload": payload,
+            "metric_name": metric_name,
+            "value": float(value) if value is not None else None,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class ConversionIn(_Input):
@@ -306,11 +454,14 @@ class ConversionIn(_Input):
     user_id: UserId
     metric_name: MetricName
     value: Value = 1.0
-    metadata: Context | None = None
+    metadata: Metadata | None = None
     event_id: EventId | None = Field(
         default=None, description="Client id for idempotency: the same event_id is stored once"
     )
     timestamp: Timestamp = None
+
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.metadata, self.metric_name, self.value)
 
 
 class ExposureEvent(_Input):
@@ -323,6 +474,9 @@ class ExposureEvent(_Input):
     timestamp: Timestamp = None
     context: Context | None = None
 
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.context)
+
 
 class ConversionEvent(_Input):
     """A conversion in a batch."""
@@ -334,7 +488,10 @@ class ConversionEvent(_Input):
     metric_name: MetricName
     value: Value = 1.0
     timestamp: Timestamp = None
-    metadata: Context | None = None
+    metadata: Metadata | None = None
+
+    def payload_hash(self) -> str:
+        return event_payload_hash(self.user_id, self.timestamp, self.metadata, self.metric_name, self.value)
 
 
 BatchEvent = Annotated[ExposureEvent | ConversionEvent, Field(discriminator="type")]
@@ -395,7 +552,7 @@ class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    limit: int = Field(default=10, ge=1, le=100)
+    limit: StrictInt = Field(default=10, ge=1, le=100)
     context: Context | None = None
     surface: Surface = RECOMMENDATIONS_SURFACE
 
@@ -421,7 +578,7 @@ class AssignmentRequest(BaseModel):
     user_id: UserId
     experiment_id: UUID
     context: Context | None = None
-    record_exposure: bool = True
+    record_exposure: StrictBool = True
 
 
 class AssignedVariant(BaseModel):

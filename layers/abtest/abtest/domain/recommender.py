@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from abtest.domain.models import RecommenderConfig
+from abtest.domain.models import CatalogItem, RecommenderConfig
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -42,12 +42,15 @@ class Catalog:
     popularity: FloatArray
 
     @classmethod
-    def from_items(cls, items: Iterable[tuple[str, str, Sequence[float], float]]) -> Catalog:
-        """Build from (id, title, embedding, raw popularity) rows; embeddings must share one length."""
+    def from_items(cls, items: Iterable[CatalogItem]) -> Catalog:
+        """Build from the stored items; embeddings must share one length."""
         rows = list(items)
         if not rows:
             return cls.empty()
-        ids, titles, vectors, popularity = zip(*rows, strict=True)
+        ids = [item.id for item in rows]
+        titles = [item.title for item in rows]
+        vectors = [item.embedding for item in rows]
+        popularity = [item.popularity for item in rows]
         if len({len(vector) for vector in vectors}) != 1:
             raise ValueError("item embeddings must all have the same length")
         embeddings = np.asarray(vectors, dtype=np.float64)

@@ -27,7 +27,7 @@ from abtest.domain.assignment import (
 )
 from abtest.domain.cache import TTLCache
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import Experiment, Reason, RecommenderConfig, Variant
+from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.recommender import Catalog, Recommendation, recommend
 from abtest.errors import Unavailable
 from abtest.observability import logger
@@ -51,7 +51,11 @@ class AssignmentStore(Protocol):
         with_profile: bool = False,
     ) -> Enrollment: ...
 
-    def catalog(self) -> list[tuple[str, str, list[float], float]]: ...
+
+class CatalogStore(Protocol):
+    """The recommender's catalog (CatalogRepository; a fake in unit tests)."""
+
+    def catalog(self) -> list[CatalogItem]: ...
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,16 @@ class Recommendations:
 class AssignmentService:
     """Assignment and recommendation over a store, with the per-container caches."""
 
-    def __init__(self, store: AssignmentStore, *, experiment_ttl: float, catalog_ttl: float) -> None:
+    def __init__(
+        self, store: AssignmentStore, catalog: CatalogStore, *, experiment_ttl: float, catalog_ttl: float
+    ) -> None:
         self._store = store
         self._running: TTLCache[list[RunningExperiment]] = TTLCache(
             lambda: index_running(store.running_experiments()), experiment_ttl
         )
-        self._catalog: TTLCache[Catalog] = TTLCache(lambda: Catalog.from_items(store.catalog()), catalog_ttl)
+        self._catalog: TTLCache[Catalog] = TTLCache(
+            lambda: Catalog.from_items(catalog.catalog()), catalog_ttl
+        )
 
     def assign(
         self,
@@ -132,7 +140,9 @@ class AssignmentService:
             return Recommendations(recommend(catalog, None, RecommenderConfig(), limit), None, degraded=True)
         config = RecommenderConfig()
         if assignment is not None and assignment.variant is not None:
-            config = RecommenderConfig.model_validate(assignment.variant.config)
+            # Never fails (the user is enrolled and exposed by now): known keys apply, others are
+            # ignored, so an experiment of another surface cannot break recommendations.
+            config = RecommenderConfig.applying(assignment.variant.config)
         return Recommendations(recommend(catalog, profile, config, limit), assignment)
 
     def _enroll(

@@ -7,7 +7,6 @@ Error bodies are stable and machine-readable:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
+from abtest.field_path import field_path
+from abtest.http.limits import MAX_ERRORS, BodyError, check_body, dumps, loads
 from abtest.http.scopes import Scope, missing_scope
 from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
@@ -46,6 +47,7 @@ class ErrorBody(BaseModel):
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed JSON",
+    413: "The body exceeds the size limit",
     403: "The token lacks the route's scope",
     404: "Not found",
     409: "Conflicts with the stored state",
@@ -62,7 +64,9 @@ def documented(status: int, model: Any, *errors: int) -> dict[int, OpenAPIRespon
         responses[status] = {"description": "Success, no content"}
     else:
         responses[status] = {"description": "Success", "content": {"application/json": {"model": model}}}
-    for code in sorted({403, 422, 503, *errors}):
+    # Routes that take a body (those answering 415) also answer 413 past the body size limit.
+    body_errors = {413} if 415 in errors else set()
+    for code in sorted({403, 422, 503, *errors, *body_errors}):
         responses[code] = {
             "description": _ERROR_DESCRIPTIONS[code],
             "content": {"application/json": {"model": ErrorBody}},
@@ -96,29 +100,35 @@ def error_response(
 def field_name(loc: Sequence[Any]) -> str:
     """Turn a pydantic error location into a field path: ("body", "variants", 1, "weight") ->
     "variants[1].weight"; the leading "body"/"query"/"path" part is dropped."""
-    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
-    name = ""
-    for part in parts:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else str(part)
-    return name or "body"
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    return field_path(parts) or "body"
 
 
 def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]]:
     problems = list(exc.errors())
     if any(problem.get("type") == "json_invalid" for problem in problems):
         return error_response(400, "invalid_json", "the request body is not valid JSON", "body")
+    path_problems = [p for p in problems if tuple(p.get("loc", ()))[:1] == ("path",)]
+    if path_problems:
+        # A path that names nothing (GET /experiments/conversions, an id that is not a UUID) is no
+        # resource: 404, not a 422 about a field the client never sent.
+        field = field_name(path_problems[0].get("loc", ()))
+        return error_response(404, "not_found", f"no resource at this path ({field} is not valid)", field)
     details = []
-    for problem in problems:
+    # The first MAX_ERRORS problems: a body with 200,000 unknown keys must not get a 12 MB answer.
+    for problem in problems[:MAX_ERRORS]:
         message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
         if problem.get("type") == "missing" and tuple(problem.get("loc", ())) == ("body",):
             message = "a JSON request body is required"
         details.append({"field": field_name(problem.get("loc", ())), "message": message})
     first = details[0] if details else {"field": "body", "message": "invalid request"}
     return error_response(
-        422, "validation_error", f"{first['field']}: {first['message']}", first["field"], errors=details
+        422,
+        "validation_error",
+        f"{first['field']}: {first['message']}",
+        first["field"],
+        errors=details,
+        error_count=len(problems),
     )
 
 
@@ -137,7 +147,7 @@ def _proxy_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(body),
+        "body": dumps(body),
         "isBase64Encoded": False,
     }
 
@@ -146,8 +156,9 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     """The proxy response for a request refused before routing, or None to go on.
 
     403 when the token lacks the route's scope (unless AUTH_MODE=none); 415 when a body is sent
-    as anything but JSON. Checked here because Powertools validates the body before any middleware,
-    and would parse a form or multipart body into confusing errors (or fail on a malformed one).
+    as anything but JSON; 400, 413 or 422 when the body breaks the limits of abtest.http.limits.
+    Checked here because Powertools validates the body before any middleware, and would parse a
+    form or multipart body into confusing errors (or fail on a malformed one).
     """
     settings = get_settings()
     if settings.auth_mode != "none":
@@ -160,17 +171,22 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
             return _proxy_error(403, {"error": "insufficient_scope", "message": message, "scope": scope})
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type", "").strip().lower()
-    if event.get("body") and content_type and not content_type.startswith("application/json"):
+    media_type = content_type.split(";", 1)[0].strip()  # "application/json; charset=utf-8"
+    if event.get("body") and content_type and media_type != "application/json":
         message = _not_json_message(content_type)
         return _proxy_error(
             415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
         )
+    try:
+        check_body(event)
+    except BodyError as exc:
+        return _proxy_error(exc.status, exc.body())
     return None
 
 
 def create_app() -> APIGatewayHttpResolver:
     """An HTTP API (v2) resolver with request validation and the service's error mapping."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps, json_body_deserializer=loads)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:

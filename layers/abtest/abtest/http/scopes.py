@@ -9,10 +9,12 @@ another API's "billing/admin" does not.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from abtest.settings import DEFAULT_SCOPE_PREFIX
 
 Scope = Literal["admin", "read", "ingest"]
-DEFAULT_SCOPE_PREFIX = "abtest/"
+SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 
 def token_scopes(event: Mapping[str, Any]) -> set[str]:

@@ -12,6 +12,7 @@ from abtest.stats.frequentist import FrequentistResult, difference, two_sided_tt
 from abtest.stats.inputs import (
     BinomialRequest,
     BinomialStats,
+    Correction,
     GaussianPrior,
     MeanRequest,
     MeanStats,
@@ -20,21 +21,36 @@ from abtest.stats.inputs import (
 )
 from abtest.stats.moments import Moments, moments
 from abtest.stats.multiple import adjust_p_values
+from abtest.stats.outputs import (
+    BayesianBlock,
+    Comparison,
+    FrequentistBlock,
+    MetricAnalysis,
+    PowerBlock,
+    SequentialBlock,
+)
 from abtest.stats.power import PowerResult, power_analysis, required_sample_size
 from abtest.stats.sequential import SequentialResult, sequential_test
 from abtest.stats.srm import SrmResult, srm_check, srm_p_value
 
 __all__ = [
+    "BayesianBlock",
     "BayesianResult",
     "BinomialRequest",
     "BinomialStats",
+    "Comparison",
+    "Correction",
     "CupedSums",
+    "FrequentistBlock",
     "FrequentistResult",
     "GaussianPrior",
     "MeanRequest",
     "MeanStats",
+    "MetricAnalysis",
     "Moments",
+    "PowerBlock",
     "PowerResult",
+    "SequentialBlock",
     "SequentialResult",
     "SrmResult",
     "StatsInputError",

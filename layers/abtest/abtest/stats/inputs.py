@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.field_path import field_path
+
 __all__ = [
     "AnalysisRequest",
     "BinomialRequest",
@@ -181,14 +183,7 @@ _REQUEST_ADAPTER: TypeAdapter[BinomialRequest | MeanRequest] = TypeAdapter(Analy
 
 def _field_path(loc: tuple[int | str, ...]) -> str | None:
     """('binomial', 'variants', 0, 'users') -> 'variants[0].users' (the first item is the union tag)."""
-    parts = list(loc[1:] if loc and loc[0] in ("binomial", "mean") else loc)
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path or None
+    return field_path(loc[1:] if loc and loc[0] in ("binomial", "mean") else loc) or None
 
 
 def parse_request(data: Any) -> BinomialRequest | MeanRequest:

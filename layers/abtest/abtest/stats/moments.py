@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from abtest.stats.inputs import BinomialStats, MeanStats
 
 __all__ = [
+    "NEGATIVE_BASELINE",
     "NO_USERS",
     "NUMERICAL_ERROR",
     "TOO_FEW_USERS",
@@ -27,6 +28,9 @@ __all__ = [
 NO_USERS = "no_users"  # the control or the treatment has no users
 TOO_FEW_USERS = "too_few_users"  # fewer than 2 users in an arm: no variance estimate
 ZERO_BASELINE = "zero_baseline"  # control mean is 0, so a relative lift is undefined
+# Control mean below 0: dividing by it flips the sign of the lift against the absolute difference,
+# so relative comparisons are refused (the absolute one still runs).
+NEGATIVE_BASELINE = "negative_baseline"
 ZERO_VARIANCE = "zero_variance"  # an arm's metric does not vary (e.g. 0% or 100% conversion)
 NUMERICAL_ERROR = "numerical_error"  # inputs so extreme that the result is not representable
 
@@ -70,6 +74,8 @@ def check_pair(control: Moments, treatment: Moments, *, relative: bool) -> str |
         return NUMERICAL_ERROR
     if relative and control.mean == 0.0:
         return ZERO_BASELINE
+    if relative and control.mean < 0.0:
+        return NEGATIVE_BASELINE
     if math.isnan(control.variance) or math.isnan(treatment.variance):
         return NUMERICAL_ERROR
     # gbstats treats zero or (rounding-)negative variance in either arm as unanalysable.

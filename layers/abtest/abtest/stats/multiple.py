@@ -9,12 +9,13 @@ comparisons that could not be made) are left out of the family and stay None.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+
+from abtest.stats.inputs import Correction
 
 __all__ = ["adjust_p_values"]
 
 
-def adjust_p_values(p_values: Sequence[float | None], method: Literal["holm", "bh"]) -> list[float | None]:
+def adjust_p_values(p_values: Sequence[float | None], method: Correction) -> list[float | None]:
     """Adjusted p-values in the input order; None entries are skipped and returned as None."""
     present = [(p, i) for i, p in enumerate(p_values) if p is not None]
     for p, _ in present:

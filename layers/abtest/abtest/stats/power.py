@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from abtest.stats.distributions import norm_isf
-from abtest.stats.moments import NUMERICAL_ERROR, TOO_FEW_USERS, ZERO_BASELINE, ZERO_VARIANCE, Moments
+from abtest.stats.moments import (
+    NEGATIVE_BASELINE,
+    NUMERICAL_ERROR,
+    TOO_FEW_USERS,
+    ZERO_BASELINE,
+    ZERO_VARIANCE,
+    Moments,
+)
 
 __all__ = ["MDE_OUT_OF_RANGE", "PowerResult", "power_analysis", "required_sample_size"]
 
@@ -99,6 +106,8 @@ def power_analysis(
         return PowerResult(mde, power, None, None, None, TOO_FEW_USERS)
     if control.mean == 0.0:
         return PowerResult(mde, power, None, None, None, ZERO_BASELINE)
+    if control.mean < 0.0:
+        return PowerResult(mde, power, None, None, None, NEGATIVE_BASELINE)
     if not control.variance > 0.0:
         return PowerResult(mde, power, None, None, None, ZERO_VARIANCE)
     treatment_variance = control.variance

@@ -3,12 +3,14 @@ turns driver errors into domain errors. Every write runs in one transaction or o
 failed request leaves nothing half-written."""
 
 from abtest.storage.assignments import AssignmentRepository, StoredAssignment
+from abtest.storage.catalog import CatalogRepository
 from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
 from abtest.storage.rollups import RollupRepository, RollupRun
 
 __all__ = [
     "AssignmentRepository",
+    "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",
     "RecordedConversion",

@@ -1,8 +1,7 @@
-"""Assignments, exposures written with them, and the recommender's catalog."""
+"""Assignments and the exposures written with them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -55,7 +54,7 @@ class StoredAssignment:
 
 
 class AssignmentRepository:
-    """Assignments, exposures, and the recommender's catalog and user profiles."""
+    """Assignments and exposures (the recommender's catalog is CatalogRepository's)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -127,38 +126,3 @@ class AssignmentRepository:
             return StoredAssignment(**row)
 
         return self._db.run(work, transaction=False)
-
-    def catalog(self) -> list[tuple[str, str, list[float], float]]:
-        """Every item as (id, title, embedding, popularity), in id order."""
-        return self._db.run(
-            lambda conn: [
-                (row["id"], row["title"], row["embedding"], row["popularity"])
-                for row in conn.execute("SELECT id, title, embedding, popularity FROM items ORDER BY id")
-            ],
-            transaction=False,
-        )
-
-    def replace_catalog(
-        self,
-        items: Sequence[tuple[str, str, Sequence[float], float]],
-        profiles: Sequence[tuple[str, Sequence[float]]],
-    ) -> None:
-        """Replace the catalog and the user profiles in one transaction (COPY for speed)."""
-
-        def work(conn: Connection) -> None:
-            conn.execute("TRUNCATE items, user_profiles")
-            with conn.cursor().copy("COPY items (id, title, embedding, popularity) FROM STDIN") as copy:
-                for item_id, title, embedding, popularity in items:
-                    copy.write_row((item_id, title, list(embedding), popularity))
-            with conn.cursor().copy("COPY user_profiles (user_id, embedding) FROM STDIN") as copy:
-                for user_id, embedding in profiles:
-                    copy.write_row((user_id, list(embedding)))
-
-        self._db.run(work)
-
-    def count_items(self) -> int:
-        """How many items the catalog holds."""
-        row = self._db.run(
-            lambda conn: conn.execute("SELECT count(*) AS n FROM items").fetchone(), transaction=False
-        )
-        return int(row["n"]) if row else 0

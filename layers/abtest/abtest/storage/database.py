@@ -183,7 +183,7 @@ class Database:
                 # or JSON. The driver's message can quote the client's data: log only its SQLSTATE.
                 logger.info("value refused by the database", extra={"sqlstate": exc.sqlstate})
                 raise InvalidInput(
-                    "a value cannot be stored (text may not contain NUL characters)", field="body"
+                    "a value in the request cannot be stored or computed by the database", field="body"
                 ) from exc
             except psycopg.errors.QueryCanceled as exc:
                 raise Unavailable("the database did not answer in time; nothing was changed") from exc

@@ -10,7 +10,15 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
-from abtest.domain.models import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent, Status
+from abtest.domain.models import (
+    MAX_METRICS_PER_EXPERIMENT,
+    Conversion,
+    ConversionEvent,
+    ConversionIn,
+    EventResult,
+    ExposureEvent,
+    Status,
+)
 from abtest.errors import Conflict, InvalidInput
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import not_found, statuses_sql
@@ -26,18 +34,29 @@ WITH experiment AS (
     SELECT status FROM experiments WHERE id = %(experiment_id)s
 ), assigned AS (
     SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
+), metric AS (
+    -- A known metric name, or room for one more (MAX_METRICS_PER_EXPERIMENT).
+    SELECT EXISTS (SELECT 1 FROM experiment_metrics
+                   WHERE experiment_id = %(experiment_id)s AND metric_name = %(metric_name)s)
+           OR (SELECT count(*) FROM experiment_metrics WHERE experiment_id = %(experiment_id)s)
+              < {MAX_METRICS_PER_EXPERIMENT} AS allowed
 ), inserted AS (
-    INSERT INTO conversions
-        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
+                             occurred_at, payload_hash)
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
-           %(metadata)s, COALESCE(%(occurred_at)s, now())
+           %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM assigned
-    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
+), registered AS (
+    INSERT INTO experiment_metrics (experiment_id, metric_name)
+    SELECT experiment_id, metric_name FROM inserted
+    ON CONFLICT DO NOTHING
 )
 SELECT (SELECT status FROM experiment) AS status,
        (SELECT variant_id FROM assigned) AS assigned_variant,
+       (SELECT allowed FROM metric) AS metric_allowed,
        (SELECT to_jsonb(inserted) FROM inserted) AS conversion
 """
 
@@ -48,7 +67,7 @@ WITH input AS (
     SELECT *
     FROM jsonb_to_recordset(%(batch)s::jsonb)
          AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
-              occurred_at timestamptz, metric_name text, value float8, payload jsonb)
+              occurred_at timestamptz, metric_name text, value float8, payload jsonb, payload_hash text)
 ), checked AS (
     SELECT i.*, e.status, a.variant_id
     FROM input i
@@ -59,29 +78,59 @@ WITH input AS (
         WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
     ) a ON true
 ), new_exposures AS (
-    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at)
-    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now())
+    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at, payload_hash)
+    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
+), fresh_metrics AS (
+    -- Metric names new to their experiment, numbered in batch order, and the experiment's count.
+    SELECT f.experiment_id, f.metric_name,
+           row_number() OVER (PARTITION BY f.experiment_id ORDER BY f.first) +
+           (SELECT count(*) FROM experiment_metrics m WHERE m.experiment_id = f.experiment_id) AS rank
+    FROM (
+        SELECT experiment_id, metric_name, min(position) AS first FROM checked c
+        WHERE kind = 'conversion' AND NOT EXISTS (
+            SELECT 1 FROM experiment_metrics m
+            WHERE m.experiment_id = c.experiment_id AND m.metric_name = c.metric_name)
+        GROUP BY experiment_id, metric_name
+    ) f
+), refused_metrics AS (
+    SELECT experiment_id, metric_name FROM fresh_metrics WHERE rank > {MAX_METRICS_PER_EXPERIMENT}
 ), new_conversions AS (
-    INSERT INTO conversions
-        (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at)
+    INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
+                             occurred_at, payload_hash)
     SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
-           COALESCE(occurred_at, now())
+           COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
+      AND (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
-    RETURNING experiment_id, event_id
+    RETURNING experiment_id, event_id, metric_name
+), registered AS (
+    INSERT INTO experiment_metrics (experiment_id, metric_name)
+    SELECT DISTINCT experiment_id, metric_name FROM new_conversions
+    ON CONFLICT DO NOTHING
 )
 SELECT c.position, c.kind, c.status, c.variant_id IS NOT NULL AS assigned,
-       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted
+       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted,
+       -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
+       COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused,
+       (c.kind = 'conversion' AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics))
+           AS too_many_metrics
 FROM checked c
 LEFT JOIN new_exposures x
        ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
 LEFT JOIN new_conversions v
        ON c.kind = 'conversion' AND v.experiment_id = c.experiment_id AND v.event_id = c.event_id
+LEFT JOIN LATERAL (
+    SELECT payload_hash FROM exposures
+    WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
+    UNION ALL
+    SELECT payload_hash FROM conversions
+    WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
+) stored ON true
 ORDER BY c.position
 """
 
@@ -98,6 +147,14 @@ def _not_assigned(user_id: str) -> InvalidInput:
         "enrolled through /recommendations or /assignments",
         code="user_not_assigned",
         field="user_id",
+    )
+
+
+def _too_many_metrics() -> InvalidInput:
+    return InvalidInput(
+        f"the experiment already has {MAX_METRICS_PER_EXPERIMENT} metric names; this one would be one more",
+        code="too_many_metrics",
+        field="metric_name",
     )
 
 
@@ -125,6 +182,7 @@ class EventRepository:
             "event_id": new.event_id,
             "metadata": Jsonb(new.metadata) if new.metadata is not None else None,
             "occurred_at": new.timestamp,
+            "payload_hash": new.payload_hash(),
         }
 
         def work(conn: Connection) -> RecordedConversion:
@@ -140,6 +198,8 @@ class EventRepository:
                 return RecordedConversion(stored, replayed=True)
             if row["status"] == Status.COMPLETED:
                 raise _completed()
+            if row["assigned_variant"] is not None and not row["metric_allowed"]:
+                raise _too_many_metrics()
             raise _not_assigned(new.user_id)
 
         # A conversion without event_id cannot be told from its retry: never resent on a dropped link.
@@ -148,14 +208,18 @@ class EventRepository:
     def record_batch(self, events: Sequence[ExposureEvent | ConversionEvent]) -> list[EventResult]:
         """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
         results: dict[int, EventResult] = {}
-        seen: set[tuple[str, UUID, str]] = set()
+        seen: dict[tuple[str, UUID, str], str] = {}
         batch: list[dict[str, Any]] = []
         for position, event in enumerate(events):
             key = (event.type, event.experiment_id, event.event_id)
+            payload_hash = event.payload_hash()
             if key in seen:  # the same event twice in one batch: the first one counts
-                results[position] = _result(index=position, event_id=event.event_id, status="duplicate")
+                if seen[key] != payload_hash:
+                    results[position] = _reused(position, event.event_id)
+                else:
+                    results[position] = _result(index=position, event_id=event.event_id, status="duplicate")
                 continue
-            seen.add(key)
+            seen[key] = payload_hash
             batch.append(
                 {
                     "position": position,
@@ -167,6 +231,7 @@ class EventRepository:
                     "metric_name": event.metric_name if isinstance(event, ConversionEvent) else None,
                     "value": event.value if isinstance(event, ConversionEvent) else None,
                     "payload": event.metadata if isinstance(event, ConversionEvent) else event.context,
+                    "payload_hash": payload_hash,
                 }
             )
 
@@ -185,11 +250,25 @@ def _result(**fields: Any) -> EventResult:
     return EventResult.model_construct(**{"error": None, "message": None, **fields})
 
 
+def _reused(position: int, event_id: str) -> EventResult:
+    message = "event_id was already used for a different event (its payload differs)"
+    return _result(
+        index=position, event_id=event_id, status="rejected", error="event_id_reused", message=message
+    )
+
+
 def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventResult:
     status = Status(row["status"]) if row["status"] is not None else None
     kind = row["kind"]
     if row["inserted"]:
         return _result(index=position, event_id=event_id, status="accepted")
+    if row["reused"]:
+        return _reused(position, event_id)
+    if row["too_many_metrics"] and status is not None and status in ACCEPTING[kind] and row["assigned"]:
+        refused = _too_many_metrics()
+        return _result(
+            index=position, event_id=event_id, status="rejected", error=refused.code, message=refused.message
+        )
     if status is None:
         error, message = "experiment_not_found", "no experiment with this id"
     elif status not in ACCEPTING[kind]:
@@ -208,15 +287,25 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
 def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
     """The conversion already stored under this event_id (Conflict if it is a different one)."""
     row = conn.execute(
-        f"SELECT {_CONVERSION_COLUMNS} FROM conversions WHERE experiment_id = %s AND event_id = %s".encode(),
+        f"SELECT {_CONVERSION_COLUMNS}, payload_hash FROM conversions"
+        " WHERE experiment_id = %s AND event_id = %s".encode(),
         (new.experiment_id, new.event_id),
     ).fetchone()
     if row is None:
         return None
     stored = Conversion.model_validate(row)
-    if (stored.user_id, stored.metric_name, stored.value) != (new.user_id, new.metric_name, new.value):
+    if row["payload_hash"] is not None:
+        differs = row["payload_hash"] != new.payload_hash()
+    else:  # stored before payload hashes: compare what can be compared
+        differs = (stored.user_id, stored.metric_name, stored.value) != (
+            new.user_id,
+            new.metric_name,
+            new.value,
+        )
+    if differs:
         raise Conflict(
-            "event_id was already used for a different conversion (user, metric or value differ)",
+            "event_id was already used for a different conversion (user, metric, value, metadata or "
+            "timestamp differ)",
             code="event_id_reused",
             field="event_id",
         )

@@ -14,8 +14,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.domain.lifecycle import ENROLLING, check_patch, check_transition
+from abtest.domain.lifecycle import ENROLLING, check_create, check_patch, check_transition
 from abtest.domain.models import (
+    MAX_PAGE_BYTES,
     Experiment,
     ExperimentCreate,
     ExperimentPage,
@@ -83,11 +84,28 @@ class ExperimentRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, new: ExperimentCreate) -> Experiment:
-        """Store a draft experiment with its variants in one transaction."""
-        experiment_id = uuid4()
+    def create(self, new: ExperimentCreate, *, experiment_id: UUID | None = None) -> Experiment:
+        """Store a draft experiment with its variants in one transaction (see lifecycle.check_create).
+
+        The id is new unless given (the local demo data uses a fixed one that events/ names).
+        """
+        check_create(new)
+        experiment_id = experiment_id or uuid4()
+
+        salt = new.salt or str(experiment_id)
 
         def work(conn: Connection) -> Experiment:
+            # Two experiments sharing a salt split users identically (correlated splits): refused.
+            # The lock serialises creations with the same salt so the check cannot race.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 10))", (salt,))
+            taken = conn.execute("SELECT 1 FROM experiments WHERE salt = %s LIMIT 1", (salt,)).fetchone()
+            if taken is not None:
+                raise Conflict(
+                    "another experiment already uses this salt; experiments sharing a salt assign "
+                    "users identically, so each needs its own (or none: it defaults to the id)",
+                    code="duplicate_salt",
+                    field="salt",
+                )
             conn.execute(
                 "INSERT INTO experiments (id, name, description, traffic_allocation, salt, surface)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -96,7 +114,7 @@ class ExperimentRepository:
                     new.name,
                     new.description,
                     new.traffic_allocation,
-                    new.salt or str(experiment_id),
+                    salt,
                     new.surface,
                 ),
             )
@@ -141,6 +159,14 @@ class ExperimentRepository:
 
         rows = self._db.run(work, transaction=False)
         page, more = rows[:limit], len(rows) > limit
+        # A page also stops at MAX_PAGE_BYTES of experiments (at least one), so no listing can exceed
+        # Lambda's 6 MB response limit however large the configs are.
+        size = 0
+        for count, experiment in enumerate(page):
+            size += len(experiment.model_dump_json())
+            if count > 0 and size > MAX_PAGE_BYTES:
+                page, more = page[:count], True
+                break
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return ExperimentPage(experiments=page, next_cursor=next_cursor)
 
@@ -203,9 +229,10 @@ class ExperimentRepository:
         def work(conn: Connection) -> None:
             current = _lock_status(conn, experiment_id)
             if current != Status.DRAFT:
+                advice = "" if current == Status.COMPLETED else "; complete it instead"
                 raise Conflict(
-                    f"only draft experiments can be deleted (this one is {current.value});"
-                    " complete it instead",
+                    f"only draft experiments can be deleted (this one is {current.value}): "
+                    f"history is kept{advice}",
                     code="experiment_not_draft",
                     field="status",
                 )

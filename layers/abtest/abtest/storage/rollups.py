@@ -1,33 +1,51 @@
 """The scheduled rollup and the metrics read: sufficient statistics behind a transaction-id horizon.
 
-A run folds the events of every transaction with an id in [stored horizon, new horizon), where the new
-horizon is the xmin of the run's snapshot (all transactions below it have finished), so each event
-lands in exactly one run. Runs take an advisory lock: a second concurrent run waits, then finds the
-horizon moved and folds only what is newer. Reads combine the rollups with the tail above the horizon
-in one repeatable-read snapshot, so they are exact and current.
+A run folds the users touched by every transaction with an id in [stored horizon, new horizon), where
+the new horizon is the xmin of the run's snapshot (all transactions below it have finished), so each
+event is seen by a run. Each touched user's state is recomputed from their raw events below the new
+horizon (attribution needs the first exposure, which a late event can move) and folded in as "stored
+-> recomputed" deltas, so folding a user again is harmless. Runs take an advisory lock: a second
+concurrent run waits, then finds the horizon moved and folds only what is newer. Reads combine the
+rollups with the users touched above the horizon in one repeatable-read snapshot, so they are exact
+and current.
 
-Daily snapshots (migration 0006): a run folds its window day by day (the UTC day of each event's
-timestamp, never earlier than the experiment's latest snapshot day, so days before the latest are
-never rewritten) and after each day copies the touched experiments' per-variant totals into that day's
-snapshot rows. Its cost follows the new events, never the history.
+Failure isolation: each experiment is folded in its own savepoint. One whose statistics cannot be
+computed or stored (legacy values that overflow) is skipped, logged and counted, and remembered in
+rollup_failures with the horizon it failed from: later runs and reads treat its events from there on
+as not yet rolled up, so nothing of it is lost, and every other experiment proceeds.
+
+Daily snapshots (migration 0006), combined with the recomputation above: within an experiment's
+savepoint the run walks the UTC days of its touched users' new events in order (an event dated before
+the experiment's latest snapshot day counts on that day: days before the latest are never rewritten).
+For each day it recomputes the users with events on that day from their raw events below the new
+horizon AND dated up to the end of that day, stores them, and copies the experiment's per-variant
+totals into that day's snapshot rows. Every stored user is then exact as of the end of the day just
+done: users with events on that day were recomputed up to its end; users whose new events come later
+still hold their previous state, built from events dated at most the latest snapshot day, which is not
+after this day; users done on an earlier day have no events after it. After the last day every touched
+user holds the full recomputation, exactly what harden's single fold stored. The cost follows the new
+events (each touched user is recomputed once per day they have new events), never the history.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from uuid import UUID
+
+import psycopg
 
 from abtest.analysis.rollup import (
     ExposureTotals,
     Fold,
+    FoldError,
     MetricKey,
     MetricStats,
-    NewConversions,
-    NewExposures,
+    RunningAllocation,
     UserKey,
     UserMetric,
     UserMetricKey,
@@ -39,24 +57,53 @@ from abtest.analysis.rollup import (
 from abtest.analysis.timeseries import DailyMetrics
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Experiment
+from abtest.observability import logger
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
 
 _ROLLUP_LOCK = 7_412_039_552
+_NO_UPPER_BOUND = 2**63 - 1
 
-# {day} is the UTC day of the event's timestamp (grouped by it) or NULL (one group per user).
-_EVENT_DAY = "(occurred_at AT TIME ZONE 'UTC')::date"
-
-_WINDOW_EXPOSURES = """
-SELECT experiment_id, user_id, variant_id, {day} AS day, count(*) AS n
-FROM exposures WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, variant_id, day
+# Touched users with the UTC day of each of their new events (one row per user and day).
+_TOUCHED = """
+SELECT experiment_id, user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM exposures
+WHERE txid >= %(low)s AND txid < %(high)s {scope}
+UNION
+SELECT experiment_id, user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM conversions
+WHERE txid >= %(low)s AND txid < %(high)s {scope}
 """
 
-_WINDOW_CONVERSIONS = """
-SELECT experiment_id, user_id, metric_name, variant_id, {day} AS day, count(*) AS n, sum(value) AS total
-FROM conversions WHERE txid >= %(low)s AND txid < %(high)s {scope}
-GROUP BY experiment_id, user_id, metric_name, variant_id, day
+_TOUCHED_USERS = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
+
+# Every touched user's state from their raw events below the horizon and dated before %(until)s (the
+# end of a snapshot day; NULL: no bound): exposures and the first one's
+# time, then per metric the conversions at or after it (attributed: count and exact numeric total)
+# and the others (unattributed). Primary-key and index probes per user (LATERAL ... OFFSET 0).
+_RECOMPUTE = f"""
+WITH users AS (
+    SELECT t.experiment_id, t.user_id, a.variant_id, x.n AS exposures, x.first_at
+    FROM {_TOUCHED_USERS}
+    JOIN assignments a ON a.experiment_id = t.experiment_id AND a.user_id = t.user_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, min(occurred_at) AS first_at FROM exposures e
+        WHERE e.experiment_id = t.experiment_id AND e.user_id = t.user_id AND e.txid < %(high)s
+          AND e.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
+        OFFSET 0
+    ) x
+)
+SELECT u.experiment_id, u.user_id, u.variant_id, u.exposures,
+       m.metric_name, m.n, m.total, m.unattributed
+FROM users u
+LEFT JOIN LATERAL (
+    SELECT metric_name,
+           count(*) FILTER (WHERE occurred_at >= u.first_at) AS n,
+           COALESCE(sum(value::numeric) FILTER (WHERE occurred_at >= u.first_at), 0) AS total,
+           count(*) FILTER (WHERE u.first_at IS NULL OR occurred_at < u.first_at) AS unattributed
+    FROM conversions c
+    WHERE c.experiment_id = u.experiment_id AND c.user_id = u.user_id AND c.txid < %(high)s
+      AND c.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
+    GROUP BY metric_name
+) m ON true
 """
 
 
@@ -66,98 +113,113 @@ class RollupRun:
 
     previous_horizon: int
     horizon: int
-    exposure_groups: int
-    conversion_groups: int
+    users: int
+    experiments: int
     seconds: float
-    snapshot_days: int = 0
+    failed: list[UUID] = field(default_factory=list)
+    snapshot_days: int = 0  # (experiment, UTC day) snapshots written
 
 
-def _window(
-    conn: Connection, low: int, high: int | None, experiment_id: UUID | None
-) -> tuple[list[NewExposures], list[NewConversions]]:
-    days = _window_by_day(conn, low, high, experiment_id, by_day=False)
-    return days[0].exposures, days[0].conversions
+TouchedDays = dict[UserKey, set[date]]  # touched users and the UTC days of their new events
 
 
-@dataclass
-class DayWindow:
-    """The events of a window dated one UTC day (None: the whole window), grouped per user."""
-
-    day: date | None
-    exposures: list[NewExposures] = field(default_factory=list)
-    conversions: list[NewConversions] = field(default_factory=list)
-
-    @property
-    def experiment_ids(self) -> set[UUID]:
-        return {e.experiment_id for e in self.exposures} | {c.experiment_id for c in self.conversions}
-
-
-def _window_by_day(
-    conn: Connection,
-    low: int,
-    high: int | None,
-    experiment_id: UUID | None,
-    *,
-    by_day: bool = True,
-    not_before: Callable[[set[UUID]], dict[UUID, date]] | None = None,
-) -> list[DayWindow]:
-    """The window's events, split by UTC day in day order (one DayWindow with day None unless by_day).
-
-    `not_before(experiment ids)` gives days before which an experiment's events may not be dated:
-    an older event counts on that day instead (earlier days stay as they are).
-    """
+def _touched(conn: Connection, low: int, high: int | None, experiment_id: UUID | None) -> TouchedDays:
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
-    day_sql = _EVENT_DAY if by_day else "NULL::date"
-    # No upper bound (the tail): everything above the horizon that this snapshot sees.
-    upper = high if high is not None else 2**63 - 1
-    params = {"low": str(low), "high": str(upper), "experiment_id": experiment_id}
-    exposures = [
-        (r["day"], NewExposures(r["experiment_id"], r["user_id"], r["variant_id"], r["n"]))
-        for r in conn.execute(_WINDOW_EXPOSURES.format(scope=scope, day=day_sql).encode(), params)
-    ]
-    conversions = [
-        (
-            r["day"],
-            NewConversions(
-                r["experiment_id"], r["user_id"], r["metric_name"], r["variant_id"], r["n"], r["total"]
-            ),
+    params = {"low": str(low), "high": str(high if high is not None else _NO_UPPER_BOUND)}
+    params["experiment_id"] = experiment_id  # type: ignore[assignment]
+    touched: TouchedDays = defaultdict(set)
+    for r in conn.execute(_TOUCHED.format(scope=scope).encode(), params):
+        touched[(r["experiment_id"], r["user_id"])].add(r["day"])
+    return touched
+
+
+def _merge(into: TouchedDays, more: TouchedDays) -> None:
+    for key, days in more.items():
+        into.setdefault(key, set()).update(days)
+
+
+def _users_by_day(touched: TouchedDays, not_before: date | None) -> list[tuple[date, set[UserKey]]]:
+    """The days to fold in order, each with the users that have new events dated that day; a day
+    before `not_before` (the latest snapshot day) counts as that day."""
+    by_day: dict[date, set[UserKey]] = defaultdict(set)
+    for key, days in touched.items():
+        for day in days:
+            by_day[max(day, not_before) if not_before is not None else day].add(key)
+    return sorted(by_day.items())
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), day_time(0), tzinfo=UTC)
+
+
+def _recompute(
+    conn: Connection, users: set[UserKey], high: int | None, until: datetime | None = None
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """The recomputed state of `users` from their events below `high` (None: all this snapshot sees)
+    dated before `until` (None: any date)."""
+    if not users:
+        return {}, {}
+    experiment_ids, user_ids = zip(*users, strict=True)
+    params = {
+        "experiment_ids": list(experiment_ids),
+        "user_ids": list(user_ids),
+        "high": str(high if high is not None else _NO_UPPER_BOUND),
+        "until": until,
+    }
+    states: dict[UserKey, UserState] = {}
+    metrics: dict[UserMetricKey, UserMetric] = {}
+    for r in conn.execute(_RECOMPUTE.encode(), params):
+        key = (r["experiment_id"], r["user_id"])
+        states[key] = UserState(r["variant_id"], r["exposures"])
+        if r["metric_name"] is not None:
+            # numeric sums cannot overflow in SQL; a legacy total beyond a double becomes inf here,
+            # and the fold refuses that experiment alone.
+            metrics[(*key, r["metric_name"])] = UserMetric(
+                r["variant_id"], r["n"], float(r["total"]), r["unattributed"]
+            )
+    return states, metrics
+
+
+def _stored(
+    conn: Connection, users: set[UserKey]
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """Stored per-user state of `users`."""
+    if not users:
+        return {}, {}
+    experiment_ids, user_ids = zip(*users, strict=True)
+    params = {"experiment_ids": list(experiment_ids), "user_ids": list(user_ids)}
+    # One primary-key probe per touched user (LATERAL ... OFFSET 0 keeps the planner from choosing a
+    # hash join over a full scan), so the cost follows the new events, not the size of the rollups.
+    states = {
+        (r["experiment_id"], r["user_id"]): UserState(r["variant_id"], r["exposures"])
+        for r in conn.execute(
+            f"SELECT s.experiment_id, s.user_id, s.variant_id, s.exposures FROM {_TOUCHED_USERS}"
+            " CROSS JOIN LATERAL (SELECT * FROM rollup_users r"
+            " WHERE r.experiment_id = t.experiment_id AND r.user_id = t.user_id OFFSET 0) s".encode(),
+            params,
         )
-        for r in conn.execute(_WINDOW_CONVERSIONS.format(scope=scope, day=day_sql).encode(), params)
-    ]
-    if not by_day:
-        return [DayWindow(None, [e for _, e in exposures], [c for _, c in conversions])]
-    touched = {e.experiment_id for _, e in exposures} | {c.experiment_id for _, c in conversions}
-    floors = not_before(touched) if not_before is not None and touched else {}
-    days: dict[date, DayWindow] = {}
-
-    def day_of(experiment: UUID, day: date) -> DayWindow:
-        if experiment in floors:
-            day = max(day, floors[experiment])
-        return days.setdefault(day, DayWindow(day))
-
-    for day, exposure in exposures:
-        day_of(exposure.experiment_id, day).exposures.append(exposure)
-    for day, conversion in conversions:
-        day_of(conversion.experiment_id, day).conversions.append(conversion)
-    # A clamped day may hold one user's events from two dates: regroup per user and metric.
-    return [_regrouped(days[day]) if floors else days[day] for day in sorted(days)]
+    }
+    metrics = {
+        (r["experiment_id"], r["user_id"], r["metric_name"]): UserMetric(
+            r["variant_id"], r["count"], r["total"], r["unattributed"]
+        )
+        for r in conn.execute(
+            "SELECT s.experiment_id, s.user_id, s.metric_name, s.variant_id, s.count, s.total,"
+            f" s.unattributed FROM {_TOUCHED_USERS} CROSS JOIN LATERAL (SELECT * FROM rollup_user_metrics m"
+            " WHERE m.experiment_id = t.experiment_id AND m.user_id = t.user_id OFFSET 0) s".encode(),
+            params,
+        )
+    }
+    return states, metrics
 
 
-def _regrouped(window: DayWindow) -> DayWindow:
-    """Merge entries of the same user (and metric): fold needs one entry per user and metric."""
-    exposures: dict[tuple[UUID, str, UUID], int] = defaultdict(int)
-    for e in window.exposures:
-        exposures[(e.experiment_id, e.user_id, e.variant_id)] += e.count
-    conversions: dict[tuple[UUID, str, str, UUID], tuple[int, float]] = {}
-    for c in window.conversions:
-        key = (c.experiment_id, c.user_id, c.metric_name, c.variant_id)
-        count, total = conversions.get(key, (0, 0.0))
-        conversions[key] = (count + c.count, total + c.total)
-    return DayWindow(
-        window.day,
-        [NewExposures(*key, n) for key, n in exposures.items()],
-        [NewConversions(*key, n, total) for key, (n, total) in conversions.items()],
-    )
+def _fold_users(
+    conn: Connection, users: set[UserKey], high: int | None, until: datetime | None = None
+) -> Fold:
+    """Fold the touched users; a read (high None) lets non-finite sums through for the report."""
+    new_states, new_metrics = _recompute(conn, users, high, until)
+    old_states, old_metrics = _stored(conn, users)
+    return fold(old_states, old_metrics, new_states, new_metrics, check_finite=high is not None)
 
 
 def _latest_snapshot_days(conn: Connection, experiment_ids: Iterable[UUID]) -> dict[UUID, date]:
@@ -176,64 +238,27 @@ def _latest_snapshot_days(conn: Connection, experiment_ids: Iterable[UUID]) -> d
     }
 
 
-def _record_snapshots(conn: Connection, experiment_ids: set[UUID], day: date) -> None:
-    """Copy the experiments' current per-variant totals into their snapshot rows of `day`."""
-    ids = sorted(experiment_ids)
+def _record_snapshot(conn: Connection, experiment_id: UUID, day: date) -> None:
+    """Copy the experiment's current per-variant totals into its snapshot rows of `day`."""
+    params = {"day": day, "experiment_id": experiment_id}
     conn.execute(
         "INSERT INTO snapshot_variants (experiment_id, variant_id, day, exposures, users)"
         " SELECT experiment_id, variant_id, %(day)s, exposures, users FROM rollup_variants"
-        " WHERE experiment_id = ANY(%(ids)s)"
+        " WHERE experiment_id = %(experiment_id)s"
         " ON CONFLICT (experiment_id, day, variant_id) DO UPDATE"
         " SET exposures = EXCLUDED.exposures, users = EXCLUDED.users",
-        {"day": day, "ids": ids},
+        params,
     )
     conn.execute(
         "INSERT INTO snapshot_metrics"
-        " (experiment_id, variant_id, metric_name, day, count, sum, sum_squares, users)"
-        " SELECT experiment_id, variant_id, metric_name, %(day)s, count, sum, sum_squares, users"
-        " FROM rollup_metrics WHERE experiment_id = ANY(%(ids)s)"
+        " (experiment_id, variant_id, metric_name, day, count, sum, sum_squares, users, unattributed)"
+        " SELECT experiment_id, variant_id, metric_name, %(day)s, count, sum, sum_squares, users,"
+        " unattributed FROM rollup_metrics WHERE experiment_id = %(experiment_id)s"
         " ON CONFLICT (experiment_id, day, variant_id, metric_name) DO UPDATE"
         " SET count = EXCLUDED.count, sum = EXCLUDED.sum, sum_squares = EXCLUDED.sum_squares,"
-        " users = EXCLUDED.users",
-        {"day": day, "ids": ids},
+        " users = EXCLUDED.users, unattributed = EXCLUDED.unattributed",
+        params,
     )
-
-
-def _old_state(
-    conn: Connection, exposures: list[NewExposures], conversions: list[NewConversions]
-) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
-    """Stored per-user state of every user the window touches."""
-    pairs = {(e.experiment_id, e.user_id) for e in exposures} | {
-        (c.experiment_id, c.user_id) for c in conversions
-    }
-    if not pairs:
-        return {}, {}
-    experiment_ids, user_ids = zip(*pairs, strict=True)
-    params = {"experiment_ids": list(experiment_ids), "user_ids": list(user_ids)}
-    # One primary-key probe per touched user (LATERAL ... OFFSET 0 keeps the planner from choosing a
-    # hash join over a full scan), so the cost follows the new events, not the size of the rollups.
-    touched = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
-    users = {
-        (r["experiment_id"], r["user_id"]): UserState(r["variant_id"], r["exposures"])
-        for r in conn.execute(
-            f"SELECT s.experiment_id, s.user_id, s.variant_id, s.exposures FROM {touched}"
-            " CROSS JOIN LATERAL (SELECT * FROM rollup_users r"
-            " WHERE r.experiment_id = t.experiment_id AND r.user_id = t.user_id OFFSET 0) s".encode(),
-            params,
-        )
-    }
-    metrics = {
-        (r["experiment_id"], r["user_id"], r["metric_name"]): UserMetric(
-            r["variant_id"], r["count"], r["total"]
-        )
-        for r in conn.execute(
-            "SELECT s.experiment_id, s.user_id, s.metric_name, s.variant_id, s.count, s.total"
-            f" FROM {touched} CROSS JOIN LATERAL (SELECT * FROM rollup_user_metrics m"
-            " WHERE m.experiment_id = t.experiment_id AND m.user_id = t.user_id OFFSET 0) s".encode(),
-            params,
-        )
-    }
-    return users, metrics
 
 
 def _store(conn: Connection, result: Fold) -> None:
@@ -254,11 +279,12 @@ def _store(conn: Connection, result: Fold) -> None:
     if result.user_metrics:
         keys3, values = zip(*result.user_metrics.items(), strict=True)
         conn.execute(
-            "INSERT INTO rollup_user_metrics (experiment_id, user_id, metric_name, variant_id, count, total)"
+            "INSERT INTO rollup_user_metrics"
+            " (experiment_id, user_id, metric_name, variant_id, count, total, unattributed)"
             " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[],"
-            " %s::bigint[], %s::float8[])"
-            " ON CONFLICT (experiment_id, user_id, metric_name)"
-            " DO UPDATE SET count = EXCLUDED.count, total = EXCLUDED.total",
+            " %s::bigint[], %s::float8[], %s::bigint[])"
+            " ON CONFLICT (experiment_id, user_id, metric_name) DO UPDATE"
+            " SET count = EXCLUDED.count, total = EXCLUDED.total, unattributed = EXCLUDED.unattributed",
             (
                 [k[0] for k in keys3],
                 [k[1] for k in keys3],
@@ -266,6 +292,7 @@ def _store(conn: Connection, result: Fold) -> None:
                 [v.variant_id for v in values],
                 [v.count for v in values],
                 [v.total for v in values],
+                [v.unattributed for v in values],
             ),
         )
     if result.variants:
@@ -286,12 +313,13 @@ def _store(conn: Connection, result: Fold) -> None:
         mkeys, mdeltas = zip(*result.metrics.items(), strict=True)
         conn.execute(
             "INSERT INTO rollup_metrics AS r"
-            " (experiment_id, variant_id, metric_name, count, sum, sum_squares, users)"
+            " (experiment_id, variant_id, metric_name, count, sum, sum_squares, users, unattributed)"
             " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::bigint[], %s::float8[],"
-            " %s::float8[], %s::bigint[])"
+            " %s::float8[], %s::bigint[], %s::bigint[])"
             " ON CONFLICT (experiment_id, variant_id, metric_name) DO UPDATE"
             " SET count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,"
-            " sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users",
+            " sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users,"
+            " unattributed = r.unattributed + EXCLUDED.unattributed",
             (
                 [k[0] for k in mkeys],
                 [k[1] for k in mkeys],
@@ -300,6 +328,7 @@ def _store(conn: Connection, result: Fold) -> None:
                 [d.sum for d in mdeltas],
                 [d.sum_squares for d in mdeltas],
                 [d.users for d in mdeltas],
+                [d.unattributed for d in mdeltas],
             ),
         )
 
@@ -313,7 +342,9 @@ class RollupRepository:
     def roll_up(self, statement_timeout_ms: int | None = None) -> RollupRun:
         """Fold every finished transaction's events since the last run into the rollup tables.
 
-        A backlog can take longer than a request may: pass the rollup's own statement timeout.
+        Each experiment is folded in its own savepoint: one that fails is skipped (and retried from
+        where it failed on later runs), the rest are stored and the horizon advances. A backlog can
+        take longer than a request may: pass the rollup's own statement timeout.
         """
         started = time.perf_counter()
 
@@ -326,31 +357,64 @@ class RollupRepository:
             ).fetchone()
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
-            exposure_groups = conversion_groups = 0
-            days = _window_by_day(
-                conn, low, high, None, not_before=lambda ids: _latest_snapshot_days(conn, ids)
-            )
-            for day in days:
-                old_users, old_metrics = _old_state(conn, day.exposures, day.conversions)
-                _store(conn, fold(old_users, old_metrics, day.exposures, day.conversions))
-                assert day.day is not None
-                _record_snapshots(conn, day.experiment_ids, day.day)
-                exposure_groups += len(day.exposures)
-                conversion_groups += len(day.conversions)
+            touched = _touched(conn, low, high, None)
+            # Experiments that failed before: everything of theirs since the failure, again.
+            failed_before = _failures(conn)
+            for experiment_id, since in failed_before.items():
+                _merge(touched, _touched(conn, since, high, experiment_id))
+            by_experiment: dict[UUID, TouchedDays] = defaultdict(dict)
+            for key, user_days in touched.items():
+                by_experiment[key[0]][key] = user_days
+            latest = _latest_snapshot_days(conn, by_experiment)
+            failed: list[UUID] = []
+            snapshot_days = 0
+            for experiment_id in sorted(by_experiment.keys() | failed_before.keys()):
+                try:
+                    with conn.transaction():  # a savepoint: a failure undoes this experiment only
+                        # Day by day (see the module docstring): each day's snapshot is exact per user.
+                        walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
+                        for day, users in walk:
+                            _store(conn, _fold_users(conn, users, high, _end_of(day)))
+                            _record_snapshot(conn, experiment_id, day)
+                        if experiment_id in failed_before:
+                            conn.execute(
+                                "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
+                            )
+                except (FoldError, psycopg.errors.DataError) as exc:
+                    failed.append(experiment_id)
+                    logger.error(
+                        "rollup of an experiment failed; its events stay pending",
+                        extra={"experiment_id": str(experiment_id), "error": type(exc).__name__},
+                    )
+                    conn.execute(
+                        "INSERT INTO rollup_failures (experiment_id, since, error)"
+                        " VALUES (%s, %s::text::xid8, %s) ON CONFLICT (experiment_id) DO UPDATE"
+                        " SET failures = rollup_failures.failures + 1, error = EXCLUDED.error,"
+                        " failed_at = now()",
+                        (experiment_id, str(low), type(exc).__name__),
+                    )
+                else:
+                    snapshot_days += len(walk)
             conn.execute(
                 "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
                 (str(high),),
             )
             return RollupRun(
-                low, high, exposure_groups, conversion_groups, time.perf_counter() - started, len(days)
+                low,
+                high,
+                len(touched),
+                len(by_experiment),
+                time.perf_counter() - started,
+                failed,
+                snapshot_days,
             )
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
 
-    def running_allocations(self) -> list[tuple[Experiment, list[int]]]:
+    def running_allocations(self) -> list[RunningAllocation]:
         """Every running experiment with its rolled-up exposed users per variant, in stored order."""
 
-        def work(conn: Connection) -> list[tuple[Experiment, list[int]]]:
+        def work(conn: Connection) -> list[RunningAllocation]:
             experiments = fetch_running(conn)
             users: dict[UUID, int] = {
                 r["variant_id"]: r["users"]
@@ -359,7 +423,7 @@ class RollupRepository:
                     f" ON e.id = r.experiment_id WHERE e.status IN {statuses_sql(ENROLLING)}"
                 )
             }
-            return [(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
+            return [RunningAllocation(e, [users.get(v.id, 0) for v in e.variants]) for e in experiments]
 
         return self._db.run(work, transaction=False)
 
@@ -376,9 +440,10 @@ class RollupRepository:
     def daily_metrics(self, experiment_id: UUID) -> DailyMetrics:
         """The cumulative statistics at the end of every UTC day with events, and now, in one snapshot.
 
-        Days come from the stored snapshots plus the tail above the horizon folded day by day as the
-        next rollup will fold it, so the series is current whether or not the rollup has run. The
-        last day's statistics are exactly `variant_metrics` (what /metrics and /results read).
+        Days come from the stored snapshots plus the users touched above the horizon, recomputed day by
+        day exactly as the next rollup will (module docstring), so the series is current whether or not
+        the rollup has run. The last day's statistics are exactly `variant_metrics` (what /metrics and
+        /results read).
         """
 
         def work(conn: Connection) -> DailyMetrics:
@@ -393,69 +458,32 @@ class RollupRepository:
                 day = days.setdefault(r["day"], _empty(experiment))
                 day.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
-                "SELECT day, variant_id, metric_name, count, sum, sum_squares, users"
+                "SELECT day, variant_id, metric_name, count, sum, sum_squares, users, unattributed"
                 " FROM snapshot_metrics WHERE experiment_id = %s",
                 (experiment_id,),
             ):
                 day = days.setdefault(r["day"], _empty(experiment))
                 day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
-                    r["count"], r["sum"], r["sum_squares"], r["users"]
+                    r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
                 )
-            last = max(days) if days else None
-            tail_days = _window_by_day(
-                conn,
-                horizon,
-                None,
-                experiment_id,
-                not_before=lambda _ids: {experiment_id: last} if last is not None else {},
-            )
+            touched = _tail_touched(conn, experiment_id, horizon)
             running = _rolled_up(conn, experiment)
-            users, user_metrics = _old_state(
-                conn,
-                [e for d in tail_days for e in d.exposures],
-                [c for d in tail_days for c in d.conversions],
-            )
-            for tail_day in tail_days:
-                step = fold(users, user_metrics, tail_day.exposures, tail_day.conversions)
-                users.update(step.users)
-                user_metrics.update(step.user_metrics)
-                _apply(step, running.variants, running.metrics)
-                assert tail_day.day is not None
-                days[tail_day.day] = _copy(running)
+            states, user_metrics = _stored(conn, set(touched))
+            for tail_day, users in _users_by_day(touched, max(days) if days else None):
+                new_states, new_metrics = _recompute(conn, users, None, _end_of(tail_day))
+                _apply(fold(states, user_metrics, new_states, new_metrics, check_finite=False), running)
+                for key in [k for k in user_metrics if (k[0], k[1]) in users]:
+                    del user_metrics[key]
+                states.update(new_states)
+                user_metrics.update(new_metrics)
+                days[tail_day] = _copy(running)
             current = _current(conn, experiment, horizon)
             if days:
                 days[max(days)] = current
-            waiting_users, waiting_conversions = _waiting(conn, experiment_id, users, user_metrics)
+            waiting_users, waiting_conversions = _waiting(conn, experiment_id, states, user_metrics)
             return DailyMetrics(current, sorted(days.items()), waiting_users, waiting_conversions)
 
         return self._db.run(work)
-
-
-def _waiting(
-    conn: Connection,
-    experiment_id: UUID,
-    tail_users: dict[UserKey, UserState],
-    tail_metrics: dict[UserMetricKey, UserMetric],
-) -> tuple[int, int]:
-    """Users with conversions but no exposure yet, and their conversions: the rolled-up ones from the
-    rollup tables (one scan of the experiment's converting users), those the tail touches from its fold."""
-    touched = {user for (_, user, _) in tail_metrics} | {user for (_, user) in tail_users}
-    row = conn.execute(
-        "SELECT count(*) AS users, coalesce(sum(m.count), 0)::bigint AS conversions FROM"
-        " (SELECT user_id, sum(count) AS count FROM rollup_user_metrics"
-        "  WHERE experiment_id = %(e)s AND NOT (user_id = ANY(%(touched)s)) GROUP BY user_id) m"
-        " LEFT JOIN rollup_users u ON u.experiment_id = %(e)s AND u.user_id = m.user_id"
-        " WHERE coalesce(u.exposures, 0) = 0",
-        {"e": experiment_id, "touched": sorted(touched)},
-    ).fetchone()
-    assert row is not None
-    users, conversions = int(row["users"]), int(row["conversions"])
-    waiting: dict[str, int] = {}
-    for (_, user, _), metric in tail_metrics.items():
-        state = tail_users.get((experiment_id, user))
-        if (state is None or state.exposures == 0) and metric.count > 0:
-            waiting[user] = waiting.get(user, 0) + metric.count
-    return users + len(waiting), conversions + sum(waiting.values())
 
 
 def _horizon(conn: Connection) -> int:
@@ -477,7 +505,10 @@ def _copy(stats: VariantMetrics) -> VariantMetrics:
         stats.experiment,
         {k: ExposureTotals(v.exposures, v.users) for k, v in stats.variants.items()},
         {
-            k: {name: MetricStats(m.count, m.sum, m.sum_squares, m.users) for name, m in per.items()}
+            k: {
+                name: MetricStats(m.count, m.sum, m.sum_squares, m.users, m.unattributed)
+                for name, m in per.items()
+            }
             for k, per in stats.metrics.items()
         },
     )
@@ -492,31 +523,79 @@ def _rolled_up(conn: Connection, experiment: Experiment) -> VariantMetrics:
     ):
         stats.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
     for r in conn.execute(
-        "SELECT variant_id, metric_name, count, sum, sum_squares, users"
+        "SELECT variant_id, metric_name, count, sum, sum_squares, users, unattributed"
         " FROM rollup_metrics WHERE experiment_id = %s",
         (experiment.id,),
     ):
         stats.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
-            r["count"], r["sum"], r["sum_squares"], r["users"]
+            r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
         )
     return stats
 
 
 def _current(conn: Connection, experiment: Experiment, horizon: int) -> VariantMetrics:
-    """The rollup totals plus the whole tail above the horizon: exact statistics now."""
+    """The rollup totals plus the users touched above the horizon: exact statistics now."""
     stats = _rolled_up(conn, experiment)
-    exposures, conversions = _window(conn, horizon, None, experiment.id)
-    old_users, old_metrics = _old_state(conn, exposures, conversions)
-    _apply(fold(old_users, old_metrics, exposures, conversions), stats.variants, stats.metrics)
+    _add_tail(conn, experiment.id, horizon, stats)
     return stats
 
 
-def _apply(
-    tail: Fold, variants: dict[UUID, ExposureTotals], metrics: dict[UUID, dict[str, MetricStats]]
-) -> None:
+def _waiting(
+    conn: Connection,
+    experiment_id: UUID,
+    tail_users: dict[UserKey, UserState],
+    tail_metrics: dict[UserMetricKey, UserMetric],
+) -> tuple[int, int]:
+    """Users with conversions but no exposure yet, and their conversions (all unattributed): the
+    rolled-up ones from the rollup tables (one scan of the experiment's converting users), those the
+    tail touches from their recomputed state."""
+    touched = sorted({user for (_, user) in tail_users})
+    row = conn.execute(
+        "SELECT count(*) AS users, coalesce(sum(m.unattributed), 0)::bigint AS conversions FROM"
+        " (SELECT user_id, sum(unattributed) AS unattributed FROM rollup_user_metrics"
+        "  WHERE experiment_id = %(e)s AND NOT (user_id = ANY(%(touched)s)) GROUP BY user_id"
+        "  HAVING sum(unattributed) > 0) m"
+        " LEFT JOIN rollup_users u ON u.experiment_id = %(e)s AND u.user_id = m.user_id"
+        " WHERE coalesce(u.exposures, 0) = 0",
+        {"e": experiment_id, "touched": touched},
+    ).fetchone()
+    assert row is not None
+    users, conversions = int(row["users"]), int(row["conversions"])
+    waiting: dict[str, int] = {}
+    for (_, user, _), metric in tail_metrics.items():
+        state = tail_users.get((experiment_id, user))
+        if (state is None or state.exposures == 0) and metric.unattributed > 0:
+            waiting[user] = waiting.get(user, 0) + metric.unattributed
+    return users + len(waiting), conversions + sum(waiting.values())
+
+
+def _tail_touched(conn: Connection, experiment_id: UUID, horizon: int) -> TouchedDays:
+    """The experiment's users touched above the horizon (or since its rollup failed), with days."""
+    # A failed experiment's rollup stopped where it failed: its tail starts there.
+    since = _failures(conn, experiment_id).get(experiment_id, horizon)
+    return _touched(conn, min(horizon, since), None, experiment_id)
+
+
+def _add_tail(conn: Connection, experiment_id: UUID, horizon: int, stats: VariantMetrics) -> None:
+    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
+    users = set(_tail_touched(conn, experiment_id, horizon))
+    _apply(_fold_users(conn, users, None), stats)
+
+
+def _apply(tail: Fold, stats: VariantMetrics) -> None:
     variant_key: VariantKey
     for variant_key, delta in tail.variants.items():
-        variants.setdefault(variant_key[1], ExposureTotals()).add(delta)
+        stats.variants.setdefault(variant_key[1], ExposureTotals()).add(delta)
     metric_key: MetricKey
     for metric_key, mdelta in tail.metrics.items():
-        metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
+        stats.metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
+
+
+def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID, int]:
+    """Experiments whose rollup failed, with the horizon their pending events start from."""
+    query = "SELECT experiment_id, since::text::bigint AS since FROM rollup_failures"
+    if experiment_id is not None:
+        rows = conn.execute((query + " WHERE experiment_id = %s").encode(), (experiment_id,))
+    else:
+        rows = conn.execute(query.encode())
+    return {r["experiment_id"]: int(r["since"]) for r in rows}
