@@ -16,7 +16,7 @@ UV := $(TOOLS)/bin/uv
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-run run migrate seed openapi invoke lock hooks build test lint format typecheck \
-	unit integration e2e clean sam-cli sam-image sam-local sam-api sam-api-check
+	unit integration e2e clean demo browser sam-cli sam-image sam-local sam-api sam-api-check
 
 help: ## list every target with its purpose
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -48,11 +48,20 @@ migrate: $(RUN_STAMP) ## apply the SQL migrations to the local database
 openapi: $(RUN_STAMP) ## regenerate openapi.json from the handlers
 	$(BIN)/python -m localdev openapi
 
-seed: $(RUN_STAMP) ## (re)load the reproducible demo catalog
+seed: $(RUN_STAMP) ## (re)load the reproducible demo catalog (and create the demo experiments if missing)
 	$(BIN)/python -m localdev seed
+
+demo: $(RUN_STAMP) ## create the demo experiment (8 days of simulated traffic) unless it exists; prints its report URL
+	$(BIN)/python -m localdev demo --port $(PORT)
 
 invoke: $(RUN_STAMP) ## like `sam local invoke`: make invoke FUNCTION=ExperimentsFunction EVENT=events/list_experiments.json
 	$(BIN)/python -m localdev invoke $(FUNCTION) $(EVENT)
+
+# The report's browser test drives Debian's headless chromium (never a downloaded browser).
+browser: ## install chromium and chromium-driver from Debian when missing (needs root)
+	command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || \
+	  echo "chromium could not be installed: the browser test will be skipped"
 
 # Pins for Python 3.11+ on any platform (one version per package), with hashes; existing pins are kept
 # unless a pyproject.toml range excludes them, or UPGRADE=1 asks for the newest releases. dev.txt is
@@ -82,7 +91,7 @@ lock: ## regenerate requirements/*.txt and layers/abtest/requirements.txt from p
 hooks: $(DEV_STAMP) ## install the git pre-commit hooks (.pre-commit-config.yaml) into this checkout
 	$(BIN)/pre-commit install
 
-test: lint typecheck ## everything CI runs: lint, types, unit + integration + e2e tests, coverage summary
+test: lint typecheck browser ## everything CI runs: lint, types, unit + integration + e2e tests, coverage summary
 	$(BIN)/python -m pytest --cov --cov-report=term
 
 lint: $(DEV_STAMP) ## ruff, ruff format --check and cfn-lint
@@ -103,7 +112,7 @@ unit: $(DEV_STAMP) ## unit tests only (pure, sockets disabled)
 integration: $(DEV_STAMP) ## integration tests only (handlers in-process, real PostgreSQL)
 	$(BIN)/python -m pytest tests/integration
 
-e2e: $(DEV_STAMP) ## end-to-end tests only (the local HTTP server over real HTTP)
+e2e: $(DEV_STAMP) browser ## end-to-end tests only (the local HTTP server over real HTTP; installs chromium)
 	$(BIN)/python -m pytest tests/e2e
 
 SAM_VENV ?= .aws-sam/venv

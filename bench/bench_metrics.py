@@ -23,11 +23,9 @@ Every answer is checked against the tables (exposure events per variant). The ti
 statement of the endpoint (psycopg Cursor.execute: send, server work, receive) is reported per step,
 and each SELECT of the endpoint is EXPLAIN ANALYZEd at the largest step.
 
-What-if column (not the shipped code): the same calls with the tail fold of
-RollupRepository.variant_metrics (its seam `abtest.storage.rollups._add_tail`) replaced, for those
-calls only, by one SQL statement (TAIL_FOLD) instead of _window + _old_state + rollup.fold in Python;
-the rest of the method is the shipped one. Its answers are compared with the shipped ones first;
-its calls alternate with the shipped calls one by one.
+The what-if column (the tail folded in one SQL statement) is gone: that statement implemented the
+fold before issue 10 (every conversion of an exposed user), which no longer gives the shipped answer
+(attribution from the first exposure, the tail's users recomputed from their raw events).
 
 Target: median latency at 5M / median latency at 10k < 2 (both with and without the tail).
 """
@@ -40,123 +38,13 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from typing import Any
 
 import _harness as common
 
 TARGET_RATIO = 2.0
 ROUTE_KEY = "GET /api/v1/experiments/{experiment_id}/metrics"
-
-
-# What-if: the tail folded in one statement. Every lookup is a per-user LATERAL probe (OFFSET 0 keeps
-# it one), because the planner estimates 1 row for each tail window (the txid range is past the
-# statistics) and would otherwise nest loops between CTEs; only per-variant deltas come back.
-TAIL_FOLD = """
-WITH tail AS (
-    SELECT user_id, variant_id, count(*) AS exposures, NULL::text AS metric_name, 0::bigint AS n,
-           0::float8 AS total
-    FROM exposures WHERE experiment_id = %(experiment_id)s AND txid >= %(horizon)s::text::xid8
-    GROUP BY user_id, variant_id
-    UNION ALL
-    SELECT user_id, variant_id, 0, metric_name, count(*), sum(value)
-    FROM conversions WHERE experiment_id = %(experiment_id)s AND txid >= %(horizon)s::text::xid8
-    GROUP BY user_id, metric_name, variant_id
-), users AS (
-    SELECT user_id, (array_agg(variant_id ORDER BY metric_name NULLS FIRST))[1] AS variant_id,
-           sum(exposures) AS exposures,
-           array_agg(metric_name) FILTER (WHERE metric_name IS NOT NULL) AS metric_names,
-           array_agg(n) FILTER (WHERE metric_name IS NOT NULL) AS counts,
-           array_agg(total) FILTER (WHERE metric_name IS NOT NULL) AS totals
-    FROM tail GROUP BY user_id
-), u AS (
-    SELECT t.*, coalesce(r.variant_id, t.variant_id) AS user_variant,
-           coalesce(r.exposures, 0) AS before, coalesce(r.exposures, 0) + t.exposures AS after
-    FROM users t LEFT JOIN LATERAL (
-        SELECT variant_id, exposures FROM rollup_users
-        WHERE experiment_id = %(experiment_id)s AND user_id = t.user_id OFFSET 0
-    ) r ON true
-), m AS (
-    SELECT u.before > 0 AS counted_before, u.after > 0 AS counted_after, x.*
-    FROM u CROSS JOIN LATERAL (
-        SELECT coalesce(o.metric_name, n.metric_name) AS metric_name,
-               coalesce(o.variant_id, u.variant_id) AS variant_id,
-               coalesce(o.count, 0) AS count_before, coalesce(o.total, 0) AS total_before,
-               coalesce(o.count, 0) + coalesce(n.n, 0) AS count_after,
-               coalesce(o.total, 0) + coalesce(n.total, 0) AS total_after
-        FROM (
-            SELECT metric_name, variant_id, count, total FROM rollup_user_metrics
-            WHERE experiment_id = %(experiment_id)s AND user_id = u.user_id OFFSET 0
-        ) o
-        FULL JOIN unnest(u.metric_names, u.counts, u.totals) AS n(metric_name, n, total)
-               ON n.metric_name = o.metric_name
-    ) x
-)
-SELECT user_variant AS variant_id, NULL::text AS metric_name, sum(after - before)::bigint AS exposures,
-       count(*) FILTER (WHERE before = 0 AND after > 0) AS users,
-       NULL::bigint AS count, NULL::float8 AS sum, NULL::float8 AS sum_squares
-FROM u GROUP BY user_variant
-UNION ALL
-SELECT variant_id, metric_name, NULL,
-       sum(CASE WHEN counted_after AND count_after > 0 THEN 1 ELSE 0 END
-           - CASE WHEN counted_before AND count_before > 0 THEN 1 ELSE 0 END),
-       sum(CASE WHEN counted_after THEN count_after ELSE 0 END
-           - CASE WHEN counted_before THEN count_before ELSE 0 END)::bigint,
-       sum(CASE WHEN counted_after THEN total_after ELSE 0 END
-           - CASE WHEN counted_before THEN total_before ELSE 0 END),
-       sum(CASE WHEN counted_after THEN total_after * total_after ELSE 0 END
-           - CASE WHEN counted_before THEN total_before * total_before ELSE 0 END)
-FROM m GROUP BY variant_id, metric_name
-"""
-
-
-def proposed_add_tail(
-    conn: Any,
-    experiment_id: Any,
-    horizon: int,
-    variants: dict[Any, Any],
-    metrics: dict[Any, dict[str, Any]],
-) -> None:
-    """What-if for the seam abtest.storage.rollups._add_tail: the tail folded by TAIL_FOLD in one
-    statement instead of _window + _old_state + fold in Python. Everything around it is shipped code."""
-    from abtest.analysis.rollup import ExposureTotals, MetricStats
-
-    params = {"experiment_id": experiment_id, "horizon": str(horizon)}
-    for r in conn.execute(TAIL_FOLD.encode(), params):
-        if r["metric_name"] is None:
-            variants.setdefault(r["variant_id"], ExposureTotals()).add(
-                ExposureTotals(r["exposures"], r["users"])
-            )
-        else:
-            delta = MetricStats(r["count"], r["sum"], r["sum_squares"], r["users"])
-            metrics.setdefault(r["variant_id"], {}).setdefault(r["metric_name"], MetricStats()).add(delta)
-
-
-@contextmanager
-def what_if() -> Iterator[None]:
-    """Swap proposed_add_tail in for the calls inside the block (fails loudly if the seam is gone)."""
-    from abtest.storage import rollups
-
-    shipped = rollups._add_tail
-    rollups._add_tail = proposed_add_tail
-    try:
-        yield
-    finally:
-        rollups._add_tail = shipped
-
-
-def same_answer(shipped: dict[str, Any], proposed: dict[str, Any]) -> bool:
-    """Equal metrics (floats to 1e-9 relative: sums may be added in another order)."""
-
-    def close(a: Any, b: Any) -> bool:
-        if isinstance(a, dict) and isinstance(b, dict):
-            return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a if k != "computed_at")
-        if isinstance(a, float) or isinstance(b, float):
-            return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-        return bool(a == b)
-
-    return close(shipped, proposed)
 
 
 def metrics_call(handler: common.Handler, experiment_id: str) -> dict[str, Any]:
@@ -185,20 +73,12 @@ def check_answer(admin: Any, experiment_id: str, body: dict[str, Any]) -> None:
     assert answered == stored, f"metrics disagree with the tables: {answered} != {stored}"
 
 
-def measure(
-    handler: common.Handler, experiment_id: str, calls: int, *, proposed: bool
-) -> tuple[list[float], list[float], dict[str, float]]:
-    """Latencies (ms) of `calls` warm calls of the shipped code and, when `proposed`, of the what-if,
-    alternating call by call so both see the same machine; and the median ms per statement of the
-    shipped code over 5 more calls."""
-    modes = [False, True] if proposed else [False]
+def measure(handler: common.Handler, experiment_id: str, calls: int) -> tuple[list[float], dict[str, float]]:
+    """Latencies (ms) of `calls` warm calls (after 3 warm-up calls), and the median ms per statement
+    over 5 more calls."""
     for _ in range(3):
-        for mode in modes:
-            timed_call(handler, experiment_id, mode)
-    latencies: dict[bool, list[float]] = {mode: [] for mode in modes}
-    for i in range(calls):
-        for mode in modes if i % 2 == 0 else modes[::-1]:
-            latencies[mode].append(timed_call(handler, experiment_id, mode))
+        timed_call(handler, experiment_id)
+    latencies = [timed_call(handler, experiment_id) for _ in range(calls)]
     per_statement: dict[str, list[float]] = {}
     for _ in range(5):
         with common.time_statements() as times:
@@ -206,14 +86,13 @@ def measure(
         for name, seconds in times.seconds.items():
             per_statement.setdefault(name, []).append(sum(seconds) * 1000)
     medians = {name: statistics.median(ms) for name, ms in per_statement.items()}
-    return latencies[False], latencies.get(True, []), medians
+    return latencies, medians
 
 
-def timed_call(handler: common.Handler, experiment_id: str, proposed: bool) -> float:
-    with what_if() if proposed else nullcontext():
-        start = time.perf_counter()
-        metrics_call(handler, experiment_id)
-        return (time.perf_counter() - start) * 1000
+def timed_call(handler: common.Handler, experiment_id: str) -> float:
+    start = time.perf_counter()
+    metrics_call(handler, experiment_id)
+    return (time.perf_counter() - start) * 1000
 
 
 def write_tail(experiment: common.Experiment, users: int, size: int, tag: str, rng: random.Random) -> None:
@@ -317,20 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     write_tail(experiment, args.users, args.tail, f"tail-{step}", rng)
                 shipped_answer = metrics_call(handler, experiment.id)
                 check_answer(admin, experiment.id, shipped_answer)
-                try:
-                    with what_if():
-                        agrees = same_answer(shipped_answer, metrics_call(handler, experiment.id))
-                    what_if_cell = "" if agrees else "answers differ"
-                except Exception as exc:  # the what-if leans on internals that may have changed
-                    agrees, what_if_cell = False, f"failed: {type(exc).__name__}"
-                latencies, proposed, per_statement = measure(
-                    handler, experiment.id, args.calls, proposed=agrees
-                )
+                latencies, per_statement = measure(handler, experiment.id, args.calls)
                 medians[(step, phase)] = statistics.median(latencies)
                 statements[f"{step:,} {phase}"] = per_statement
-                if proposed:
-                    medians[(step, phase + " what-if")] = statistics.median(proposed)
-                    what_if_cell = f"{statistics.median(proposed):.1f}"
                 rows.append(
                     [
                         f"{sizes[0]:,}" if phase == "rolled up" else f"{sizes[0] + args.tail:,}",
@@ -340,7 +208,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{min(latencies):.1f}",
                         f"{sorted(latencies)[int(0.9 * (len(latencies) - 1))]:.1f}",
                         f"{load_seconds:.0f} s / {rollup_seconds:.1f} s" if phase == "rolled up" else "",
-                        what_if_cell,
                     ]
                 )
             print(f"(step {step:,} done at {time.perf_counter() - started:.0f} s)", file=sys.stderr)
@@ -362,7 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "min ms",
                 "p90 ms",
                 "load / rollup of the step",
-                "what-if: tail folded in SQL, median ms",
             ],
             rows,
         )
@@ -384,12 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Target {last:,}/{first:,} latency ratio < {TARGET_RATIO} ({phase}): "
             f"{medians[(last, phase)]:.1f} / {medians[(first, phase)]:.1f} ms = {ratio:.2f}, {verdict}."
         )
-        if (last, phase + " what-if") in medians and (first, phase + " what-if") in medians:
-            what_if_ratio = medians[(last, phase + " what-if")] / medians[(first, phase + " what-if")]
-            print(
-                f"  what-if (tail folded in SQL, not shipped): {medians[(last, phase + ' what-if')]:.1f} / "
-                f"{medians[(first, phase + ' what-if')]:.1f} ms = {what_if_ratio:.2f}."
-            )
     print(f"\nPlans of the endpoint's SELECTs at {last:,} events with the tail (EXPLAIN ANALYZE):\n")
     print(plans)
     print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")

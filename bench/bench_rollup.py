@@ -7,11 +7,12 @@ dropped at the end unless --keep). One running experiment, two variants; assigne
 `u-120010` (the history's) and `n-0` .. (never in the history).
 
 What is timed: RollupRepository(get_database()).roll_up(), the service's code and Database (its 5 s
-statement timeout included), wall time of the whole call: advisory lock, horizon, the two window
-GROUP BYs, the old per-user state of the touched users, the fold in Python, the four upserts, the
-horizon update, the commit. Rows are bulk-loaded before each timed rollup (INSERT ... SELECT FROM
-generate_series, one transaction, foreign-key triggers skipped); nothing is ANALYZEd between that
-load and the rollup.
+statement timeout included), wall time of the whole call: advisory lock, horizon, the touched users
+with the days of their new events, per experiment (a savepoint) and per UTC day: the touched users
+recomputed from their raw events, their stored state, the fold in Python, the four upserts, the
+day's snapshot copy; the horizon update, the commit. Rows are bulk-loaded before each timed rollup
+(INSERT ... SELECT FROM generate_series, one transaction, foreign-key triggers skipped); nothing is
+ANALYZEd between that load and the rollup.
 
 The new events: `--new` events (60 % exposures, 40 % conversions over three metrics, the generator of
 _harness.bulk_load) over 19,997 users, in two sets that differ only in the users' names:
@@ -33,7 +34,6 @@ Target: rollup time over the history / rollup time into empty tables close to 1.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -44,193 +44,10 @@ import _harness as common
 
 SET_USERS = 19_997  # coprime with 3, 5 and 7, like the history's 120,011; 6 sets fit in the history
 HISTORY_USERS = 120_011
-TABLES = "exposures, conversions, rollup_users, rollup_user_metrics, rollup_variants, rollup_metrics"
-
-
-# What-if (not the shipped code): the whole rollup in one statement, so that no per-user state goes
-# through Python. The fold of abtest.analysis.rollup in SQL: every touched user's stored state is one LATERAL
-# primary-key probe (OFFSET 0 keeps it one), then the four upserts of _store as data-modifying CTEs.
-ROLLUP_SQL = """
-WITH tail AS (
-    SELECT experiment_id, user_id, variant_id, count(*) AS exposures, NULL::text AS metric_name,
-           0::bigint AS n, 0::float8 AS total
-    FROM exposures WHERE txid >= %(low)s::text::xid8 AND txid < %(high)s::text::xid8
-    GROUP BY experiment_id, user_id, variant_id
-    UNION ALL
-    SELECT experiment_id, user_id, variant_id, 0, metric_name, count(*), sum(value)
-    FROM conversions WHERE txid >= %(low)s::text::xid8 AND txid < %(high)s::text::xid8
-    GROUP BY experiment_id, user_id, metric_name, variant_id
-), users AS (
-    SELECT experiment_id, user_id, (array_agg(variant_id ORDER BY metric_name NULLS FIRST))[1] AS variant_id,
-           sum(exposures) AS exposures,
-           array_agg(metric_name) FILTER (WHERE metric_name IS NOT NULL) AS metric_names,
-           array_agg(n) FILTER (WHERE metric_name IS NOT NULL) AS counts,
-           array_agg(total) FILTER (WHERE metric_name IS NOT NULL) AS totals
-    FROM tail GROUP BY experiment_id, user_id
-), u AS (
-    SELECT t.*, coalesce(r.variant_id, t.variant_id) AS user_variant,
-           coalesce(r.exposures, 0) AS before, coalesce(r.exposures, 0) + t.exposures AS after
-    FROM users t LEFT JOIN LATERAL (
-        SELECT variant_id, exposures FROM rollup_users
-        WHERE experiment_id = t.experiment_id AND user_id = t.user_id OFFSET 0
-    ) r ON true
-), m AS (
-    SELECT u.experiment_id, u.user_id, u.before > 0 AS counted_before, u.after > 0 AS counted_after, x.*
-    FROM u CROSS JOIN LATERAL (
-        SELECT coalesce(o.metric_name, n.metric_name) AS metric_name,
-               coalesce(o.variant_id, u.variant_id) AS variant_id, n.metric_name IS NOT NULL AS converted,
-               coalesce(o.count, 0) AS count_before, coalesce(o.total, 0) AS total_before,
-               coalesce(o.count, 0) + coalesce(n.n, 0) AS count_after,
-               coalesce(o.total, 0) + coalesce(n.total, 0) AS total_after
-        FROM (
-            SELECT metric_name, variant_id, count, total FROM rollup_user_metrics
-            WHERE experiment_id = u.experiment_id AND user_id = u.user_id OFFSET 0
-        ) o
-        FULL JOIN unnest(u.metric_names, u.counts, u.totals) AS n(metric_name, n, total)
-               ON n.metric_name = o.metric_name
-    ) x
-), new_users AS (
-    INSERT INTO rollup_users (experiment_id, user_id, variant_id, exposures)
-    SELECT experiment_id, user_id, user_variant, after FROM u WHERE exposures > 0
-    ON CONFLICT (experiment_id, user_id) DO UPDATE SET exposures = EXCLUDED.exposures
-), new_user_metrics AS (
-    INSERT INTO rollup_user_metrics (experiment_id, user_id, metric_name, variant_id, count, total)
-    SELECT experiment_id, user_id, metric_name, variant_id, count_after, total_after FROM m WHERE converted
-    ON CONFLICT (experiment_id, user_id, metric_name)
-    DO UPDATE SET count = EXCLUDED.count, total = EXCLUDED.total
-), new_variants AS (
-    INSERT INTO rollup_variants AS r (experiment_id, variant_id, exposures, users)
-    SELECT experiment_id, user_variant, sum(after - before), count(*) FILTER (WHERE before = 0)
-    FROM u WHERE exposures > 0 GROUP BY experiment_id, user_variant
-    ON CONFLICT (experiment_id, variant_id) DO UPDATE
-    SET exposures = r.exposures + EXCLUDED.exposures, users = r.users + EXCLUDED.users
-), new_metrics AS (
-    INSERT INTO rollup_metrics AS r (experiment_id, variant_id, metric_name, count, sum, sum_squares, users)
-    SELECT experiment_id, variant_id, metric_name,
-           sum(count_after - CASE WHEN counted_before THEN count_before ELSE 0 END),
-           sum(total_after - CASE WHEN counted_before THEN total_before ELSE 0 END),
-           sum(total_after * total_after
-               - CASE WHEN counted_before THEN total_before * total_before ELSE 0 END),
-           sum(CASE WHEN count_after > 0 THEN 1 ELSE 0 END
-               - CASE WHEN counted_before AND count_before > 0 THEN 1 ELSE 0 END)
-    FROM m WHERE counted_after AND (converted OR NOT counted_before)
-    GROUP BY experiment_id, variant_id, metric_name
-    ON CONFLICT (experiment_id, variant_id, metric_name) DO UPDATE
-    SET count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum,
-        sum_squares = r.sum_squares + EXCLUDED.sum_squares, users = r.users + EXCLUDED.users
+TABLES = (
+    "exposures, conversions, rollup_users, rollup_user_metrics, rollup_variants, rollup_metrics,"
+    " rollup_failures, snapshot_variants, snapshot_metrics"
 )
-SELECT (SELECT count(*) FROM tail WHERE metric_name IS NULL) AS exposure_groups,
-       (SELECT count(*) FROM tail WHERE metric_name IS NOT NULL) AS conversion_groups
-"""
-
-
-def proposed_roll_up(database: Any) -> Any:
-    """RollupRepository.roll_up with ROLLUP_SQL in place of _window + _old_state + fold + _store."""
-    from abtest.storage import rollups as module
-
-    def work(conn: Any) -> Any:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (module._ROLLUP_LOCK,))
-        row = conn.execute(
-            "SELECT horizon::text::bigint AS low,"
-            " pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS high"
-            " FROM rollup_state FOR UPDATE"
-        ).fetchone()
-        groups = conn.execute(
-            ROLLUP_SQL.encode(), {"low": str(row["low"]), "high": str(row["high"])}
-        ).fetchone()
-        conn.execute(
-            "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
-            (str(row["high"]),),
-        )
-        return groups
-
-    return database.run(work)
-
-
-CHECKSUMS = """
-SELECT (SELECT row(count(*), sum(exposures),
-                   sum(hashtext(user_id || variant_id::text)::numeric * exposures))::text
-        FROM rollup_users) AS users,
-       (SELECT row(count(*), sum(count),
-                   sum(hashtext(user_id || metric_name || variant_id::text)::numeric * count))::text
-        FROM rollup_user_metrics) AS user_metrics,
-       (SELECT sum(total) FROM rollup_user_metrics) AS user_totals,
-       (SELECT json_agg(json_build_array(variant_id, exposures, users) ORDER BY variant_id)::text
-        FROM rollup_variants) AS variants,
-       (SELECT json_agg(json_build_array(variant_id, metric_name, count, users)
-                        ORDER BY variant_id, metric_name)::text
-        FROM rollup_metrics) AS metric_counts,
-       (SELECT json_agg(json_build_array(sum, sum_squares) ORDER BY variant_id, metric_name)
-        FROM rollup_metrics) AS metric_sums
-"""
-
-
-def checksums(conn: Any) -> tuple[Any, ...]:
-    return tuple(conn.execute(CHECKSUMS).fetchone())
-
-
-def same_checksums(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    def close(x: Any, y: Any) -> bool:
-        if isinstance(x, list) and isinstance(y, list):
-            return len(x) == len(y) and all(close(i, j) for i, j in zip(x, y, strict=True))
-        if isinstance(x, float) or isinstance(y, float):
-            return x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9)
-        return bool(x == y)
-
-    return a[:2] == b[:2] and close(a[2], b[2]) and a[3:5] == b[3:5] and close(a[5], b[5])
-
-
-class _RolledBack:
-    """A Database stand-in that runs the work in one transaction, records the rollup tables' checksums
-    and rolls back: the shipped rollup's result, without keeping it."""
-
-    def __init__(self, url: str) -> None:
-        import psycopg
-        from psycopg.rows import dict_row
-
-        self._url = url
-        self._dict_row = dict_row
-        self._connect = psycopg.connect
-        self.checksums: tuple[Any, ...] = ()
-
-    def run(
-        self,
-        work: Any,
-        *,
-        transaction: bool = True,
-        retry: bool = True,
-        statement_timeout_ms: int | None = None,
-    ) -> Any:
-        """Database.run's signature; the timeout is always off here (SET LOCAL statement_timeout = 0)."""
-        with self._connect(
-            self._url, autocommit=True, row_factory=self._dict_row, prepare_threshold=None
-        ) as conn:
-            with conn.transaction(force_rollback=True):
-                conn.execute("SET LOCAL statement_timeout = 0")
-                result = work(conn)
-                row = conn.execute(CHECKSUMS).fetchone()
-                assert row is not None
-                self.checksums = tuple(row.values())
-            return result
-
-
-def timed_proposed_rollup(admin: Any, url: str) -> tuple[float, Any, dict[str, float]]:
-    """The shipped rollup in a rolled-back transaction (its checksums), then the what-if for real on the
-    service's Database, timed; their checksums must agree."""
-    from abtest.storage import RollupRepository
-    from abtest.storage.database import get_database
-
-    common.wait_until_rollup_can_see_everything(admin)
-    shipped = _RolledBack(url)
-    RollupRepository(shipped).roll_up()  # type: ignore[arg-type]
-    start = time.perf_counter()
-    groups = proposed_roll_up(get_database())
-    seconds = time.perf_counter() - start
-    left = common.events_above_horizon(admin)
-    assert left == 0, f"the what-if rollup left {left} events above its horizon"
-    if not same_checksums(shipped.checksums, checksums(admin)):
-        raise AssertionError("the what-if rollup disagrees with the shipped one")
-    return seconds, groups, {}
 
 
 def truncate(admin: Any) -> None:
@@ -309,7 +126,10 @@ def captured_rollup() -> tuple[float, list[tuple[Any, Any]]]:
     return seconds, sent
 
 
-MODES = ("shipped", "what-if")
+# The what-if row (the whole rollup as one SQL statement) is gone: it implemented the fold before
+# issue 10 (every conversion of an exposed user, the window's sums), which no longer gives the shipped
+# answer (attribution from the first exposure, users recomputed from their raw events, daily snapshots).
+MODES = ("shipped",)
 KINDS = ("returning", "new users")
 
 
@@ -332,16 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[tuple[str, str, str], list[tuple[float, Any, dict[str, float]]]] = {}
 
     def measure(admin: Any, phase: str, rep: int) -> None:
-        # Shipped and what-if take turns going first; each has its own event sets (slots 2 rep and
-        # 2 rep + 1), the same ones in both phases.
-        modes = MODES if rep % 2 == 0 else MODES[::-1]
+        # Each repetition has its own event sets (slot 2 rep), the same ones in both phases.
         for kind in KINDS:
-            for mode in modes:
+            for mode in MODES:
                 if phase == "empty":
                     truncate(admin)
-                load_set(admin, experiment, kind, 2 * rep + MODES.index(mode), args.new)
-                result = timed_rollup(admin) if mode == "shipped" else timed_proposed_rollup(admin, url)
-                results.setdefault((phase, kind, mode), []).append(result)
+                load_set(admin, experiment, kind, 2 * rep, args.new)
+                results.setdefault((phase, kind, mode), []).append(timed_rollup(admin))
 
     with common.admin_connection(url) as admin:
         common.assign_users(admin, experiment, "u-", 0, HISTORY_USERS)
@@ -382,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"History: {history_rows[0]:,} events over "
         f"{HISTORY_USERS:,} users ({history_rows[1]:,} rollup_users, {history_rows[2]:,} "
         f"rollup_user_metrics rows), loaded in {load_seconds:.0f} s, rolled up in {backfill_seconds:.0f} s. "
-        "shipped = RollupRepository.roll_up(); what-if = the same rollup as one SQL statement (not "
-        "shipped; each run checked against the shipped rollup of the same events).\n"
+        "shipped = RollupRepository.roll_up() (each touched user recomputed from their raw events, "
+        "per UTC day of the new events, with that day's snapshot).\n"
     )
 
     def median(key: tuple[str, str, str]) -> float:

@@ -1,8 +1,10 @@
-"""`python -m localdev serve|migrate|seed|invoke`: the entry points behind `make run`, `make seed`, ...
+"""`python -m localdev serve|migrate|seed|demo|invoke`: the entry points behind `make run`, `make seed`, ...
 
 `serve` finds or starts PostgreSQL, applies the migrations, loads the demo catalog if the catalog is
-empty, and serves the API on 127.0.0.1:3000. `seed` (re)loads the demo catalog and creates
-the demo experiment the files in events/ name.
+empty, creates the report's demo experiment (several days of simulated traffic, for the HTML report)
+unless it exists or `--no-demo` is given, and serves the API on 127.0.0.1:3000. `seed` (re)loads the
+demo catalog, creates the draft demo experiment the files in events/ name, and creates the report's
+demo experiment if missing; `demo` only the latter.
 `invoke FUNCTION EVENT_FILE` calls one function of template.yaml with an event file, like
 `sam local invoke FUNCTION -e EVENT_FILE`, and prints its response.
 """
@@ -67,7 +69,7 @@ def invoke(function: str, event_file: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev")
-    parser.add_argument("command", choices=["serve", "migrate", "seed", "invoke", "token", "openapi"])
+    parser.add_argument("command", choices=["serve", "migrate", "seed", "demo", "invoke", "token", "openapi"])
     parser.add_argument("function", nargs="?", help="invoke: logical id in template.yaml")
     parser.add_argument("event", nargs="?", help="invoke: path of an event JSON file (see events/)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=["none", "jwt"],
         default="none",
         help="none: local, no auth (127.0.0.1 only); jwt: check scopes of development tokens",
+    )
+    parser.add_argument(
+        "--no-demo", action="store_true", help="serve: do not create the demo experiment when it is missing"
     )
     parser.add_argument("--scopes", default="admin,read,ingest", help="token: comma-separated scopes")
     args = parser.parse_args(argv)
@@ -115,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
 
         demo = seed_demo_experiment()
         print(f"demo experiment {demo.name} ({demo.id}): {demo.status.value}", flush=True)
+    if args.command == "demo" or (args.command in ("serve", "seed") and not args.no_demo):
+        from localdev.demo import create_demo
+
+        experiment_id, created = create_demo()
+        state = "created" if created else "exists"
+        print(
+            f"demo experiment {state}: http://{args.host}:{args.port}/api/v1/experiments/{experiment_id}/report",
+            flush=True,
+        )
     if args.command == "serve":
         from localdev.server import serve
 

@@ -98,7 +98,7 @@ EXPECTED = (
         "RollupFunction",
         None,
         "EventBridge schedule: a rollup summary",
-        keys=("horizon", "exposure_groups", "conversion_groups"),
+        keys=("horizon", "users", "experiments", "failed_experiments", "snapshot_days"),
     ),
 )
 

@@ -30,6 +30,8 @@ TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().paren
 TABLES = (
     "experiment_metrics",
     "rollup_failures",
+    "snapshot_metrics",
+    "snapshot_variants",
     "rollup_metrics",
     "rollup_variants",
     "rollup_user_metrics",

@@ -1,18 +1,24 @@
-"""MetricsFunction: per-variant metrics and statistical results (exact: rollups plus the tail)."""
+"""MetricsFunction: per-variant metrics, statistical results, results over time and the HTML report
+(all exact: rollups plus the tail)."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
+from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.results import ExperimentResults, results_report
-from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.analysis.timeseries import ExperimentTimeseries, timeseries_report
+from abtest.domain.models import Status
+from abtest.errors import NotFound
+from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
-from abtest.storage import RollupRepository
+from abtest.storage import ExperimentRepository, RollupRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -21,7 +27,17 @@ app = create_app()
 ROUTE_SCOPES: dict[str, Scope] = {
     "GET /api/v1/experiments/{experiment_id}/metrics": "read",
     "GET /api/v1/experiments/{experiment_id}/results": "read",
+    "GET /api/v1/experiments/{experiment_id}/results/timeseries": "read",
+    "GET /api/v1/experiments/{experiment_id}/report": "read",
+    "GET /api/v1/report": "read",
 }
+
+INDEX_LIMIT = 50  # experiments on the index page, newest first
+
+Alpha = Annotated[float, Query(gt=0, le=0.5, description="Significance level")]
+AnalysisKind = Annotated[
+    Literal["conversion", "value"], Query(description="conversion (binomial) or value (mean per user)")
+]
 
 
 @app.get(
@@ -38,7 +54,7 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
 @tracer.capture_method(capture_response=False)
 def experiment_results(
     experiment_id: Annotated[UUID, Path()],
-    alpha: Annotated[float, Query(gt=0, le=0.5, description="Significance level")] = 0.05,
+    alpha: Alpha = 0.05,
     correction: Annotated[
         Correction | None, Query(description="Adjust p-values across treatments and metrics")
     ] = None,
@@ -55,6 +71,73 @@ def experiment_results(
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+@app.get(
+    f"{API_PREFIX}/experiments/<experiment_id>/results/timeseries",
+    responses=documented(200, ExperimentTimeseries, 404),
+)
+@tracer.capture_method(capture_response=False)
+def experiment_timeseries(
+    experiment_id: Annotated[UUID, Path()],
+    metric: Annotated[
+        str | None, Query(max_length=64, description="Metric name (default: the first by name)")
+    ] = None,
+    analysis: AnalysisKind = "conversion",
+    alpha: Alpha = 0.05,
+) -> ExperimentTimeseries:
+    daily = RollupRepository(get_database()).daily_metrics(experiment_id)
+    try:
+        return timeseries_report(daily, metric, analysis, alpha)
+    except KeyError:
+        raise NotFound(
+            f"experiment {experiment_id} has no conversions of metric {metric!r}",
+            code="metric_not_found",
+            field="metric",
+        ) from None
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
+@tracer.capture_method(capture_response=False)
+def experiment_report(
+    experiment_id: Annotated[UUID, Path()],
+    mde: Annotated[
+        float,
+        Query(gt=0, le=10, description="Relative minimum detectable effect for the progress bar"),
+    ] = DEFAULT_MDE,
+    analysis: AnalysisKind = "conversion",
+    alpha: Alpha = 0.05,
+) -> Response[str]:
+    daily = RollupRepository(get_database()).daily_metrics(experiment_id)
+    results = results_report(daily.current, alpha=alpha, mde=mde)
+    series = {name: timeseries_report(daily, name, analysis, alpha) for name in results.metrics}
+    page = report_page(
+        daily.current.experiment,
+        daily.current,
+        results,
+        series,
+        mde=mde,
+        waiting=Waiting(daily.waiting_users, daily.waiting_conversions),
+        analysis=analysis,
+    )
+    return html_response(page)
+
+
+@app.get(f"{API_PREFIX}/report", responses=documented_html())
+@tracer.capture_method(capture_response=False)
+def report_index() -> Response[str]:
+    experiments = ExperimentRepository(get_database()).newest(INDEX_LIMIT + 1)
+    rollups = RollupRepository(get_database())
+    entries = [
+        IndexEntry(
+            experiment,
+            None
+            if experiment.status == Status.DRAFT
+            else results_report(rollups.variant_metrics(experiment.id)),
+        )
+        for experiment in experiments[:INDEX_LIMIT]
+    ]
+    return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

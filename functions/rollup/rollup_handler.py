@@ -16,7 +16,8 @@ from abtest.storage.database import get_database
 @cloudwatch.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Run one rollup, then check every running experiment for a sample ratio mismatch.
+    """Run one rollup (which also records the daily snapshots of the experiments it touches), then
+    check every running experiment for a sample ratio mismatch.
 
     Safe to run twice or concurrently: runs serialise and never double count.
     """
@@ -28,6 +29,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "users": run.users,
         "experiments": run.experiments,
         "failed_experiments": [str(experiment_id) for experiment_id in run.failed],
+        "snapshot_days": run.snapshot_days,
         "seconds": round(run.seconds, 3),
         "scheduled_at": event.get("time"),
     }

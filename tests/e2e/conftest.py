@@ -63,7 +63,8 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
     # The server's log goes to a file: an unread pipe would fill up and block the server.
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(
-        [sys.executable, "-m", "localdev", "serve", "--port", str(port), *args],
+        # Tests make their own data: no demo experiment (tests/e2e/test_report_browser.py creates it).
+        [sys.executable, "-m", "localdev", "serve", "--port", str(port), "--no-demo", *args],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,
@@ -78,8 +79,7 @@ def start_server(database_url: str, *args: str) -> Iterator[Http]:
                 break
         except urllib.error.HTTPError:
             break  # the server answers (404 for an unknown route)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            # TimeoutError: a loaded machine can take seconds to answer the first request.
+        except OSError:  # refused, reset, or no answer within the probe's timeout on a loaded machine
             if process.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 raise RuntimeError(f"local server did not start:\n{log.read()}") from None

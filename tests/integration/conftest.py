@@ -23,7 +23,9 @@ class ApiResponse:
         self.status = raw["statusCode"]
         self.headers = raw.get("headers") or {}
         body = raw.get("body")
-        self.json: Any = json.loads(body) if body else None
+        self.text: str = body or ""
+        html = str(self.headers.get("Content-Type", "")).startswith("text/html")
+        self.json: Any = json.loads(body) if body and not html else None
 
     def __repr__(self) -> str:
         return f"ApiResponse({self.status}, {self.json!r})"

@@ -74,6 +74,18 @@ def documented(status: int, model: Any, *errors: int) -> dict[int, OpenAPIRespon
     return responses
 
 
+def documented_html(*errors: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI responses of a route answering an HTML page (errors stay JSON)."""
+    responses = documented(200, None, *errors)
+    responses[200] = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    return responses
+
+
+def html_response(page: str) -> Response[str]:
+    """A 200 answer with an HTML page."""
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
+
+
 def error_response(
     status: int, error: str, message: str, field: str | None = None, **extra: Any
 ) -> Response[dict[str, Any]]:

@@ -173,6 +173,15 @@ class ExperimentRepository:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return ExperimentPage(experiments=page, next_cursor=next_cursor)
 
+    def newest(self, limit: int) -> Sequence[Experiment]:
+        """The `limit` most recently created experiments, newest first (the report index)."""
+        query = SELECT_EXPERIMENT + " ORDER BY e.created_at DESC, e.id DESC LIMIT %s"
+
+        def work(conn: Connection) -> list[Experiment]:
+            return [Experiment.model_validate(row) for row in conn.execute(query.encode(), (limit,))]
+
+        return self._db.run(work, transaction=False)
+
     def change_status(self, experiment_id: UUID, target: Status) -> Experiment:
         """Apply a lifecycle transition, recording when the experiment started and completed."""
 

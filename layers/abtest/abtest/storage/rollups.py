@@ -13,13 +13,28 @@ Failure isolation: each experiment is folded in its own savepoint. One whose sta
 computed or stored (legacy values that overflow) is skipped, logged and counted, and remembered in
 rollup_failures with the horizon it failed from: later runs and reads treat its events from there on
 as not yet rolled up, so nothing of it is lost, and every other experiment proceeds.
+
+Daily snapshots (migration 0006), combined with the recomputation above: within an experiment's
+savepoint the run walks the UTC days of its touched users' new events in order (an event dated before
+the experiment's latest snapshot day counts on that day: days before the latest are never rewritten).
+For each day it recomputes the users with events on that day from their raw events below the new
+horizon AND dated up to the end of that day, stores them, and copies the experiment's per-variant
+totals into that day's snapshot rows. Every stored user is then exact as of the end of the day just
+done: users with events on that day were recomputed up to its end; users whose new events come later
+still hold their previous state, built from events dated at most the latest snapshot day, which is not
+after this day; users done on an earlier day have no events after it. After the last day every touched
+user holds the full recomputation, exactly what harden's single fold stored. The cost follows the new
+events (each touched user is recomputed once per day they have new events), never the history.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from uuid import UUID
 
 import psycopg
@@ -39,7 +54,9 @@ from abtest.analysis.rollup import (
     VariantMetrics,
     fold,
 )
+from abtest.analysis.timeseries import DailyMetrics
 from abtest.domain.lifecycle import ENROLLING
+from abtest.domain.models import Experiment
 from abtest.observability import logger
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
@@ -47,17 +64,19 @@ from abtest.storage.experiments import fetch_experiment, fetch_running, statuses
 _ROLLUP_LOCK = 7_412_039_552
 _NO_UPPER_BOUND = 2**63 - 1
 
+# Touched users with the UTC day of each of their new events (one row per user and day).
 _TOUCHED = """
-SELECT experiment_id, user_id FROM exposures
+SELECT experiment_id, user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM exposures
 WHERE txid >= %(low)s AND txid < %(high)s {scope}
 UNION
-SELECT experiment_id, user_id FROM conversions
+SELECT experiment_id, user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM conversions
 WHERE txid >= %(low)s AND txid < %(high)s {scope}
 """
 
 _TOUCHED_USERS = "unnest(%(experiment_ids)s::uuid[], %(user_ids)s::text[]) AS t(experiment_id, user_id)"
 
-# Every touched user's state from their raw events below the horizon: exposures and the first one's
+# Every touched user's state from their raw events below the horizon and dated before %(until)s (the
+# end of a snapshot day; NULL: no bound): exposures and the first one's
 # time, then per metric the conversions at or after it (attributed: count and exact numeric total)
 # and the others (unattributed). Primary-key and index probes per user (LATERAL ... OFFSET 0).
 _RECOMPUTE = f"""
@@ -68,6 +87,7 @@ WITH users AS (
     CROSS JOIN LATERAL (
         SELECT count(*) AS n, min(occurred_at) AS first_at FROM exposures e
         WHERE e.experiment_id = t.experiment_id AND e.user_id = t.user_id AND e.txid < %(high)s
+          AND e.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
         OFFSET 0
     ) x
 )
@@ -81,6 +101,7 @@ LEFT JOIN LATERAL (
            count(*) FILTER (WHERE u.first_at IS NULL OR occurred_at < u.first_at) AS unattributed
     FROM conversions c
     WHERE c.experiment_id = u.experiment_id AND c.user_id = u.user_id AND c.txid < %(high)s
+      AND c.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
     GROUP BY metric_name
 ) m ON true
 """
@@ -96,22 +117,46 @@ class RollupRun:
     experiments: int
     seconds: float
     failed: list[UUID] = field(default_factory=list)
+    snapshot_days: int = 0  # (experiment, UTC day) snapshots written
 
 
-def _touched(conn: Connection, low: int, high: int | None, experiment_id: UUID | None) -> set[UserKey]:
+TouchedDays = dict[UserKey, set[date]]  # touched users and the UTC days of their new events
+
+
+def _touched(conn: Connection, low: int, high: int | None, experiment_id: UUID | None) -> TouchedDays:
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
     params = {"low": str(low), "high": str(high if high is not None else _NO_UPPER_BOUND)}
     params["experiment_id"] = experiment_id  # type: ignore[assignment]
-    return {
-        (r["experiment_id"], r["user_id"])
-        for r in conn.execute(_TOUCHED.format(scope=scope).encode(), params)
-    }
+    touched: TouchedDays = defaultdict(set)
+    for r in conn.execute(_TOUCHED.format(scope=scope).encode(), params):
+        touched[(r["experiment_id"], r["user_id"])].add(r["day"])
+    return touched
+
+
+def _merge(into: TouchedDays, more: TouchedDays) -> None:
+    for key, days in more.items():
+        into.setdefault(key, set()).update(days)
+
+
+def _users_by_day(touched: TouchedDays, not_before: date | None) -> list[tuple[date, set[UserKey]]]:
+    """The days to fold in order, each with the users that have new events dated that day; a day
+    before `not_before` (the latest snapshot day) counts as that day."""
+    by_day: dict[date, set[UserKey]] = defaultdict(set)
+    for key, days in touched.items():
+        for day in days:
+            by_day[max(day, not_before) if not_before is not None else day].add(key)
+    return sorted(by_day.items())
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), day_time(0), tzinfo=UTC)
 
 
 def _recompute(
-    conn: Connection, users: set[UserKey], high: int | None
+    conn: Connection, users: set[UserKey], high: int | None, until: datetime | None = None
 ) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
-    """The recomputed state of `users` from their events below `high` (None: all this snapshot sees)."""
+    """The recomputed state of `users` from their events below `high` (None: all this snapshot sees)
+    dated before `until` (None: any date)."""
     if not users:
         return {}, {}
     experiment_ids, user_ids = zip(*users, strict=True)
@@ -119,6 +164,7 @@ def _recompute(
         "experiment_ids": list(experiment_ids),
         "user_ids": list(user_ids),
         "high": str(high if high is not None else _NO_UPPER_BOUND),
+        "until": until,
     }
     states: dict[UserKey, UserState] = {}
     metrics: dict[UserMetricKey, UserMetric] = {}
@@ -167,11 +213,52 @@ def _stored(
     return states, metrics
 
 
-def _fold_users(conn: Connection, users: set[UserKey], high: int | None) -> Fold:
+def _fold_users(
+    conn: Connection, users: set[UserKey], high: int | None, until: datetime | None = None
+) -> Fold:
     """Fold the touched users; a read (high None) lets non-finite sums through for the report."""
-    new_states, new_metrics = _recompute(conn, users, high)
+    new_states, new_metrics = _recompute(conn, users, high, until)
     old_states, old_metrics = _stored(conn, users)
     return fold(old_states, old_metrics, new_states, new_metrics, check_finite=high is not None)
+
+
+def _latest_snapshot_days(conn: Connection, experiment_ids: Iterable[UUID]) -> dict[UUID, date]:
+    """The latest recorded snapshot day of each experiment that has one."""
+    ids = sorted(set(experiment_ids))
+    if not ids:
+        return {}
+    return {
+        r["experiment_id"]: r["day"]
+        for r in conn.execute(
+            "SELECT t.experiment_id, s.day FROM unnest(%s::uuid[]) AS t(experiment_id)"
+            " CROSS JOIN LATERAL (SELECT day FROM snapshot_variants v"
+            " WHERE v.experiment_id = t.experiment_id ORDER BY day DESC LIMIT 1) s",
+            (ids,),
+        )
+    }
+
+
+def _record_snapshot(conn: Connection, experiment_id: UUID, day: date) -> None:
+    """Copy the experiment's current per-variant totals into its snapshot rows of `day`."""
+    params = {"day": day, "experiment_id": experiment_id}
+    conn.execute(
+        "INSERT INTO snapshot_variants (experiment_id, variant_id, day, exposures, users)"
+        " SELECT experiment_id, variant_id, %(day)s, exposures, users FROM rollup_variants"
+        " WHERE experiment_id = %(experiment_id)s"
+        " ON CONFLICT (experiment_id, day, variant_id) DO UPDATE"
+        " SET exposures = EXCLUDED.exposures, users = EXCLUDED.users",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO snapshot_metrics"
+        " (experiment_id, variant_id, metric_name, day, count, sum, sum_squares, users, unattributed)"
+        " SELECT experiment_id, variant_id, metric_name, %(day)s, count, sum, sum_squares, users,"
+        " unattributed FROM rollup_metrics WHERE experiment_id = %(experiment_id)s"
+        " ON CONFLICT (experiment_id, day, variant_id, metric_name) DO UPDATE"
+        " SET count = EXCLUDED.count, sum = EXCLUDED.sum, sum_squares = EXCLUDED.sum_squares,"
+        " users = EXCLUDED.users, unattributed = EXCLUDED.unattributed",
+        params,
+    )
 
 
 def _store(conn: Connection, result: Fold) -> None:
@@ -274,15 +361,21 @@ class RollupRepository:
             # Experiments that failed before: everything of theirs since the failure, again.
             failed_before = _failures(conn)
             for experiment_id, since in failed_before.items():
-                touched |= _touched(conn, since, high, experiment_id)
-            by_experiment: dict[UUID, set[UserKey]] = defaultdict(set)
-            for key in touched:
-                by_experiment[key[0]].add(key)
+                _merge(touched, _touched(conn, since, high, experiment_id))
+            by_experiment: dict[UUID, TouchedDays] = defaultdict(dict)
+            for key, user_days in touched.items():
+                by_experiment[key[0]][key] = user_days
+            latest = _latest_snapshot_days(conn, by_experiment)
             failed: list[UUID] = []
+            snapshot_days = 0
             for experiment_id in sorted(by_experiment.keys() | failed_before.keys()):
                 try:
                     with conn.transaction():  # a savepoint: a failure undoes this experiment only
-                        _store(conn, _fold_users(conn, by_experiment.get(experiment_id, set()), high))
+                        # Day by day (see the module docstring): each day's snapshot is exact per user.
+                        walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
+                        for day, users in walk:
+                            _store(conn, _fold_users(conn, users, high, _end_of(day)))
+                            _record_snapshot(conn, experiment_id, day)
                         if experiment_id in failed_before:
                             conn.execute(
                                 "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
@@ -300,12 +393,20 @@ class RollupRepository:
                         " failed_at = now()",
                         (experiment_id, str(low), type(exc).__name__),
                     )
+                else:
+                    snapshot_days += len(walk)
             conn.execute(
                 "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
                 (str(high),),
             )
             return RollupRun(
-                low, high, len(touched), len(by_experiment), time.perf_counter() - started, failed
+                low,
+                high,
+                len(touched),
+                len(by_experiment),
+                time.perf_counter() - started,
+                failed,
+                snapshot_days,
             )
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
@@ -332,52 +433,162 @@ class RollupRepository:
         def work(conn: Connection) -> VariantMetrics:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
-            row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
-            assert row is not None
-            variants: dict[UUID, ExposureTotals] = {v.id: ExposureTotals() for v in experiment.variants}
-            metrics: dict[UUID, dict[str, MetricStats]] = {v.id: {} for v in experiment.variants}
+            return _current(conn, experiment, _horizon(conn))
+
+        return self._db.run(work)
+
+    def daily_metrics(self, experiment_id: UUID) -> DailyMetrics:
+        """The cumulative statistics at the end of every UTC day with events, and now, in one snapshot.
+
+        Days come from the stored snapshots plus the users touched above the horizon, recomputed day by
+        day exactly as the next rollup will (module docstring), so the series is current whether or not
+        the rollup has run. The last day's statistics are exactly `variant_metrics` (what /metrics and
+        /results read).
+        """
+
+        def work(conn: Connection) -> DailyMetrics:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            experiment = fetch_experiment(conn, experiment_id)
+            horizon = _horizon(conn)
+            days: dict[date, VariantMetrics] = {}
             for r in conn.execute(
-                "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
+                "SELECT day, variant_id, exposures, users FROM snapshot_variants WHERE experiment_id = %s",
                 (experiment_id,),
             ):
-                variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
+                day = days.setdefault(r["day"], _empty(experiment))
+                day.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
-                "SELECT variant_id, metric_name, count, sum, sum_squares, users, unattributed"
-                " FROM rollup_metrics WHERE experiment_id = %s",
+                "SELECT day, variant_id, metric_name, count, sum, sum_squares, users, unattributed"
+                " FROM snapshot_metrics WHERE experiment_id = %s",
                 (experiment_id,),
             ):
-                metrics[r["variant_id"]][r["metric_name"]] = MetricStats(
+                day = days.setdefault(r["day"], _empty(experiment))
+                day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
                     r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
                 )
-            _add_tail(conn, experiment_id, int(row["horizon"]), variants, metrics)
-            return VariantMetrics(experiment, variants, metrics)
+            touched = _tail_touched(conn, experiment_id, horizon)
+            running = _rolled_up(conn, experiment)
+            states, user_metrics = _stored(conn, set(touched))
+            for tail_day, users in _users_by_day(touched, max(days) if days else None):
+                new_states, new_metrics = _recompute(conn, users, None, _end_of(tail_day))
+                _apply(fold(states, user_metrics, new_states, new_metrics, check_finite=False), running)
+                for key in [k for k in user_metrics if (k[0], k[1]) in users]:
+                    del user_metrics[key]
+                states.update(new_states)
+                user_metrics.update(new_metrics)
+                days[tail_day] = _copy(running)
+            current = _current(conn, experiment, horizon)
+            if days:
+                days[max(days)] = current
+            waiting_users, waiting_conversions = _waiting(conn, experiment_id, states, user_metrics)
+            return DailyMetrics(current, sorted(days.items()), waiting_users, waiting_conversions)
 
         return self._db.run(work)
 
 
-def _add_tail(
+def _horizon(conn: Connection) -> int:
+    row = conn.execute("SELECT horizon::text::bigint AS horizon FROM rollup_state").fetchone()
+    assert row is not None, "migration 0003 inserts the rollup_state row"
+    return int(row["horizon"])
+
+
+def _empty(experiment: Experiment) -> VariantMetrics:
+    return VariantMetrics(
+        experiment,
+        {v.id: ExposureTotals() for v in experiment.variants},
+        {v.id: {} for v in experiment.variants},
+    )
+
+
+def _copy(stats: VariantMetrics) -> VariantMetrics:
+    return VariantMetrics(
+        stats.experiment,
+        {k: ExposureTotals(v.exposures, v.users) for k, v in stats.variants.items()},
+        {
+            k: {
+                name: MetricStats(m.count, m.sum, m.sum_squares, m.users, m.unattributed)
+                for name, m in per.items()
+            }
+            for k, per in stats.metrics.items()
+        },
+    )
+
+
+def _rolled_up(conn: Connection, experiment: Experiment) -> VariantMetrics:
+    """The experiment's rollup totals (below the horizon)."""
+    stats = _empty(experiment)
+    for r in conn.execute(
+        "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
+        (experiment.id,),
+    ):
+        stats.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
+    for r in conn.execute(
+        "SELECT variant_id, metric_name, count, sum, sum_squares, users, unattributed"
+        " FROM rollup_metrics WHERE experiment_id = %s",
+        (experiment.id,),
+    ):
+        stats.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
+            r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
+        )
+    return stats
+
+
+def _current(conn: Connection, experiment: Experiment, horizon: int) -> VariantMetrics:
+    """The rollup totals plus the users touched above the horizon: exact statistics now."""
+    stats = _rolled_up(conn, experiment)
+    _add_tail(conn, experiment.id, horizon, stats)
+    return stats
+
+
+def _waiting(
     conn: Connection,
     experiment_id: UUID,
-    horizon: int,
-    variants: dict[UUID, ExposureTotals],
-    metrics: dict[UUID, dict[str, MetricStats]],
-) -> None:
-    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
+    tail_users: dict[UserKey, UserState],
+    tail_metrics: dict[UserMetricKey, UserMetric],
+) -> tuple[int, int]:
+    """Users with conversions but no exposure yet, and their conversions (all unattributed): the
+    rolled-up ones from the rollup tables (one scan of the experiment's converting users), those the
+    tail touches from their recomputed state."""
+    touched = sorted({user for (_, user) in tail_users})
+    row = conn.execute(
+        "SELECT count(*) AS users, coalesce(sum(m.unattributed), 0)::bigint AS conversions FROM"
+        " (SELECT user_id, sum(unattributed) AS unattributed FROM rollup_user_metrics"
+        "  WHERE experiment_id = %(e)s AND NOT (user_id = ANY(%(touched)s)) GROUP BY user_id"
+        "  HAVING sum(unattributed) > 0) m"
+        " LEFT JOIN rollup_users u ON u.experiment_id = %(e)s AND u.user_id = m.user_id"
+        " WHERE coalesce(u.exposures, 0) = 0",
+        {"e": experiment_id, "touched": touched},
+    ).fetchone()
+    assert row is not None
+    users, conversions = int(row["users"]), int(row["conversions"])
+    waiting: dict[str, int] = {}
+    for (_, user, _), metric in tail_metrics.items():
+        state = tail_users.get((experiment_id, user))
+        if (state is None or state.exposures == 0) and metric.unattributed > 0:
+            waiting[user] = waiting.get(user, 0) + metric.unattributed
+    return users + len(waiting), conversions + sum(waiting.values())
+
+
+def _tail_touched(conn: Connection, experiment_id: UUID, horizon: int) -> TouchedDays:
+    """The experiment's users touched above the horizon (or since its rollup failed), with days."""
     # A failed experiment's rollup stopped where it failed: its tail starts there.
     since = _failures(conn, experiment_id).get(experiment_id, horizon)
-    users = _touched(conn, min(horizon, since), None, experiment_id)
-    _apply(_fold_users(conn, users, None), variants, metrics)
+    return _touched(conn, min(horizon, since), None, experiment_id)
 
 
-def _apply(
-    tail: Fold, variants: dict[UUID, ExposureTotals], metrics: dict[UUID, dict[str, MetricStats]]
-) -> None:
+def _add_tail(conn: Connection, experiment_id: UUID, horizon: int, stats: VariantMetrics) -> None:
+    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
+    users = set(_tail_touched(conn, experiment_id, horizon))
+    _apply(_fold_users(conn, users, None), stats)
+
+
+def _apply(tail: Fold, stats: VariantMetrics) -> None:
     variant_key: VariantKey
     for variant_key, delta in tail.variants.items():
-        variants.setdefault(variant_key[1], ExposureTotals()).add(delta)
+        stats.variants.setdefault(variant_key[1], ExposureTotals()).add(delta)
     metric_key: MetricKey
     for metric_key, mdelta in tail.metrics.items():
-        metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
+        stats.metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
 
 
 def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID, int]:

@@ -1,0 +1,147 @@
+"""The pure parts of results over time and of the HTML report: the series builder, the SVG charts, the
+number formatting and the page templates."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from abtest.analysis.charts import BandSeries, ForestRow, forest_plot, lift_over_time, progress_bar
+from abtest.analysis.report import IndexEntry, Waiting, index_page, interval, pct, pvalue, report_page
+from abtest.analysis.results import results_report
+from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+from abtest.analysis.timeseries import DailyMetrics, filled_days, timeseries_report
+from abtest.domain.models import Experiment, Status, Variant
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+
+
+def experiment(description: str = "") -> Experiment:
+    return Experiment(
+        id=uuid4(),
+        name="checkout",
+        description=description,
+        status=Status.RUNNING,
+        traffic_allocation=1.0,
+        salt="s",
+        surface="checkout",
+        variants=[
+            Variant(id=uuid4(), name=name, description="", weight=0.5, config={}, position=i)
+            for i, name in enumerate(("control", "treatment"))
+        ],
+        created_at=NOW,
+        updated_at=NOW,
+        started_at=NOW,
+        completed_at=None,
+    )
+
+
+def stats(exp: Experiment, users: tuple[int, int], converted: tuple[int, int]) -> VariantMetrics:
+    control, treatment = exp.variants
+    return VariantMetrics(
+        exp,
+        {control.id: ExposureTotals(users[0], users[0]), treatment.id: ExposureTotals(users[1], users[1])},
+        {
+            control.id: {
+                "buy": MetricStats(converted[0], 2.0 * converted[0], 4.0 * converted[0], converted[0])
+            },
+            treatment.id: {
+                "buy": MetricStats(converted[1], 2.0 * converted[1], 4.0 * converted[1], converted[1])
+            },
+        },
+    )
+
+
+def daily(exp: Experiment) -> DailyMetrics:
+    day = date(2026, 3, 1)
+    days = [
+        (day, stats(exp, (100, 104), (10, 14))),
+        (day + timedelta(days=1), stats(exp, (210, 200), (20, 30))),
+        (day + timedelta(days=3), stats(exp, (400, 410), (40, 60))),
+    ]
+    return DailyMetrics(days[-1][1], days)
+
+
+def test_missing_days_repeat_the_day_before() -> None:
+    exp = experiment()
+    filled = filled_days(daily(exp).days)
+    assert [d.day for d, _ in filled] == [1, 2, 3, 4]
+    assert filled[2][1] is filled[1][1]
+
+
+@pytest.mark.parametrize("analysis", ["conversion", "value"])
+def test_the_last_point_is_the_results_report_of_the_current_statistics(analysis: str) -> None:
+    exp = experiment()
+    data = daily(exp)
+    series = timeseries_report(data, "buy", analysis)  # type: ignore[arg-type]
+    assert len(series.points) == 4
+    assert [sum(v.users for v in p.variants) for p in series.points] == [204, 410, 410, 810]
+    results = results_report(data.current)
+    expected = getattr(results.metrics["buy"], analysis).comparisons[0]
+    last = series.points[-1].comparisons[0]
+    assert expected.relative.ci is not None
+    assert expected.sequential_relative.ci is not None
+    assert last.lift == expected.relative.estimate
+    assert last.ci == list(expected.relative.ci)
+    assert last.sequential_ci == list(expected.sequential_relative.ci)
+    assert last.chance_to_win == expected.bayes_relative.chance_to_win
+    assert series.points[-1].srm_p_value == results.srm.p_value
+
+
+def test_an_unknown_metric_is_refused_and_the_default_is_the_first() -> None:
+    data = daily(experiment())
+    assert timeseries_report(data).metric == "buy"
+    with pytest.raises(KeyError):
+        timeseries_report(data, "nope")
+
+
+def test_formatting_rounds_and_signs() -> None:
+    assert pct(0.12345) == "+12.35%"
+    assert pct(-0.5) == "\u221250.00%"
+    assert pct(None) == "\u2013"
+    assert interval([-0.01, 0.02]) == "[\u22121.00%, +2.00%]"
+    assert pvalue(0.00001) == "<0.0001"
+    assert pvalue(0.04567) == "0.0457"
+
+
+def test_charts_are_svg_with_escaped_text_and_drawn_marks() -> None:
+    svg = forest_plot([ForestRow("<b>x</b>", 0.1, -0.05, 0.25), ForestRow("none", None, None, None)])
+    assert svg.startswith("<svg")
+    assert svg.endswith("</svg>")
+    assert "<b>" not in svg
+    assert "&lt;b&gt;" in svg
+    assert svg.count('class="interval"') == 1
+    assert "not computable" in svg
+    days = [date(2026, 3, d) for d in (1, 2, 3)]
+    chart = lift_over_time(
+        days, [BandSeries("t", [0.1, 0.2, None], [0.0, 0.1, None], [0.2, 0.3, None])], "lift"
+    )
+    assert 'class="band"' in chart
+    assert chart.count('class="point"') == 2
+    bar = progress_bar(1.7, "done")
+    assert re.search(r'class="filled" x="0" y="0" width="720.0"', bar)  # clamped to the full width
+
+
+def test_the_page_escapes_what_users_wrote_and_warns_about_srm() -> None:
+    exp = experiment(description="<script>alert(1)</script>")
+    current = stats(exp, (1000, 700), (100, 90))
+    data = DailyMetrics(current, [(date(2026, 3, 1), current)])
+    results = results_report(current, mde=0.1)
+    page = report_page(
+        exp,
+        current,
+        results,
+        {"buy": timeseries_report(data, "buy")},
+        mde=0.1,
+        waiting=Waiting(2, 3),
+    )
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+    assert 'data-warning="srm"' in page
+    assert "3 conversions of 2 users wait for an exposure" in page
+    assert "1,000" in page
+    index = index_page([IndexEntry(exp, results)])
+    assert f'href="experiments/{exp.id}/report"' in index
