@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -37,11 +36,6 @@ def _routes() -> list[Route]:
     return http_routes()
 
 
-@cache
-def _handler(route: Route) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    return route.load()  # loading re-reads template.yaml: once per route is enough
-
-
 def _call(method: str, path: str, body: Any = None, query: str = "") -> Any:
     """Invoke the handler that serves this route, as API Gateway would, and return the JSON body."""
     found = match(_routes(), method, path)
@@ -58,7 +52,7 @@ def _call(method: str, path: str, body: Any = None, query: str = "") -> Any:
         # What the JWT authorizer adds for a token with every scope (whatever AUTH_MODE says).
         authorizer={"jwt": {"claims": {"sub": "localdev-demo"}, "scopes": ["admin", "read", "ingest"]}},
     )
-    result = _handler(route)(event, LocalLambdaContext(function_name=route.function))
+    result = route.load()(event, LocalLambdaContext(function_name=route.function))
     if result["statusCode"] >= 400:
         raise RuntimeError(f"{method} {path}: {result['statusCode']} {result.get('body')}")
     return json.loads(result["body"]) if result.get("body") else None

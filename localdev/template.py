@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +125,19 @@ def function_folders(template: dict[str, Any] | None = None) -> list[Path]:
     ]
 
 
+@cache
+def _template_function_folders() -> tuple[Path, ...]:
+    # Read once per process: Route.load() runs on every request of the local server.
+    return tuple(function_folders())
+
+
 def use_function_folders(template: dict[str, Any] | None = None) -> None:
     """Make every handler module importable by its bare name, as Lambda does with the function's folder.
 
     The one place that puts code on the path: the `abtest` package itself is installed (pip -e).
     """
-    for folder in reversed(function_folders(template)):
+    folders = function_folders(template) if template is not None else _template_function_folders()
+    for folder in reversed(folders):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
 
