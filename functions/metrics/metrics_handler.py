@@ -113,6 +113,7 @@ def experiment_report(
 ) -> Response[str]:
     daily = RollupRepository(get_database()).daily_metrics(experiment_id)
     results = results_report(daily.current, alpha=alpha, mde=mde)
+    results.overrides = OverrideRepository(get_database()).counts(experiment_id)
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in results.metrics}
     page = report_page(
         daily.current.experiment,

@@ -259,6 +259,10 @@ def test_forced_events_are_accepted_and_kept_out_of_metrics_and_results(api: Any
     api("DELETE", f"{BASE}/{experiment_id}/overrides/qa")
     metrics = api("GET", f"{BASE}/{experiment_id}/metrics").json
     assert metrics["overrides"] == {"active": 0, "users": 1, "exposures": 2, "conversions": 3}
+    page = api("GET", f"{BASE}/{experiment_id}/report")
+    assert page.status == 200
+    assert 'id="overrides"' in page.text
+    assert '<span class="override-users">1</span> users with events, 2 exposures, 3 conversions' in page.text
     late = api("POST", "/api/v1/experiments/conversions", {**body, "event_id": "c1"})
     assert late.headers["Idempotent-Replayed"] == "true"  # still the forced conversion stored before
 
