@@ -56,6 +56,9 @@ def server() -> AssignmentService:
 def _count(assignment: Assignment | None) -> None:
     if assignment is None or assignment.variant is None:
         return
+    if assignment.source == "override":  # forced users are counted apart, as they are analysed apart
+        cloudwatch.add_metric(name="OverrideServed", unit=MetricUnit.Count, value=1)
+        return
     cloudwatch.add_metric(name="AssignmentServed", unit=MetricUnit.Count, value=1)
     if assignment.exposure_recorded:
         cloudwatch.add_metric(name="ExposureRecorded", unit=MetricUnit.Count, value=1)
@@ -85,6 +88,7 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
         experiment_id=experiment_id,
         experiment_variant=tag,
         reason=reason,
+        source=enrolled.source if enrolled is not None else None,
         recommendations=[
             RecommendedItem(item_id=item.item_id, title=item.title, score=item.score, experiment_variant=tag)
             for item in result.items
@@ -112,6 +116,7 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
         experiment_variant=result.tag,
         new_assignment=result.new_assignment,
         exposure_recorded=result.exposure_recorded,
+        source=result.source,
     )
 
 

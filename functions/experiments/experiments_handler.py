@@ -1,7 +1,9 @@
-"""ExperimentsFunction: create, list, read, edit, delete experiments and change their status; read
-the surfaces' namespaces (which experiment holds which buckets, and the free share)."""
+"""ExperimentsFunction: create, list, read, edit, delete experiments and change their status; per-user
+overrides (forced variants); read the surfaces' namespaces (which experiment holds which buckets, and
+the free share)."""
 
 from typing import Annotated, Literal
+from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -19,11 +21,13 @@ from abtest.domain.models import (
     SurfaceList,
     SurfaceNamespace,
 )
+from abtest.domain.overrides import OverrideIn, OverrideList, OverrideWritten, check_user_id
+from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
-from abtest.storage import ExperimentRepository, NamespaceRepository
+from abtest.storage import ExperimentRepository, NamespaceRepository, OverrideRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -36,11 +40,17 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "PATCH /api/v1/experiments/{experiment_id}": "admin",
     "DELETE /api/v1/experiments/{experiment_id}": "admin",
     "PUT /api/v1/experiments/{experiment_id}/status": "admin",
+    "GET /api/v1/experiments/{experiment_id}/overrides": "read",
+    "PUT /api/v1/experiments/{experiment_id}/overrides/{user_id}": "admin",
+    "DELETE /api/v1/experiments/{experiment_id}/overrides/{user_id}": "admin",
     "GET /api/v1/surfaces": "read",
     "GET /api/v1/surfaces/{surface}": "read",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
+OverrideUserId = Annotated[
+    str, Path(min_length=1, max_length=3072, description="User id, percent-encoded (1..256 decoded)")
+]
 StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
 
 
@@ -109,6 +119,49 @@ def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment
 def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
     experiments().delete(experiment_id)
     logger.info("experiment deleted", extra={"experiment_id": str(experiment_id)})
+    return Response(status_code=204, body=None)
+
+
+def _path_user_id(raw: str) -> str:
+    # Path parameters arrive percent-encoded ("user%40example.com"); bytes that are not UTF-8 name no
+    # user. Decoded, the id meets the limits of user ids in bodies (1..256 characters, no NUL).
+    try:
+        user_id = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
+        ) from None
+    return check_user_id(user_id)
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/overrides", responses=documented(200, OverrideList, 404))
+@tracer.capture_method(capture_response=False)
+def list_overrides(experiment_id: ExperimentId) -> OverrideList:
+    return OverrideRepository(get_database()).list(experiment_id)
+
+
+@app.put(
+    f"{API_PREFIX}/experiments/<experiment_id>/overrides/<user_id>",
+    responses=documented(200, OverrideWritten, 400, 404, 409, 415),
+)
+@tracer.capture_method(capture_response=False)
+def put_override(experiment_id: ExperimentId, user_id: OverrideUserId, body: OverrideIn) -> OverrideWritten:
+    override = OverrideRepository(get_database()).put(experiment_id, _path_user_id(user_id), body.variant)
+    logger.info(
+        "override written",
+        extra={"experiment_id": str(experiment_id), "variant": override.variant, "warning": override.warning},
+    )
+    return override
+
+
+@app.delete(
+    f"{API_PREFIX}/experiments/<experiment_id>/overrides/<user_id>",
+    responses=documented(204, None, 400, 404),
+)
+@tracer.capture_method(capture_response=False)
+def delete_override(experiment_id: ExperimentId, user_id: OverrideUserId) -> Response[None]:
+    OverrideRepository(get_database()).delete(experiment_id, _path_user_id(user_id))
+    logger.info("override deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
 
 

@@ -18,7 +18,7 @@ from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
-from abtest.storage import ExperimentRepository, RollupRepository
+from abtest.storage import ExperimentRepository, OverrideRepository, RollupRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -45,7 +45,9 @@ AnalysisKind = Annotated[
 )
 @tracer.capture_method(capture_response=False)
 def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetrics:
-    return metrics_report(RollupRepository(get_database()).variant_metrics(experiment_id))
+    report = metrics_report(RollupRepository(get_database()).variant_metrics(experiment_id))
+    report.overrides = OverrideRepository(get_database()).counts(experiment_id)
+    return report
 
 
 @app.get(
@@ -65,6 +67,7 @@ def experiment_results(
 ) -> ExperimentResults:
     stats = RollupRepository(get_database()).variant_metrics(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde)
+    report.overrides = OverrideRepository(get_database()).counts(experiment_id)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -110,6 +113,7 @@ def experiment_report(
 ) -> Response[str]:
     daily = RollupRepository(get_database()).daily_metrics(experiment_id)
     results = results_report(daily.current, alpha=alpha, mde=mde)
+    results.overrides = OverrideRepository(get_database()).counts(experiment_id)
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in results.metrics}
     page = report_page(
         daily.current.experiment,

@@ -174,6 +174,7 @@ def test_traffic_exclusion_is_a_clear_answer(api: Any, sql: Any) -> None:
         "experiment_variant": None,
         "new_assignment": False,
         "exposure_recorded": False,
+        "source": None,
     }
     assert sql("SELECT count(*) FROM assignments") == [(0,)]
 

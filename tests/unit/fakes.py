@@ -70,6 +70,9 @@ class FakeStore:
     owners: dict[str, list[UUID | None]] = field(default_factory=dict)
     released: dict[str, set[int]] = field(default_factory=dict)
     exposures: int = 0
+    # (experiment_id, user_id) -> forced variant id, in the order written (the oldest wins on a surface)
+    overrides: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
+    forced_exposures: int = 0
     calls: list[str] = field(default_factory=list)
     down: bool = False
 
@@ -163,6 +166,9 @@ class FakeStore:
         if member is not None and self.get(member).status == Status.COMPLETED:
             member = None
         target_id = (member or request.experiment_id) if request.follow_membership else request.experiment_id
+        forced = self._forced(request)
+        if forced is not None:
+            target_id = forced[0]
         if target_id is None:
             return Enrollment(None, None, None, member)
         try:
@@ -172,7 +178,8 @@ class FakeStore:
         stored = self.assignments.get((target.id, request.user_id))
         created = False
         if (
-            request.variant_id is not None
+            forced is None
+            and request.variant_id is not None
             and target.id == request.experiment_id
             and target.status in ENROLLING
             and stored is None
@@ -181,10 +188,32 @@ class FakeStore:
             self.members[key] = target.id
             self.assignments[(target.id, request.user_id)] = request.variant_id
             stored, created, member = request.variant_id, True, target.id
+        if forced is not None:  # never stored; the exposure is a forced one
+            exposed = request.record_exposure and target.status in EXPOSING
+            self.forced_exposures += exposed
+            profile = self.profiles.get(request.user_id) if request.with_profile else None
+            return Enrollment(target.id, target.status, stored, member, False, exposed, profile, forced[1])
         exposed = stored is not None and request.record_exposure and target.status in EXPOSING
         self.exposures += exposed
         profile = self.profiles.get(request.user_id) if request.with_profile and stored is not None else None
         return Enrollment(target.id, target.status, stored, member, created, exposed, profile)
+
+    def _forced(self, request: EnrollRequest) -> tuple[UUID, UUID] | None:
+        """The override the statement's `forced` CTE finds: (experiment id, variant id)."""
+        if not request.follow_membership:
+            key = (request.experiment_id, request.user_id)
+            if request.experiment_id is None or key not in self.overrides:
+                return None
+            return request.experiment_id, self.overrides[(request.experiment_id, request.user_id)]
+        for (experiment_id, user_id), variant_id in self.overrides.items():
+            experiment = self.get(experiment_id)
+            if (
+                user_id == request.user_id
+                and experiment.surface == request.surface
+                and experiment.status in ENROLLING
+            ):
+                return experiment_id, variant_id
+        return None
 
     def catalog(self) -> list[CatalogItem]:
         self._call("catalog")

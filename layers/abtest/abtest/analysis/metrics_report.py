@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.rollup import MetricStats, VariantMetrics
+from abtest.domain.overrides import OverrideCounts
 
 
 class MetricSummary(BaseModel):
@@ -53,6 +54,10 @@ class ExperimentMetrics(BaseModel):
     status: str
     variant_metrics: dict[UUID, VariantReport] = Field(description="Keyed by variant id, in stored order")
     computed_at: datetime
+    overrides: OverrideCounts = Field(
+        default_factory=OverrideCounts,
+        description="Forced users (overrides): counted here, never in the analysis above",
+    )
 
 
 def metrics_report(stats: VariantMetrics) -> ExperimentMetrics:

@@ -20,6 +20,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.rollup import RunningAllocation, VariantMetrics
+from abtest.domain.overrides import OverrideCounts
 from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
 from abtest.stats.moments import NUMERICAL_ERROR
 from abtest.stats.outputs import MetricAnalysis
@@ -57,6 +58,10 @@ class ExperimentResults(BaseModel):
     variants: list[VariantUsers] = Field(description="In stored order; the first is the control")
     metrics: dict[str, MetricResults] = Field(description="Per metric name, sorted by name")
     computed_at: datetime
+    overrides: OverrideCounts = Field(
+        default_factory=OverrideCounts,
+        description="Forced users (overrides): counted here, never in the analysis above",
+    )
 
 
 def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:

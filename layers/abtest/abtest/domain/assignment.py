@@ -23,6 +23,8 @@ class EnrollRequest:
     `variant_id` (with the namespace membership) only if that target is `experiment_id`, running, and
     the user has neither an assignment there nor a live membership elsewhere; it records an exposure
     for whatever assignment is stored if asked and the target is running. `variant_id` None: only read.
+    An override of the user (in `experiment_id`; on a surface, in any running experiment of it, the
+    oldest override first) makes its experiment the target: nothing is stored but a forced exposure.
     """
 
     surface: str
@@ -45,7 +47,10 @@ class Enrollment:
     member_of: UUID | None  # the user's live membership in the namespace (experiment not completed)
     created: bool = False  # this request stored the assignment
     exposed: bool = False  # an exposure row was written
-    profile: list[float] | None = None  # the user's profile vector, when asked for and assigned
+    profile: list[float] | None = None  # the user's profile vector, when asked for and assigned (or forced)
+    # The variant an override forces on the user in `experiment_id` (the statement then stored no
+    # assignment or membership, and recorded any exposure as a forced one); None: not forced.
+    forced_variant_id: UUID | None = None
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:

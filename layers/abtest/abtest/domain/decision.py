@@ -8,13 +8,15 @@ whether a user is in an experiment, which variant they are served, and why.
                        user's stored namespace membership; else the owner of the user's bucket
                        (no owner: no_experiment / not_in_experiment_share)
     running            only running experiments serve a variant (experiment_not_running)
+    override           a user the database says is forced is served the override's variant
+                       (override); never stored, never a namespace member
     stored_assignment  a stored assignment wins over everything after it (assigned, sticky)
     namespace          the bucket must be the experiment's (not_in_experiment_share), and the user
                        must not belong to a sibling (in_other_experiment)
     traffic            the experiment's traffic allocation (excluded_by_traffic)
     variant            the contract's variant: proposed, to be stored (assigned)
 
-Targeting, overrides and holdouts slot in as more stages (DESIGN.md "The decision pipeline").
+Targeting and holdouts slot in as more stages (DESIGN.md "The decision pipeline").
 
 The service calls it twice around the one database round trip: first with what the container's
 cache knows (`stored` None), which yields a proposal or an exit; then with what the enrollment
@@ -78,10 +80,17 @@ class Walk:
 
 Stage = Callable[[Subject, Walk], "Decision | Walk"]
 
+_NO_EXPERIMENT = UUID(int=0)
+
 
 def _experiment(subject: Subject, walk: Walk) -> Decision | Walk:
     if subject.requested is not None:
         return replace(walk, experiment=subject.requested)
+    if subject.stored is not None and subject.stored.forced_variant_id is not None:
+        # An override of a running experiment of the surface makes it the one decided about.
+        forced = subject.namespace.experiments.get(subject.stored.experiment_id or _NO_EXPERIMENT)
+        if forced is not None:
+            return replace(walk, experiment=forced)
     if subject.stored is not None and subject.stored.member_of is not None:
         member = subject.namespace.experiments.get(subject.stored.member_of)
         if member is not None:  # sticky: a member is decided about in their experiment only
@@ -101,6 +110,17 @@ def _running(subject: Subject, walk: Walk) -> Decision | Walk:
     if status not in ENROLLING:
         return Decision(Reason.NOT_RUNNING, walk.experiment, bucket=walk.bucket)
     return walk
+
+
+def _override(subject: Subject, walk: Walk) -> Decision | Walk:
+    assert walk.experiment is not None
+    stored = subject.stored
+    if stored is None or stored.forced_variant_id is None or stored.experiment_id != walk.experiment.id:
+        return walk
+    # Before the stored assignment: a user enrolled earlier is served the forced variant while the
+    # override exists; their assignment is kept and serves again once it is deleted.
+    variant = walk.experiment.variant(stored.forced_variant_id)
+    return Decision(Reason.OVERRIDE, walk.experiment, variant, walk.bucket, stored=False)
 
 
 def _stored_assignment(subject: Subject, walk: Walk) -> Decision | Walk:
@@ -139,6 +159,7 @@ def _variant(subject: Subject, walk: Walk) -> Decision | Walk:
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("experiment", _experiment),
     ("running", _running),
+    ("override", _override),
     ("stored_assignment", _stored_assignment),
     ("namespace", _namespace),
     ("traffic", _traffic),

@@ -568,6 +568,7 @@ class Reason(StrEnum):
     NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
     NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
     DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
+    OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
 
 
 class RecommendationRequest(BaseModel):
@@ -591,6 +592,11 @@ class RecommendationResponse(BaseModel):
     experiment_id: UUID | None = Field(description="The experiment the user is enrolled in, if any")
     experiment_variant: str | None
     reason: Reason = Field(description="Why the user is or is not in an experiment of the surface")
+    source: Literal["assignment", "override"] | None = Field(
+        default=None,
+        description='Where the variant comes from: "assignment" (the stored assignment), "override" '
+        "(a forced user: never stored, excluded from metrics and results); null when none is served",
+    )
     recommendations: list[RecommendedItem]
     degraded: bool = Field(description="true when served without the database (untagged, popularity)")
 
@@ -620,6 +626,11 @@ class AssignmentResponse(BaseModel):
     experiment_variant: str | None
     new_assignment: bool
     exposure_recorded: bool
+    source: Literal["assignment", "override"] | None = Field(
+        default=None,
+        description='Where the variant comes from: "assignment" (the stored assignment), "override" '
+        "(a forced user: never stored, excluded from metrics and results); null when none is served",
+    )
 
 
 class StoredAssignmentResponse(BaseModel):

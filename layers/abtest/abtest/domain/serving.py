@@ -27,6 +27,7 @@ from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
+from abtest.domain.overrides import Source
 from abtest.domain.recommender import Catalog, Recommendation, recommend
 from abtest.errors import Unavailable
 from abtest.observability import logger
@@ -59,6 +60,13 @@ class Assignment:
     variant: Variant | None = None
     new_assignment: bool = False
     exposure_recorded: bool = False
+
+    @property
+    def source(self) -> Source | None:
+        """Where the served variant comes from: the stored assignment, an override, or none."""
+        if self.variant is None:
+            return None
+        return "override" if self.reason == Reason.OVERRIDE else "assignment"
 
     @property
     def tag(self) -> str | None:
@@ -190,11 +198,15 @@ class AssignmentService:
 
     @staticmethod
     def _unknown(view: ServingView, enrollment: Enrollment) -> bool:
-        ids = (enrollment.member_of, enrollment.experiment_id if enrollment.variant_id else None)
+        forced_or_assigned = enrollment.variant_id or enrollment.forced_variant_id
+        ids = (enrollment.member_of, enrollment.experiment_id if forced_or_assigned else None)
         return any(i is not None and i not in view.experiments for i in ids)
 
     def _outcome(self, decision: Decision, enrollment: Enrollment) -> Assignment:
         experiment = decision.experiment.experiment if decision.experiment is not None else None
+        if decision.reason == Reason.OVERRIDE:  # forced: nothing was stored, any exposure was forced
+            variant = decision.variant
+            return Assignment(experiment, Reason.OVERRIDE, variant, exposure_recorded=enrollment.exposed)
         if decision.reason != Reason.ASSIGNED:
             cached = decision.experiment.experiment.status if decision.experiment is not None else None
             if decision.reason == Reason.NOT_RUNNING and cached in ENROLLING:

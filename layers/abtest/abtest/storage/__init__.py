@@ -7,6 +7,7 @@ from abtest.storage.catalog import CatalogRepository
 from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
 from abtest.storage.namespaces import NamespaceRepository
+from abtest.storage.overrides import OverrideRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "EventRepository",
     "ExperimentRepository",
     "NamespaceRepository",
+    "OverrideRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",

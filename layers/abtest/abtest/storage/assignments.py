@@ -26,11 +26,24 @@ _ENROLL = f"""
 WITH member AS (
     SELECT m.experiment_id FROM namespace_members m JOIN experiments e ON e.id = m.experiment_id
     WHERE m.surface = %(surface)s AND m.user_id = %(user_id)s AND e.status <> 'completed'
+), forced AS (
+    -- An override of the user: in the experiment asked for (/assignments; the pipeline serves it only
+    -- while running), or on a surface in any running experiment of it, the oldest override first.
+    SELECT o.experiment_id, o.variant_id FROM experiment_overrides o
+    WHERE NOT %(follow_membership)s AND o.experiment_id = %(experiment_id)s::uuid
+      AND o.user_id = %(user_id)s
+    UNION ALL
+    (SELECT o.experiment_id, o.variant_id
+     FROM experiment_overrides o JOIN experiments e ON e.id = o.experiment_id
+     WHERE %(follow_membership)s AND o.user_id = %(user_id)s
+       AND e.surface = %(surface)s AND e.status IN {statuses_sql(ENROLLING)}
+     ORDER BY o.created_at, o.experiment_id LIMIT 1)
 ), target AS (
     SELECT e.id, e.status FROM experiments e
-    WHERE e.id = CASE WHEN %(follow_membership)s
-                      THEN COALESCE((SELECT experiment_id FROM member), %(experiment_id)s::uuid)
-                      ELSE %(experiment_id)s::uuid END
+    WHERE e.id = COALESCE((SELECT experiment_id FROM forced),
+                          CASE WHEN %(follow_membership)s
+                               THEN COALESCE((SELECT experiment_id FROM member), %(experiment_id)s::uuid)
+                               ELSE %(experiment_id)s::uuid END)
 ), existing AS (
     SELECT a.variant_id FROM assignments a
     WHERE a.experiment_id = (SELECT id FROM target) AND a.user_id = %(user_id)s
@@ -41,6 +54,7 @@ WITH member AS (
       AND t.status IN {statuses_sql(ENROLLING)}
       AND NOT EXISTS (SELECT 1 FROM existing)
       AND NOT EXISTS (SELECT 1 FROM member WHERE member.experiment_id <> t.id)
+      AND NOT EXISTS (SELECT 1 FROM forced)  -- forced users are never stored nor members
     ON CONFLICT (surface, user_id) DO UPDATE
         SET experiment_id = excluded.experiment_id, joined_at = now()
         WHERE (SELECT status FROM experiments WHERE id = m.experiment_id) = 'completed'
@@ -58,16 +72,25 @@ WITH member AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, context)
     SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
     WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
+      AND NOT EXISTS (SELECT 1 FROM forced)
+    RETURNING id
+), forced_exposed AS (
+    -- A forced user's exposure: recorded where the analysis never reads it.
+    INSERT INTO override_exposures (experiment_id, variant_id, user_id, context)
+    SELECT f.experiment_id, f.variant_id, %(user_id)s, %(context)s FROM forced f, target t
+    WHERE %(record_exposure)s AND t.id = f.experiment_id AND t.status IN {statuses_sql(EXPOSING)}
     RETURNING id
 )
 SELECT (SELECT id FROM target) AS experiment_id,
        (SELECT status FROM target) AS status,
        (SELECT variant_id FROM chosen) AS variant_id,
        COALESCE((SELECT created FROM chosen), false) AS created,
-       (SELECT count(*) FROM exposed) > 0 AS exposed,
+       (SELECT count(*) FROM exposed) + (SELECT count(*) FROM forced_exposed) > 0 AS exposed,
        COALESCE((SELECT experiment_id FROM joined), (SELECT experiment_id FROM member)) AS member_of,
        (SELECT embedding FROM user_profiles
-        WHERE %(with_profile)s AND user_id = %(user_id)s AND EXISTS (SELECT 1 FROM chosen)) AS profile
+        WHERE %(with_profile)s AND user_id = %(user_id)s
+          AND (EXISTS (SELECT 1 FROM chosen) OR EXISTS (SELECT 1 FROM forced))) AS profile,
+       (SELECT variant_id FROM forced) AS forced_variant_id
 """
 
 
@@ -130,6 +153,7 @@ class AssignmentRepository:
                 created=row["created"],
                 exposed=row["exposed"],
                 profile=list(row["profile"]) if row["profile"] is not None else None,
+                forced_variant_id=row["forced_variant_id"],
             )
 
         # Not retried on a dropped connection: the exposure might have been written already.

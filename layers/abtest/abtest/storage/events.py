@@ -34,6 +34,10 @@ WITH experiment AS (
     SELECT status FROM experiments WHERE id = %(experiment_id)s
 ), assigned AS (
     SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
+), forced AS (
+    -- A forced user's conversions go to override_conversions, which the analysis never reads.
+    SELECT variant_id FROM experiment_overrides
+    WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
 ), metric AS (
     -- A known metric name, or room for one more (MAX_METRICS_PER_EXPERIMENT).
     SELECT EXISTS (SELECT 1 FROM experiment_metrics
@@ -47,6 +51,20 @@ WITH experiment AS (
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM assigned
     WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
+      AND NOT EXISTS (SELECT 1 FROM forced)
+      AND NOT EXISTS (SELECT 1 FROM override_conversions
+                      WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s)
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING {_CONVERSION_COLUMNS}
+), forced_inserted AS (
+    INSERT INTO override_conversions (experiment_id, variant_id, user_id, metric_name, value, event_id,
+                                      metadata, occurred_at, payload_hash)
+    SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
+           %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
+    FROM forced
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
+      AND NOT EXISTS (SELECT 1 FROM conversions
+                      WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
 ), registered AS (
@@ -57,7 +75,8 @@ WITH experiment AS (
 SELECT (SELECT status FROM experiment) AS status,
        (SELECT variant_id FROM assigned) AS assigned_variant,
        (SELECT allowed FROM metric) AS metric_allowed,
-       (SELECT to_jsonb(inserted) FROM inserted) AS conversion
+       (SELECT to_jsonb(inserted) FROM inserted) AS conversion,
+       (SELECT to_jsonb(forced_inserted) FROM forced_inserted) AS forced_conversion
 """
 
 # A whole batch in one statement: one JSON array in (cheaper to send than nine parameter arrays), one
@@ -69,7 +88,7 @@ WITH input AS (
          AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
               occurred_at timestamptz, metric_name text, value float8, payload jsonb, payload_hash text)
 ), checked AS (
-    SELECT i.*, e.status, a.variant_id
+    SELECT i.*, e.status, a.variant_id, o.forced_variant
     FROM input i
     LEFT JOIN experiments e ON e.id = i.experiment_id
     -- A primary-key probe per event: a plain join lets the planner hash-join a full scan of assignments.
@@ -77,11 +96,30 @@ WITH input AS (
         SELECT variant_id FROM assignments
         WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
     ) a ON true
+    -- Forced users' events go to the override tables, which the analysis never reads.
+    LEFT JOIN LATERAL (
+        SELECT variant_id AS forced_variant FROM experiment_overrides
+        WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
+    ) o ON true
 ), new_exposures AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at, payload_hash)
     SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now()), payload_hash
     FROM checked
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
+      AND forced_variant IS NULL
+      AND NOT EXISTS (SELECT 1 FROM override_exposures x
+                      WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING experiment_id, event_id
+), new_override_exposures AS (
+    INSERT INTO override_exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at,
+                                    payload_hash)
+    SELECT experiment_id, forced_variant, user_id, event_id, payload, COALESCE(occurred_at, now()),
+           payload_hash
+    FROM checked
+    WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND forced_variant IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM exposures x
+                      WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 ), fresh_metrics AS (
@@ -91,7 +129,7 @@ WITH input AS (
            (SELECT count(*) FROM experiment_metrics m WHERE m.experiment_id = f.experiment_id) AS rank
     FROM (
         SELECT experiment_id, metric_name, min(position) AS first FROM checked c
-        WHERE kind = 'conversion' AND NOT EXISTS (
+        WHERE kind = 'conversion' AND forced_variant IS NULL AND NOT EXISTS (
             SELECT 1 FROM experiment_metrics m
             WHERE m.experiment_id = c.experiment_id AND m.metric_name = c.metric_name)
         GROUP BY experiment_id, metric_name
@@ -106,29 +144,54 @@ WITH input AS (
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
       AND (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
+      AND forced_variant IS NULL
+      AND NOT EXISTS (SELECT 1 FROM override_conversions x
+                      WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id, metric_name
+), new_override_conversions AS (
+    INSERT INTO override_conversions (experiment_id, variant_id, user_id, metric_name, value, event_id,
+                                      metadata, occurred_at, payload_hash)
+    SELECT experiment_id, forced_variant, user_id, metric_name, value, event_id, payload,
+           COALESCE(occurred_at, now()), payload_hash
+    FROM checked
+    WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND forced_variant IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM conversions x
+                      WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING experiment_id, event_id
 ), registered AS (
     INSERT INTO experiment_metrics (experiment_id, metric_name)
     SELECT DISTINCT experiment_id, metric_name FROM new_conversions
     ON CONFLICT DO NOTHING
 )
-SELECT c.position, c.kind, c.status, c.variant_id IS NOT NULL AS assigned,
-       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL) AS inserted,
+SELECT c.position, c.kind, c.status, (c.variant_id IS NOT NULL OR c.forced_variant IS NOT NULL) AS assigned,
+       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL
+        OR ox.event_id IS NOT NULL OR ov.event_id IS NOT NULL) AS inserted,
        -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
        COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused,
-       (c.kind = 'conversion' AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics))
-           AS too_many_metrics
+       (c.kind = 'conversion' AND c.forced_variant IS NULL
+        AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics)) AS too_many_metrics
 FROM checked c
 LEFT JOIN new_exposures x
        ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
 LEFT JOIN new_conversions v
        ON c.kind = 'conversion' AND v.experiment_id = c.experiment_id AND v.event_id = c.event_id
+LEFT JOIN new_override_exposures ox
+       ON c.kind = 'exposure' AND ox.experiment_id = c.experiment_id AND ox.event_id = c.event_id
+LEFT JOIN new_override_conversions ov
+       ON c.kind = 'conversion' AND ov.experiment_id = c.experiment_id AND ov.event_id = c.event_id
 LEFT JOIN LATERAL (
     SELECT payload_hash FROM exposures
     WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
     UNION ALL
     SELECT payload_hash FROM conversions
+    WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
+    UNION ALL
+    SELECT payload_hash FROM override_exposures
+    WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
+    UNION ALL
+    SELECT payload_hash FROM override_conversions
     WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
 ) stored ON true
 ORDER BY c.position
@@ -192,6 +255,8 @@ class EventRepository:
                 raise not_found(new.experiment_id)
             if row["conversion"] is not None:
                 return RecordedConversion(Conversion.model_validate(row["conversion"]), replayed=False)
+            if row["forced_conversion"] is not None:  # a forced user: stored outside the analysis
+                return RecordedConversion(Conversion.model_validate(row["forced_conversion"]), replayed=False)
             # A retry of a stored event is answered with it, even once the experiment has completed.
             stored = _stored_replay(conn, new) if new.event_id is not None else None
             if stored is not None:
@@ -286,10 +351,13 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
 
 def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
     """The conversion already stored under this event_id (Conflict if it is a different one)."""
+    # A forced user's conversion lives in override_conversions: an event_id is one event in either.
     row = conn.execute(
         f"SELECT {_CONVERSION_COLUMNS}, payload_hash FROM conversions"
-        " WHERE experiment_id = %s AND event_id = %s".encode(),
-        (new.experiment_id, new.event_id),
+        " WHERE experiment_id = %(id)s AND event_id = %(event_id)s"
+        f" UNION ALL SELECT {_CONVERSION_COLUMNS}, payload_hash FROM override_conversions"
+        " WHERE experiment_id = %(id)s AND event_id = %(event_id)s LIMIT 1".encode(),
+        {"id": new.experiment_id, "event_id": new.event_id},
     ).fetchone()
     if row is None:
         return None
