@@ -44,6 +44,7 @@ TABLES = (
     "assignments",
     "variants",
     "experiments",
+    "saved_groups",
     "items",
     "user_profiles",
 )

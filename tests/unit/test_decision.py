@@ -44,6 +44,7 @@ def test_the_stages_are_an_ordered_list() -> None:
         "running",
         "stored_assignment",
         "namespace",
+        "targeting",
         "traffic",
         "variant",
     ]

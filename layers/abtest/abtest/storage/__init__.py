@@ -8,6 +8,7 @@ from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
+from abtest.storage.saved_groups import SavedGroupRepository
 
 __all__ = [
     "AssignmentRepository",
@@ -18,6 +19,7 @@ __all__ = [
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",
+    "SavedGroupRepository",
     "StoredAssignment",
     "decode_cursor",
     "encode_cursor",
