@@ -198,7 +198,7 @@ def evaluate_targeting(body: TargetingEvaluation) -> TargetingResult:
     problems = check_condition(body.condition, groups.keys(), root="condition")
     return TargetingResult(
         matches=evaluate(body.condition, body.attributes, groups),
-        error=problems[0].message if problems else None,
+        error=problems[0].text if problems else None,
     )
 
 

@@ -276,7 +276,7 @@ def test_problems_name_their_path(condition: Any, field: str, words: str) -> Non
     problems = check_condition(condition, {"beta"})
     assert [p.field for p in problems] == [field]
     assert words in problems[0].message
-    assert problems[0].message.startswith(f"{field}: ")
+    assert problems[0].text == f"{field}: {problems[0].message}"
 
 
 def test_saved_groups_are_only_checked_when_known() -> None:
