@@ -47,6 +47,7 @@ TABLES = (
     "assignments",
     "variants",
     "experiments",
+    "saved_groups",
     "items",
     "user_profiles",
 )

@@ -68,7 +68,9 @@ def _count(assignment: Assignment | None) -> None:
 # each costs tens of microseconds even with tracing disabled (bench/README.md).
 @app.post(f"{API_PREFIX}/recommendations", responses=documented(200, RecommendationResponse, 400, 415))
 def recommendations(body: RecommendationRequest) -> RecommendationResponse:
-    result = server().recommendations(body.user_id, body.limit, surface=body.surface, context=body.context)
+    result = server().recommendations(
+        body.user_id, body.limit, surface=body.surface, context=body.context, attributes=body.attributes
+    )
     _count(result.assignment)
     enrolled = result.assignment if result.assignment is not None and result.assignment.variant else None
     tag = enrolled.tag if enrolled is not None else None
@@ -100,7 +102,11 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
 @app.post(f"{API_PREFIX}/assignments", responses=documented(200, AssignmentResponse, 400, 404, 415))
 def assign(body: AssignmentRequest) -> AssignmentResponse:
     result = server().assign(
-        body.experiment_id, body.user_id, context=body.context, record_exposure=body.record_exposure
+        body.experiment_id,
+        body.user_id,
+        context=body.context,
+        record_exposure=body.record_exposure,
+        attributes=body.attributes,
     )
     _count(result)
     variant = result.variant

@@ -1,6 +1,6 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status; per-user
 overrides (forced variants); read the surfaces' namespaces (which experiment holds which buckets, and
-the free share)."""
+the free share); saved groups for targeting, and the targeting QA route."""
 
 from typing import Annotated, Literal
 from urllib.parse import unquote
@@ -22,12 +22,26 @@ from abtest.domain.models import (
     SurfaceNamespace,
 )
 from abtest.domain.overrides import OverrideIn, OverrideList, OverrideWritten, check_user_id
+from abtest.domain.saved_groups import (
+    SavedGroup,
+    SavedGroupIn,
+    SavedGroupList,
+    SavedGroupPut,
+    TargetingEvaluation,
+    TargetingResult,
+)
+from abtest.domain.targeting import check_condition, evaluate, referenced_groups
 from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
-from abtest.storage import ExperimentRepository, NamespaceRepository, OverrideRepository
+from abtest.storage import (
+    ExperimentRepository,
+    NamespaceRepository,
+    OverrideRepository,
+    SavedGroupRepository,
+)
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -45,12 +59,19 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "DELETE /api/v1/experiments/{experiment_id}/overrides/{user_id}": "admin",
     "GET /api/v1/surfaces": "read",
     "GET /api/v1/surfaces/{surface}": "read",
+    "POST /api/v1/saved-groups": "admin",
+    "GET /api/v1/saved-groups": "read",
+    "GET /api/v1/saved-groups/{group_id}": "read",
+    "PUT /api/v1/saved-groups/{group_id}": "admin",
+    "DELETE /api/v1/saved-groups/{group_id}": "admin",
+    "POST /api/v1/targeting/evaluate": "read",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
 OverrideUserId = Annotated[
     str, Path(min_length=1, max_length=3072, description="User id, percent-encoded (1..256 decoded)")
 ]
+GroupId = Annotated[UUID, Path(description="Saved group id (UUID)")]
 StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
 
 
@@ -177,6 +198,65 @@ def get_surface(
     surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
 ) -> SurfaceNamespace:
     return NamespaceRepository(get_database()).surface(surface)
+
+
+def saved_groups() -> SavedGroupRepository:
+    return SavedGroupRepository(get_database())
+
+
+@app.post(f"{API_PREFIX}/saved-groups", responses=documented(201, SavedGroup, 400, 409, 415))
+@tracer.capture_method(capture_response=False)
+def create_saved_group(body: SavedGroupIn) -> Response[SavedGroup]:
+    group = saved_groups().create(body)
+    logger.info("saved group created", extra={"saved_group_id": str(group.id)})
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=group,
+        headers={"Location": f"{API_PREFIX}/saved-groups/{group.id}"},
+    )
+
+
+@app.get(f"{API_PREFIX}/saved-groups", responses=documented(200, SavedGroupList))
+@tracer.capture_method(capture_response=False)
+def list_saved_groups() -> SavedGroupList:
+    return SavedGroupList(saved_groups=list(saved_groups().summaries()))
+
+
+@app.get(f"{API_PREFIX}/saved-groups/<group_id>", responses=documented(200, SavedGroup, 404))
+@tracer.capture_method(capture_response=False)
+def get_saved_group(group_id: GroupId) -> SavedGroup:
+    return saved_groups().get(group_id)
+
+
+@app.put(f"{API_PREFIX}/saved-groups/<group_id>", responses=documented(200, SavedGroup, 400, 404, 409, 415))
+@tracer.capture_method(capture_response=False)
+def replace_saved_group(group_id: GroupId, body: SavedGroupPut) -> SavedGroup:
+    group = saved_groups().replace(group_id, body)
+    logger.info("saved group replaced", extra={"saved_group_id": str(group_id)})
+    return group
+
+
+@app.delete(f"{API_PREFIX}/saved-groups/<group_id>", responses=documented(204, None, 404, 409))
+@tracer.capture_method(capture_response=False)
+def delete_saved_group(group_id: GroupId) -> Response[None]:
+    saved_groups().delete(group_id)
+    logger.info("saved group deleted", extra={"saved_group_id": str(group_id)})
+    return Response(status_code=204, body=None)
+
+
+@app.post(f"{API_PREFIX}/targeting/evaluate", responses=documented(200, TargetingResult, 400, 415))
+@tracer.capture_method(capture_response=False)
+def evaluate_targeting(body: TargetingEvaluation) -> TargetingResult:
+    # Touches no experiment: the condition is evaluated as given, against the groups given or stored.
+    groups = body.saved_groups
+    if groups is None:
+        groups = saved_groups().values(referenced_groups(body.condition))
+    problems = check_condition(body.condition, groups.keys(), root="condition")
+    return TargetingResult(
+        matches=evaluate(body.condition, body.attributes, groups),
+        error=problems[0].text if problems else None,
+    )
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

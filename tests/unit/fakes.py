@@ -4,6 +4,7 @@ the pipeline and the service can be tested (and property-tested) without a datab
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ def make_experiment(
     surface: str = "recommendations",
     share: float = 1.0,
     weights: tuple[float, ...] = (0.5, 0.5),
+    targeting: dict[str, Any] | None = None,
 ) -> Experiment:
     experiment_id = uuid.uuid4()
     variants = [
@@ -50,6 +52,7 @@ def make_experiment(
         surface=surface,
         namespace_share=share,
         variants=variants,
+        targeting=targeting or {},
         created_at=NOW,
         updated_at=NOW,
         started_at=NOW if status != Status.DRAFT else None,
@@ -73,6 +76,7 @@ class FakeStore:
     # (experiment_id, user_id) -> forced variant id, in the order written (the oldest wins on a surface)
     overrides: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
     forced_exposures: int = 0
+    groups: dict[str, list[Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False
 
@@ -157,6 +161,10 @@ class FakeStore:
     def experiment(self, experiment_id: UUID) -> Experiment:
         self._call("experiment")
         return self.get(experiment_id)
+
+    def saved_groups(self, keys: Sequence[str]) -> dict[str, list[Any]]:
+        self._call("saved_groups")
+        return {key: list(self.groups[key]) for key in keys if key in self.groups}
 
     def enroll(self, request: EnrollRequest) -> Enrollment:
         """What _ENROLL does, in Python."""

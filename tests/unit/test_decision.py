@@ -45,6 +45,7 @@ def test_the_stages_are_an_ordered_list() -> None:
         "override",
         "stored_assignment",
         "namespace",
+        "targeting",
         "traffic",
         "variant",
     ]

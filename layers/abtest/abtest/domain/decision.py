@@ -13,10 +13,13 @@ whether a user is in an experiment, which variant they are served, and why.
     stored_assignment  a stored assignment wins over everything after it (assigned, sticky)
     namespace          the bucket must be the experiment's (not_in_experiment_share), and the user
                        must not belong to a sibling (in_other_experiment)
+    targeting          the request's attributes must match the experiment's targeting condition
+                       (targeting_not_met); evaluated at enrollment only, since a stored assignment
+                       has already decided; an evaluation error fails closed
     traffic            the experiment's traffic allocation (excluded_by_traffic)
     variant            the contract's variant: proposed, to be stored (assigned)
 
-Targeting and holdouts slot in as more stages (DESIGN.md "The decision pipeline").
+Holdouts slot in as one more stage (DESIGN.md "The decision pipeline").
 
 The service calls it twice around the one database round trip: first with what the container's
 cache knows (`stored` None), which yields a proposal or an exit; then with what the enrollment
@@ -26,8 +29,9 @@ served is always the stored one, even when the cache is stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 from uuid import UUID
 
 from abtest.contract.bucketing import unit_interval
@@ -35,6 +39,7 @@ from abtest.domain.assignment import Enrollment, RunningExperiment
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Reason, Variant
 from abtest.domain.namespaces import Namespace
+from abtest.domain.targeting import evaluate
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class Subject:
     namespace: Namespace  # the surface's namespace, as the cache knows it
     requested: RunningExperiment | None = None  # /assignments: the experiment asked for
     stored: Enrollment | None = None  # what the database holds; None before it was asked
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # the request's, for targeting
+    saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # values by key (the cache's)
 
     @property
     def facts_about(self) -> UUID | None:
@@ -143,6 +150,14 @@ def _namespace(subject: Subject, walk: Walk) -> Decision | Walk:
     return walk
 
 
+def _targeting(subject: Subject, walk: Walk) -> Decision | Walk:
+    assert walk.experiment is not None
+    condition = walk.experiment.experiment.targeting
+    if condition and not evaluate(condition, subject.attributes, subject.saved_groups):
+        return Decision(Reason.TARGETING_NOT_MET, walk.experiment, bucket=walk.bucket)
+    return walk
+
+
 def _traffic(subject: Subject, walk: Walk) -> Decision | Walk:
     assert walk.experiment is not None
     running = walk.experiment
@@ -162,6 +177,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("override", _override),
     ("stored_assignment", _stored_assignment),
     ("namespace", _namespace),
+    ("targeting", _targeting),
     ("traffic", _traffic),
     ("variant", _variant),
 )

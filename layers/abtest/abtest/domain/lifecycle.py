@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from abtest.domain.models import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.targeting import require_valid_condition
 from abtest.errors import Conflict, InvalidTransition
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
@@ -49,6 +50,7 @@ def check_transition(current: Status, target: Status) -> None:
 def check_create(new: ExperimentCreate) -> ExperimentCreate:
     """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
     check_definition(new.surface, new.variants)
+    require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
 
@@ -59,7 +61,11 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     raise (never lower) traffic and namespace_share: the bucketing ranges and the buckets held only
     grow, so no enrolled user moves. Variants,
     weights and the name are frozen once an experiment has run. Completed experiments are final.
+    Targeting may change while running or paused: it applies at enrollment only, so enrolled users
+    keep their variant (README "Targeting").
     """
+    if "targeting" in changes and current.status != Status.COMPLETED:
+        require_valid_condition(changes["targeting"])
     if current.status == Status.DRAFT:
         if "variants" in changes or "surface" in changes:
             check_definition(
@@ -68,12 +74,12 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         return changes
     if current.status == Status.COMPLETED:
         raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")
-    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share"})
+    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share", "targeting"})
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
-            f"(status {current.status.value}); only description and a higher traffic_allocation or "
-            "namespace_share can",
+            f"(status {current.status.value}); only description, targeting and a higher "
+            "traffic_allocation or namespace_share can",
             code="field_frozen",
             field=frozen[0],
         )

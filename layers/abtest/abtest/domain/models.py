@@ -168,6 +168,22 @@ def _utf8(value: str) -> str:
 UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
 Context = Annotated[dict[str, Any], _json_value("context"), _json_size_limit("context", MAX_CONTEXT_BYTES)]
 Metadata = Annotated[dict[str, Any], _json_value("metadata"), _json_size_limit("metadata", MAX_CONTEXT_BYTES)]
+# A user's attributes for targeting (README "Targeting"): the same limits as `context`.
+Attributes = Annotated[
+    dict[str, Any],
+    _json_value("attributes"),
+    _json_size_limit("attributes", MAX_CONTEXT_BYTES),
+    Field(description="The user's attributes, matched against experiments' targeting at enrollment"),
+]
+# An experiment's targeting condition (GrowthBook's language; abtest.domain.targeting checks it, with
+# its own depth and size limits, and names the path at fault).
+Targeting = Annotated[
+    dict[str, Any],
+    _json_value("targeting"),
+    Field(
+        description="Who may be enrolled: a GrowthBook condition on the request's attributes ({} = everyone)"
+    ),
+]
 
 
 class _Input(BaseModel):
@@ -224,6 +240,7 @@ class ExperimentCreate(_Input):
         description="Where the experiment runs; POST /recommendations serves the 'recommendations' surface.",
     )
     namespace_share: NamespaceShare = 1.0
+    targeting: Targeting = Field(default_factory=dict)
 
 
 class ExperimentPatch(_Input):
@@ -235,6 +252,7 @@ class ExperimentPatch(_Input):
     traffic_allocation: Fraction | None = None
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
+    targeting: Targeting | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -282,6 +300,9 @@ class Experiment(BaseModel):
         description="Share of the surface's namespace asked for (held as buckets while running or paused)",
     )
     variants: list[Variant]
+    targeting: dict[str, Any] = Field(
+        default_factory=dict, description="Who may be enrolled (GrowthBook condition; {} = everyone)"
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -567,6 +588,7 @@ class Reason(StrEnum):
     IN_OTHER_EXPERIMENT = "in_other_experiment"  # already a member of a sibling in the namespace
     NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
     NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
+    TARGETING_NOT_MET = "targeting_not_met"  # the user's attributes do not match the targeting
     DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
     OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
 
@@ -578,6 +600,7 @@ class RecommendationRequest(BaseModel):
     limit: StrictInt = Field(default=10, ge=1, le=100)
     context: Context | None = None
     surface: Surface = RECOMMENDATIONS_SURFACE
+    attributes: Attributes | None = None
 
 
 class RecommendedItem(BaseModel):
@@ -608,6 +631,7 @@ class AssignmentRequest(BaseModel):
     experiment_id: UUID
     context: Context | None = None
     record_exposure: StrictBool = True
+    attributes: Attributes | None = None
 
 
 class AssignedVariant(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import mmh3
@@ -108,14 +109,21 @@ class ServingView:
 
     namespaces: Mapping[str, Namespace]
     experiments: Mapping[UUID, RunningExperiment]
+    # Values of the saved groups the experiments' targeting names, by key (stale for up to one TTL).
+    saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)
 
     def namespace(self, surface: str) -> Namespace:
         """The surface's namespace (an empty one for a surface nothing has started on)."""
         return self.namespaces.get(surface) or Namespace(surface, None)
 
 
-def build_view(experiments: Sequence[Experiment], allocations: Sequence[NamespaceAllocation]) -> ServingView:
-    """Index experiments holding buckets (running, paused) and the bucket owners of every namespace."""
+def build_view(
+    experiments: Sequence[Experiment],
+    allocations: Sequence[NamespaceAllocation],
+    saved_groups: Mapping[str, Sequence[Any]] | None = None,
+) -> ServingView:
+    """Index experiments holding buckets (running, paused) and the bucket owners of every namespace,
+    with the saved groups their targeting names."""
     live = {e.id: RunningExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
     namespaces: dict[str, Namespace] = {}
     for allocation in allocations:
@@ -125,4 +133,4 @@ def build_view(experiments: Sequence[Experiment], allocations: Sequence[Namespac
                 owners[start:end] = [experiment_id] * (end - start)
         members = {i: r for i, r in live.items() if r.experiment.surface == allocation.surface}
         namespaces[allocation.surface] = Namespace(allocation.surface, allocation.salt, members, owners)
-    return ServingView(namespaces, live)
+    return ServingView(namespaces, live, dict(saved_groups or {}))

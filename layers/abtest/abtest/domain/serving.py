@@ -13,11 +13,14 @@ served never disagrees with the stored assignment.
 What the TTL means for changes: pausing or completing takes effect at once (the statement re-checks
 the status); starting an experiment, or growing its traffic or share, reaches a warm container
 within one TTL (a user it already enrolled elsewhere is served their stored variant meanwhile).
+Targeting edits and the values of the saved groups it names are cached with the experiments, so they
+too reach a warm container within one TTL (they only ever decide about new enrollments).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,6 +32,7 @@ from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderCon
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
 from abtest.domain.overrides import Source
 from abtest.domain.recommender import Catalog, Recommendation, recommend
+from abtest.domain.targeting import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
 
@@ -41,6 +45,8 @@ class AssignmentStore(Protocol):
     def namespaces(self) -> list[NamespaceAllocation]: ...
 
     def experiment(self, experiment_id: UUID) -> Experiment: ...
+
+    def saved_groups(self, keys: Sequence[str]) -> Mapping[str, Sequence[Any]]: ...
 
     def enroll(self, request: EnrollRequest) -> Enrollment: ...
 
@@ -92,9 +98,7 @@ class AssignmentService:
         self, store: AssignmentStore, catalog: CatalogStore, *, experiment_ttl: float, catalog_ttl: float
     ) -> None:
         self._store = store
-        self._view: TTLCache[ServingView] = TTLCache(
-            lambda: build_view(store.serving_experiments(), store.namespaces()), experiment_ttl
-        )
+        self._view: TTLCache[ServingView] = TTLCache(lambda: _load_view(store), experiment_ttl)
         self._catalog: TTLCache[Catalog] = TTLCache(
             lambda: Catalog.from_items(catalog.catalog()), catalog_ttl
         )
@@ -106,6 +110,7 @@ class AssignmentService:
         *,
         context: dict[str, Any] | None = None,
         record_exposure: bool = True,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Assignment:
         """Enroll the user in this experiment if the pipeline says so (or find their stored variant),
         recording an exposure if asked; NotFound for an unknown experiment."""
@@ -121,12 +126,24 @@ class AssignmentService:
                 return Assignment(experiment, Reason.NOT_RUNNING)
         requested = view.experiments[experiment_id]
         assignment, _ = self._serve(
-            requested.experiment.surface, user_id, experiment_id, context, record_exposure, with_profile=False
+            requested.experiment.surface,
+            user_id,
+            experiment_id,
+            context,
+            record_exposure,
+            with_profile=False,
+            attributes=attributes,
         )
         return assignment
 
     def recommendations(
-        self, user_id: str, limit: int, *, surface: str, context: dict[str, Any] | None = None
+        self,
+        user_id: str,
+        limit: int,
+        *,
+        surface: str,
+        context: dict[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Recommendations:
         """Recommendations for the user, shaped by their variant if they are in an experiment of the surface.
 
@@ -134,7 +151,9 @@ class AssignmentService:
         from the container's last catalog (an empty list if it never loaded one).
         """
         try:
-            assignment, profile = self._serve(surface, user_id, None, context, True, with_profile=True)
+            assignment, profile = self._serve(
+                surface, user_id, None, context, True, with_profile=True, attributes=attributes
+            )
             catalog = self._catalog.get()
         except Unavailable:
             logger.warning("serving untagged recommendations: database unavailable")
@@ -158,6 +177,7 @@ class AssignmentService:
         record_exposure: bool,
         *,
         with_profile: bool,
+        attributes: Mapping[str, Any] | None = None,
     ) -> tuple[Assignment, list[float] | None]:
         """Decide with the cache, run the one statement, decide again with what it found."""
         view = self._view.get()
@@ -165,6 +185,8 @@ class AssignmentService:
             user_id,
             view.namespace(surface),
             None if experiment_id is None else view.experiments.get(experiment_id),
+            attributes=attributes or {},
+            saved_groups=view.saved_groups,
         )
         first = decide(subject)
         for attempt in range(2):
@@ -188,8 +210,14 @@ class AssignmentService:
                 self._view.invalidate()
                 view = self._view.get()
                 requested = view.experiments.get(experiment_id) if experiment_id is not None else None
-                subject = Subject(user_id, view.namespace(surface), requested)
-            final = decide(Subject(subject.user_id, subject.namespace, subject.requested, enrollment))
+                subject = Subject(
+                    user_id,
+                    view.namespace(surface),
+                    requested,
+                    attributes=attributes or {},
+                    saved_groups=view.saved_groups,
+                )
+            final = decide(replace(subject, stored=enrollment))
             if final.proposal and attempt == 0:
                 continue  # lost a race for a new user: the next run reads the winner's rows
             return self._outcome(final, enrollment), enrollment.profile
@@ -219,3 +247,12 @@ class AssignmentService:
             new_assignment=enrollment.created,
             exposure_recorded=enrollment.exposed,
         )
+
+
+def _load_view(store: AssignmentStore) -> ServingView:
+    """The serving view: experiments, namespaces, and the saved groups their targeting names (all
+    loaded together, once per TTL, so a warm request still costs one round trip)."""
+    experiments = store.serving_experiments()
+    keys = sorted(set().union(*(referenced_groups(e.targeting) for e in experiments)))
+    groups = store.saved_groups(keys) if keys else {}
+    return build_view(experiments, store.namespaces(), groups)

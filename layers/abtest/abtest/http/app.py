@@ -209,8 +209,10 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(InvalidInput)
     def _invalid_input(exc: InvalidInput) -> Response[dict[str, Any]]:
-        errors = [{"field": exc.field or "body", "message": exc.message}]
-        return error_response(422, exc.code, exc.message, exc.field, errors=errors)
+        # A domain check that found several problems lists them in details (errors, error_count).
+        details = dict(exc.details)
+        errors = details.pop("errors", None) or [{"field": exc.field or "body", "message": exc.message}]
+        return error_response(422, exc.code, exc.message, exc.field, errors=errors, **details)
 
     @app.exception_handler(NotFound)
     def _not_found(exc: NotFound) -> Response[dict[str, Any]]:

@@ -9,6 +9,7 @@ from abtest.storage.experiments import ExperimentRepository, decode_cursor, enco
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.overrides import OverrideRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
+from abtest.storage.saved_groups import SavedGroupRepository
 
 __all__ = [
     "AssignmentRepository",
@@ -20,6 +21,7 @@ __all__ = [
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",
+    "SavedGroupRepository",
     "StoredAssignment",
     "decode_cursor",
     "encode_cursor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from abtest.domain.namespaces import NamespaceAllocation
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
 from abtest.storage.namespaces import NamespaceRepository
+from abtest.storage.saved_groups import group_values
 
 # The hot path's one statement (see EnrollRequest): the user's live namespace membership, the target
 # experiment (the one asked for or, on a surface, the membership's), the stored assignment, the new
@@ -123,6 +125,10 @@ class AssignmentRepository:
     def experiment(self, experiment_id: UUID) -> Experiment:
         """One experiment with its variants; NotFound if there is none."""
         return self._db.run(lambda conn: fetch_experiment(conn, experiment_id), transaction=False)
+
+    def saved_groups(self, keys: Sequence[str]) -> dict[str, list[Any]]:
+        """The values of these saved groups by key (for the serving cache; missing ones are absent)."""
+        return self._db.run(lambda conn: group_values(conn, keys), transaction=False)
 
     def enroll(self, request: EnrollRequest) -> Enrollment:
         """Run the enrollment statement (see EnrollRequest): one statement, one round trip.

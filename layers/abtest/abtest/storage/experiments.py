@@ -24,15 +24,17 @@ from abtest.domain.models import (
     Status,
     VariantIn,
 )
+from abtest.domain.targeting import referenced_groups, require_valid_condition
 from abtest.errors import Conflict, InvalidInput, NotFound
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
+from abtest.storage.saved_groups import lock_group_keys
 
 T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', v.id, 'name', v.name, 'description', v.description,
@@ -107,10 +109,11 @@ class ExperimentRepository:
                     code="duplicate_salt",
                     field="salt",
                 )
+            _check_saved_groups(conn, new.targeting)
             conn.execute(
                 "INSERT INTO experiments"
-                " (id, name, description, traffic_allocation, salt, surface, namespace_share)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -119,6 +122,7 @@ class ExperimentRepository:
                     salt,
                     new.surface,
                     new.namespace_share,
+                    Jsonb(new.targeting),
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -216,6 +220,9 @@ class ExperimentRepository:
             share = changes.get("namespace_share")
             if share is not None and current.status in HOLDING_BUCKETS:
                 take_buckets(conn, current, share)  # grows from free buckets only; 409 if they lack
+            if "targeting" in changes:
+                _check_saved_groups(conn, changes["targeting"])
+                changes["targeting"] = Jsonb(changes["targeting"])
             variants = changes.pop("variants", None)
             if variants is not None:
                 conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))
@@ -280,6 +287,14 @@ def fetch_experiment(conn: Connection, experiment_id: UUID, *, lock: bool = Fals
     if row is None:
         raise not_found(experiment_id)
     return Experiment.model_validate(row)
+
+
+def _check_saved_groups(conn: Connection, targeting: dict[str, Any]) -> None:
+    """422 naming the path of a `$inGroup` whose saved group does not exist; the groups it names stay
+    share-locked until the transaction ends, so none can be deleted before this write commits."""
+    keys = referenced_groups(targeting)
+    if keys:
+        require_valid_condition(targeting, lock_group_keys(conn, keys))
 
 
 def _lock_status(conn: Connection, experiment_id: UUID) -> Status:
