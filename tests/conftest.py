@@ -28,6 +28,9 @@ use_function_folders()
 # One test database per checkout, so two clones (a developer's and CI's) never truncate each other's.
 TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
 TABLES = (
+    "holdout_conversions",
+    "holdout_members",
+    "holdouts",
     "experiment_metrics",
     "rollup_failures",
     "snapshot_metrics",

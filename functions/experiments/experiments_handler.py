@@ -1,5 +1,5 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status; read
-the surfaces' namespaces (which experiment holds which buckets, and the free share)."""
+the surfaces' namespaces (which experiment holds which buckets, and the free share); holdouts."""
 
 from typing import Annotated, Literal
 from uuid import UUID
@@ -7,6 +7,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from abtest.domain.holdouts import Holdout, HoldoutCreate, HoldoutPage
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
     SURFACE_PATTERN,
@@ -23,7 +24,7 @@ from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
-from abtest.storage import ExperimentRepository, NamespaceRepository
+from abtest.storage import ExperimentRepository, HoldoutRepository, NamespaceRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -38,6 +39,10 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "PUT /api/v1/experiments/{experiment_id}/status": "admin",
     "GET /api/v1/surfaces": "read",
     "GET /api/v1/surfaces/{surface}": "read",
+    "POST /api/v1/holdouts": "admin",
+    "GET /api/v1/holdouts": "read",
+    "GET /api/v1/holdouts/{holdout_id}": "read",
+    "POST /api/v1/holdouts/{holdout_id}/status": "admin",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
@@ -124,6 +129,53 @@ def get_surface(
     surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
 ) -> SurfaceNamespace:
     return NamespaceRepository(get_database()).surface(surface)
+
+
+HoldoutId = Annotated[UUID, Path(description="Holdout id (UUID)")]
+
+
+def holdouts() -> HoldoutRepository:
+    return HoldoutRepository(get_database())
+
+
+@app.post(f"{API_PREFIX}/holdouts", responses=documented(201, Holdout, 400, 409, 415))
+@tracer.capture_method(capture_response=False)
+def create_holdout(body: HoldoutCreate) -> Response[Holdout]:
+    holdout = holdouts().create(body)
+    logger.info("holdout created", extra={"holdout_id": str(holdout.id)})
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=holdout,
+        headers={"Location": f"{API_PREFIX}/holdouts/{holdout.id}"},
+    )
+
+
+@app.get(f"{API_PREFIX}/holdouts", responses=documented(200, HoldoutPage))
+@tracer.capture_method(capture_response=False)
+def list_holdouts(
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> HoldoutPage:
+    return holdouts().list(limit=limit, cursor=cursor)
+
+
+@app.get(f"{API_PREFIX}/holdouts/<holdout_id>", responses=documented(200, Holdout, 404))
+@tracer.capture_method(capture_response=False)
+def get_holdout(holdout_id: HoldoutId) -> Holdout:
+    return holdouts().get(holdout_id)
+
+
+@app.post(
+    f"{API_PREFIX}/holdouts/<holdout_id>/status", responses=documented(200, Holdout, 400, 404, 409, 415)
+)
+@tracer.capture_method(capture_response=False)
+def change_holdout_status(holdout_id: HoldoutId, body: StatusChange) -> Holdout:
+    holdout = holdouts().change_status(holdout_id, body.status)
+    logger.info(
+        "holdout status changed", extra={"holdout_id": str(holdout_id), "status": holdout.status.value}
+    )
+    return holdout
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -42,6 +42,7 @@ def test_the_stages_are_an_ordered_list() -> None:
     assert [name for name, _ in STAGES] == [
         "experiment",
         "running",
+        "holdout",
         "stored_assignment",
         "namespace",
         "traffic",

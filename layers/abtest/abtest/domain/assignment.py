@@ -23,6 +23,12 @@ class EnrollRequest:
     `variant_id` (with the namespace membership) only if that target is `experiment_id`, running, and
     the user has neither an assignment there nor a live membership elsewhere; it records an exposure
     for whatever assignment is stored if asked and the target is running. `variant_id` None: only read.
+
+    Holdouts: `holdout_ids` are the running holdouts covering the surface as the caller's cache knows
+    them (sorted). The statement compares them with the database's; if they differ it writes nothing
+    (no membership, assignment, exposure or holdout member) and says `holdouts_stale`, so the caller
+    reloads and asks again. Otherwise it records `holdout_members` ((holdout id, group) pairs the
+    caller computed with the contract's hash rule) if they are new.
     """
 
     surface: str
@@ -33,6 +39,8 @@ class EnrollRequest:
     context: dict[str, Any] | None = None
     record_exposure: bool = True
     with_profile: bool = False
+    holdout_ids: tuple[UUID, ...] = ()
+    holdout_members: tuple[tuple[UUID, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Enrollment:
     created: bool = False  # this request stored the assignment
     exposed: bool = False  # an exposure row was written
     profile: list[float] | None = None  # the user's profile vector, when asked for and assigned
+    holdouts_stale: bool = False  # the caller's running holdouts were not the database's: nothing written
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:

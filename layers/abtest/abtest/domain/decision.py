@@ -8,13 +8,15 @@ whether a user is in an experiment, which variant they are served, and why.
                        user's stored namespace membership; else the owner of the user's bucket
                        (no owner: no_experiment / not_in_experiment_share)
     running            only running experiments serve a variant (experiment_not_running)
+    holdout            a user held out by a running holdout covering the surface gets the defaults
+                       and is never enrolled, even with a stored assignment (holdout)
     stored_assignment  a stored assignment wins over everything after it (assigned, sticky)
     namespace          the bucket must be the experiment's (not_in_experiment_share), and the user
                        must not belong to a sibling (in_other_experiment)
     traffic            the experiment's traffic allocation (excluded_by_traffic)
     variant            the contract's variant: proposed, to be stored (assigned)
 
-Targeting, overrides and holdouts slot in as more stages (DESIGN.md "The decision pipeline").
+Targeting and overrides slot in as more stages (DESIGN.md "The decision pipeline").
 
 The service calls it twice around the one database round trip: first with what the container's
 cache knows (`stored` None), which yields a proposal or an exit; then with what the enrollment
@@ -30,6 +32,7 @@ from uuid import UUID
 
 from abtest.contract.bucketing import unit_interval
 from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.holdouts import RunningHoldout, held_out
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Reason, Variant
 from abtest.domain.namespaces import Namespace
@@ -43,6 +46,9 @@ class Subject:
     namespace: Namespace  # the surface's namespace, as the cache knows it
     requested: RunningExperiment | None = None  # /assignments: the experiment asked for
     stored: Enrollment | None = None  # what the database holds; None before it was asked
+    # The running holdouts covering the surface, as the cache knows them (the enrollment statement
+    # checks them against the database's and writes nothing when they differ).
+    holdouts: tuple[RunningHoldout, ...] = ()
 
     @property
     def facts_about(self) -> UUID | None:
@@ -103,6 +109,13 @@ def _running(subject: Subject, walk: Walk) -> Decision | Walk:
     return walk
 
 
+def _holdout(subject: Subject, walk: Walk) -> Decision | Walk:
+    # Before the stored assignment: a user enrolled before the holdout started is held out too.
+    if held_out(subject.holdouts, subject.user_id) is not None:
+        return Decision(Reason.HOLDOUT, walk.experiment, bucket=walk.bucket)
+    return walk
+
+
 def _stored_assignment(subject: Subject, walk: Walk) -> Decision | Walk:
     assert walk.experiment is not None
     stored = subject.stored
@@ -139,6 +152,7 @@ def _variant(subject: Subject, walk: Walk) -> Decision | Walk:
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("experiment", _experiment),
     ("running", _running),
+    ("holdout", _holdout),
     ("stored_assignment", _stored_assignment),
     ("namespace", _namespace),
     ("traffic", _traffic),

@@ -526,7 +526,9 @@ class Conversion(BaseModel):
 
     id: int
     experiment_id: UUID
-    variant_id: UUID
+    variant_id: UUID | None = Field(
+        description="The user's variant; null for a holdout conversion (holdout_conversion true)"
+    )
     user_id: str
     metric_name: str
     value: float
@@ -534,6 +536,11 @@ class Conversion(BaseModel):
     metadata: dict[str, Any] | None
     occurred_at: datetime
     received_at: datetime
+    holdout_conversion: bool = Field(
+        default=False,
+        description="true: the user has no assignment and is a member of a running holdout covering the "
+        "experiment's surface; stored for the holdout's results only",
+    )
 
 
 class EventResult(BaseModel):
@@ -568,6 +575,7 @@ class Reason(StrEnum):
     NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
     NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
     DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
+    HOLDOUT = "holdout"  # held out by a running holdout covering the surface: defaults, never enrolled
 
 
 class RecommendationRequest(BaseModel):

@@ -13,17 +13,21 @@ served never disagrees with the stored assignment.
 What the TTL means for changes: pausing or completing takes effect at once (the statement re-checks
 the status); starting an experiment, or growing its traffic or share, reaches a warm container
 within one TTL (a user it already enrolled elsewhere is served their stored variant meanwhile).
+Holdouts take effect on the very next request: the statement compares the running holdouts covering
+the surface with the cache's and, when they differ, writes nothing; the service then reloads the
+view and runs it again (a second round trip, only on a request that meets the change).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 from uuid import UUID
 
 from abtest.domain.assignment import Enrollment, EnrollRequest, experiment_variant_tag
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
+from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
@@ -42,6 +46,8 @@ class AssignmentStore(Protocol):
     def experiment(self, experiment_id: UUID) -> Experiment: ...
 
     def enroll(self, request: EnrollRequest) -> Enrollment: ...
+
+    def serving_holdouts(self) -> list[Holdout]: ...
 
 
 class CatalogStore(Protocol):
@@ -85,7 +91,10 @@ class AssignmentService:
     ) -> None:
         self._store = store
         self._view: TTLCache[ServingView] = TTLCache(
-            lambda: build_view(store.serving_experiments(), store.namespaces()), experiment_ttl
+            lambda: build_view(
+                store.serving_experiments(), store.namespaces(), running_holdouts(store.serving_holdouts())
+            ),
+            experiment_ttl,
         )
         self._catalog: TTLCache[Catalog] = TTLCache(
             lambda: Catalog.from_items(catalog.catalog()), catalog_ttl
@@ -157,9 +166,12 @@ class AssignmentService:
             user_id,
             view.namespace(surface),
             None if experiment_id is None else view.experiments.get(experiment_id),
+            holdouts=view.holdouts_covering(surface),
         )
         first = decide(subject)
-        for attempt in range(2):
+        holdouts_reloaded = False
+        attempt = 0
+        while attempt < 2:
             proposal = first if first.proposal else None
             target = first.experiment.id if first.experiment is not None else experiment_id
             enrollment = self._store.enroll(
@@ -170,19 +182,37 @@ class AssignmentService:
                     variant_id=proposal.variant.id if proposal is not None and proposal.variant else None,
                     follow_membership=experiment_id is None,
                     context=context,
-                    record_exposure=record_exposure,
+                    # A held-out user is never exposed, even with an assignment from before the holdout.
+                    record_exposure=record_exposure and first.reason != Reason.HOLDOUT,
                     with_profile=with_profile,
+                    holdout_ids=tuple(h.id for h in subject.holdouts),
+                    holdout_members=memberships(subject.holdouts, user_id),
                 )
             )
+            if enrollment.holdouts_stale and not holdouts_reloaded:
+                # A holdout started, paused or completed since the cache was loaded: the statement
+                # wrote nothing. Reload and decide again (the one extra round trip of that change).
+                holdouts_reloaded = True
+                self._view.invalidate()
+                view = self._view.get()
+                requested = view.experiments.get(experiment_id) if experiment_id is not None else None
+                subject = Subject(
+                    user_id, view.namespace(surface), requested, holdouts=view.holdouts_covering(surface)
+                )
+                first = decide(subject)
+                continue
+            attempt += 1
             if self._unknown(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
                 view = self._view.get()
                 requested = view.experiments.get(experiment_id) if experiment_id is not None else None
-                subject = Subject(user_id, view.namespace(surface), requested)
-            final = decide(Subject(subject.user_id, subject.namespace, subject.requested, enrollment))
-            if final.proposal and attempt == 0:
+                subject = Subject(
+                    user_id, view.namespace(surface), requested, holdouts=view.holdouts_covering(surface)
+                )
+            final = decide(replace(subject, stored=enrollment))
+            if final.proposal and attempt == 1:
                 continue  # lost a race for a new user: the next run reads the winner's rows
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
