@@ -1,6 +1,6 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status; per-user
 overrides (forced variants); read the surfaces' namespaces (which experiment holds which buckets, and
-the free share); saved groups for targeting, and the targeting QA route."""
+the free share); saved groups for targeting, and the targeting QA route; holdouts."""
 
 from typing import Annotated, Literal
 from urllib.parse import unquote
@@ -9,6 +9,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from abtest.domain.holdouts import Holdout, HoldoutCreate, HoldoutPage
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
     SURFACE_PATTERN,
@@ -38,6 +39,7 @@ from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.storage import (
     ExperimentRepository,
+    HoldoutRepository,
     NamespaceRepository,
     OverrideRepository,
     SavedGroupRepository,
@@ -65,6 +67,10 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "PUT /api/v1/saved-groups/{group_id}": "admin",
     "DELETE /api/v1/saved-groups/{group_id}": "admin",
     "POST /api/v1/targeting/evaluate": "read",
+    "POST /api/v1/holdouts": "admin",
+    "GET /api/v1/holdouts": "read",
+    "GET /api/v1/holdouts/{holdout_id}": "read",
+    "PUT /api/v1/holdouts/{holdout_id}/status": "admin",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
@@ -257,6 +263,51 @@ def evaluate_targeting(body: TargetingEvaluation) -> TargetingResult:
         matches=evaluate(body.condition, body.attributes, groups),
         error=problems[0].text if problems else None,
     )
+
+
+HoldoutId = Annotated[UUID, Path(description="Holdout id (UUID)")]
+
+
+def holdouts() -> HoldoutRepository:
+    return HoldoutRepository(get_database())
+
+
+@app.post(f"{API_PREFIX}/holdouts", responses=documented(201, Holdout, 400, 409, 415))
+@tracer.capture_method(capture_response=False)
+def create_holdout(body: HoldoutCreate) -> Response[Holdout]:
+    holdout = holdouts().create(body)
+    logger.info("holdout created", extra={"holdout_id": str(holdout.id)})
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=holdout,
+        headers={"Location": f"{API_PREFIX}/holdouts/{holdout.id}"},
+    )
+
+
+@app.get(f"{API_PREFIX}/holdouts", responses=documented(200, HoldoutPage))
+@tracer.capture_method(capture_response=False)
+def list_holdouts(
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> HoldoutPage:
+    return holdouts().list(limit=limit, cursor=cursor)
+
+
+@app.get(f"{API_PREFIX}/holdouts/<holdout_id>", responses=documented(200, Holdout, 404))
+@tracer.capture_method(capture_response=False)
+def get_holdout(holdout_id: HoldoutId) -> Holdout:
+    return holdouts().get(holdout_id)
+
+
+@app.put(f"{API_PREFIX}/holdouts/<holdout_id>/status", responses=documented(200, Holdout, 400, 404, 409, 415))
+@tracer.capture_method(capture_response=False)
+def change_holdout_status(holdout_id: HoldoutId, body: StatusChange) -> Holdout:
+    holdout = holdouts().change_status(holdout_id, body.status)
+    logger.info(
+        "holdout status changed", extra={"holdout_id": str(holdout_id), "status": holdout.status.value}
+    )
+    return holdout
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

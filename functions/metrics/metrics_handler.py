@@ -7,6 +7,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.results import ExperimentResults, results_report
@@ -18,7 +19,7 @@ from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
-from abtest.storage import ExperimentRepository, OverrideRepository, RollupRepository
+from abtest.storage import ExperimentRepository, HoldoutRepository, OverrideRepository, RollupRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -30,6 +31,7 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "GET /api/v1/experiments/{experiment_id}/results/timeseries": "read",
     "GET /api/v1/experiments/{experiment_id}/report": "read",
     "GET /api/v1/report": "read",
+    "GET /api/v1/holdouts/{holdout_id}/results": "read",
 }
 
 INDEX_LIMIT = 50  # experiments on the index page, newest first
@@ -142,6 +144,18 @@ def report_index() -> Response[str]:
         for experiment in experiments[:INDEX_LIMIT]
     ]
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
+
+
+@app.get(f"{API_PREFIX}/holdouts/<holdout_id>/results", responses=documented(200, HoldoutResults, 404))
+@tracer.capture_method(capture_response=False)
+def holdout_results_route(holdout_id: Annotated[UUID, Path()], alpha: Alpha = 0.05) -> HoldoutResults:
+    report = holdout_results(HoldoutRepository(get_database()).stats(holdout_id), alpha=alpha)
+    if report.srm.flag:
+        logger.warning(
+            "sample ratio mismatch in a holdout",
+            extra={"holdout_id": str(holdout_id), "p_value": report.srm.p_value},
+        )
+    return report
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, bucket_ranges
 from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.models import CatalogItem, Experiment, Status, Variant
 from abtest.domain.namespaces import NamespaceAllocation, NamespaceFull, buckets_for_share, choose_buckets
@@ -77,6 +78,8 @@ class FakeStore:
     overrides: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
     forced_exposures: int = 0
     groups: dict[str, list[Any]] = field(default_factory=dict)
+    holdouts: list[Holdout] = field(default_factory=list)
+    holdout_members: dict[tuple[UUID, str], str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False
 
@@ -158,6 +161,10 @@ class FakeStore:
             out.append(NamespaceAllocation(surface, salt, {o: bucket_ranges(b) for o, b in by_owner.items()}))
         return out
 
+    def serving_holdouts(self) -> list[Holdout]:
+        self._call("serving_holdouts")
+        return [h for h in self.holdouts if h.status in HOLDING_OUT]
+
     def experiment(self, experiment_id: UUID) -> Experiment:
         self._call("experiment")
         return self.get(experiment_id)
@@ -171,6 +178,14 @@ class FakeStore:
         self._call("enroll")
         key = (request.surface, request.user_id)
         member = self.members.get(key)
+        running = sorted(
+            h.id for h in self.serving_holdouts() if h.surfaces is None or request.surface in h.surfaces
+        )
+        self.calls.pop()  # serving_holdouts above is part of this statement, not a round trip
+        fresh = running == sorted(request.holdout_ids)
+        if fresh:
+            for holdout_id, group in request.holdout_members:
+                self.holdout_members.setdefault((holdout_id, request.user_id), group)
         if member is not None and self.get(member).status == Status.COMPLETED:
             member = None
         target_id = (member or request.experiment_id) if request.follow_membership else request.experiment_id
@@ -178,11 +193,11 @@ class FakeStore:
         if forced is not None:
             target_id = forced[0]
         if target_id is None:
-            return Enrollment(None, None, None, member)
+            return Enrollment(None, None, None, member, holdouts_stale=not fresh)
         try:
             target = self.get(target_id)
         except NotFound:
-            return Enrollment(None, None, None, member)
+            return Enrollment(None, None, None, member, holdouts_stale=not fresh)
         stored = self.assignments.get((target.id, request.user_id))
         created = False
         if (
@@ -192,19 +207,32 @@ class FakeStore:
             and target.status in ENROLLING
             and stored is None
             and member in (None, target.id)
+            and fresh
         ):
             self.members[key] = target.id
             self.assignments[(target.id, request.user_id)] = request.variant_id
             stored, created, member = request.variant_id, True, target.id
         if forced is not None:  # never stored; the exposure is a forced one
-            exposed = request.record_exposure and target.status in EXPOSING
+            exposed = request.record_exposure and target.status in EXPOSING and fresh
             self.forced_exposures += exposed
             profile = self.profiles.get(request.user_id) if request.with_profile else None
-            return Enrollment(target.id, target.status, stored, member, False, exposed, profile, forced[1])
-        exposed = stored is not None and request.record_exposure and target.status in EXPOSING
+            return Enrollment(
+                target.id,
+                target.status,
+                stored,
+                member,
+                False,
+                exposed,
+                profile,
+                forced_variant_id=forced[1],
+                holdouts_stale=not fresh,
+            )
+        exposed = stored is not None and request.record_exposure and target.status in EXPOSING and fresh
         self.exposures += exposed
         profile = self.profiles.get(request.user_id) if request.with_profile and stored is not None else None
-        return Enrollment(target.id, target.status, stored, member, created, exposed, profile)
+        return Enrollment(
+            target.id, target.status, stored, member, created, exposed, profile, holdouts_stale=not fresh
+        )
 
     def _forced(self, request: EnrollRequest) -> tuple[UUID, UUID] | None:
         """The override the statement's `forced` CTE finds: (experiment id, variant id)."""

@@ -43,6 +43,7 @@ def test_the_stages_are_an_ordered_list() -> None:
         "experiment",
         "running",
         "override",
+        "holdout",
         "stored_assignment",
         "namespace",
         "targeting",

@@ -25,6 +25,12 @@ class EnrollRequest:
     for whatever assignment is stored if asked and the target is running. `variant_id` None: only read.
     An override of the user (in `experiment_id`; on a surface, in any running experiment of it, the
     oldest override first) makes its experiment the target: nothing is stored but a forced exposure.
+
+    Holdouts: `holdout_ids` are the running holdouts covering the surface as the caller's cache knows
+    them (sorted). The statement compares them with the database's; if they differ it writes nothing
+    (no membership, assignment, exposure or holdout member) and says `holdouts_stale`, so the caller
+    reloads and asks again. Otherwise it records `holdout_members` ((holdout id, group) pairs the
+    caller computed with the contract's hash rule) if they are new.
     """
 
     surface: str
@@ -35,6 +41,8 @@ class EnrollRequest:
     context: dict[str, Any] | None = None
     record_exposure: bool = True
     with_profile: bool = False
+    holdout_ids: tuple[UUID, ...] = ()
+    holdout_members: tuple[tuple[UUID, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Enrollment:
     # The variant an override forces on the user in `experiment_id` (the statement then stored no
     # assignment or membership, and recorded any exposure as a forced one); None: not forced.
     forced_variant_id: UUID | None = None
+    holdouts_stale: bool = False  # the caller's running holdouts were not the database's: nothing written
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:

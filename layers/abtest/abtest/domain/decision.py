@@ -10,6 +10,8 @@ whether a user is in an experiment, which variant they are served, and why.
     running            only running experiments serve a variant (experiment_not_running)
     override           a user the database says is forced is served the override's variant
                        (override); never stored, never a namespace member
+    holdout            a user held out by a running holdout covering the surface gets the defaults
+                       and is never enrolled, even with a stored assignment (holdout)
     stored_assignment  a stored assignment wins over everything after it (assigned, sticky)
     namespace          the bucket must be the experiment's (not_in_experiment_share), and the user
                        must not belong to a sibling (in_other_experiment)
@@ -19,7 +21,6 @@ whether a user is in an experiment, which variant they are served, and why.
     traffic            the experiment's traffic allocation (excluded_by_traffic)
     variant            the contract's variant: proposed, to be stored (assigned)
 
-Holdouts slot in as one more stage (DESIGN.md "The decision pipeline").
 
 The service calls it twice around the one database round trip: first with what the container's
 cache knows (`stored` None), which yields a proposal or an exit; then with what the enrollment
@@ -36,6 +37,7 @@ from uuid import UUID
 
 from abtest.contract.bucketing import unit_interval
 from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.holdouts import RunningHoldout, held_out
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import Reason, Variant
 from abtest.domain.namespaces import Namespace
@@ -52,6 +54,9 @@ class Subject:
     stored: Enrollment | None = None  # what the database holds; None before it was asked
     attributes: Mapping[str, Any] = field(default_factory=dict)  # the request's, for targeting
     saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # values by key (the cache's)
+    # The running holdouts covering the surface, as the cache knows them (the enrollment statement
+    # checks them against the database's and writes nothing when they differ).
+    holdouts: tuple[RunningHoldout, ...] = ()
 
     @property
     def facts_about(self) -> UUID | None:
@@ -130,6 +135,13 @@ def _override(subject: Subject, walk: Walk) -> Decision | Walk:
     return Decision(Reason.OVERRIDE, walk.experiment, variant, walk.bucket, stored=False)
 
 
+def _holdout(subject: Subject, walk: Walk) -> Decision | Walk:
+    # Before the stored assignment: a user enrolled before the holdout started is held out too.
+    if held_out(subject.holdouts, subject.user_id) is not None:
+        return Decision(Reason.HOLDOUT, walk.experiment, bucket=walk.bucket)
+    return walk
+
+
 def _stored_assignment(subject: Subject, walk: Walk) -> Decision | Walk:
     assert walk.experiment is not None
     stored = subject.stored
@@ -175,6 +187,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
     ("experiment", _experiment),
     ("running", _running),
     ("override", _override),
+    ("holdout", _holdout),
     ("stored_assignment", _stored_assignment),
     ("namespace", _namespace),
     ("targeting", _targeting),

@@ -547,7 +547,9 @@ class Conversion(BaseModel):
 
     id: int
     experiment_id: UUID
-    variant_id: UUID
+    variant_id: UUID | None = Field(
+        description="The user's variant; null for a holdout conversion (holdout_conversion true)"
+    )
     user_id: str
     metric_name: str
     value: float
@@ -555,6 +557,11 @@ class Conversion(BaseModel):
     metadata: dict[str, Any] | None
     occurred_at: datetime
     received_at: datetime
+    holdout_conversion: bool = Field(
+        default=False,
+        description="true: the user has no assignment and is a member of a running holdout covering the "
+        "experiment's surface; stored for the holdout's results only",
+    )
 
 
 class EventResult(BaseModel):
@@ -591,6 +598,7 @@ class Reason(StrEnum):
     TARGETING_NOT_MET = "targeting_not_met"  # the user's attributes do not match the targeting
     DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
     OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
+    HOLDOUT = "holdout"  # held out by a running holdout covering the surface: defaults, never enrolled
 
 
 class RecommendationRequest(BaseModel):

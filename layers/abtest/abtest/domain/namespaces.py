@@ -22,6 +22,7 @@ import mmh3
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
 from abtest.domain.assignment import RunningExperiment
+from abtest.domain.holdouts import RunningHoldout, covering
 from abtest.domain.lifecycle import HOLDING_BUCKETS
 from abtest.domain.models import Experiment
 from abtest.errors import Conflict
@@ -111,19 +112,25 @@ class ServingView:
     experiments: Mapping[UUID, RunningExperiment]
     # Values of the saved groups the experiments' targeting names, by key (stale for up to one TTL).
     saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    holdouts: tuple[RunningHoldout, ...] = ()  # running holdouts, by id
 
     def namespace(self, surface: str) -> Namespace:
         """The surface's namespace (an empty one for a surface nothing has started on)."""
         return self.namespaces.get(surface) or Namespace(surface, None)
+
+    def holdouts_covering(self, surface: str) -> tuple[RunningHoldout, ...]:
+        """The running holdouts that cover a surface, by id."""
+        return covering(self.holdouts, surface)
 
 
 def build_view(
     experiments: Sequence[Experiment],
     allocations: Sequence[NamespaceAllocation],
     saved_groups: Mapping[str, Sequence[Any]] | None = None,
+    holdouts: Sequence[RunningHoldout] = (),
 ) -> ServingView:
-    """Index experiments holding buckets (running, paused) and the bucket owners of every namespace,
-    with the saved groups their targeting names."""
+    """Index experiments holding buckets (running, paused), the bucket owners of every namespace, the
+    saved groups their targeting names, and the running holdouts."""
     live = {e.id: RunningExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
     namespaces: dict[str, Namespace] = {}
     for allocation in allocations:
@@ -133,4 +140,6 @@ def build_view(
                 owners[start:end] = [experiment_id] * (end - start)
         members = {i: r for i, r in live.items() if r.experiment.surface == allocation.surface}
         namespaces[allocation.surface] = Namespace(allocation.surface, allocation.salt, members, owners)
-    return ServingView(namespaces, live, dict(saved_groups or {}))
+    return ServingView(
+        namespaces, live, dict(saved_groups or {}), tuple(sorted(holdouts, key=lambda h: h.id))
+    )

@@ -15,6 +15,9 @@ the status); starting an experiment, or growing its traffic or share, reaches a 
 within one TTL (a user it already enrolled elsewhere is served their stored variant meanwhile).
 Targeting edits and the values of the saved groups it names are cached with the experiments, so they
 too reach a warm container within one TTL (they only ever decide about new enrollments).
+Holdouts take effect on the very next request: the statement compares the running holdouts covering
+the surface with the cache's and, when they differ, writes nothing; the service then reloads the
+view and runs it again (a second round trip, only on a request that meets the change).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from uuid import UUID
 from abtest.domain.assignment import Enrollment, EnrollRequest, experiment_variant_tag
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
+from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
@@ -49,6 +53,8 @@ class AssignmentStore(Protocol):
     def saved_groups(self, keys: Sequence[str]) -> Mapping[str, Sequence[Any]]: ...
 
     def enroll(self, request: EnrollRequest) -> Enrollment: ...
+
+    def serving_holdouts(self) -> list[Holdout]: ...
 
 
 class CatalogStore(Protocol):
@@ -180,16 +186,24 @@ class AssignmentService:
         attributes: Mapping[str, Any] | None = None,
     ) -> tuple[Assignment, list[float] | None]:
         """Decide with the cache, run the one statement, decide again with what it found."""
+
+        def subject_for(view: ServingView) -> Subject:
+            requested = None if experiment_id is None else view.experiments.get(experiment_id)
+            return Subject(
+                user_id,
+                view.namespace(surface),
+                requested,
+                attributes=attributes or {},
+                saved_groups=view.saved_groups,
+                holdouts=view.holdouts_covering(surface),
+            )
+
         view = self._view.get()
-        subject = Subject(
-            user_id,
-            view.namespace(surface),
-            None if experiment_id is None else view.experiments.get(experiment_id),
-            attributes=attributes or {},
-            saved_groups=view.saved_groups,
-        )
+        subject = subject_for(view)
         first = decide(subject)
-        for attempt in range(2):
+        holdouts_reloaded = False
+        attempt = 0
+        while attempt < 2:
             proposal = first if first.proposal else None
             target = first.experiment.id if first.experiment is not None else experiment_id
             enrollment = self._store.enroll(
@@ -200,25 +214,31 @@ class AssignmentService:
                     variant_id=proposal.variant.id if proposal is not None and proposal.variant else None,
                     follow_membership=experiment_id is None,
                     context=context,
-                    record_exposure=record_exposure,
+                    # A held-out user is never exposed, even with an assignment from before the holdout.
+                    record_exposure=record_exposure and first.reason != Reason.HOLDOUT,
                     with_profile=with_profile,
+                    holdout_ids=tuple(h.id for h in subject.holdouts),
+                    holdout_members=memberships(subject.holdouts, user_id),
                 )
             )
+            if enrollment.holdouts_stale and not holdouts_reloaded:
+                # A holdout started, paused or completed since the cache was loaded: the statement
+                # wrote nothing. Reload and decide again (the one extra round trip of that change).
+                holdouts_reloaded = True
+                self._view.invalidate()
+                view = self._view.get()
+                subject = subject_for(view)
+                first = decide(subject)
+                continue
+            attempt += 1
             if self._unknown(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
                 view = self._view.get()
-                requested = view.experiments.get(experiment_id) if experiment_id is not None else None
-                subject = Subject(
-                    user_id,
-                    view.namespace(surface),
-                    requested,
-                    attributes=attributes or {},
-                    saved_groups=view.saved_groups,
-                )
+                subject = subject_for(view)
             final = decide(replace(subject, stored=enrollment))
-            if final.proposal and attempt == 0:
+            if final.proposal and attempt == 1:
                 continue  # lost a race for a new user: the next run reads the winner's rows
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
@@ -251,8 +271,9 @@ class AssignmentService:
 
 def _load_view(store: AssignmentStore) -> ServingView:
     """The serving view: experiments, namespaces, and the saved groups their targeting names (all
-    loaded together, once per TTL, so a warm request still costs one round trip)."""
+    loaded together, once per TTL, so a warm request still costs one round trip), and the running
+    holdouts."""
     experiments = store.serving_experiments()
     keys = sorted(set().union(*(referenced_groups(e.targeting) for e in experiments)))
     groups = store.saved_groups(keys) if keys else {}
-    return build_view(experiments, store.namespaces(), groups)
+    return build_view(experiments, store.namespaces(), groups, running_holdouts(store.serving_holdouts()))

@@ -6,6 +6,7 @@ from abtest.storage.assignments import AssignmentRepository, StoredAssignment
 from abtest.storage.catalog import CatalogRepository
 from abtest.storage.events import EventRepository, RecordedConversion
 from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+from abtest.storage.holdouts import HoldoutRepository
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.overrides import OverrideRepository
 from abtest.storage.rollups import RollupRepository, RollupRun
@@ -16,6 +17,7 @@ __all__ = [
     "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",
+    "HoldoutRepository",
     "NamespaceRepository",
     "OverrideRepository",
     "RecordedConversion",

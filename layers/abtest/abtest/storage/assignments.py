@@ -10,11 +10,13 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.models import Experiment, Status
 from abtest.domain.namespaces import NamespaceAllocation
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
+from abtest.storage.holdouts import HoldoutRepository
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.saved_groups import group_values
 
@@ -25,7 +27,20 @@ from abtest.storage.saved_groups import group_values
 # experiments of one namespace: the loser's insert finds the winner's row and changes nothing (it may
 # only take over a membership whose experiment completed).
 _ENROLL = f"""
-WITH member AS (
+WITH holdout_check AS (
+    -- The running holdouts covering the surface must be the ones the caller's cache decided with;
+    -- otherwise nothing below is written and the caller reloads (holdouts_stale).
+    SELECT COALESCE(array_agg(h.id ORDER BY h.id), '{{}}') = %(holdout_ids)s::uuid[] AS fresh
+    FROM holdouts h
+    WHERE h.status IN {statuses_sql(HOLDING_OUT)} AND (h.surfaces IS NULL OR %(surface)s = ANY (h.surfaces))
+), holdout_seen AS (
+    INSERT INTO holdout_members (holdout_id, user_id, "group")
+    SELECT s.holdout_id, %(user_id)s, s.member_group
+    FROM unnest(%(holdout_member_ids)s::uuid[], %(holdout_member_groups)s::text[])
+         AS s(holdout_id, member_group)
+    WHERE (SELECT fresh FROM holdout_check)
+    ON CONFLICT (holdout_id, user_id) DO NOTHING
+), member AS (
     SELECT m.experiment_id FROM namespace_members m JOIN experiments e ON e.id = m.experiment_id
     WHERE m.surface = %(surface)s AND m.user_id = %(user_id)s AND e.status <> 'completed'
 ), forced AS (
@@ -57,6 +72,7 @@ WITH member AS (
       AND NOT EXISTS (SELECT 1 FROM existing)
       AND NOT EXISTS (SELECT 1 FROM member WHERE member.experiment_id <> t.id)
       AND NOT EXISTS (SELECT 1 FROM forced)  -- forced users are never stored nor members
+      AND (SELECT fresh FROM holdout_check)
     ON CONFLICT (surface, user_id) DO UPDATE
         SET experiment_id = excluded.experiment_id, joined_at = now()
         WHERE (SELECT status FROM experiments WHERE id = m.experiment_id) = 'completed'
@@ -74,13 +90,14 @@ WITH member AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, context)
     SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
     WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
-      AND NOT EXISTS (SELECT 1 FROM forced)
+      AND NOT EXISTS (SELECT 1 FROM forced) AND (SELECT fresh FROM holdout_check)
     RETURNING id
 ), forced_exposed AS (
     -- A forced user's exposure: recorded where the analysis never reads it.
     INSERT INTO override_exposures (experiment_id, variant_id, user_id, context)
     SELECT f.experiment_id, f.variant_id, %(user_id)s, %(context)s FROM forced f, target t
     WHERE %(record_exposure)s AND t.id = f.experiment_id AND t.status IN {statuses_sql(EXPOSING)}
+      AND (SELECT fresh FROM holdout_check)
     RETURNING id
 )
 SELECT (SELECT id FROM target) AS experiment_id,
@@ -92,7 +109,8 @@ SELECT (SELECT id FROM target) AS experiment_id,
        (SELECT embedding FROM user_profiles
         WHERE %(with_profile)s AND user_id = %(user_id)s
           AND (EXISTS (SELECT 1 FROM chosen) OR EXISTS (SELECT 1 FROM forced))) AS profile,
-       (SELECT variant_id FROM forced) AS forced_variant_id
+       (SELECT variant_id FROM forced) AS forced_variant_id,
+       NOT (SELECT fresh FROM holdout_check) AS holdouts_stale
 """
 
 
@@ -122,6 +140,10 @@ class AssignmentRepository:
         """Every namespace's salt and bucket owners."""
         return NamespaceRepository(self._db).allocations()
 
+    def serving_holdouts(self) -> list[Holdout]:
+        """Every running holdout (the ones that hold users out)."""
+        return HoldoutRepository(self._db).running()
+
     def experiment(self, experiment_id: UUID) -> Experiment:
         """One experiment with its variants; NotFound if there is none."""
         return self._db.run(lambda conn: fetch_experiment(conn, experiment_id), transaction=False)
@@ -146,6 +168,9 @@ class AssignmentRepository:
             "context": Jsonb(request.context) if request.context is not None else None,
             "record_exposure": request.record_exposure,
             "with_profile": request.with_profile,
+            "holdout_ids": sorted(request.holdout_ids),
+            "holdout_member_ids": [holdout_id for holdout_id, _ in request.holdout_members],
+            "holdout_member_groups": [group for _, group in request.holdout_members],
         }
 
         def work(conn: Connection) -> Enrollment:
@@ -160,6 +185,7 @@ class AssignmentRepository:
                 exposed=row["exposed"],
                 profile=list(row["profile"]) if row["profile"] is not None else None,
                 forced_variant_id=row["forced_variant_id"],
+                holdouts_stale=row["holdouts_stale"],
             )
 
         # Not retried on a dropped connection: the exposure might have been written already.

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.domain.holdouts import HOLDING_OUT
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
 from abtest.domain.models import (
     MAX_METRICS_PER_EXPERIMENT,
@@ -27,6 +28,20 @@ _CONVERSION_COLUMNS = (
     "id, experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at, received_at"
 )
 
+# Holdout conversions: the columns a Conversion answer needs (no variant), and the test that the user is a
+# recorded member of a running holdout covering the experiment's surface ({user}, {experiment}: SQL).
+_HOLDOUT_CONVERSION_COLUMNS = (
+    "id, experiment_id, NULL::uuid AS variant_id, user_id, metric_name, value, event_id, metadata,"
+    " occurred_at, received_at, true AS holdout_conversion"
+)
+_HELD_MEMBER = f"""
+        SELECT 1 FROM holdout_members hm JOIN holdouts h ON h.id = hm.holdout_id
+        WHERE hm.user_id = {{user}} AND h.status IN {statuses_sql(HOLDING_OUT)}
+          AND (h.surfaces IS NULL OR
+               (SELECT surface FROM experiments WHERE id = {{experiment}}) = ANY (h.surfaces))"""
+_HELD_ONE = _HELD_MEMBER.format(user="%(user_id)s", experiment="%(experiment_id)s")
+_HELD_BATCH = _HELD_MEMBER.format(user="c.user_id", experiment="c.experiment_id")
+
 # The experiment's status, the user's assignment and the insert in one round trip. Conversions count
 # while the experiment runs or is paused (late conversions of exposed users), never once completed.
 _RECORD_CONVERSION = f"""
@@ -44,6 +59,14 @@ WITH experiment AS (
                    WHERE experiment_id = %(experiment_id)s AND metric_name = %(metric_name)s)
            OR (SELECT count(*) FROM experiment_metrics WHERE experiment_id = %(experiment_id)s)
               < {MAX_METRICS_PER_EXPERIMENT} AS allowed
+), elsewhere AS (
+    -- An event_id names one event per experiment, in whichever of the three tables holds it.
+    SELECT EXISTS (SELECT 1 FROM override_conversions
+                   WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s) AS forced,
+           EXISTS (SELECT 1 FROM holdout_conversions
+                   WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s) AS held,
+           EXISTS (SELECT 1 FROM conversions
+                   WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s) AS analysed
 ), inserted AS (
     INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
                              occurred_at, payload_hash)
@@ -52,8 +75,7 @@ WITH experiment AS (
     FROM assigned
     WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
       AND NOT EXISTS (SELECT 1 FROM forced)
-      AND NOT EXISTS (SELECT 1 FROM override_conversions
-                      WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s)
+      AND NOT (SELECT forced OR held FROM elsewhere)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
 ), forced_inserted AS (
@@ -63,20 +85,38 @@ WITH experiment AS (
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM forced
     WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
-      AND NOT EXISTS (SELECT 1 FROM conversions
-                      WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s)
+      AND NOT (SELECT analysed OR held FROM elsewhere)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
+), held AS (
+    -- No assignment and no override, but a member of a running holdout covering the experiment's
+    -- surface: stored as a holdout conversion, for the holdout's results only.
+    SELECT true AS held
+    WHERE NOT EXISTS (SELECT 1 FROM assigned) AND NOT EXISTS (SELECT 1 FROM forced)
+      AND EXISTS ({_HELD_ONE})
+), held_inserted AS (
+    INSERT INTO holdout_conversions (experiment_id, user_id, metric_name, value, event_id, metadata,
+                                     occurred_at, payload_hash)
+    SELECT %(experiment_id)s, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
+           %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
+    FROM held
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
+      AND NOT (SELECT analysed OR forced FROM elsewhere)
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING {_HOLDOUT_CONVERSION_COLUMNS}
 ), registered AS (
     INSERT INTO experiment_metrics (experiment_id, metric_name)
     SELECT experiment_id, metric_name FROM inserted
+    UNION SELECT experiment_id, metric_name FROM held_inserted
     ON CONFLICT DO NOTHING
 )
 SELECT (SELECT status FROM experiment) AS status,
        (SELECT variant_id FROM assigned) AS assigned_variant,
        (SELECT allowed FROM metric) AS metric_allowed,
-       (SELECT to_jsonb(inserted) FROM inserted) AS conversion,
-       (SELECT to_jsonb(forced_inserted) FROM forced_inserted) AS forced_conversion
+       COALESCE((SELECT to_jsonb(inserted) FROM inserted),
+                (SELECT to_jsonb(held_inserted) FROM held_inserted)) AS conversion,
+       (SELECT to_jsonb(forced_inserted) FROM forced_inserted) AS forced_conversion,
+       EXISTS (SELECT 1 FROM held) AS held
 """
 
 # A whole batch in one statement: one JSON array in (cheaper to send than nine parameter arrays), one
@@ -147,6 +187,28 @@ WITH input AS (
       AND forced_variant IS NULL
       AND NOT EXISTS (SELECT 1 FROM override_conversions x
                       WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
+      AND NOT EXISTS (SELECT 1 FROM holdout_conversions hc
+                      WHERE hc.experiment_id = checked.experiment_id AND hc.event_id = checked.event_id)
+    ON CONFLICT (experiment_id, event_id) DO NOTHING
+    RETURNING experiment_id, event_id, metric_name
+), held_events AS (
+    -- Conversions of users without an assignment who are members of a running holdout covering the
+    -- experiment's surface: stored as holdout conversions, for the holdout's results only.
+    SELECT c.* FROM checked c
+    WHERE c.kind = 'conversion' AND c.variant_id IS NULL AND c.forced_variant IS NULL
+      AND c.status IN {statuses_sql(CONVERTING)}
+      AND EXISTS ({_HELD_BATCH})
+), new_holdout_conversions AS (
+    INSERT INTO holdout_conversions (experiment_id, user_id, metric_name, value, event_id, metadata,
+                                     occurred_at, payload_hash)
+    SELECT experiment_id, user_id, metric_name, value, event_id, payload, COALESCE(occurred_at, now()),
+           payload_hash
+    FROM held_events h
+    WHERE (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
+      AND NOT EXISTS (SELECT 1 FROM conversions c
+                      WHERE c.experiment_id = h.experiment_id AND c.event_id = h.event_id)
+      AND NOT EXISTS (SELECT 1 FROM override_conversions x
+                      WHERE x.experiment_id = h.experiment_id AND x.event_id = h.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id, metric_name
 ), new_override_conversions AS (
@@ -158,16 +220,21 @@ WITH input AS (
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND forced_variant IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM conversions x
                       WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
+      AND NOT EXISTS (SELECT 1 FROM holdout_conversions x
+                      WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING experiment_id, event_id
 ), registered AS (
     INSERT INTO experiment_metrics (experiment_id, metric_name)
-    SELECT DISTINCT experiment_id, metric_name FROM new_conversions
+    SELECT experiment_id, metric_name FROM new_conversions
+    UNION SELECT experiment_id, metric_name FROM new_holdout_conversions
     ON CONFLICT DO NOTHING
 )
 SELECT c.position, c.kind, c.status, (c.variant_id IS NOT NULL OR c.forced_variant IS NOT NULL) AS assigned,
-       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL
-        OR ox.event_id IS NOT NULL OR ov.event_id IS NOT NULL) AS inserted,
+       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL OR ox.event_id IS NOT NULL
+        OR ov.event_id IS NOT NULL OR hv.event_id IS NOT NULL) AS inserted,
+       (c.kind = 'conversion'
+        AND (c.experiment_id, c.event_id) IN (SELECT experiment_id, event_id FROM held_events)) AS held,
        -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
        COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused,
        (c.kind = 'conversion' AND c.forced_variant IS NULL
@@ -181,6 +248,8 @@ LEFT JOIN new_override_exposures ox
        ON c.kind = 'exposure' AND ox.experiment_id = c.experiment_id AND ox.event_id = c.event_id
 LEFT JOIN new_override_conversions ov
        ON c.kind = 'conversion' AND ov.experiment_id = c.experiment_id AND ov.event_id = c.event_id
+LEFT JOIN new_holdout_conversions hv
+       ON c.kind = 'conversion' AND hv.experiment_id = c.experiment_id AND hv.event_id = c.event_id
 LEFT JOIN LATERAL (
     SELECT payload_hash FROM exposures
     WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
@@ -192,6 +261,9 @@ LEFT JOIN LATERAL (
     WHERE c.kind = 'exposure' AND experiment_id = c.experiment_id AND event_id = c.event_id
     UNION ALL
     SELECT payload_hash FROM override_conversions
+    WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
+    UNION ALL
+    SELECT payload_hash FROM holdout_conversions
     WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
 ) stored ON true
 ORDER BY c.position
@@ -263,7 +335,7 @@ class EventRepository:
                 return RecordedConversion(stored, replayed=True)
             if row["status"] == Status.COMPLETED:
                 raise _completed()
-            if row["assigned_variant"] is not None and not row["metric_allowed"]:
+            if (row["assigned_variant"] is not None or row["held"]) and not row["metric_allowed"]:
                 raise _too_many_metrics()
             raise _not_assigned(new.user_id)
 
@@ -329,7 +401,8 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
         return _result(index=position, event_id=event_id, status="accepted")
     if row["reused"]:
         return _reused(position, event_id)
-    if row["too_many_metrics"] and status is not None and status in ACCEPTING[kind] and row["assigned"]:
+    assigned = row["assigned"] or row["held"]  # a holdout member's conversion needs no assignment
+    if row["too_many_metrics"] and status is not None and status in ACCEPTING[kind] and assigned:
         refused = _too_many_metrics()
         return _result(
             index=position, event_id=event_id, status="rejected", error=refused.code, message=refused.message
@@ -342,7 +415,7 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
             if status == Status.COMPLETED
             else ("experiment_not_running", f"the experiment is {status.value}; {kind}s are not accepted")
         )
-    elif not row["assigned"]:
+    elif not assigned:
         error, message = "user_not_assigned", "the user is not assigned to this experiment"
     else:
         return _result(index=position, event_id=event_id, status="duplicate")
@@ -351,13 +424,16 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
 
 def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
     """The conversion already stored under this event_id (Conflict if it is a different one)."""
-    # A forced user's conversion lives in override_conversions: an event_id is one event in either.
+    # Forced users' conversions live in override_conversions, holdout members' in holdout_conversions:
+    # an event_id is one event in any of the three.
     row = conn.execute(
-        f"SELECT {_CONVERSION_COLUMNS}, payload_hash FROM conversions"
-        " WHERE experiment_id = %(id)s AND event_id = %(event_id)s"
-        f" UNION ALL SELECT {_CONVERSION_COLUMNS}, payload_hash FROM override_conversions"
-        " WHERE experiment_id = %(id)s AND event_id = %(event_id)s LIMIT 1".encode(),
-        {"id": new.experiment_id, "event_id": new.event_id},
+        f"SELECT {_CONVERSION_COLUMNS}, false AS holdout_conversion, payload_hash FROM conversions"
+        " WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s"
+        f" UNION ALL SELECT {_CONVERSION_COLUMNS}, false AS holdout_conversion, payload_hash"
+        " FROM override_conversions WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s"
+        f" UNION ALL SELECT {_HOLDOUT_CONVERSION_COLUMNS}, payload_hash FROM holdout_conversions"
+        " WHERE experiment_id = %(experiment_id)s AND event_id = %(event_id)s LIMIT 1".encode(),
+        {"experiment_id": new.experiment_id, "event_id": new.event_id},
     ).fetchone()
     if row is None:
         return None
