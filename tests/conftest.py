@@ -44,6 +44,7 @@ TABLES = (
     "assignments",
     "variants",
     "experiments",
+    "audit_events",
     "items",
     "user_profiles",
 )

@@ -1,5 +1,7 @@
 """ExperimentsFunction: create, list, read, edit, delete experiments and change their status; read
-the surfaces' namespaces (which experiment holds which buckets, and the free share)."""
+the surfaces' namespaces (which experiment holds which buckets, and the free share); read the audit
+log (an experiment's history, the filtered feed). Every write records who made it (the token's
+subject) in the audit log, in its own transaction."""
 
 from typing import Annotated, Literal
 from uuid import UUID
@@ -7,6 +9,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from abtest.domain.audit import AuditFilter, AuditPage, parse_instant
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
     SURFACE_PATTERN,
@@ -19,11 +22,13 @@ from abtest.domain.models import (
     SurfaceList,
     SurfaceNamespace,
 )
+from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.storage import ExperimentRepository, NamespaceRepository
+from abtest.storage.audit import AuditRepository
 from abtest.storage.database import get_database
 
 app = create_app()
@@ -38,6 +43,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "PUT /api/v1/experiments/{experiment_id}/status": "admin",
     "GET /api/v1/surfaces": "read",
     "GET /api/v1/surfaces/{surface}": "read",
+    "GET /api/v1/experiments/{experiment_id}/history": "read",
+    "GET /api/v1/audit": "read",
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
@@ -52,7 +59,7 @@ def experiments() -> ExperimentRepository:
 @app.post(f"{API_PREFIX}/experiments", responses=documented(201, Experiment, 400, 409, 415))
 @tracer.capture_method(capture_response=False)
 def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
-    experiment = experiments().create(body)
+    experiment = experiments().create(body, actor=current_actor(app))
     logger.info("experiment created", extra={"experiment_id": str(experiment.id)})
     return Response(
         status_code=201,
@@ -85,7 +92,7 @@ def get_experiment(experiment_id: ExperimentId) -> Experiment:
 )
 @tracer.capture_method(capture_response=False)
 def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Experiment:
-    experiment = experiments().update(experiment_id, body)
+    experiment = experiments().update(experiment_id, body, actor=current_actor(app))
     logger.info("experiment updated", extra={"experiment_id": str(experiment_id)})
     return experiment
 
@@ -96,7 +103,7 @@ def update_experiment(experiment_id: ExperimentId, body: ExperimentPatch) -> Exp
 )
 @tracer.capture_method(capture_response=False)
 def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment:
-    experiment = experiments().change_status(experiment_id, body.status)
+    experiment = experiments().change_status(experiment_id, body.status, actor=current_actor(app))
     logger.info(
         "experiment status changed",
         extra={"experiment_id": str(experiment_id), "status": experiment.status.value},
@@ -107,7 +114,7 @@ def change_status(experiment_id: ExperimentId, body: StatusChange) -> Experiment
 @app.delete(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(204, None, 404, 409))
 @tracer.capture_method(capture_response=False)
 def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
-    experiments().delete(experiment_id)
+    experiments().delete(experiment_id, actor=current_actor(app))
     logger.info("experiment deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
 
@@ -124,6 +131,50 @@ def get_surface(
     surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
 ) -> SurfaceNamespace:
     return NamespaceRepository(get_database()).surface(surface)
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Entries per page (a page also ends after 2 MB)")]
+Cursor = Annotated[
+    str | None, Query(min_length=1, max_length=512, description="The previous page's next_cursor")
+]
+Instant = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="ISO 8601 date-time with a UTC offset, e.g. 2026-05-01T10:00:00Z",
+    ),
+]
+Filter = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/history", responses=documented(200, AuditPage, 404))
+@tracer.capture_method(capture_response=False)
+def experiment_history(experiment_id: ExperimentId, limit: Limit = 50, cursor: Cursor = None) -> AuditPage:
+    return AuditRepository(get_database()).history(experiment_id, limit=limit, cursor=cursor)
+
+
+@app.get(f"{API_PREFIX}/audit", responses=documented(200, AuditPage))
+@tracer.capture_method(capture_response=False)
+def audit_log(
+    since: Instant = None,
+    until: Instant = None,
+    entity_type: Filter = None,
+    entity_id: Filter = None,
+    actor: Filter = None,
+    action: Filter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> AuditPage:
+    filters = AuditFilter(
+        since=None if since is None else parse_instant(since, "since"),
+        until=None if until is None else parse_instant(until, "until"),
+        entity_type=entity_type,
+        entity_id=entity_id,
+        actor=actor,
+        action=action,
+    )
+    return AuditRepository(get_database()).search(filters, limit=limit, cursor=cursor)
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)
