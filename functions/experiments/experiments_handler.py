@@ -9,7 +9,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from abtest.domain.audit import AuditFilter, AuditPage, parse_instant
+from abtest.domain.audit import ACTION_PATTERN, ENTITY_TYPE_PATTERN, AuditFilter, AuditPage, parse_instant
 from abtest.domain.models import (
     EXPERIMENT_NAME_PATTERN,
     SURFACE_PATTERN,
@@ -21,7 +21,9 @@ from abtest.domain.models import (
     StatusChange,
     SurfaceList,
     SurfaceNamespace,
+    text_problem,
 )
+from abtest.errors import InvalidInput
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
@@ -146,6 +148,8 @@ Instant = Annotated[
     ),
 ]
 Filter = Annotated[str | None, Query(min_length=1, max_length=256)]
+EntityTypeFilter = Annotated[str | None, Query(max_length=64, pattern=ENTITY_TYPE_PATTERN)]
+ActionFilter = Annotated[str | None, Query(max_length=128, pattern=ACTION_PATTERN)]
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/history", responses=documented(200, AuditPage, 404))
@@ -159,13 +163,17 @@ def experiment_history(experiment_id: ExperimentId, limit: Limit = 50, cursor: C
 def audit_log(
     since: Instant = None,
     until: Instant = None,
-    entity_type: Filter = None,
+    entity_type: EntityTypeFilter = None,
     entity_id: Filter = None,
     actor: Filter = None,
-    action: Filter = None,
+    action: ActionFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> AuditPage:
+    for field, value in (("entity_id", entity_id), ("actor", actor)):
+        problem = None if value is None else text_problem(value)
+        if problem is not None:  # NUL cannot even be sent to PostgreSQL
+            raise InvalidInput(f"{field}: {problem}", field=field)
     filters = AuditFilter(
         since=None if since is None else parse_instant(since, "since"),
         until=None if until is None else parse_instant(until, "until"),

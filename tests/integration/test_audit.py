@@ -376,6 +376,10 @@ def test_the_feed_filters_by_entity_actor_action_and_time(api: Any, sql: Any) ->
         ("since=2026-05-01T10:00:00Z&until=13", "until"),
         ("limit=0", "limit"),
         ("limit=101", "limit"),
+        ("entity_type=Experiment", "entity_type"),
+        ("action=start", "action"),
+        ("actor=a%00b", "actor"),
+        ("entity_id=%00", "entity_id"),
     ],
 )
 def test_invalid_feed_parameters_are_a_422_naming_them(api: Any, query: str, field: str) -> None:
