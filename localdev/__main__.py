@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-demo", action="store_true", help="serve: do not create the demo experiment when it is missing"
     )
     parser.add_argument("--scopes", default="admin,read,ingest", help="token: comma-separated scopes")
+    parser.add_argument(
+        "--subject", default="local-developer", help="token: its subject (sub), the audit log's actor"
+    )
     args = parser.parse_args(argv)
     if args.command == "openapi":
         from localdev.openapi import SPEC_PATH, write
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         from localdev.auth import development_token
 
-        print(development_token(args.scopes.split(",")))
+        print(development_token(args.scopes.split(","), subject=args.subject))
         return 0
     if args.command == "serve" and args.host not in ("127.0.0.1", "localhost", "::1"):
         # Neither mode is safe beyond this machine: "none" checks nothing, "jwt" trusts unsigned tokens.

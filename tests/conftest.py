@@ -51,6 +51,7 @@ TABLES = (
     "variants",
     "experiments",
     "saved_groups",
+    "audit_events",
     "items",
     "user_profiles",
 )

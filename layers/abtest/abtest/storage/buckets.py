@@ -11,10 +11,11 @@ from abtest.domain.namespaces import NamespaceFull, buckets_for_share, choose_bu
 from abtest.storage.database import Connection
 
 
-def take_buckets(conn: Connection, experiment: Experiment, share: float) -> None:
+def take_buckets(conn: Connection, experiment: Experiment, share: float) -> tuple[int, int]:
     """Make the experiment hold buckets_for_share(share) buckets of its surface's namespace, taking
     the missing ones from free buckets (see abtest.domain.namespaces for the policy); its buckets
-    never move. NamespaceFull (409) if the free space is too small. Call inside a transaction."""
+    never move. NamespaceFull (409) if the free space is too small. Call inside a transaction.
+    Returns how many buckets it held before and holds now (for the audit log)."""
     surface = experiment.surface
     created = conn.execute(
         "INSERT INTO namespaces (surface) VALUES (%s) ON CONFLICT (surface) DO NOTHING RETURNING surface",
@@ -35,7 +36,7 @@ def take_buckets(conn: Connection, experiment: Experiment, share: float) -> None
     held = sum(1 for row in rows if row["experiment_id"] is not None)
     wanted = buckets_for_share(share) - held
     if wanted <= 0:
-        return
+        return held, held
     never_used = [row["bucket"] for row in rows if row["experiment_id"] is None and not row["released"]]
     released = [row["bucket"] for row in rows if row["experiment_id"] is None and row["released"]]
     if wanted > len(never_used) + len(released):
@@ -46,11 +47,12 @@ def take_buckets(conn: Connection, experiment: Experiment, share: float) -> None
         " WHERE surface = %s AND bucket = ANY(%s) AND experiment_id IS NULL",
         (experiment.id, surface, chosen),
     )
+    return held, held + wanted
 
 
-def release_buckets(conn: Connection, experiment_id: UUID) -> None:
-    """Free an experiment's buckets (it completed); they stay marked as used."""
-    conn.execute(
+def release_buckets(conn: Connection, experiment_id: UUID) -> int:
+    """Free an experiment's buckets (it completed); they stay marked as used. Returns how many."""
+    return conn.execute(
         "UPDATE namespace_buckets SET experiment_id = NULL, released_at = now() WHERE experiment_id = %s",
         (experiment_id,),
-    )
+    ).rowcount

@@ -14,6 +14,16 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from abtest.domain.audit import (
+    SYSTEM_ACTOR,
+    Actor,
+    AuditEntry,
+    experiment_created,
+    experiment_deleted,
+    experiment_updated,
+    namespace_share_changed,
+    status_changed,
+)
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, check_patch, check_transition
 from abtest.domain.models import (
     MAX_PAGE_BYTES,
@@ -26,6 +36,7 @@ from abtest.domain.models import (
 )
 from abtest.domain.targeting import referenced_groups, require_valid_condition
 from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
 from abtest.storage.saved_groups import lock_group_keys
@@ -87,8 +98,11 @@ class ExperimentRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, new: ExperimentCreate, *, experiment_id: UUID | None = None) -> Experiment:
-        """Store a draft experiment with its variants in one transaction (see lifecycle.check_create).
+    def create(
+        self, new: ExperimentCreate, *, experiment_id: UUID | None = None, actor: Actor = SYSTEM_ACTOR
+    ) -> Experiment:
+        """Store a draft experiment with its variants in one transaction (see lifecycle.check_create),
+        with its audit entry (experiment.create by `actor`).
 
         The id is new unless given (the local demo data uses a fixed one that events/ names).
         """
@@ -126,7 +140,9 @@ class ExperimentRepository:
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
-            return fetch_experiment(conn, experiment_id)
+            created = fetch_experiment(conn, experiment_id)
+            record(conn, experiment_created(actor, created))
+            return created
 
         return self._write(work)
 
@@ -186,17 +202,22 @@ class ExperimentRepository:
 
         return self._db.run(work, transaction=False)
 
-    def change_status(self, experiment_id: UUID, target: Status) -> Experiment:
-        """Apply a lifecycle transition, recording when the experiment started and completed."""
+    def change_status(
+        self, experiment_id: UUID, target: Status, *, actor: Actor = SYSTEM_ACTOR
+    ) -> Experiment:
+        """Apply a lifecycle transition, recording when the experiment started and completed, with its
+        audit entries (experiment.start|pause|resume|complete, namespace.allocate|release) by `actor`."""
 
         def work(conn: Connection) -> Experiment:
             experiment = fetch_experiment(conn, experiment_id, lock=True)
             current = experiment.status
             check_transition(current, target)
+            held = (0, 0)
             if current == Status.DRAFT and target in HOLDING_BUCKETS:
-                take_buckets(conn, experiment, experiment.namespace_share)  # 409 if it does not fit
+                held = take_buckets(conn, experiment, experiment.namespace_share)  # 409 if it does not fit
             if target not in HOLDING_BUCKETS and current in HOLDING_BUCKETS:
-                release_buckets(conn, experiment_id)
+                released = release_buckets(conn, experiment_id)
+                held = (released, 0)
             if current != target:
                 conn.execute(
                     "UPDATE experiments SET status = %(target)s, updated_at = now(),"
@@ -207,19 +228,30 @@ class ExperimentRepository:
                     " WHERE id = %(id)s",
                     {"target": target.value, "id": experiment_id},
                 )
-            return fetch_experiment(conn, experiment_id)
+            changed = fetch_experiment(conn, experiment_id)
+            _record_all(
+                conn,
+                status_changed(actor, experiment, changed),
+                namespace_share_changed(actor, changed, *held),
+            )
+            return changed
 
         return self._write(work)
 
-    def update(self, experiment_id: UUID, patch: ExperimentPatch) -> Experiment:
-        """Edit an experiment within what its status allows (see lifecycle.check_patch)."""
+    def update(
+        self, experiment_id: UUID, patch: ExperimentPatch, *, actor: Actor = SYSTEM_ACTOR
+    ) -> Experiment:
+        """Edit an experiment within what its status allows (see lifecycle.check_patch), with its audit
+        entries (experiment.update with the edited fields, namespace.allocate for a grown share)."""
 
         def work(conn: Connection) -> Experiment:
             current = fetch_experiment(conn, experiment_id, lock=True)
             changes = check_patch(current, patch.changes())
+            edited = set(changes)
+            held = (0, 0)
             share = changes.get("namespace_share")
             if share is not None and current.status in HOLDING_BUCKETS:
-                take_buckets(conn, current, share)  # grows from free buckets only; 409 if they lack
+                held = take_buckets(conn, current, share)  # grows from free buckets only; 409 if they lack
             if "targeting" in changes:
                 _check_saved_groups(conn, changes["targeting"])
                 changes["targeting"] = Jsonb(changes["targeting"])
@@ -237,15 +269,23 @@ class ExperimentRepository:
                 ),
                 {**changes, "id": experiment_id},
             )
-            return fetch_experiment(conn, experiment_id)
+            updated = fetch_experiment(conn, experiment_id)
+            _record_all(
+                conn,
+                experiment_updated(actor, current, updated, edited),
+                namespace_share_changed(actor, updated, *held),
+            )
+            return updated
 
         return self._write(work)
 
-    def delete(self, experiment_id: UUID) -> None:
-        """Delete a draft and its variants; anything that has run keeps its history."""
+    def delete(self, experiment_id: UUID, *, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Delete a draft and its variants (its audit entries stay: experiment.delete by `actor` among
+        them); anything that has run keeps its history."""
 
         def work(conn: Connection) -> None:
-            current = _lock_status(conn, experiment_id)
+            draft = fetch_experiment(conn, experiment_id, lock=True)
+            current = draft.status
             if current != Status.DRAFT:
                 advice = "" if current == Status.COMPLETED else "; complete it instead"
                 raise Conflict(
@@ -255,6 +295,7 @@ class ExperimentRepository:
                     field="status",
                 )
             conn.execute("DELETE FROM experiments WHERE id = %s", (experiment_id,))
+            record(conn, experiment_deleted(actor, draft))
 
         self._write(work)
 
@@ -263,6 +304,13 @@ class ExperimentRepository:
             return self._db.run(work)
         except psycopg.errors.IntegrityError as exc:
             raise _translate(exc) from exc
+
+
+def _record_all(conn: Connection, *entries: AuditEntry | None) -> None:
+    """Append the entries a write produced (None: nothing changed there), in order."""
+    for entry in entries:
+        if entry is not None:
+            record(conn, entry)
 
 
 def not_found(experiment_id: UUID) -> NotFound:
