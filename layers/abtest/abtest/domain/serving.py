@@ -18,7 +18,7 @@ within one TTL (a user it already enrolled elsewhere is served their stored vari
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from abtest.domain.assignment import Enrollment, EnrollRequest, experiment_variant_tag
@@ -27,9 +27,14 @@ from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
-from abtest.domain.recommender import Catalog, Recommendation, recommend
 from abtest.errors import Unavailable
 from abtest.observability import logger
+
+if TYPE_CHECKING:
+    # The recommender (numpy) is imported where ranking happens, on the first catalog load or
+    # recommendation: /assignments never needs it, and no handler's import pays for it (numpy is
+    # ~60 ms of a cold start; tests/unit/test_cold_start.py pins it).
+    from abtest.domain.recommender import Catalog, Recommendation
 
 
 class AssignmentStore(Protocol):
@@ -77,6 +82,12 @@ class Recommendations:
     degraded: bool = False
 
 
+def _load_catalog(store: CatalogStore) -> Catalog:
+    from abtest.domain.recommender import Catalog
+
+    return Catalog.from_items(store.catalog())
+
+
 class AssignmentService:
     """Assignment and recommendation over a store, with the per-container caches."""
 
@@ -87,9 +98,7 @@ class AssignmentService:
         self._view: TTLCache[ServingView] = TTLCache(
             lambda: build_view(store.serving_experiments(), store.namespaces()), experiment_ttl
         )
-        self._catalog: TTLCache[Catalog] = TTLCache(
-            lambda: Catalog.from_items(catalog.catalog()), catalog_ttl
-        )
+        self._catalog: TTLCache[Catalog] = TTLCache(lambda: _load_catalog(catalog), catalog_ttl)
 
     def assign(
         self,
@@ -125,6 +134,8 @@ class AssignmentService:
         Fails open: if the database is unavailable, the user gets untagged popularity-ranked items
         from the container's last catalog (an empty list if it never loaded one).
         """
+        from abtest.domain.recommender import Catalog, recommend
+
         try:
             assignment, profile = self._serve(surface, user_id, None, context, True, with_profile=True)
             catalog = self._catalog.get()
