@@ -50,6 +50,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from localdev.layer import trim
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".samlocal"
 TEMPLATE = ROOT / "template.yaml"
@@ -182,7 +184,7 @@ def sam_environment() -> dict[str, str]:
 
 
 def build(arch: str) -> None:
-    """`sam build` of the local template into .samlocal/build, precompiled as `make build` does."""
+    """`sam build` of the local template into .samlocal/build, trimmed and precompiled like `make build`."""
     text = json.dumps(local_template(arch), indent=1, sort_keys=True) + "\n"
     write_if_changed(LOCAL_TEMPLATE, text)
     log(f"sam build ({arch}) -> {BUILD_DIR.relative_to(ROOT)}")
@@ -200,6 +202,8 @@ def build(arch: str) -> None:
         "--parallel",
     ]
     run_quietly(command, sam_environment(), "sam build")
+    # The layer as `make build` ships it: without what the runtime provides, nor unused files.
+    trim(BUILD_DIR / "AbTestLayer" / "python")
     run_quietly(
         ["python3.12", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash", BUILD_DIR],
         sam_environment(),

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The X-Ray SDK, which the handlers' Powertools Tracer imports, creates its UDP emitter's socket when
-# it is first imported (it sends nothing: tests run with POWERTOOLS_TRACE_DISABLED). Import it here,
-# before any test disables sockets, so that importing a handler works in any test order.
-import aws_xray_sdk.core  # noqa: F401
 import pytest
 from pytest_socket import SocketBlockedError
 

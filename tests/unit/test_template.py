@@ -13,6 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from localdev.layer import RUNTIME_PROVIDED
 from localdev.postgres import PROJECT_ROOT
 from localdev.template import Route, http_routes, layer_paths, load_template, match
 
@@ -157,6 +158,34 @@ def test_layer_pins_the_versions_make_run_and_the_tests_use() -> None:
     for name, pin in run.items():
         assert name in dev, f"requirements/dev.txt lacks {name} from run.txt: run `make lock`"
         assert dev[name].version == pin.version, f"{name}: dev {dev[name].version} != run {pin.version}"
+
+
+def _lambda_requirements(name: str) -> set[str]:
+    """What the installed distribution `name` requires on Lambda's Python 3.12 arm64 (no extras)."""
+    needed = set()
+    for requirement in map(Requirement, metadata.requires(name) or []):
+        if requirement.marker is None or requirement.marker.evaluate({**LAMBDA_ENVIRONMENT, "extra": ""}):
+            needed.add(canonicalize_name(requirement.name))
+    return needed
+
+
+def test_the_layer_build_removes_only_what_the_lambda_runtime_provides() -> None:
+    """`make build` removes RUNTIME_PROVIDED from the built layer (localdev/layer.py). Each is pinned
+    in the layer lock only because sam build's hash-checking pip resolves aws-xray-sdk's botocore
+    requirement; nothing kept in the layer may need one of them, except botocore itself (the
+    runtime's, with its own urllib3, dateutil and six)."""
+    layer = read_lock(LAYER_REQUIREMENTS)
+    assert set(layer) >= RUNTIME_PROVIDED, "the trim would remove nothing: update localdev/layer.py"
+    assert "boto3" not in layer
+    assert "s3transfer" not in layer
+    for name in set(layer) - RUNTIME_PROVIDED:
+        needed = _lambda_requirements(name) & RUNTIME_PROVIDED
+        assert needed <= {"botocore"}, f"{name} needs {needed}, which the built layer no longer ships"
+    # And they are needed by botocore (or each other) only: the runtime provides all of them together.
+    provided_closure = {"botocore"}
+    for name in sorted(RUNTIME_PROVIDED):
+        provided_closure |= _lambda_requirements(name)
+    assert provided_closure >= RUNTIME_PROVIDED
 
 
 def _satisfied(requirements: list[Requirement], lock: dict[str, Pin], lock_name: str) -> None:

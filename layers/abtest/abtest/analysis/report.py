@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from abtest.analysis.charts import PALETTE, BandSeries, ForestRow, forest_plot, lift_over_time, progress_bar
@@ -24,6 +23,9 @@ from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
 from abtest.domain.models import Experiment
 from abtest.stats.outputs import MetricAnalysis, PowerBlock
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 DASH = "\u2013"  # shown where a number cannot be computed
 MINUS = "\u2212"  # typographic minus sign, as wide as the plus
 MIN_USERS_PER_VARIANT = 100  # below this, a health warning: intervals are wide and unstable
@@ -33,6 +35,10 @@ ANALYSIS_LABELS = {"conversion": "Conversion rate", "value": "Value per user"}
 
 @cache
 def _environment() -> Environment:
+    # Jinja2 (~30 ms to import) is loaded by the first page rendered, not by the metrics function's
+    # cold start: most of its requests are JSON.
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     environment = Environment(
         loader=PackageLoader("abtest.analysis", "templates"),
         autoescape=select_autoescape(["html", "j2"]),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from abtest.domain.assignment import Enrollment, EnrollRequest, experiment_variant_tag
@@ -35,10 +35,15 @@ from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
 from abtest.domain.overrides import Source
-from abtest.domain.recommender import Catalog, Recommendation, recommend
 from abtest.domain.targeting import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
+
+if TYPE_CHECKING:
+    # The recommender (numpy) is imported where ranking happens, on the first catalog load or
+    # recommendation: /assignments never needs it, and no handler's import pays for it (numpy is
+    # ~60 ms of a cold start; tests/unit/test_cold_start.py pins it).
+    from abtest.domain.recommender import Catalog, Recommendation
 
 
 class AssignmentStore(Protocol):
@@ -97,6 +102,12 @@ class Recommendations:
     degraded: bool = False
 
 
+def _load_catalog(store: CatalogStore) -> Catalog:
+    from abtest.domain.recommender import Catalog
+
+    return Catalog.from_items(store.catalog())
+
+
 class AssignmentService:
     """Assignment and recommendation over a store, with the per-container caches."""
 
@@ -105,9 +116,7 @@ class AssignmentService:
     ) -> None:
         self._store = store
         self._view: TTLCache[ServingView] = TTLCache(lambda: _load_view(store), experiment_ttl)
-        self._catalog: TTLCache[Catalog] = TTLCache(
-            lambda: Catalog.from_items(catalog.catalog()), catalog_ttl
-        )
+        self._catalog: TTLCache[Catalog] = TTLCache(lambda: _load_catalog(catalog), catalog_ttl)
 
     def assign(
         self,
@@ -156,6 +165,8 @@ class AssignmentService:
         Fails open: if the database is unavailable, the user gets untagged popularity-ranked items
         from the container's last catalog (an empty list if it never loaded one).
         """
+        from abtest.domain.recommender import Catalog, recommend
+
         try:
             assignment, profile = self._serve(
                 surface, user_id, None, context, True, with_profile=True, attributes=attributes

@@ -1,16 +1,45 @@
 """The repository layer: the only code that holds SQL. It returns pydantic models or plain data and
 turns driver errors into domain errors. Every write runs in one transaction or one statement, so a
-failed request leaves nothing half-written."""
+failed request leaves nothing half-written.
 
-from abtest.storage.assignments import AssignmentRepository, StoredAssignment
-from abtest.storage.catalog import CatalogRepository
-from abtest.storage.events import EventRepository, RecordedConversion
-from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
-from abtest.storage.holdouts import HoldoutRepository
-from abtest.storage.namespaces import NamespaceRepository
-from abtest.storage.overrides import OverrideRepository
-from abtest.storage.rollups import RollupRepository, RollupRun
-from abtest.storage.saved_groups import SavedGroupRepository
+The names below are imported on first access (PEP 562), so `from abtest.storage import
+AssignmentRepository` loads that repository's module only: a handler does not pay, on its cold start,
+for repositories it never uses (the rollups' pulls in the analysis and statistics packages).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from abtest.storage.assignments import AssignmentRepository, StoredAssignment
+    from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.events import EventRepository, RecordedConversion
+    from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+    from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.namespaces import NamespaceRepository
+    from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.rollups import RollupRepository, RollupRun
+    from abtest.storage.saved_groups import SavedGroupRepository
+
+# Each public name and the module that defines it.
+_HOMES = {
+    "AssignmentRepository": "abtest.storage.assignments",
+    "StoredAssignment": "abtest.storage.assignments",
+    "CatalogRepository": "abtest.storage.catalog",
+    "EventRepository": "abtest.storage.events",
+    "RecordedConversion": "abtest.storage.events",
+    "ExperimentRepository": "abtest.storage.experiments",
+    "decode_cursor": "abtest.storage.experiments",
+    "encode_cursor": "abtest.storage.experiments",
+    "HoldoutRepository": "abtest.storage.holdouts",
+    "NamespaceRepository": "abtest.storage.namespaces",
+    "OverrideRepository": "abtest.storage.overrides",
+    "RollupRepository": "abtest.storage.rollups",
+    "RollupRun": "abtest.storage.rollups",
+    "SavedGroupRepository": "abtest.storage.saved_groups",
+}
 
 __all__ = [
     "AssignmentRepository",
@@ -28,3 +57,17 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module defining `name` on first access (then it is a plain module attribute)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
 import psycopg
 
-from abtest.analysis.holdouts import GroupMetric, HoldoutStats
 from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, HoldoutPage, holdout_row
 from abtest.domain.lifecycle import check_transition
 from abtest.domain.models import Status
 from abtest.errors import Conflict, InvalidInput, NotFound
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import decode_cursor, encode_cursor, statuses_sql
+
+if TYPE_CHECKING:  # the results' types: only the metrics function loads the analysis package
+    from abtest.analysis.holdouts import HoldoutStats
 
 T = TypeVar("T")
 
@@ -135,6 +137,8 @@ class HoldoutRepository:
 
     def stats(self, holdout_id: UUID) -> HoldoutStats:
         """The members per group and the per-metric statistics of a holdout, in one snapshot."""
+        # Imported here: only the metrics function pays for the analysis package (cold start).
+        from abtest.analysis.holdouts import GroupMetric, HoldoutStats
 
         def work(conn: Connection) -> HoldoutStats:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
