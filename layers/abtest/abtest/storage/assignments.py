@@ -15,6 +15,7 @@ from abtest.domain.namespaces import NamespaceAllocation
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
 from abtest.storage.namespaces import NamespaceRepository
+from abtest.storage.routines import Routine
 
 # The hot path's one statement (see EnrollRequest): the user's live namespace membership, the target
 # experiment (the one asked for or, on a surface, the membership's), the stored assignment, the new
@@ -22,6 +23,9 @@ from abtest.storage.namespaces import NamespaceRepository
 # primary key (surface, user_id) is the guard that keeps racing requests from putting a user in two
 # experiments of one namespace: the loser's insert finds the winner's row and changes nothing (it may
 # only take over a membership whose experiment completed).
+# It runs as the routine ENROLL below (a PL/pgSQL function made from this text by the migration runner,
+# so its plan is cached per session without PREPARE). Editing it needs no numbered migration; a new
+# %(placeholder)s must be declared in ENROLL's params (checked at import) and passed by enroll().
 _ENROLL = f"""
 WITH member AS (
     SELECT m.experiment_id FROM namespace_members m JOIN experiments e ON e.id = m.experiment_id
@@ -69,6 +73,22 @@ SELECT (SELECT id FROM target) AS experiment_id,
        (SELECT embedding FROM user_profiles
         WHERE %(with_profile)s AND user_id = %(user_id)s AND EXISTS (SELECT 1 FROM chosen)) AS profile
 """
+
+ENROLL = Routine(
+    "abtest_enroll",
+    _ENROLL,
+    params=(
+        ("surface", "text"),
+        ("user_id", "text"),
+        ("experiment_id", "uuid"),
+        ("variant_id", "uuid"),
+        ("follow_membership", "boolean"),
+        ("context", "jsonb"),
+        ("record_exposure", "boolean"),
+        ("with_profile", "boolean"),
+    ),
+    settings={"plan_cache_mode": "force_generic_plan"},
+)
 
 
 @dataclass(frozen=True)
@@ -120,8 +140,8 @@ class AssignmentRepository:
         }
 
         def work(conn: Connection) -> Enrollment:
-            row = conn.execute(_ENROLL, params).fetchone()
-            assert row is not None  # a SELECT without FROM always yields one row
+            row = conn.execute(ENROLL.call, params).fetchone()
+            assert row is not None  # the statement is a SELECT without FROM: always one row
             return Enrollment(
                 experiment_id=row["experiment_id"],
                 status=Status(row["status"]) if row["status"] is not None else None,
