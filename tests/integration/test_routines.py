@@ -80,4 +80,5 @@ def test_the_migration_runner_installs_only_what_changed(clean_db: str) -> None:
         definition = conn.execute(
             "SELECT obj_description(%s::regproc, 'pg_proc') AS d", (ENROLL.name,)
         ).fetchone()
-        assert definition is not None and ENROLL.digest in definition["d"]
+        assert definition is not None
+        assert ENROLL.digest in definition["d"]
