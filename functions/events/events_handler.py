@@ -5,7 +5,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from abtest.domain.models import BatchResult, Conversion, ConversionIn, EventBatch
 from abtest.errors import Conflict, InvalidInput
-from abtest.http.app import API_PREFIX, create_app, documented
+from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
@@ -26,6 +26,7 @@ def events() -> EventRepository:
 
 
 @app.post(f"{API_PREFIX}/experiments/conversions", responses=documented(201, Conversion, 400, 404, 409, 415))
+@hot_route
 @tracer.capture_method(capture_response=False)
 def record_conversion(body: ConversionIn) -> Response[Conversion]:
     try:
@@ -56,6 +57,7 @@ def record_conversion(body: ConversionIn) -> Response[Conversion]:
 
 
 @app.post(f"{API_PREFIX}/events", responses=documented(200, BatchResult, 400, 415))
+@hot_route
 @tracer.capture_method(capture_response=False)
 def record_events(body: EventBatch) -> BatchResult:
     results = events().record_batch(body.events)

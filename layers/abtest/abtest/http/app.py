@@ -7,21 +7,25 @@ Error bodies are stable and machine-readable:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_type_hints
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, ResponseBuilder, Route
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
 from abtest.field_path import field_path
-from abtest.http.limits import MAX_ERRORS, BodyError, check_body, dumps, loads
+from abtest.http.limits import MAX_BODY_BYTES, MAX_ERRORS, BodyError, check_body, dumps, loads
 from abtest.http.scopes import Scope, missing_scope
 from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
@@ -177,6 +181,12 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
         return _proxy_error(
             415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
         )
+    if _route_key(event) in _HOT_ROUTES:
+        return None  # its body is checked by Resolver.resolve, and only if the fast parse fails
+    return _body_refused(event)
+
+
+def _body_refused(event: Mapping[str, Any]) -> dict[str, Any] | None:
     try:
         check_body(event)
     except BodyError as exc:
@@ -184,9 +194,141 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     return None
 
 
-def create_app() -> APIGatewayHttpResolver:
+# --- hot routes: bodies parsed by pydantic from the JSON text ------------------------------------------
+
+F = TypeVar("F", bound=Callable[..., Any])
+_HOT_MARK = "__abtest_hot_route__"
+# (method, path) of every hot route of every resolver in this process (one per Lambda function).
+_HOT_ROUTES: set[tuple[str, str]] = set()
+# A body of at most this many characters is at most MAX_BODY_BYTES in UTF-8 (4 bytes per character,
+# 3 per lone surrogate): the fast path needs no encoding to know the size limit holds.
+_FAST_MAX_CHARS = MAX_BODY_BYTES // 4
+
+
+def hot_route(func: F) -> F:
+    """Mark a route (under its `@app.post(...)`) whose only parameter is `body: SomeModel` as hot.
+
+    A hot route's body is parsed in one step, `SomeModel.model_validate_json(text)`, and the route
+    called directly, without the resolver's JSON parse, limit walk, routing and request validation.
+    Only a body that this parse accepts takes that path; any other (invalid JSON, a breached limit, a
+    validation error, base64, a large body) goes the ordinary way, through check_body and the
+    validating resolver, so every error answer is exactly what it was. This is sound because the
+    models enforce the body limits themselves (strict types, text without NUL or lone surrogates,
+    client JSON values checked by `json_problem`, whose depth is far below MAX_BODY_DEPTH), so a body
+    the model accepts passes check_body too (tests/unit/test_hot_routes.py checks both ways agree).
+    The route's OpenAPI entry is the one `@app.post` documents, unchanged.
+    """
+    setattr(func, _HOT_MARK, True)
+    return func
+
+
+def _route_key(event: Mapping[str, Any]) -> tuple[str, str]:
+    http = (event.get("requestContext") or {}).get("http") or {}
+    return str(http.get("method", "")).upper(), str(event.get("rawPath", ""))
+
+
+@dataclass(frozen=True)
+class _HotRoute:
+    """What a hot route's request needs, worked out once per container when the route registers."""
+
+    route: Route
+    func: Callable[..., Any]
+    body_model: type[BaseModel]
+
+
+def _body_model(func: Callable[..., Any]) -> type[BaseModel]:
+    target = inspect.unwrap(func)
+    names = list(inspect.signature(target).parameters)
+    model = get_type_hints(target).get("body")
+    if names != ["body"] or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"hot route {target.__name__}: its only parameter must be `body: SomeModel`")
+    return model
+
+
+class Resolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver, with a fast path for hot routes (see `hot_route`)."""
+
+    def __init__(self) -> None:
+        super().__init__(enable_validation=True, serializer=dumps, json_body_deserializer=loads)
+        self._hot: dict[tuple[str, str], _HotRoute] = {}
+
+    def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        """Powertools' route registration; also notes hot routes."""
+        register = super().route(rule, method, *args, **kwargs)
+
+        def register_route(func: F) -> F:
+            registered = register(func)
+            if getattr(func, _HOT_MARK, False):
+                model = _body_model(func)
+                methods = (method,) if isinstance(method, str) else tuple(method)
+                for item in methods:
+                    route = next(
+                        r
+                        for r in self._static_routes
+                        if r.func is func and r.method == item.upper() and r.path == rule
+                    )
+                    self._hot[(item.upper(), rule)] = _HotRoute(route, func, model)
+                    _HOT_ROUTES.add((item.upper(), rule))
+            return registered
+
+        return register_route
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """Answer a hot route's request directly when its body parses; anything else as Powertools does."""
+        hot = self._hot.get(_route_key(event))
+        if hot is not None:
+            answer = self._fast(hot, event, context)
+            if answer is not None:
+                return answer
+            refused = _body_refused(event)  # skipped by `refuse` for hot routes
+            if refused is not None:
+                return refused
+        return super().resolve(event, context)
+
+    def _fast(
+        self, hot: _HotRoute, event: Mapping[str, Any], context: LambdaContext
+    ) -> dict[str, Any] | None:
+        raw = event.get("body")
+        if not isinstance(raw, str) or not raw or event.get("isBase64Encoded") or len(raw) > _FAST_MAX_CHARS:
+            return None
+        try:
+            body = hot.body_model.model_validate_json(raw)
+        except ValidationError:
+            return None  # the ordinary path answers with its own, unchanged, error
+        # As Powertools' resolve does (the error handlers read the event).
+        BaseRouter.current_event = self._to_proxy_event(dict(event))
+        BaseRouter.lambda_context = context
+        try:
+            try:
+                result = hot.func(body=body)
+                response = (
+                    result
+                    if isinstance(result, Response)
+                    else Response(
+                        status_code=hot.route.status_code,
+                        content_type=content_types.APPLICATION_JSON,
+                        body=result,
+                    )
+                )
+                if isinstance(response.body, BaseModel):
+                    # What the validating resolver's response serialisation gives (then `dumps`).
+                    response.body = response.body.model_dump(mode="json", by_alias=True)
+                builder: ResponseBuilder[Any] = ResponseBuilder(
+                    response, serializer=self._serializer, route=hot.route
+                )
+            except Exception as exc:
+                handled = self._call_exception_handler(exc, hot.route)
+                if handled is None:
+                    raise
+                builder = handled
+            return self._build_response(builder)
+        finally:
+            self.clear_context()  # type: ignore[no-untyped-call]
+
+
+def create_app() -> Resolver:
     """An HTTP API (v2) resolver with request validation and the service's error mapping."""
-    app = APIGatewayHttpResolver(enable_validation=True, serializer=dumps, json_body_deserializer=loads)
+    app = Resolver()
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response[dict[str, Any]]:

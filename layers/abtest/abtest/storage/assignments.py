@@ -18,6 +18,7 @@ from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
 from abtest.storage.holdouts import HoldoutRepository
 from abtest.storage.namespaces import NamespaceRepository
+from abtest.storage.routines import Routine
 from abtest.storage.saved_groups import group_values
 
 # The hot path's one statement (see EnrollRequest): the user's live namespace membership, the target
@@ -26,6 +27,9 @@ from abtest.storage.saved_groups import group_values
 # primary key (surface, user_id) is the guard that keeps racing requests from putting a user in two
 # experiments of one namespace: the loser's insert finds the winner's row and changes nothing (it may
 # only take over a membership whose experiment completed).
+# It runs as the routine ENROLL below (a PL/pgSQL function made from this text by the migration runner,
+# so its plan is cached per session without PREPARE). Editing it needs no numbered migration; a new
+# %(placeholder)s must be declared in ENROLL's params (checked at import) and passed by enroll().
 _ENROLL = f"""
 WITH holdout_check AS (
     -- The running holdouts covering the surface must be the ones the caller's cache decided with;
@@ -113,6 +117,25 @@ SELECT (SELECT id FROM target) AS experiment_id,
        NOT (SELECT fresh FROM holdout_check) AS holdouts_stale
 """
 
+ENROLL = Routine(
+    "abtest_enroll",
+    _ENROLL,
+    params=(
+        ("surface", "text"),
+        ("user_id", "text"),
+        ("experiment_id", "uuid"),
+        ("variant_id", "uuid"),
+        ("follow_membership", "boolean"),
+        ("context", "jsonb"),
+        ("record_exposure", "boolean"),
+        ("with_profile", "boolean"),
+        ("holdout_ids", "uuid[]"),
+        ("holdout_member_ids", "uuid[]"),
+        ("holdout_member_groups", "text[]"),
+    ),
+    settings={"plan_cache_mode": "force_generic_plan"},
+)
+
 
 @dataclass(frozen=True)
 class StoredAssignment:
@@ -174,8 +197,8 @@ class AssignmentRepository:
         }
 
         def work(conn: Connection) -> Enrollment:
-            row = conn.execute(_ENROLL, params).fetchone()
-            assert row is not None  # a SELECT without FROM always yields one row
+            row = conn.execute(ENROLL.call, params).fetchone()
+            assert row is not None  # the statement is a SELECT without FROM: always one row
             return Enrollment(
                 experiment_id=row["experiment_id"],
                 status=Status(row["status"]) if row["status"] is not None else None,

@@ -119,14 +119,17 @@ SELECT (SELECT status FROM experiment) AS status,
        EXISTS (SELECT 1 FROM held) AS held
 """
 
-# A whole batch in one statement: one JSON array in (cheaper to send than nine parameter arrays), one
-# row out per event with what happened to it.
+# A whole batch in one statement: one array per column in (sent in binary, `%(name)b`: the server
+# reads them without parsing text, faster than one JSON document or a VALUES list), one row out per
+# event that was not stored now.
 _RECORD_BATCH = f"""
 WITH input AS (
     SELECT *
-    FROM jsonb_to_recordset(%(batch)s::jsonb)
-         AS t(position int, kind text, experiment_id uuid, user_id text, event_id text,
-              occurred_at timestamptz, metric_name text, value float8, payload jsonb, payload_hash text)
+    FROM unnest(%(position)b::int[], %(kind)b::text[], %(experiment_id)b::uuid[], %(user_id)b::text[],
+                %(event_id)b::text[], %(occurred_at)b::timestamptz[], %(metric_name)b::text[],
+                %(value)b::float8[], %(payload)b::jsonb[], %(payload_hash)b::text[])
+         AS t(position, kind, experiment_id, user_id, event_id, occurred_at, metric_name, value, payload,
+              payload_hash)
 ), checked AS (
     SELECT i.*, e.status, a.variant_id, o.forced_variant
     FROM input i
@@ -230,9 +233,9 @@ WITH input AS (
     UNION SELECT experiment_id, metric_name FROM new_holdout_conversions
     ON CONFLICT DO NOTHING
 )
+-- Only the events that were NOT stored now (usually none): an event without a row was accepted. This
+-- keeps the answer small, and looks up a stored payload hash only for an event_id already taken.
 SELECT c.position, c.kind, c.status, (c.variant_id IS NOT NULL OR c.forced_variant IS NOT NULL) AS assigned,
-       (x.event_id IS NOT NULL OR v.event_id IS NOT NULL OR ox.event_id IS NOT NULL
-        OR ov.event_id IS NOT NULL OR hv.event_id IS NOT NULL) AS inserted,
        (c.kind = 'conversion'
         AND (c.experiment_id, c.event_id) IN (SELECT experiment_id, event_id FROM held_events)) AS held,
        -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
@@ -265,9 +268,26 @@ LEFT JOIN LATERAL (
     UNION ALL
     SELECT payload_hash FROM holdout_conversions
     WHERE c.kind = 'conversion' AND experiment_id = c.experiment_id AND event_id = c.event_id
-) stored ON true
+) stored ON x.event_id IS NULL AND v.event_id IS NULL AND ox.event_id IS NULL AND ov.event_id IS NULL
+        AND hv.event_id IS NULL
+WHERE x.event_id IS NULL AND v.event_id IS NULL AND ox.event_id IS NULL AND ov.event_id IS NULL
+  AND hv.event_id IS NULL
 ORDER BY c.position
 """
+
+
+_BATCH_COLUMNS = (
+    "position",
+    "kind",
+    "experiment_id",
+    "user_id",
+    "event_id",
+    "occurred_at",
+    "metric_name",
+    "value",
+    "payload",
+    "payload_hash",
+)
 
 
 @dataclass(frozen=True)
@@ -346,7 +366,7 @@ class EventRepository:
         """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
         results: dict[int, EventResult] = {}
         seen: dict[tuple[str, UUID, str], str] = {}
-        batch: list[dict[str, Any]] = []
+        columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
         for position, event in enumerate(events):
             key = (event.type, event.experiment_id, event.event_id)
             payload_hash = event.payload_hash()
@@ -357,34 +377,37 @@ class EventRepository:
                     results[position] = _result(index=position, event_id=event.event_id, status="duplicate")
                 continue
             seen[key] = payload_hash
-            batch.append(
-                {
-                    "position": position,
-                    "kind": event.type,
-                    "experiment_id": str(event.experiment_id),
-                    "user_id": event.user_id,
-                    "event_id": event.event_id,
-                    "occurred_at": event.timestamp.isoformat() if event.timestamp else None,
-                    "metric_name": event.metric_name if isinstance(event, ConversionEvent) else None,
-                    "value": event.value if isinstance(event, ConversionEvent) else None,
-                    "payload": event.metadata if isinstance(event, ConversionEvent) else event.context,
-                    "payload_hash": payload_hash,
-                }
-            )
+            payload = event.metadata if isinstance(event, ConversionEvent) else event.context
+            columns["position"].append(position)
+            columns["kind"].append(event.type)
+            columns["experiment_id"].append(event.experiment_id)
+            columns["user_id"].append(event.user_id)
+            columns["event_id"].append(event.event_id)
+            columns["occurred_at"].append(event.timestamp)
+            columns["metric_name"].append(event.metric_name if isinstance(event, ConversionEvent) else None)
+            columns["value"].append(float(event.value) if isinstance(event, ConversionEvent) else None)
+            columns["payload"].append(Jsonb(payload) if payload is not None else None)
+            columns["payload_hash"].append(payload_hash)
 
         def work(conn: Connection) -> list[dict[str, Any]]:
-            return list(conn.execute(_RECORD_BATCH, {"batch": Jsonb(batch)}))
+            return list(conn.execute(_RECORD_BATCH, columns))
 
-        rows = self._db.run(work, transaction=False) if batch else []
-        for row in rows:
+        rows = self._db.run(work, transaction=False) if columns["position"] else []
+        for row in rows:  # the events not stored now; every other one sent was accepted
             position = row["position"]
             results[position] = _batch_result(position, events[position].event_id, row)
-        return [results[position] for position in range(len(events))]
+        return [
+            results[position]
+            if position in results
+            else _result(index=position, event_id=event.event_id, status="accepted")
+            for position, event in enumerate(events)
+        ]
 
 
 def _result(**fields: Any) -> EventResult:
-    # Up to a thousand per batch, built from values this module controls: skip re-validating them.
-    return EventResult.model_construct(**{"error": None, "message": None, **fields})
+    # Up to a thousand per batch: plain construction (validation of three small fields) is about four
+    # times faster than model_construct in pydantic 2.14 (bench/README.md, ingestion).
+    return EventResult(**fields)
 
 
 def _reused(position: int, event_id: str) -> EventResult:
@@ -397,8 +420,6 @@ def _reused(position: int, event_id: str) -> EventResult:
 def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventResult:
     status = Status(row["status"]) if row["status"] is not None else None
     kind = row["kind"]
-    if row["inserted"]:
-        return _result(index=position, event_id=event_id, status="accepted")
     if row["reused"]:
         return _reused(position, event_id)
     assigned = row["assigned"] or row["held"]  # a holdout member's conversion needs no assignment

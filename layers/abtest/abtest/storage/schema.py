@@ -1,8 +1,14 @@
-"""The schema: the numbered SQL migrations in abtest/storage/migrations, applied once each.
+"""The schema: the numbered SQL migrations in abtest/storage/migrations, applied once each, then the
+routines (hot statements installed as PL/pgSQL functions, see abtest.storage.routines).
 
 Idempotent and safe to run concurrently: all pending files apply in one transaction under an advisory
-lock, and each applied file is recorded in schema_migrations. `python -m abtest.migrate` and the
-MigrateFunction custom resource both come here.
+lock, and each applied file is recorded in schema_migrations. In the same transaction, every routine of
+ROUTINES whose definition changed (its digest differs from the one recorded in schema_routines), or
+every routine if a numbered migration was applied now, is (re)created from its statement's Python
+constant: routines are repeatable, like Flyway's, so editing a routine's statement (say `_ENROLL` in
+abtest.storage.assignments) needs no numbered migration, only the next migrate run. A routine's
+statement is declared once, next to the repository method that calls it; add new ones to ROUTINES.
+`python -m abtest.migrate` and the MigrateFunction custom resource both come here.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from abtest.storage.assignments import ENROLL
 from abtest.storage.database import Connection, Database, get_database
+from abtest.storage.routines import Routine, ensure_routines_table, install
+
+# Every routine the code calls. The function names are the database's; the statements are Python's.
+ROUTINES: tuple[Routine, ...] = (ENROLL,)
 
 # Any constant works; it only has to be the same for every migrate process.
 _LOCK_KEY = 7_412_039_551
@@ -46,7 +57,18 @@ def apply_migrations(conn: Connection) -> list[str]:
             conn.execute(script.encode())
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied_now.append(version)
+        install_routines(conn, reinstall_all=bool(applied_now))
     return applied_now
+
+
+def install_routines(conn: Connection, *, reinstall_all: bool = False) -> list[str]:
+    """(Re)create the routines whose definition changed (all of them with `reinstall_all`); return their
+    names. Runs inside apply_migrations' transaction, under its lock."""
+    installed = ensure_routines_table(conn)
+    changed = [r for r in ROUTINES if reinstall_all or installed.get(r.name) != r.digest]
+    for routine in changed:
+        install(conn, routine)
+    return [routine.name for routine in changed]
 
 
 class MigrationFailed(Exception):
