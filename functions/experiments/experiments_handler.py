@@ -181,7 +181,9 @@ def list_overrides(experiment_id: ExperimentId) -> OverrideList:
 )
 @tracer.capture_method(capture_response=False)
 def put_override(experiment_id: ExperimentId, user_id: OverrideUserId, body: OverrideIn) -> OverrideWritten:
-    override = OverrideRepository(get_database()).put(experiment_id, _path_user_id(user_id), body.variant)
+    override = OverrideRepository(get_database()).put(
+        experiment_id, _path_user_id(user_id), body.variant, actor=current_actor(app)
+    )
     logger.info(
         "override written",
         extra={"experiment_id": str(experiment_id), "variant": override.variant, "warning": override.warning},
@@ -195,7 +197,7 @@ def put_override(experiment_id: ExperimentId, user_id: OverrideUserId, body: Ove
 )
 @tracer.capture_method(capture_response=False)
 def delete_override(experiment_id: ExperimentId, user_id: OverrideUserId) -> Response[None]:
-    OverrideRepository(get_database()).delete(experiment_id, _path_user_id(user_id))
+    OverrideRepository(get_database()).delete(experiment_id, _path_user_id(user_id), actor=current_actor(app))
     logger.info("override deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
 
@@ -221,7 +223,7 @@ def saved_groups() -> SavedGroupRepository:
 @app.post(f"{API_PREFIX}/saved-groups", responses=documented(201, SavedGroup, 400, 409, 415))
 @tracer.capture_method(capture_response=False)
 def create_saved_group(body: SavedGroupIn) -> Response[SavedGroup]:
-    group = saved_groups().create(body)
+    group = saved_groups().create(body, actor=current_actor(app))
     logger.info("saved group created", extra={"saved_group_id": str(group.id)})
     return Response(
         status_code=201,
@@ -246,7 +248,7 @@ def get_saved_group(group_id: GroupId) -> SavedGroup:
 @app.put(f"{API_PREFIX}/saved-groups/<group_id>", responses=documented(200, SavedGroup, 400, 404, 409, 415))
 @tracer.capture_method(capture_response=False)
 def replace_saved_group(group_id: GroupId, body: SavedGroupPut) -> SavedGroup:
-    group = saved_groups().replace(group_id, body)
+    group = saved_groups().replace(group_id, body, actor=current_actor(app))
     logger.info("saved group replaced", extra={"saved_group_id": str(group_id)})
     return group
 
@@ -254,7 +256,7 @@ def replace_saved_group(group_id: GroupId, body: SavedGroupPut) -> SavedGroup:
 @app.delete(f"{API_PREFIX}/saved-groups/<group_id>", responses=documented(204, None, 404, 409))
 @tracer.capture_method(capture_response=False)
 def delete_saved_group(group_id: GroupId) -> Response[None]:
-    saved_groups().delete(group_id)
+    saved_groups().delete(group_id, actor=current_actor(app))
     logger.info("saved group deleted", extra={"saved_group_id": str(group_id)})
     return Response(status_code=204, body=None)
 
@@ -283,7 +285,7 @@ def holdouts() -> HoldoutRepository:
 @app.post(f"{API_PREFIX}/holdouts", responses=documented(201, Holdout, 400, 409, 415))
 @tracer.capture_method(capture_response=False)
 def create_holdout(body: HoldoutCreate) -> Response[Holdout]:
-    holdout = holdouts().create(body)
+    holdout = holdouts().create(body, actor=current_actor(app))
     logger.info("holdout created", extra={"holdout_id": str(holdout.id)})
     return Response(
         status_code=201,
@@ -311,7 +313,7 @@ def get_holdout(holdout_id: HoldoutId) -> Holdout:
 @app.put(f"{API_PREFIX}/holdouts/<holdout_id>/status", responses=documented(200, Holdout, 400, 404, 409, 415))
 @tracer.capture_method(capture_response=False)
 def change_holdout_status(holdout_id: HoldoutId, body: StatusChange) -> Holdout:
-    holdout = holdouts().change_status(holdout_id, body.status)
+    holdout = holdouts().change_status(holdout_id, body.status, actor=current_actor(app))
     logger.info(
         "holdout status changed", extra={"holdout_id": str(holdout_id), "status": holdout.status.value}
     )

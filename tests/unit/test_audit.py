@@ -20,12 +20,22 @@ from abtest.domain.audit import (
     experiment_created,
     experiment_deleted,
     experiment_updated,
+    holdout_created,
+    holdout_status_changed,
     namespace_share_changed,
+    override_deleted,
+    override_set,
     parse_instant,
+    saved_group_created,
+    saved_group_deleted,
+    saved_group_updated,
     status_changed,
     transition_action,
 )
+from abtest.domain.holdouts import Holdout
 from abtest.domain.models import Experiment, Status
+from abtest.domain.overrides import Override
+from abtest.domain.saved_groups import SavedGroup
 from abtest.errors import InvalidInput
 from abtest.http.actor import request_actor
 from abtest.storage.audit import decode_cursor, encode_cursor
@@ -191,6 +201,134 @@ def test_create_and_delete_hold_the_whole_experiment() -> None:
         "experiment.delete",
         None,
         draft.model_dump(mode="json"),
+    )
+
+
+def override(user: str = "qa", variant: str = "control") -> Override:
+    return Override(
+        experiment_id=experiment().id,
+        user_id=user,
+        variant=variant,
+        variant_id=uuid4(),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_override_entries_belong_to_the_experiments_history() -> None:
+    forced = override_set(LOCAL_ACTOR, None, override())
+    moved = override_set(LOCAL_ACTOR, override(), override(variant="treatment"))
+    deleted = override_deleted(LOCAL_ACTOR, override(variant="treatment"))
+    for entry in (forced, moved, deleted):
+        assert entry is not None
+        assert (entry.entity_type, entry.entity_id) == ("override", "qa")
+        assert (entry.parent_type, entry.parent_id) == ("experiment", str(experiment().id))
+    assert forced is not None
+    assert moved is not None
+    assert (forced.action, forced.before, forced.after) == (
+        "override.set",
+        None,
+        {"user_id": "qa", "variant": "control"},
+    )
+    assert moved.changes == [FieldChange(field="variant", before="control", after="treatment")]
+    assert (deleted.action, deleted.before, deleted.after) == (
+        "override.delete",
+        {"user_id": "qa", "variant": "treatment"},
+        None,
+    )
+    # Forcing the variant already forced (a new variant_id, a later updated_at) records nothing.
+    assert override_set(LOCAL_ACTOR, override(), override()) is None
+
+
+def test_removed_overrides_are_listed_on_the_update_and_the_delete() -> None:
+    before, after = experiment(), experiment(description="new")
+    removed = [override("a"), override("b", "treatment")]
+    update = experiment_updated(LOCAL_ACTOR, before, after, {"variants"}, removed_overrides=removed)
+    assert update is not None
+    listed = [{"user_id": "a", "variant": "control"}, {"user_id": "b", "variant": "treatment"}]
+    assert (update.before, update.after) == (
+        {"variants": [], "overrides": listed},
+        {"variants": [], "overrides": []},
+    )
+    assert update.changes == [FieldChange(field="overrides", before=listed, after=[])]
+    deleted = experiment_deleted(LOCAL_ACTOR, before, removed_overrides=removed)
+    assert deleted.before is not None
+    assert deleted.before["overrides"] == listed
+
+
+def group(**fields: Any) -> SavedGroup:
+    data: dict[str, Any] = {
+        "id": uuid4(),
+        "key": "vips",
+        "values": ["ann"],
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return SavedGroup.model_validate({**data, **fields})
+
+
+def test_saved_group_entries_hold_the_group() -> None:
+    old = group()
+    new = old.model_copy(update={"values": ["ann", 7], "updated_at": NOW + timedelta(seconds=1)})
+    created, deleted = saved_group_created(SYSTEM_ACTOR, old), saved_group_deleted(SYSTEM_ACTOR, new)
+    updated = saved_group_updated(SYSTEM_ACTOR, old, new)
+    assert updated is not None
+    assert [(e.action, e.entity_type, e.entity_id) for e in (created, updated, deleted)] == [
+        ("saved_group.create", "saved_group", str(old.id)),
+        ("saved_group.update", "saved_group", str(old.id)),
+        ("saved_group.delete", "saved_group", str(old.id)),
+    ]
+    assert (created.before, created.after) == (None, old.model_dump(mode="json"))
+    assert updated.changes == [FieldChange(field="values", before=["ann"], after=["ann", 7])]
+    assert (deleted.before, deleted.after) == (new.model_dump(mode="json"), None)
+    # Same key and values: only updated_at moved, nothing to record.
+    assert (
+        saved_group_updated(SYSTEM_ACTOR, old, old.model_copy(update={"updated_at": NOW + timedelta(1)}))
+        is None
+    )
+
+
+def holdout(**fields: Any) -> Holdout:
+    data: dict[str, Any] = {
+        "id": UUID("00000000-0000-4000-8000-000000000002"),
+        "name": "h",
+        "salt": "s",
+        "percent": 0.1,
+        "surfaces": None,
+        "all_surfaces": True,
+        "status": Status.DRAFT,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "started_at": None,
+        "completed_at": None,
+    }
+    return Holdout.model_validate({**data, **fields})
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "action"),
+    [
+        (Status.DRAFT, Status.RUNNING, "holdout.start"),
+        (Status.RUNNING, Status.PAUSED, "holdout.pause"),
+        (Status.PAUSED, Status.RUNNING, "holdout.resume"),
+        (Status.RUNNING, Status.COMPLETED, "holdout.complete"),
+        (Status.PAUSED, Status.COMPLETED, "holdout.complete"),
+    ],
+)
+def test_holdouts_transitions_have_the_experiments_verbs(
+    current: Status, target: Status, action: str
+) -> None:
+    assert transition_action(current, target, "holdout") == action
+    entry = holdout_status_changed(LOCAL_ACTOR, holdout(status=current), holdout(status=target))
+    assert entry is not None
+    assert (entry.action, entry.entity_type, entry.entity_id) == (action, "holdout", str(holdout().id))
+    assert entry.changes == [FieldChange(field="status", before=current.value, after=target.value)]
+    assert holdout_status_changed(LOCAL_ACTOR, holdout(status=current), holdout(status=current)) is None
+    created = holdout_created(LOCAL_ACTOR, holdout())
+    assert (created.action, created.before, created.after) == (
+        "holdout.create",
+        None,
+        holdout().model_dump(mode="json"),
     )
 
 

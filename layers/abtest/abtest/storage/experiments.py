@@ -34,6 +34,7 @@ from abtest.domain.models import (
     Status,
     VariantIn,
 )
+from abtest.domain.overrides import Override
 from abtest.domain.targeting import referenced_groups, require_valid_condition
 from abtest.errors import Conflict, InvalidInput, NotFound
 from abtest.storage.audit import record
@@ -256,7 +257,11 @@ class ExperimentRepository:
                 _check_saved_groups(conn, changes["targeting"])
                 changes["targeting"] = Jsonb(changes["targeting"])
             variants = changes.pop("variants", None)
+            removed: list[Override] = []
             if variants is not None:
+                # Deleting the variants deletes the overrides naming them (ON DELETE CASCADE): the
+                # update's entry lists them, so the history shows where they went.
+                removed = _overrides_of(conn, experiment_id)
                 conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))
                 _insert_variants(conn, experiment_id, variants)
             assignments = [
@@ -272,7 +277,7 @@ class ExperimentRepository:
             updated = fetch_experiment(conn, experiment_id)
             _record_all(
                 conn,
-                experiment_updated(actor, current, updated, edited),
+                experiment_updated(actor, current, updated, edited, removed_overrides=removed),
                 namespace_share_changed(actor, updated, *held),
             )
             return updated
@@ -294,8 +299,9 @@ class ExperimentRepository:
                     code="experiment_not_draft",
                     field="status",
                 )
+            removed = _overrides_of(conn, experiment_id)  # the cascade deletes them with the draft
             conn.execute("DELETE FROM experiments WHERE id = %s", (experiment_id,))
-            record(conn, experiment_deleted(actor, draft))
+            record(conn, experiment_deleted(actor, draft, removed_overrides=removed))
 
         self._write(work)
 
@@ -343,6 +349,17 @@ def _check_saved_groups(conn: Connection, targeting: dict[str, Any]) -> None:
     keys = referenced_groups(targeting)
     if keys:
         require_valid_condition(targeting, lock_group_keys(conn, keys))
+
+
+def _overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:
+    """The experiment's overrides, by user id (for the audit entry of a write that deletes them)."""
+    rows = conn.execute(
+        "SELECT o.experiment_id, o.user_id, v.name AS variant, o.variant_id, o.created_at, o.updated_at"
+        " FROM experiment_overrides o JOIN variants v ON v.id = o.variant_id"
+        " WHERE o.experiment_id = %s ORDER BY o.user_id",
+        (experiment_id,),
+    ).fetchall()
+    return [Override.model_validate(row) for row in rows]
 
 
 def _lock_status(conn: Connection, experiment_id: UUID) -> Status:

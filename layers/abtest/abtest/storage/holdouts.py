@@ -1,4 +1,8 @@
-"""Holdouts, their recorded members, and the statistics their results are computed from."""
+"""Holdouts, their recorded members, and the statistics their results are computed from.
+
+Each admin write (create, status) is one transaction with its audit entry (`holdout.create`,
+`holdout.start|pause|resume|complete`; entity `holdout` and the holdout's id).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from uuid import UUID, uuid4
 
 import psycopg
 
+from abtest.domain.audit import SYSTEM_ACTOR, Actor, holdout_created, holdout_status_changed
 from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, HoldoutPage, holdout_row
 from abtest.domain.lifecycle import check_transition
 from abtest.domain.models import Status
 from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import decode_cursor, encode_cursor, statuses_sql
 
@@ -77,8 +83,9 @@ class HoldoutRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, new: HoldoutCreate) -> Holdout:
-        """Store a draft holdout with a fresh random salt."""
+    def create(self, new: HoldoutCreate, *, actor: Actor = SYSTEM_ACTOR) -> Holdout:
+        """Store a draft holdout with a fresh random salt, and its audit entry (holdout.create by
+        `actor`)."""
         holdout_id = uuid4()
 
         def work(conn: Connection) -> Holdout:
@@ -86,7 +93,9 @@ class HoldoutRepository:
                 "INSERT INTO holdouts (id, name, salt, percent, surfaces) VALUES (%s, %s, %s, %s, %s)",
                 (holdout_id, new.name, str(uuid4()), str(new.percent), new.surfaces),
             )
-            return _fetch(conn, holdout_id)
+            created = _fetch(conn, holdout_id)
+            record(conn, holdout_created(actor, created))
+            return created
 
         return self._write(work)
 
@@ -116,8 +125,9 @@ class HoldoutRepository:
             lambda conn: [holdout_row(row) for row in conn.execute(query.encode())], transaction=False
         )
 
-    def change_status(self, holdout_id: UUID, target: Status) -> Holdout:
-        """Apply a lifecycle transition (the experiments' rules), recording start and completion."""
+    def change_status(self, holdout_id: UUID, target: Status, *, actor: Actor = SYSTEM_ACTOR) -> Holdout:
+        """Apply a lifecycle transition (the experiments' rules), recording start and completion, with
+        its audit entry (holdout.start|pause|resume|complete by `actor`; none for a no-op)."""
 
         def work(conn: Connection) -> Holdout:
             current = _fetch(conn, holdout_id, lock=True)
@@ -131,7 +141,11 @@ class HoldoutRepository:
                     " WHERE id = %(id)s",
                     {"target": target.value, "id": holdout_id},
                 )
-            return _fetch(conn, holdout_id)
+            changed = _fetch(conn, holdout_id)
+            entry = holdout_status_changed(actor, current, changed)
+            if entry is not None:
+                record(conn, entry)
+            return changed
 
         return self._write(work)
 

@@ -1,14 +1,16 @@
 """Per-user overrides (forced variants) and the counts of what forced users did.
 
-Each write is one transaction in one method (an audit-log append can join it). Serving reads the
-overrides in the enrollment statement itself (abtest.storage.assignments), so a write takes effect on
-the very next request, whatever the containers' caches hold.
+Each write is one transaction in one method, with its audit entry (`override.set`, `override.delete`:
+entity `override` and the user id, parent the experiment, so /experiments/{id}/history shows them).
+Serving reads the overrides in the enrollment statement itself (abtest.storage.assignments), so a write
+takes effect on the very next request, whatever the containers' caches hold.
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
+from abtest.domain.audit import SYSTEM_ACTOR, Actor, override_deleted, override_set
 from abtest.domain.models import Experiment
 from abtest.domain.overrides import (
     MAX_OVERRIDES_PER_EXPERIMENT,
@@ -22,6 +24,7 @@ from abtest.domain.overrides import (
     forced_variant,
 )
 from abtest.errors import NotFound
+from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, not_found
 
@@ -66,8 +69,11 @@ class OverrideRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def put(self, experiment_id: UUID, user_id: str, variant_name: str) -> OverrideWritten:
-        """Force `user_id` into the variant named `variant_name` (create or replace), in one transaction.
+    def put(
+        self, experiment_id: UUID, user_id: str, variant_name: str, *, actor: Actor = SYSTEM_ACTOR
+    ) -> OverrideWritten:
+        """Force `user_id` into the variant named `variant_name` (create or replace), in one transaction
+        with its audit entry (override.set by `actor`; none when that variant is already forced).
 
         NotFound for an unknown experiment; Conflict for a completed one or one more than
         MAX_OVERRIDES_PER_EXPERIMENT; InvalidInput (field `variant`) for an unknown variant. The answer
@@ -82,15 +88,18 @@ class OverrideRepository:
             variant = forced_variant(experiment, variant_name)
             row = conn.execute(
                 "SELECT count(*) AS n,"
-                " EXISTS (SELECT 1 FROM experiment_overrides"
-                "         WHERE experiment_id = %(id)s AND user_id = %(user_id)s) AS replacing,"
+                " (SELECT jsonb_build_object('variant', v.name, 'variant_id', p.variant_id,"
+                "         'created_at', p.created_at, 'updated_at', p.updated_at)"
+                "  FROM experiment_overrides p JOIN variants v ON v.id = p.variant_id"
+                "  WHERE p.experiment_id = %(id)s AND p.user_id = %(user_id)s) AS previous,"
                 " (SELECT v.name FROM assignments a JOIN variants v ON v.id = a.variant_id"
                 "  WHERE a.experiment_id = %(id)s AND a.user_id = %(user_id)s) AS assigned"
                 " FROM experiment_overrides WHERE experiment_id = %(id)s",
                 {"id": experiment_id, "user_id": user_id},
             ).fetchone()
             assert row is not None  # an aggregate always yields one row
-            check_room(row["n"], row["replacing"])
+            previous = row["previous"]
+            check_room(row["n"], previous is not None)
             written = conn.execute(
                 _UPSERT,
                 {
@@ -102,17 +111,27 @@ class OverrideRepository:
             ).fetchone()
             assert written is not None  # an upsert always returns its row
             assigned = row["assigned"]
-            return OverrideWritten(
+            override = OverrideWritten(
                 **written,
                 warning=USER_ALREADY_ASSIGNED if assigned is not None else None,
                 assigned_variant=assigned,
             )
+            before = (
+                None
+                if previous is None
+                else Override(experiment_id=experiment_id, user_id=user_id, **previous)
+            )
+            entry = override_set(actor, before, override)
+            if entry is not None:
+                record(conn, entry)
+            return override
 
         return self._db.run(work)
 
-    def delete(self, experiment_id: UUID, user_id: str) -> Override:
-        """Remove the user's override, in one transaction, and return what it was; NotFound for an
-        unknown experiment (`experiment_not_found`) or no override (`override_not_found`)."""
+    def delete(self, experiment_id: UUID, user_id: str, *, actor: Actor = SYSTEM_ACTOR) -> Override:
+        """Remove the user's override, in one transaction with its audit entry (override.delete by
+        `actor`), and return what it was; NotFound for an unknown experiment (`experiment_not_found`)
+        or no override (`override_not_found`)."""
 
         def work(conn: Connection) -> Override:
             exists = conn.execute(
@@ -128,7 +147,9 @@ class OverrideRepository:
             ).fetchone()
             if row is None:
                 raise _override_not_found(experiment_id, user_id)
-            return Override.model_validate(row)
+            removed = Override.model_validate(row)
+            record(conn, override_deleted(actor, removed))
+            return removed
 
         return self._db.run(work)
 

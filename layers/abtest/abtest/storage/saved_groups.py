@@ -1,6 +1,7 @@
 """Saved groups: named lists of values for `$inGroup` / `$notInGroup` targeting.
 
-Every write is one transaction in one method (an audit-log append can join it). The rule that keeps
+Every write is one transaction in one method, with its audit entry (`saved_group.create|update|delete`,
+entity `saved_group` and the group's id). The rule that keeps
 targeting sound: a group that the targeting of an experiment not yet completed names can be neither
 deleted nor renamed (409 saved_group_in_use). Experiment writes take a share lock on the groups they
 name (`lock_group_keys`) and group writes an exclusive one, so the two cannot race.
@@ -15,9 +16,17 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.types.json import Jsonb
 
+from abtest.domain.audit import (
+    SYSTEM_ACTOR,
+    Actor,
+    saved_group_created,
+    saved_group_deleted,
+    saved_group_updated,
+)
 from abtest.domain.saved_groups import SavedGroup, SavedGroupIn, SavedGroupPut, SavedGroupSummary
 from abtest.domain.targeting import referenced_groups
 from abtest.errors import Conflict, NotFound
+from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 
 _COLUMNS = 'id, key, "values", created_at, updated_at'
@@ -69,15 +78,18 @@ class SavedGroupRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, new: SavedGroupIn) -> SavedGroup:
-        """Store a new group; 409 duplicate_key if the key is taken."""
+    def create(self, new: SavedGroupIn, *, actor: Actor = SYSTEM_ACTOR) -> SavedGroup:
+        """Store a new group with its audit entry (saved_group.create by `actor`); 409 duplicate_key if
+        the key is taken."""
 
         def work(conn: Connection) -> SavedGroup:
             row = conn.execute(
                 f'INSERT INTO saved_groups (id, key, "values") VALUES (%s, %s, %s) RETURNING {_COLUMNS}',
                 (uuid4(), new.key, Jsonb(new.values)),
             ).fetchone()
-            return SavedGroup.model_validate(row)
+            group = SavedGroup.model_validate(row)
+            record(conn, saved_group_created(actor, group))
+            return group
 
         try:
             return self._db.run(work)
@@ -107,33 +119,41 @@ class SavedGroupRepository:
 
         return self._db.run(work, transaction=False)
 
-    def replace(self, group_id: UUID, change: SavedGroupPut) -> SavedGroup:
-        """New values (and key); a rename is refused while an experiment not completed uses the group."""
+    def replace(self, group_id: UUID, change: SavedGroupPut, *, actor: Actor = SYSTEM_ACTOR) -> SavedGroup:
+        """New values (and key), with the audit entry (saved_group.update by `actor`, the group before
+        and after; none when nothing changed); a rename is refused while an experiment not completed
+        uses the group."""
 
         def work(conn: Connection) -> SavedGroup:
             current = self._lock(conn, group_id)
-            key = change.key or current
-            if key != current:
-                _refuse_if_used(conn, current, "renamed")
+            key = change.key or current.key
+            if key != current.key:
+                _refuse_if_used(conn, current.key, "renamed")
             row = conn.execute(
                 f'UPDATE saved_groups SET key = %s, "values" = %s, updated_at = now() WHERE id = %s'
                 f" RETURNING {_COLUMNS}",
                 (key, Jsonb(change.values), group_id),
             ).fetchone()
-            return SavedGroup.model_validate(row)
+            group = SavedGroup.model_validate(row)
+            entry = saved_group_updated(actor, current, group)
+            if entry is not None:
+                record(conn, entry)
+            return group
 
         try:
             return self._db.run(work)
         except psycopg.errors.UniqueViolation as exc:
             raise _duplicate(change.key or "") from exc
 
-    def delete(self, group_id: UUID) -> None:
-        """Delete a group unless an experiment not completed uses it (409 saved_group_in_use)."""
+    def delete(self, group_id: UUID, *, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Delete a group unless an experiment not completed uses it (409 saved_group_in_use), with its
+        audit entry (saved_group.delete by `actor`, the deleted group as before)."""
 
         def work(conn: Connection) -> None:
-            key = self._lock(conn, group_id)
-            _refuse_if_used(conn, key, "deleted")
+            group = self._lock(conn, group_id)
+            _refuse_if_used(conn, group.key, "deleted")
             conn.execute("DELETE FROM saved_groups WHERE id = %s", (group_id,))
+            record(conn, saved_group_deleted(actor, group))
 
         self._db.run(work)
 
@@ -142,11 +162,13 @@ class SavedGroupRepository:
         return self._db.run(lambda conn: group_values(conn, keys), transaction=False)
 
     @staticmethod
-    def _lock(conn: Connection, group_id: UUID) -> str:
-        row = conn.execute("SELECT key FROM saved_groups WHERE id = %s FOR UPDATE", (group_id,)).fetchone()
+    def _lock(conn: Connection, group_id: UUID) -> SavedGroup:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM saved_groups WHERE id = %s FOR UPDATE", (group_id,)
+        ).fetchone()
         if row is None:
             raise _not_found(group_id)
-        return str(row["key"])
+        return SavedGroup.model_validate(row)
 
 
 def _refuse_if_used(conn: Connection, key: str, what: str) -> None:
