@@ -18,6 +18,19 @@ interleaved batch by batch with the other methods, in an order that rotates betw
   same two tables, both COPYs in one transaction per batch, on a connection configured like the
   service's (autocommit, no prepared statements). COPY checks nothing and answers nothing per event.
 
+Two rows that explain the gap between record_batch and COPY (not shipped code, benchmark only):
+
+- ceiling: the same binary arrays record_batch sends (taken from record_batch itself, so the client's
+  work up to the statement is the same: duplicate check, payload hashes, the columns), plus one
+  variant-id array resolved by the client as for COPY, written by ONE statement that only inserts:
+  `INSERT INTO exposures ... SELECT FROM unnest(...)` and the same for conversions, two
+  data-modifying CTEs, no status, assignment, override, holdout, idempotency or metric check, no
+  ON CONFLICT, no per-event answer; sent like record_batch's (the service's Database, autocommit: the
+  statement is its own transaction). The fastest any one-statement INSERT ... SELECT can be;
+- ceiling + assignment probe: the same, but each event's variant read by the primary-key probe
+  record_batch uses (LEFT JOIN LATERAL on assignments, events without one not inserted), instead of
+  the client's array: what the per-event probes cost.
+
 The two what-if rows of earlier runs (the assignment lookup as one primary-key probe per event, and
 the batch as one jsonb parameter) are what record_batch ships now, so they are gone.
 
@@ -63,6 +76,55 @@ from _harness import (
 
 DATABASE = EVENTS_DATABASE
 TARGET_RATIO = 0.8  # record_batch rate / COPY rate, at least (issue 14)
+LABELS = {  # the methods' names in the table, where the short name says too little
+    "ceiling": "ceiling: INSERT ... SELECT FROM unnest, no checks",
+    "ceiling+probe": "ceiling + assignment probe",
+}
+
+# The ceiling of a one-statement batch: record_batch's input (the same binary arrays, plus the variant
+# resolved by the client as for COPY) inserted with no check at all. It answers the number of rows
+# stored, so the bench can tell that every event was written.
+_UNNEST_INPUT = """
+WITH input AS (
+    SELECT *
+    FROM unnest(%(position)b::int[], %(kind)b::text[], %(experiment_id)b::uuid[], %(user_id)b::text[],
+                %(event_id)b::text[], %(occurred_at)b::timestamptz[], %(metric_name)b::text[],
+                %(value)b::float8[], %(payload)b::jsonb[], %(payload_hash)b::text[], %(variant_id)b::uuid[])
+         AS t(position, kind, experiment_id, user_id, event_id, occurred_at, metric_name, value, payload,
+              payload_hash, variant_id)
+)"""
+_INSERT_BOTH = """, new_exposures AS (
+    INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at, payload_hash)
+    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now()), payload_hash
+    FROM {source} WHERE kind = 'exposure'
+    RETURNING 1
+), new_conversions AS (
+    INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
+                             occurred_at, payload_hash)
+    SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
+           COALESCE(occurred_at, now()), payload_hash
+    FROM {source} WHERE kind = 'conversion'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new_exposures) + (SELECT count(*) FROM new_conversions) AS stored
+"""
+CEILING = _UNNEST_INPUT + _INSERT_BOTH.format(source="input")
+# The same with only record_batch's assignment probe: the variant comes from assignments (the client's
+# array is ignored), and an event without an assignment is not inserted.
+CEILING_WITH_PROBE = (
+    _UNNEST_INPUT
+    + """, probed AS (
+    SELECT i.kind, i.experiment_id, a.variant_id, i.user_id, i.event_id, i.occurred_at, i.metric_name,
+           i.value, i.payload, i.payload_hash
+    FROM input i
+    LEFT JOIN LATERAL (
+        SELECT variant_id FROM assignments
+        WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
+    ) a ON true
+    WHERE a.variant_id IS NOT NULL
+)"""
+    + _INSERT_BOTH.format(source="probed")
+)
 
 
 # --- the ingestion benchmark -----------------------------------------------------------------------
@@ -77,6 +139,7 @@ class Batch:
     api_event: dict[str, Any]  # the v2 event of POST /api/v1/events
     exposure_rows: list[tuple[Any, ...]]  # COPY rows
     conversion_rows: list[tuple[Any, ...]]
+    variants: list[uuid.UUID]  # each event's variant, resolved by the client (COPY and the ceiling)
 
 
 def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random) -> Batch:
@@ -88,10 +151,12 @@ def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random)
     events: list[dict[str, Any]] = []
     exposure_rows: list[tuple[Any, ...]] = []
     conversion_rows: list[tuple[Any, ...]] = []
+    variants: list[uuid.UUID] = []
     for i in range(BATCH_SIZE):
         user = rng.randrange(users)
         user_id, event_id = f"u-{user}", f"{tag}-{i}"
         variant = uuid.UUID(variant_of(experiment, user))
+        variants.append(variant)
         if i % 2 == 0:
             context_ = {"page": "home", "slot": i % 10}
             events.append(
@@ -125,11 +190,12 @@ def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random)
         api_event("POST", "/api/v1/events", {"events": events}, route_key="POST /api/v1/events"),
         exposure_rows,
         conversion_rows,
+        variants,
     )
 
 
 class Methods:
-    """The three ways of writing a batch; each checks that all 1,000 events were stored."""
+    """The ways of writing a batch; each checks that all 1,000 events were stored."""
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -138,7 +204,8 @@ class Methods:
         from abtest.storage.database import get_database
         from events_handler import lambda_handler
 
-        self._repository = EventRepository(get_database())
+        self._database = get_database()
+        self._repository = EventRepository(self._database)
         self._handler = lambda_handler
         self._copy_conn = psycopg.connect(url, autocommit=True, prepare_threshold=None)
 
@@ -152,6 +219,28 @@ class Methods:
         assert reply.status == 200, reply
         accepted = reply.body["accepted"]
         assert accepted == BATCH_SIZE, f"the handler accepted {accepted} of {BATCH_SIZE}"
+
+    def _unchecked(self, statement: str, batch: Batch) -> int:
+        """Send `statement` with record_batch's own parameters (and the client's variants), as it does."""
+        from abtest.storage import EventRepository
+
+        _, params = captured_statement(lambda db: EventRepository(db).record_batch(batch.models))
+        params["variant_id"] = [batch.variants[position] for position in params["position"]]
+
+        def work(conn: Any) -> int:
+            row = conn.execute(statement, params).fetchone()
+            return int(row["stored"])
+
+        stored: int = self._database.run(work, transaction=False)
+        return stored
+
+    def ceiling(self, batch: Batch) -> None:
+        stored = self._unchecked(CEILING, batch)
+        assert stored == BATCH_SIZE, f"the ceiling stored {stored} of {BATCH_SIZE}"
+
+    def ceiling_with_probe(self, batch: Batch) -> None:
+        stored = self._unchecked(CEILING_WITH_PROBE, batch)
+        assert stored == BATCH_SIZE, f"the ceiling with the probe stored {stored} of {BATCH_SIZE}"
 
     def copy(self, batch: Batch) -> None:
         conn = self._copy_conn
@@ -202,13 +291,19 @@ def captured_statement(call: Callable[[Any], Any]) -> tuple[Any, Any]:
     raise AssertionError("no statement was sent")
 
 
-def explain_batch(experiment: Experiment, users: int, rng: random.Random) -> str:
-    """EXPLAIN ANALYZE of the shipped batch statement for one more batch, rolled back."""
+def explain_batch(
+    experiment: Experiment, users: int, rng: random.Random, statement: str | None = None
+) -> str:
+    """EXPLAIN ANALYZE of the shipped batch statement (or of `statement`, with the same parameters and
+    the client's variants) for one more batch, rolled back."""
     from abtest.storage import EventRepository
     from abtest.storage.database import get_database
 
     batch = make_batch(experiment, users, "explain", rng)
     query, params = captured_statement(lambda db: EventRepository(db).record_batch(batch.models))
+    if statement is not None:
+        query = statement
+        params["variant_id"] = [batch.variants[position] for position in params["position"]]
     conn = get_database().connection()
     with conn.transaction(force_rollback=True):
         text = query.encode() if isinstance(query, str) else query
@@ -239,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("record_batch", methods.record_batch),
         ("handler", methods.handler),
         ("copy", methods.copy),
+        ("ceiling", methods.ceiling),
+        ("ceiling+probe", methods.ceiling_with_probe),
     ]
     rng = random.Random(20261127)
     for name, write in names:  # warm-up: connections, imports, plan caches, buffers
@@ -283,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         db = "n/a (COPY)" if name == "copy" else f"{statistics.median(db_ms[name]):.1f}"
         rows.append(
             [
-                name,
+                LABELS.get(name, name),
                 f"{rate:,.0f}",
                 f"{min(rates[name]):,.0f} .. {max(rates[name]):,.0f}",
                 f"{statistics.median(batch_ms[name]):.1f}",
@@ -314,8 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(f"\nTarget record_batch >= {TARGET_RATIO} x COPY: {ratio:.2f} x, {verdict}.")
+    ceiling = statistics.median(rates["ceiling"])
+    probed = statistics.median(rates["ceiling+probe"])
+    print(
+        f"Ceiling of one INSERT ... SELECT statement: {ceiling / copy_rate:.2f} x COPY; with the assignment"
+        f" probe {probed / copy_rate:.2f} x; record_batch reaches {ratio * copy_rate / ceiling:.2f} of the"
+        " ceiling."
+    )
     print("\nPlan of the shipped batch statement for this run (EXPLAIN ANALYZE of one more batch):\n")
     print(explain_batch(experiment, args.users, rng))
+    print("\nPlan of the ceiling statement (EXPLAIN ANALYZE of one more batch):\n")
+    print(explain_batch(experiment, args.users, rng, CEILING))
     print(f"Total run time {time.perf_counter() - started:.0f} s.")
     if args.keep:
         print(f"Database {DATABASE} kept.")
