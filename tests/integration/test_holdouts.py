@@ -217,6 +217,24 @@ def test_a_stored_assignment_from_before_the_holdout_is_held_out_until_it_pauses
     assert sql("SELECT count(*) FROM assignments WHERE experiment_id = %s", (experiment["id"],)) == [(1,)]
 
 
+def test_a_forced_user_is_served_and_exposed_as_forced_even_when_held_out(api: Any, sql: Any) -> None:
+    experiment = running_experiment(api)
+    holdout = running_holdout(api)
+    user = users_by_group(holdout)["holdout"][0]
+    variant = experiment["variants"][1]["name"]
+    forced = api("PUT", f"{BASE}/{experiment['id']}/overrides/{user}", {"variant": variant})
+    assert forced.status == 200, forced
+    asked = api("POST", "/api/v1/assignments", {"experiment_id": experiment["id"], "user_id": user}).json
+    assert (asked["reason"], asked["source"], asked["variant"]["name"]) == ("override", "override", variant)
+    assert asked["exposure_recorded"] is True
+    body = api("POST", RECS, {"user_id": user, "limit": 1}).json
+    assert (body["reason"], body["source"]) == ("override", "override")
+    # Recorded where the analysis never reads it; nothing stored as an assignment or a real exposure.
+    assert sql("SELECT count(*) FROM override_exposures WHERE user_id = %s", (user,)) == [(2,)]
+    assert sql("SELECT count(*) FROM exposures WHERE user_id = %s", (user,)) == [(0,)]
+    assert sql("SELECT count(*) FROM assignments WHERE user_id = %s", (user,)) == [(0,)]
+
+
 class CountingRepository(AssignmentRepository):
     """The real repository, counting enrollment statements (the hot path's round trips)."""
 

@@ -227,7 +227,14 @@ class FakeStore:
                 forced_variant_id=forced[1],
                 holdouts_stale=not fresh,
             )
-        exposed = stored is not None and request.record_exposure and target.status in EXPOSING and fresh
+        held_out = any(group == "holdout" for _, group in request.holdout_members)
+        exposed = (
+            stored is not None
+            and request.record_exposure
+            and target.status in EXPOSING
+            and fresh
+            and not held_out
+        )
         self.exposures += exposed
         profile = self.profiles.get(request.user_id) if request.with_profile and stored is not None else None
         return Enrollment(

@@ -225,8 +225,8 @@ class AssignmentService:
                     variant_id=proposal.variant.id if proposal is not None and proposal.variant else None,
                     follow_membership=experiment_id is None,
                     context=context,
-                    # A held-out user is never exposed, even with an assignment from before the holdout.
-                    record_exposure=record_exposure and first.reason != Reason.HOLDOUT,
+                    # A held-out user's stored assignment is not exposed: the statement sees the group.
+                    record_exposure=record_exposure,
                     with_profile=with_profile,
                     holdout_ids=tuple(h.id for h in subject.holdouts),
                     holdout_members=memberships(subject.holdouts, user_id),

@@ -95,6 +95,9 @@ WITH holdout_check AS (
     SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
     WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
       AND NOT EXISTS (SELECT 1 FROM forced) AND (SELECT fresh FROM holdout_check)
+      -- A held-out user is never exposed, even with an assignment from before the holdout (a forced
+      -- one still is: the override comes first, and its exposure is kept out of the analysis).
+      AND NOT ('holdout' = ANY (%(holdout_member_groups)s::text[]))
     RETURNING id
 ), forced_exposed AS (
     -- A forced user's exposure: recorded where the analysis never reads it.
