@@ -507,9 +507,32 @@ def readme_walk(port: int) -> str:
     if not walk:
         raise Failure("README.md has no bash block with curl calls to 127.0.0.1:3000")
     prelude = (
-        'set -euo pipefail\ncurl() { echo "+ curl $*" >&2; command curl --fail-with-body "$@"; echo; }\n'
+        "set -euo pipefail\n"
+        'curl() { echo "+ curl $*" >&2; command curl --fail-with-body "$@"; echo; }\n'
+        # A request the README shows failing (its answer, on the next line, is an error) must fail
+        # with a 4xx: anything else stops the walk.
+        'curl_4xx() { echo "+ curl $* (a 4xx expected)" >&2; local out;'
+        " out=$(command curl -s -w '\\n%{http_code}' \"$@\"); echo \"${out%$'\\n'*}\";"
+        " [[ ${out##*$'\\n'} == 4* ]] || { echo \"expected a 4xx, got ${out##*$'\\n'}\" >&2; return 1; }; }\n"
     )
-    return prelude + walk.replace("http://127.0.0.1:3000", f"http://127.0.0.1:{port}")
+    return prelude + expect_documented_errors(walk).replace(
+        "http://127.0.0.1:3000", f"http://127.0.0.1:{port}"
+    )
+
+
+def expect_documented_errors(walk: str) -> str:
+    """Turn each curl command whose documented answer (the comment line right after it) is an error
+    body into `curl_4xx`, so the walk checks that it fails as the README says."""
+    lines = walk.split("\n")
+    for index, line in enumerate(lines):
+        if not line.startswith('# {"error"'):
+            continue
+        start = index - 1
+        while start > 0 and lines[start - 1].rstrip().endswith("\\"):
+            start -= 1  # back to the first line of a command continued with backslashes
+        if lines[start].startswith("curl "):
+            lines[start] = "curl_4xx " + lines[start][len("curl ") :]
+    return "\n".join(lines)
 
 
 def get_json(url: str) -> Any:
