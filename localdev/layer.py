@@ -1,7 +1,8 @@
-"""Trim the built layer: `python -m localdev.layer trim .aws-sam/build/AbTestLayer/python`.
+"""Trim the built layers: `python -m localdev.layer trim .aws-sam/build/AbTestLayer/python ...`.
 
-`make build` runs it after `sam build` (and before precompiling), and bench/bench_layer_size.py on its
-own install of the layer, so the size measured is the size shipped. Two kinds of files go:
+`make build` runs it after `sam build` (and before precompiling) on both layers (AbTestLayer, the shared
+one, and NumpyLayer, numpy for AssignmentsFunction), `make sam-local` too, and bench/bench_layer_size.py
+on its own install of the layers, so the sizes measured are the sizes shipped. Two kinds of files go:
 
 - the distributions the Lambda Python runtime already provides: botocore and what only it needs
   (urllib3, python-dateutil, six). The lock (layers/abtest/requirements.txt) must still pin them:
@@ -109,13 +110,15 @@ def trim(site: Path) -> Trimmed:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.layer", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["trim"])
-    parser.add_argument("site", type=Path, help="the layer's python/ folder (sam build output)")
+    parser.add_argument("sites", type=Path, nargs="+", help="a layer's python/ folder (sam build output)")
     args = parser.parse_args(argv)
-    if not args.site.is_dir():
-        parser.error(f"{args.site} is not a folder")
-    done = trim(args.site)
-    print(f"trimmed {args.site}: removed {', '.join(done.distributions) or 'no distribution'}", end="")
-    print(f" and unused files, {done.bytes_removed / 1e6:.1f} MB")
+    missing = [str(site) for site in args.sites if not site.is_dir()]
+    if missing:
+        parser.error(f"not a folder: {', '.join(missing)}")
+    for site in args.sites:
+        done = trim(site)
+        print(f"trimmed {site}: removed {', '.join(done.distributions) or 'no distribution'}", end="")
+        print(f" and unused files, {done.bytes_removed / 1e6:.1f} MB")
     return 0
 
 

@@ -185,7 +185,8 @@ def sam_environment() -> dict[str, str]:
 
 def build(arch: str) -> None:
     """`sam build` of the local template into .samlocal/build, trimmed and precompiled like `make build`."""
-    text = json.dumps(local_template(arch), indent=1, sort_keys=True) + "\n"
+    template = local_template(arch)
+    text = json.dumps(template, indent=1, sort_keys=True) + "\n"
     write_if_changed(LOCAL_TEMPLATE, text)
     log(f"sam build ({arch}) -> {BUILD_DIR.relative_to(ROOT)}")
     started = time.monotonic()
@@ -202,8 +203,11 @@ def build(arch: str) -> None:
         "--parallel",
     ]
     run_quietly(command, sam_environment(), "sam build")
-    # The layer as `make build` ships it: without what the runtime provides, nor unused files.
-    trim(BUILD_DIR / "AbTestLayer" / "python")
+    # The layers (AbTestLayer, NumpyLayer) as `make build` ships them: without what the runtime provides,
+    # nor unused files.
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::LayerVersion":
+            trim(BUILD_DIR / logical_id / "python")
     run_quietly(
         ["python3.12", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash", BUILD_DIR],
         sam_environment(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localdev.layer import installed_distributions, trim
+from localdev.layer import installed_distributions, main, trim
 
 
 def install_fake(site: Path, name: str, version: str, files: dict[str, str]) -> None:
@@ -60,3 +60,18 @@ def test_trim_removes_runtime_provided_distributions_and_unused_files(tmp_path: 
     assert trimmed.bytes_removed > 100
     # Running it again (a cached sam build) finds nothing more to remove.
     assert trim(site).distributions == []
+
+
+def test_the_command_trims_every_layer_it_is_given(tmp_path: Path) -> None:
+    """`make build` trims both built layers (AbTestLayer and NumpyLayer) in one call."""
+    shared, numpy_layer = tmp_path / "AbTestLayer" / "python", tmp_path / "NumpyLayer" / "python"
+    install_fake(shared, "botocore", "1.44.8", {"botocore/__init__.py": "x"})
+    install_fake(shared, "wrapt", "2.5.2", {"wrapt/__init__.py": ""})
+    install_fake(numpy_layer, "numpy", "2.4.6", {"numpy/__init__.py": "", "numpy/_core/tests/t.py": "t"})
+
+    assert main(["trim", str(shared), str(numpy_layer)]) == 0
+
+    assert set(installed_distributions(shared)) == {"wrapt"}
+    assert set(installed_distributions(numpy_layer)) == {"numpy"}
+    assert not (numpy_layer / "numpy" / "_core" / "tests").exists()
+    assert (numpy_layer / "numpy" / "__init__.py").is_file()

@@ -126,12 +126,15 @@ def rules_pass(params: dict[str, str]) -> bool:
 
 
 def merge(base: Any, override: Any) -> Any:
-    """SAM's Globals semantics for maps: merged key by key, the resource's value winning."""
+    """SAM's Globals semantics: maps merged key by key, the resource's value winning; lists are
+    additive (the Globals' entries, then the resource's); any other value is the resource's."""
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for key, value in override.items():
             merged[key] = merge(base[key], value) if key in base else value
         return merged
+    if isinstance(base, list) and isinstance(override, list):
+        return [*base, *override]
     return override
 
 
@@ -174,8 +177,18 @@ def test_every_function_is_arm64_traced_json_logged_python312(logical_id: str) -
     assert function["Architectures"] == ["arm64"]
     assert function["Tracing"] == "Active"
     assert function["LoggingConfig"]["LogFormat"] == "JSON"
-    assert function["Layers"] == [{"Ref": "AbTestLayer"}]
     assert function["VpcConfig"]["SubnetIds"] == {"Ref": "SubnetIds"}
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_shares_the_abtest_layer_and_only_the_ranking_one_gets_numpy(logical_id: str) -> None:
+    """One shared layer (hashing, models, repository code and the dependencies) for every function;
+    numpy, which only the recommender needs, in NumpyLayer, attached to AssignmentsFunction alone."""
+    layers = functions()[logical_id]["Layers"]
+    if logical_id == "AssignmentsFunction":
+        assert layers == [{"Ref": "AbTestLayer"}, {"Ref": "NumpyLayer"}]
+    else:
+        assert layers == [{"Ref": "AbTestLayer"}]
 
 
 def test_every_function_logs_to_its_own_group_with_the_retention_parameter() -> None:
@@ -187,10 +200,13 @@ def test_every_function_logs_to_its_own_group_with_the_retention_parameter() -> 
     assert TEMPLATE["Parameters"]["LogRetentionDays"]["Default"] == 30
 
 
-def test_layer_is_built_by_sam_for_python312_on_arm64() -> None:
-    layer = RESOURCES["AbTestLayer"]
+@pytest.mark.parametrize("logical_id", ["AbTestLayer", "NumpyLayer"])
+def test_layer_is_built_by_sam_for_python312_on_arm64(logical_id: str) -> None:
+    layer = RESOURCES[logical_id]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert (PROJECT_ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").is_file()
 
 
