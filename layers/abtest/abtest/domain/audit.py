@@ -172,10 +172,11 @@ def transition_action(current: Status, target: Status, entity: str = "experiment
     return f"{entity}.{_TRANSITION_VERBS.get((current, target), 'status')}"
 
 
-def experiment_snapshot(experiment: Experiment) -> dict[str, Any]:
-    """An experiment as its entries store it: what the API answers, as JSON."""
-    snapshot: dict[str, Any] = experiment.model_dump(mode="json")
-    return snapshot
+def snapshot(entity: BaseModel) -> dict[str, Any]:
+    """An entity (experiment, saved group, holdout) as its entries store it: what the API answers, as
+    JSON."""
+    dumped: dict[str, Any] = entity.model_dump(mode="json")
+    return dumped
 
 
 def experiment_created(actor: Actor, experiment: Experiment) -> AuditEntry:
@@ -185,13 +186,18 @@ def experiment_created(actor: Actor, experiment: Experiment) -> AuditEntry:
         action="experiment.create",
         entity_type="experiment",
         entity_id=experiment.id,
-        after=experiment_snapshot(experiment),
+        after=snapshot(experiment),
     )
 
 
 def override_snapshot(override: Override) -> dict[str, Any]:
     """An override as entries store it: the user and the forced variant's name."""
     return {"user_id": override.user_id, "variant": override.variant}
+
+
+def _removed(overrides: Iterable[Override]) -> list[dict[str, Any]]:
+    """Overrides a write deleted with what they named, as its entry lists them: by user id."""
+    return [override_snapshot(override) for override in sorted(overrides, key=lambda o: o.user_id)]
 
 
 def experiment_updated(
@@ -207,11 +213,11 @@ def experiment_updated(
     `removed_overrides`: the overrides a draft's variant replacement deleted (they named the old
     variants); the entry lists them as the field `overrides`, before them and after `[]`.
     """
-    old, new = experiment_snapshot(before), experiment_snapshot(after)
+    old, new = snapshot(before), snapshot(after)
     edited = sorted(set(fields) - UNDIFFED_FIELDS)
     old_fields: dict[str, Any] = {field: old.get(field) for field in edited}
     new_fields: dict[str, Any] = {field: new.get(field) for field in edited}
-    removed = [override_snapshot(override) for override in removed_overrides]
+    removed = _removed(removed_overrides)
     if removed:
         old_fields["overrides"], new_fields["overrides"] = removed, []
     entry = AuditEntry(
@@ -229,7 +235,7 @@ def status_changed(actor: Actor, before: Experiment, after: Experiment) -> Audit
     """experiment.start|pause|resume|complete with the old and new status; None for a no-op."""
     if before.status == after.status:
         return None
-    old, new = experiment_snapshot(before), experiment_snapshot(after)
+    old, new = snapshot(before), snapshot(after)
     return AuditEntry(
         actor=actor,
         action=transition_action(before.status, after.status),
@@ -245,8 +251,8 @@ def experiment_deleted(
 ) -> AuditEntry:
     """experiment.delete, with the deleted draft as before (and, as `overrides`, the overrides that
     went with it, if it had any)."""
-    before = experiment_snapshot(experiment)
-    removed = [override_snapshot(override) for override in removed_overrides]
+    before = snapshot(experiment)
+    removed = _removed(removed_overrides)
     if removed:
         before["overrides"] = removed
     return AuditEntry(
@@ -317,12 +323,6 @@ def override_deleted(actor: Actor, override: Override) -> AuditEntry:
     )
 
 
-def saved_group_snapshot(group: SavedGroup) -> dict[str, Any]:
-    """A saved group as entries store it: what the API answers, as JSON."""
-    snapshot: dict[str, Any] = group.model_dump(mode="json")
-    return snapshot
-
-
 def saved_group_created(actor: Actor, group: SavedGroup) -> AuditEntry:
     """saved_group.create, with the new group as after."""
     return AuditEntry(
@@ -330,7 +330,7 @@ def saved_group_created(actor: Actor, group: SavedGroup) -> AuditEntry:
         action="saved_group.create",
         entity_type="saved_group",
         entity_id=group.id,
-        after=saved_group_snapshot(group),
+        after=snapshot(group),
     )
 
 
@@ -342,8 +342,8 @@ def saved_group_updated(actor: Actor, before: SavedGroup, after: SavedGroup) -> 
         action="saved_group.update",
         entity_type="saved_group",
         entity_id=after.id,
-        before=saved_group_snapshot(before),
-        after=saved_group_snapshot(after),
+        before=snapshot(before),
+        after=snapshot(after),
     )
     return entry if entry.changes else None
 
@@ -355,7 +355,7 @@ def saved_group_deleted(actor: Actor, group: SavedGroup) -> AuditEntry:
         action="saved_group.delete",
         entity_type="saved_group",
         entity_id=group.id,
-        before=saved_group_snapshot(group),
+        before=snapshot(group),
     )
 
 
@@ -366,7 +366,7 @@ def holdout_created(actor: Actor, holdout: Holdout) -> AuditEntry:
         action="holdout.create",
         entity_type="holdout",
         entity_id=holdout.id,
-        after=holdout.model_dump(mode="json"),
+        after=snapshot(holdout),
     )
 
 
@@ -374,7 +374,7 @@ def holdout_status_changed(actor: Actor, before: Holdout, after: Holdout) -> Aud
     """holdout.start|pause|resume|complete with the old and new status; None for a no-op."""
     if before.status == after.status:
         return None
-    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    old, new = snapshot(before), snapshot(after)
     return AuditEntry(
         actor=actor,
         action=transition_action(before.status, after.status, "holdout"),

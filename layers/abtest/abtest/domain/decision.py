@@ -92,15 +92,14 @@ class Walk:
 
 Stage = Callable[[Subject, Walk], "Decision | Walk"]
 
-_NO_EXPERIMENT = UUID(int=0)
-
 
 def _experiment(subject: Subject, walk: Walk) -> Decision | Walk:
     if subject.requested is not None:
         return replace(walk, experiment=subject.requested)
-    if subject.stored is not None and subject.stored.forced_variant_id is not None:
+    stored = subject.stored
+    if stored is not None and stored.forced_variant_id is not None and stored.experiment_id is not None:
         # An override of a running experiment of the surface makes it the one decided about.
-        forced = subject.namespace.experiments.get(subject.stored.experiment_id or _NO_EXPERIMENT)
+        forced = subject.namespace.experiments.get(stored.experiment_id)
         if forced is not None:
             return replace(walk, experiment=forced)
     if subject.stored is not None and subject.stored.member_of is not None:

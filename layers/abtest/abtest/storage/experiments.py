@@ -261,7 +261,7 @@ class ExperimentRepository:
             if variants is not None:
                 # Deleting the variants deletes the overrides naming them (ON DELETE CASCADE): the
                 # update's entry lists them, so the history shows where they went.
-                removed = _overrides_of(conn, experiment_id)
+                removed = overrides_of(conn, experiment_id)
                 conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))
                 _insert_variants(conn, experiment_id, variants)
             assignments = [
@@ -299,7 +299,7 @@ class ExperimentRepository:
                     code="experiment_not_draft",
                     field="status",
                 )
-            removed = _overrides_of(conn, experiment_id)  # the cascade deletes them with the draft
+            removed = overrides_of(conn, experiment_id)  # the cascade deletes them with the draft
             conn.execute("DELETE FROM experiments WHERE id = %s", (experiment_id,))
             record(conn, experiment_deleted(actor, draft, removed_overrides=removed))
 
@@ -351,22 +351,16 @@ def _check_saved_groups(conn: Connection, targeting: dict[str, Any]) -> None:
         require_valid_condition(targeting, lock_group_keys(conn, keys))
 
 
-def _overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:
-    """The experiment's overrides, by user id (for the audit entry of a write that deletes them)."""
+def overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:
+    """The experiment's overrides, oldest first, with their variants' names (the overrides listing,
+    and the audit entry of a write that deletes them)."""
     rows = conn.execute(
         "SELECT o.experiment_id, o.user_id, v.name AS variant, o.variant_id, o.created_at, o.updated_at"
         " FROM experiment_overrides o JOIN variants v ON v.id = o.variant_id"
-        " WHERE o.experiment_id = %s ORDER BY o.user_id",
+        " WHERE o.experiment_id = %s ORDER BY o.created_at, o.user_id",
         (experiment_id,),
     ).fetchall()
     return [Override.model_validate(row) for row in rows]
-
-
-def _lock_status(conn: Connection, experiment_id: UUID) -> Status:
-    row = conn.execute("SELECT status FROM experiments WHERE id = %s FOR UPDATE", (experiment_id,)).fetchone()
-    if row is None:
-        raise not_found(experiment_id)
-    return Status(row["status"])
 
 
 def _insert_variants(conn: Connection, experiment_id: UUID, variants: Sequence[VariantIn]) -> None:

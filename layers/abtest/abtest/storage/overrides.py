@@ -26,7 +26,7 @@ from abtest.domain.overrides import (
 from abtest.errors import NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import fetch_experiment, not_found
+from abtest.storage.experiments import fetch_experiment, not_found, overrides_of
 
 _OVERRIDE_COLUMNS = """
 o.experiment_id, o.user_id, v.name AS variant, o.variant_id, o.created_at, o.updated_at
@@ -159,13 +159,7 @@ class OverrideRepository:
         def work(conn: Connection) -> OverrideList:
             if conn.execute("SELECT 1 FROM experiments WHERE id = %s", (experiment_id,)).fetchone() is None:
                 raise not_found(experiment_id)
-            rows = conn.execute(
-                f"SELECT {_OVERRIDE_COLUMNS}"
-                " FROM experiment_overrides o JOIN variants v ON v.id = o.variant_id"
-                " WHERE o.experiment_id = %s ORDER BY o.created_at, o.user_id",
-                (experiment_id,),
-            ).fetchall()
-            overrides = [Override.model_validate(row) for row in rows]
+            overrides = overrides_of(conn, experiment_id)
             return OverrideList(
                 experiment_id=experiment_id,
                 count=len(overrides),
