@@ -160,9 +160,9 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     """The proxy response for a request refused before routing, or None to go on.
 
     403 when the token lacks the route's scope (unless AUTH_MODE=none); 415 when a body is sent
-    as anything but JSON; 400, 413 or 422 when the body breaks the limits of abtest.http.limits.
-    Checked here because Powertools validates the body before any middleware, and would parse a
-    form or multipart body into confusing errors (or fail on a malformed one).
+    as anything but JSON. Checked here because Powertools validates the body before any middleware,
+    and would parse a form or multipart body into confusing errors (or fail on a malformed one). The
+    body's limits (abtest.http.limits) are Resolver.resolve's first step, for the same reason.
     """
     settings = get_settings()
     if settings.auth_mode != "none":
@@ -181,9 +181,7 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
         return _proxy_error(
             415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
         )
-    if _route_key(event) in _HOT_ROUTES:
-        return None  # its body is checked by Resolver.resolve, and only if the fast parse fails
-    return _body_refused(event)
+    return None
 
 
 def _body_refused(event: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -198,8 +196,6 @@ def _body_refused(event: Mapping[str, Any]) -> dict[str, Any] | None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 _HOT_MARK = "__abtest_hot_route__"
-# (method, path) of every hot route of every resolver in this process (one per Lambda function).
-_HOT_ROUTES: set[tuple[str, str]] = set()
 # A body of at most this many characters is at most MAX_BODY_BYTES in UTF-8 (4 bytes per character,
 # 3 per lone surrogate): the fast path needs no encoding to know the size limit holds.
 _FAST_MAX_CHARS = MAX_BODY_BYTES // 4
@@ -268,22 +264,19 @@ class Resolver(APIGatewayHttpResolver):
                         if r.func is func and r.method == item.upper() and r.path == rule
                     )
                     self._hot[(item.upper(), rule)] = _HotRoute(route, func, model)
-                    _HOT_ROUTES.add((item.upper(), rule))
             return registered
 
         return register_route
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        """Answer a hot route's request directly when its body parses; anything else as Powertools does."""
+        """Answer a hot route's request directly when its body parses; check any other body's limits
+        (400, 413, 422), then resolve as Powertools does."""
         hot = self._hot.get(_route_key(event))
         if hot is not None:
             answer = self._fast(hot, event, context)
             if answer is not None:
-                return answer
-            refused = _body_refused(event)  # skipped by `refuse` for hot routes
-            if refused is not None:
-                return refused
-        return super().resolve(event, context)
+                return answer  # a body the model accepts is within the limits (see `hot_route`)
+        return _body_refused(event) or super().resolve(event, context)
 
     def _fast(
         self, hot: _HotRoute, event: Mapping[str, Any], context: LambdaContext
