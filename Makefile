@@ -9,6 +9,10 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 3000
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+# Installing never resolves: every lock is a complete closure (tests/unit/test_locks.py proves it), so
+# each is installed with --no-deps by a pinned pip (requirements/installer.txt) and `pip check` confirms
+# the result. A package released after the lock therefore changes nothing.
+SYNC := $(PIP) install --require-hashes --no-deps
 # `make lock` runs uv from its own small venv (never the project's), at a pinned version.
 UV_VERSION ?= 0.13.9
 TOOLS ?= .tools
@@ -22,17 +26,20 @@ help: ## list every target with its purpose
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-$(RUN_STAMP): requirements/run.txt pyproject.toml
+$(RUN_STAMP): requirements/installer.txt requirements/run.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --require-hashes -r requirements/run.txt
+	$(SYNC) -r requirements/installer.txt
+	$(SYNC) -r requirements/run.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	rm -rf build *.egg-info
+	$(BIN)/python -m pip check
 	touch $@
 
 $(DEV_STAMP): $(RUN_STAMP) requirements/dev.txt requirements/reference.txt
-	$(PIP) install --require-hashes -r requirements/dev.txt
-	# Test-only reference engine; it pins numpy<2, which the parts the tests use do not need.
-	$(PIP) install --require-hashes --no-deps -r requirements/reference.txt
+	$(SYNC) -r requirements/dev.txt
+	$(BIN)/python -m pip check
+	# Test-only reference engine, after the check: it pins numpy<2, which the parts the tests use do not need.
+	$(SYNC) -r requirements/reference.txt
 	touch $@
 
 install-run: $(RUN_STAMP) ## create .venv with only the service and the local server (what `make run` needs)
@@ -74,6 +81,7 @@ lock: ## regenerate requirements/*.txt and the layers' requirements.txt from pyp
 	$(UV_COMPILE) pyproject.toml requirements/build.in --extra local -o requirements/run.txt
 	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev -c requirements/run.txt -o requirements/dev.txt
 	$(UV_COMPILE) --no-deps requirements/reference.in -o requirements/reference.txt
+	$(UV_COMPILE) requirements/installer.in -o requirements/installer.txt
 	# The shared layer: the runtime dependencies for Lambda's Python 3.12 on arm64, without numpy (its
 	# own layer, below) nor boto3 (the runtime has it). botocore (and urllib3, python-dateutil, six,
 	# which only it needs) stay pinned here, since
