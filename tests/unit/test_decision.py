@@ -7,9 +7,9 @@ import uuid
 
 from abtest.contract.bucketing import bucket_for
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
 from abtest.domain.decision import STAGES, Subject, decide
-from abtest.domain.models import Experiment, Reason, Status
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.namespaces import Namespace
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import FakeStore, make_experiment

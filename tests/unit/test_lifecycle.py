@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from abtest.domain.experiments import Experiment, ExperimentCreate, Status, Variant
 from abtest.domain.lifecycle import (
     CONVERTING,
     ENROLLING,
@@ -17,7 +18,6 @@ from abtest.domain.lifecycle import (
     check_transition,
     sources_of,
 )
-from abtest.domain.models import Experiment, ExperimentCreate, Status, Variant
 from abtest.errors import Conflict, InvalidInput, InvalidTransition
 
 ALLOWED = {

@@ -9,11 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
 from abtest.domain.decision import STAGES, Subject, decide
-from abtest.domain.models import Reason, Status
+from abtest.domain.experiments import Status
 from abtest.domain.overrides import (
-    MAX_OVERRIDES_PER_EXPERIMENT,
     check_overridable,
     check_room,
     check_user_id,
@@ -21,6 +20,7 @@ from abtest.domain.overrides import (
 )
 from abtest.domain.serving import AssignmentService
 from abtest.errors import Conflict, InvalidInput
+from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT
 from tests.unit.fakes import FakeStore, make_experiment
 from tests.unit.test_decision import namespace, user_in
 

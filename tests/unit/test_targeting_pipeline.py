@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
 from abtest.domain.decision import Subject, decide
-from abtest.domain.models import Reason, Status
+from abtest.domain.experiments import Status
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import FakeStore, make_experiment
 from tests.unit.test_decision import namespace, user_in

@@ -20,7 +20,7 @@ from abtest.analysis.charts import users_over_time as users_chart
 from abtest.analysis.results import ExperimentResults
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
-from abtest.domain.models import Experiment
+from abtest.domain.experiments import Experiment
 from abtest.stats.outputs import MetricAnalysis, PowerBlock
 
 if TYPE_CHECKING:

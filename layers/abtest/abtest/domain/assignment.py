@@ -7,11 +7,35 @@ The stored assignment is the truth once written (sticky), whatever the hash woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
+
 from abtest.contract.bucketing import Allocation, unit_interval
-from abtest.domain.models import Experiment, Status, Variant
+from abtest.domain.experiments import Experiment, Status, Variant
+
+
+class Reason(StrEnum):
+    """Why a user is or is not in an experiment."""
+
+    ASSIGNED = "assigned"  # enrolled: the stored (or just stored) variant
+    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"  # in the experiment's share, outside its traffic
+    NOT_IN_SHARE = "not_in_experiment_share"  # the user's namespace bucket is not the experiment's
+    IN_OTHER_EXPERIMENT = "in_other_experiment"  # already a member of a sibling in the namespace
+    NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
+    NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
+    TARGETING_NOT_MET = "targeting_not_met"  # the user's attributes do not match the targeting
+    DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
+    OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
+    HOLDOUT = "holdout"  # held out by a running holdout covering the surface: defaults, never enrolled
+
+
+class AssignedVariant(BaseModel):
+    id: UUID
+    name: str
+    config: dict[str, Any]
 
 
 @dataclass(frozen=True)

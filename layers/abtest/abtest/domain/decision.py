@@ -36,10 +36,10 @@ from typing import Any
 from uuid import UUID
 
 from abtest.contract.bucketing import unit_interval
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
+from abtest.domain.experiments import Variant
 from abtest.domain.holdouts import RunningHoldout, held_out
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import Reason, Variant
 from abtest.domain.namespaces import Namespace
 from abtest.domain.targeting import evaluate
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from abtest.domain.models import Experiment, ExperimentCreate, Status, check_definition
-from abtest.domain.targeting import require_valid_condition
+from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, InvalidTransition
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from abtest.domain.models import CatalogItem, RecommenderConfig
+from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
 
 FloatArray = npt.NDArray[np.float64]
 
