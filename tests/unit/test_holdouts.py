@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from abtest.analysis.holdouts import GroupMetric, HoldoutStats, holdout_results
 from abtest.contract.holdouts import holdout_bucket, holdout_group, holdout_size
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
-from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import STAGES, Subject, decide
 from abtest.domain.experiments import Status
 from abtest.domain.holdouts import Holdout, HoldoutCreate, RunningHoldout, memberships
@@ -178,8 +178,8 @@ def test_exactly_one_of_surfaces_and_all() -> None:
 # The pipeline stage
 
 
-def namespace_of(*experiments: Any) -> tuple[Namespace, dict[uuid.UUID, RunningExperiment]]:
-    running = {e.id: RunningExperiment.of(e) for e in experiments}
+def namespace_of(*experiments: Any) -> tuple[Namespace, dict[uuid.UUID, LiveExperiment]]:
+    running = {e.id: LiveExperiment.of(e) for e in experiments}
     owners = [experiments[0].id] * NAMESPACE_BUCKETS if experiments else []
     return Namespace("recommendations", "ns-salt", running, owners), running
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, Reason, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import Subject, decide
 from abtest.domain.experiments import Status
 from abtest.domain.serving import AssignmentService
@@ -27,7 +27,7 @@ def test_targeting_decides_after_the_namespace_and_before_the_traffic() -> None:
     in_t, in_closed = user_in(ns, range(0, 5000)), user_in(ns, range(5000, 10_000))
 
     def outcome(user: str, attributes: dict[str, Any], requested: Any = None) -> tuple[Reason, str]:
-        running = RunningExperiment.of(requested) if requested is not None else None
+        running = LiveExperiment.of(requested) if requested is not None else None
         decision = decide(Subject(user, ns, running, attributes=attributes))
         return decision.reason, decision.stage
 

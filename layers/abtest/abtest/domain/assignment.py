@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from abtest.contract.bucketing import Allocation, unit_interval
+from abtest.contract.bucketing import Allocation
 from abtest.domain.experiments import Experiment, Status, Variant
 
 
@@ -92,25 +92,21 @@ def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:
 
 
 @dataclass(frozen=True)
-class RunningExperiment:
-    """An experiment (running or paused) with its variant ranges computed once per cache load."""
+class LiveExperiment:
+    """An experiment that holds its namespace buckets (running or paused: a paused one still answers
+    for its users, with defaults), with its variant ranges computed once per cache load."""
 
     experiment: Experiment
     allocation: Allocation
 
     @classmethod
-    def of(cls, experiment: Experiment) -> RunningExperiment:
+    def of(cls, experiment: Experiment) -> LiveExperiment:
         weights = [variant.weight for variant in experiment.variants]
         return cls(experiment, Allocation(weights, experiment.traffic_allocation))
 
     @property
     def id(self) -> UUID:
         return self.experiment.id
-
-    def bucket(self, user_id: str) -> Variant | None:
-        """The variant the contract gives this user, or None if traffic allocation excludes them."""
-        index = self.allocation.variant_index(unit_interval(self.experiment.salt, user_id))
-        return None if index is None else self.experiment.variants[index]
 
     def variant(self, variant_id: UUID) -> Variant:
         """A variant of this experiment by id (a stored assignment's variant)."""

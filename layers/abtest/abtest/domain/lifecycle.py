@@ -30,16 +30,6 @@ ACCEPTING = {"exposure": EXPOSING, "conversion": CONVERTING}
 HOLDING_BUCKETS = frozenset({Status.RUNNING, Status.PAUSED})
 
 
-def allowed_targets(current: Status) -> tuple[Status, ...]:
-    """Statuses reachable from `current` in one transition."""
-    return TRANSITIONS[current]
-
-
-def sources_of(target: Status) -> tuple[Status, ...]:
-    """Statuses from which `target` can be reached in one transition."""
-    return tuple(source for source, targets in TRANSITIONS.items() if target in targets)
-
-
 def check_transition(current: Status, target: Status) -> None:
     """Raise InvalidTransition unless `current -> target` is allowed (a no-op is allowed)."""
     if current == target or target in TRANSITIONS[current]:

@@ -22,13 +22,11 @@ import mmh3
 from pydantic import BaseModel, Field
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
-from abtest.domain.assignment import AssignedVariant, RunningExperiment
+from abtest.domain.assignment import AssignedVariant, LiveExperiment
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import RunningHoldout, covering
 from abtest.domain.lifecycle import HOLDING_BUCKETS
 from abtest.errors import Conflict
-
-MIN_SHARE = 1 / NAMESPACE_BUCKETS
 
 
 def buckets_for_share(share: float) -> int:
@@ -81,14 +79,14 @@ class Namespace:
 
     surface: str
     salt: str | None  # None: no experiment has started on this surface yet
-    experiments: Mapping[UUID, RunningExperiment] = field(default_factory=dict)
+    experiments: Mapping[UUID, LiveExperiment] = field(default_factory=dict)
     owners: Sequence[UUID | None] = ()
 
     def bucket(self, user_id: str) -> int | None:
         """The user's bucket, or None when the surface has no namespace yet."""
         return None if self.salt is None else namespace_bucket(self.salt, user_id)
 
-    def owner(self, bucket: int | None) -> RunningExperiment | None:
+    def owner(self, bucket: int | None) -> LiveExperiment | None:
         """The experiment owning a bucket, if any (running or paused)."""
         if bucket is None or not self.owners:
             return None
@@ -110,7 +108,7 @@ class ServingView:
     """Everything the pipeline needs from the cache: namespaces by surface, experiments by id."""
 
     namespaces: Mapping[str, Namespace]
-    experiments: Mapping[UUID, RunningExperiment]
+    experiments: Mapping[UUID, LiveExperiment]
     # Values of the saved groups the experiments' targeting names, by key (stale for up to one TTL).
     saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     holdouts: tuple[RunningHoldout, ...] = ()  # running holdouts, by id
@@ -132,7 +130,7 @@ def build_view(
 ) -> ServingView:
     """Index experiments holding buckets (running, paused), the bucket owners of every namespace, the
     saved groups their targeting names, and the running holdouts."""
-    live = {e.id: RunningExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
+    live = {e.id: LiveExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
     namespaces: dict[str, Namespace] = {}
     for allocation in allocations:
         owners: list[UUID | None] = [None] * NAMESPACE_BUCKETS

@@ -42,7 +42,6 @@ from abtest.domain.js_values import (
     type_name,
 )
 
-LOGICAL = ("$and", "$or", "$nor", "$not")
 ARRAY_OPERATORS = ("$in", "$nin", "$ini", "$nini", "$all", "$alli")
 REGEX_OPERATORS = ("$regex", "$regexi", "$notRegex", "$notRegexi")
 VERSION_OPERATORS = ("$veq", "$vne", "$vgt", "$vgte", "$vlt", "$vlte")
