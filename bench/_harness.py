@@ -334,7 +334,7 @@ def database_stubbed(profile: Sequence[float] | None = None) -> Iterator[None]:
     stored; an exposure recorded; `profile` as the user's profile), so the layers above it can be
     timed without the database: their CPU cost alone."""
     from abtest.domain.assignment import Enrollment, EnrollRequest
-    from abtest.domain.models import Status
+    from abtest.domain.experiments import Status
     from abtest.storage import AssignmentRepository
 
     original = AssignmentRepository.enroll

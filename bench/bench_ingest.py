@@ -145,7 +145,7 @@ class Batch:
 def make_batch(experiment: Experiment, users: int, tag: str, rng: random.Random) -> Batch:
     from psycopg.types.json import Jsonb
 
-    from abtest.domain.models import EventBatch
+    from abtest.domain.events import EventBatch
 
     experiment_uuid = uuid.UUID(experiment.id)
     events: list[dict[str, Any]] = []

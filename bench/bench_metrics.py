@@ -96,7 +96,7 @@ def timed_call(handler: common.Handler, experiment_id: str) -> float:
 
 
 def write_tail(experiment: common.Experiment, users: int, size: int, tag: str, rng: random.Random) -> None:
-    from abtest.domain.models import EventBatch
+    from abtest.domain.events import EventBatch
     from abtest.storage import EventRepository
     from abtest.storage.database import get_database
 

@@ -143,8 +143,8 @@ def ranking_only(pool: Sequence[str], iterations: int) -> Latency:
     """recommend() alone on the container's cached catalog, for a demo profile and a variant's config:
     the CPU cost of ranking the whole catalog per request."""
     import assignments_handler
-    from abtest.domain.models import RecommenderConfig
     from abtest.domain.recommender import recommend
+    from abtest.domain.recommender_config import RecommenderConfig
 
     server = assignments_handler.server()
     result = server.recommendations(pool[0], LIMIT, surface=SURFACE)

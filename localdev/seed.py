@@ -12,7 +12,7 @@ from uuid import UUID
 
 import numpy as np
 
-from abtest.domain.models import Experiment, ExperimentCreate
+from abtest.domain.experiments import Experiment, ExperimentCreate
 from abtest.errors import NotFound
 from abtest.storage import CatalogRepository, ExperimentRepository
 from abtest.storage.database import get_database

@@ -8,23 +8,21 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from abtest.domain.assignment import experiment_variant_tag
-from abtest.domain.models import (
-    SURFACE_PATTERN,
-    AssignedVariant,
+from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
+from abtest.domain.experiments import SURFACE_PATTERN
+from abtest.domain.serving import Assignment, AssignmentService
+from abtest.errors import BadRequest
+from abtest.http.app import API_PREFIX, create_app, documented, hot_route
+from abtest.http.entrypoint import entrypoint
+from abtest.http.schemas import (
     AssignmentRequest,
     AssignmentResponse,
-    Reason,
     RecommendationRequest,
     RecommendationResponse,
     RecommendedItem,
     StoredAssignmentResponse,
     SurfaceAssignmentResponse,
 )
-from abtest.domain.serving import Assignment, AssignmentService
-from abtest.errors import BadRequest
-from abtest.http.app import API_PREFIX, create_app, documented, hot_route
-from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
@@ -174,7 +172,8 @@ def surface_assignment(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
 ) -> SurfaceAssignmentResponse:
     # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
-    return NamespaceRepository(get_database()).lookup(surface, unquote(user_id))
+    membership = NamespaceRepository(get_database()).lookup(surface, unquote(user_id))
+    return SurfaceAssignmentResponse.model_validate(membership, from_attributes=True)
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

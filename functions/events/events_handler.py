@@ -3,7 +3,7 @@
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 
-from abtest.domain.models import BatchResult, Conversion, ConversionIn, EventBatch
+from abtest.domain.events import BatchResult, Conversion, ConversionIn, EventBatch
 from abtest.errors import Conflict, InvalidInput
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint

@@ -11,21 +11,18 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from abtest.domain.audit import ACTION_PATTERN, ENTITY_TYPE_PATTERN, AuditFilter, AuditPage, parse_instant
-from abtest.domain.holdouts import Holdout, HoldoutCreate, HoldoutPage
-from abtest.domain.models import (
+from abtest.domain.audit import ACTION_PATTERN, ENTITY_TYPE_PATTERN, AuditFilter, parse_instant
+from abtest.domain.experiments import (
     EXPERIMENT_NAME_PATTERN,
     SURFACE_PATTERN,
     Experiment,
     ExperimentCreate,
-    ExperimentPage,
     ExperimentPatch,
     Status,
     StatusChange,
-    SurfaceList,
-    SurfaceNamespace,
-    text_problem,
 )
+from abtest.domain.holdouts import Holdout, HoldoutCreate
+from abtest.domain.namespaces import SurfaceNamespace
 from abtest.domain.overrides import OverrideIn, OverrideList, OverrideWritten, check_user_id
 from abtest.domain.saved_groups import (
     SavedGroup,
@@ -35,12 +32,15 @@ from abtest.domain.saved_groups import (
     TargetingEvaluation,
     TargetingResult,
 )
-from abtest.domain.targeting import check_condition, evaluate, referenced_groups
+from abtest.domain.targeting import evaluate
+from abtest.domain.targeting_checks import check_condition, referenced_groups
 from abtest.errors import BadRequest, InvalidInput
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
+from abtest.http.schemas import AuditPage, ExperimentPage, HoldoutPage, SurfaceList
 from abtest.http.scopes import Scope
+from abtest.limits import text_problem
 from abtest.observability import logger, tracer
 from abtest.storage import (
     ExperimentRepository,
@@ -116,7 +116,8 @@ def list_experiments(
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
 ) -> ExperimentPage:
     wanted = None if status == "all" else Status(status)
-    return experiments().list(status=wanted, name=name, limit=limit, cursor=cursor)
+    listing = experiments().list(status=wanted, name=name, limit=limit, cursor=cursor)
+    return ExperimentPage(experiments=listing.items, next_cursor=listing.next_cursor)
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>", responses=documented(200, Experiment, 404))
@@ -301,7 +302,8 @@ def list_holdouts(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
 ) -> HoldoutPage:
-    return holdouts().list(limit=limit, cursor=cursor)
+    listing = holdouts().list(limit=limit, cursor=cursor)
+    return HoldoutPage(holdouts=listing.items, next_cursor=listing.next_cursor)
 
 
 @app.get(f"{API_PREFIX}/holdouts/<holdout_id>", responses=documented(200, Holdout, 404))
@@ -340,7 +342,8 @@ ActionFilter = Annotated[str | None, Query(max_length=128, pattern=ACTION_PATTER
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/history", responses=documented(200, AuditPage, 404))
 @tracer.capture_method(capture_response=False)
 def experiment_history(experiment_id: ExperimentId, limit: Limit = 50, cursor: Cursor = None) -> AuditPage:
-    return AuditRepository(get_database()).history(experiment_id, limit=limit, cursor=cursor)
+    listing = AuditRepository(get_database()).history(experiment_id, limit=limit, cursor=cursor)
+    return AuditPage(events=listing.items, next_cursor=listing.next_cursor)
 
 
 @app.get(f"{API_PREFIX}/audit", responses=documented(200, AuditPage))
@@ -367,7 +370,8 @@ def audit_log(
         actor=actor,
         action=action,
     )
-    return AuditRepository(get_database()).search(filters, limit=limit, cursor=cursor)
+    listing = AuditRepository(get_database()).search(filters, limit=limit, cursor=cursor)
+    return AuditPage(events=listing.items, next_cursor=listing.next_cursor)
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -12,7 +12,7 @@ from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.results import ExperimentResults, results_report
 from abtest.analysis.timeseries import ExperimentTimeseries, timeseries_report
-from abtest.domain.models import Status
+from abtest.domain.experiments import Status
 from abtest.errors import NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomRes
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.errors import Unavailable
+from abtest.limits import MAX_FAILURE_REASON_LENGTH
 from abtest.observability import logger, tracer
 from abtest.settings import get_settings
 from abtest.storage.database import get_database
@@ -36,8 +37,6 @@ RESPONSE_ATTEMPTS = 2
 RESPONSE_TIMEOUT_SECONDS = 5.0
 # A newly created RDS Proxy target takes minutes to accept connections: keep trying until the deadline.
 RETRY_INTERVAL_SECONDS = 5.0
-# CloudFormation refuses responses over 4 KB.
-MAX_REASON_LENGTH = 1000
 STATEMENT_TIMEOUT_RANGE_MS = (100, 900_000)
 
 
@@ -57,7 +56,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except Exception as exc:  # every failure must reach CloudFormation as FAILED, never as silence
         logger.exception("database migration failed")
         status = "FAILED"
-        detail = f"{type(exc).__name__}: {exc}"[:MAX_REASON_LENGTH]
+        detail = f"{type(exc).__name__}: {exc}"[:MAX_FAILURE_REASON_LENGTH]
         reason = f"{detail} (log stream {context.log_stream_name})"
     answer = {
         "Status": status,

@@ -10,8 +10,7 @@ from uuid import UUID
 import pytest
 
 from abtest.contract.holdouts import holdout_group, holdout_size
-from abtest.domain.assignment import EnrollRequest
-from abtest.domain.models import Reason
+from abtest.domain.assignment import EnrollRequest, Reason
 from abtest.domain.serving import AssignmentService
 from abtest.storage import AssignmentRepository, CatalogRepository, HoldoutRepository
 from abtest.storage.database import get_database

@@ -12,10 +12,11 @@ from uuid import UUID
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, bucket_ranges
 from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.experiments import Experiment, Status, Variant
 from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
-from abtest.domain.models import CatalogItem, Experiment, Status, Variant
 from abtest.domain.namespaces import NamespaceAllocation, NamespaceFull, buckets_for_share, choose_buckets
+from abtest.domain.recommender_config import CatalogItem
 from abtest.errors import NotFound, Unavailable
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

@@ -6,6 +6,10 @@ analysis/  rollup fold, reports                 imports: domain, contract, stats
 stats/     the statistics engine                imports: itself, and field_path (stdlib only)
 storage/   the only SQL and the only psycopg
 http/      resolver, error mapping, scopes      the only Powertools event-handler user (with handlers)
+
+And the homes of a kind of definition: HTTP-only views (pydantic `*Request`, `*Response`, `*Page`) in
+http/schemas.py, every `MAX_*` limit in limits.py (the contract keeps its own), and no domain module
+past 400 lines.
 """
 
 from __future__ import annotations
@@ -114,3 +118,103 @@ def test_the_boundary_checks_can_fail() -> None:
     # A check that cannot fail is worse than none: the reader finds a violation in a file made for it.
     assert _uses(imports_of(PACKAGE / "storage" / "database.py"), "psycopg")
     assert _uses(imports_of(PACKAGE / "http" / "app.py"), "aws_lambda_powertools.event_handler")
+
+
+# --- Homes: where a kind of definition may live ------------------------------------------------------
+
+SCHEMAS = PACKAGE / "http" / "schemas.py"
+LIMITS = PACKAGE / "limits.py"
+HTTP_VIEW_SUFFIXES = ("Request", "Response", "Page")
+DOMAIN_MODULE_CEILING = 400  # lines; a domain module past this is two concepts
+
+
+def _classes(tree: ast.Module) -> list[ast.ClassDef]:
+    return [node for node in tree.body if isinstance(node, ast.ClassDef)]
+
+
+def _base_names(node: ast.ClassDef) -> set[str]:
+    names: set[str] = set()
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            names.add(base.id)
+        elif isinstance(base, ast.Attribute):
+            names.add(base.attr)
+    return names
+
+
+def pydantic_models(trees: dict[Path, ast.Module]) -> set[str]:
+    """Names of the classes that are pydantic models: BaseModel's subclasses, to any depth."""
+    models = {"BaseModel"}
+    while True:
+        found = {
+            node.name
+            for tree in trees.values()
+            for node in _classes(tree)
+            if _base_names(node) & models and node.name not in models
+        }
+        if not found:
+            return models - {"BaseModel"}
+        models |= found
+
+
+def http_views_in(tree: ast.Module, models: set[str]) -> list[str]:
+    """The pydantic models of a module named like HTTP views (`*Request`, `*Response`, `*Page`)."""
+    return [
+        node.name for node in _classes(tree) if node.name in models and node.name.endswith(HTTP_VIEW_SUFFIXES)
+    ]
+
+
+def limits_in(tree: ast.Module) -> list[str]:
+    """Module-level `MAX_*` constants a module defines."""
+    names: list[str] = []
+    for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        names.extend(t.id for t in targets if isinstance(t, ast.Name) and t.id.startswith("MAX_"))
+    return names
+
+
+# The statistics engine stands alone (its CLI reads its own request models); the assignment contract is
+# reproduced by SDK authors on its own, bounds included (MAX_HOLDOUT_PERCENT).
+SERVICE_FILES = [path for path in ALL_FILES if not path.is_relative_to(PACKAGE / "stats")]
+TREES = {path: ast.parse(path.read_text(encoding="utf-8")) for path in SERVICE_FILES}
+MODELS = pydantic_models(TREES)
+
+
+@pytest.mark.parametrize("path", SERVICE_FILES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_http_views_live_in_the_schemas_module(path: Path) -> None:
+    if path == SCHEMAS:
+        return
+    assert http_views_in(TREES[path], MODELS) == [], "HTTP-only views belong in abtest/http/schemas.py"
+
+
+@pytest.mark.parametrize("path", SERVICE_FILES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_limits_live_in_the_limits_module(path: Path) -> None:
+    if path == LIMITS or path.is_relative_to(PACKAGE / "contract"):
+        return
+    assert limits_in(TREES[path]) == [], "every limit is defined once, in abtest/limits.py"
+
+
+@pytest.mark.parametrize("path", files_in(PACKAGE / "domain"), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_no_domain_module_holds_two_concepts(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= DOMAIN_MODULE_CEILING, f"{path.name} has {lines} lines: split it by concept"
+
+
+def test_the_home_checks_can_fail() -> None:
+    stray = ast.parse(
+        "from pydantic import BaseModel\n"
+        "MAX_THINGS = 3\n"
+        "class Base(BaseModel): ...\n"
+        "class ThingPage(Base): ...\n"
+        "class BadRequest(Exception): ...\n"
+    )
+    assert http_views_in(stray, pydantic_models({Path("stray.py"): stray})) == ["ThingPage"]
+    assert limits_in(stray) == ["MAX_THINGS"]
+    assert "ExperimentPage" in http_views_in(TREES[SCHEMAS], MODELS)
+    assert "MAX_USER_ID_LENGTH" in limits_in(TREES[LIMITS])

@@ -17,6 +17,9 @@ from abtest.domain.audit import (
     AuditEntry,
     FieldChange,
     changes,
+    parse_instant,
+)
+from abtest.domain.audit_entries import (
     experiment_created,
     experiment_deleted,
     experiment_updated,
@@ -25,15 +28,14 @@ from abtest.domain.audit import (
     namespace_share_changed,
     override_deleted,
     override_set,
-    parse_instant,
     saved_group_created,
     saved_group_deleted,
     saved_group_updated,
     status_changed,
     transition_action,
 )
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import Holdout
-from abtest.domain.models import Experiment, Status
 from abtest.domain.overrides import Override
 from abtest.domain.saved_groups import SavedGroup
 from abtest.errors import InvalidInput

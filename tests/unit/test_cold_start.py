@@ -129,7 +129,7 @@ def test_ranking_loads_numpy_when_it_is_first_needed() -> None:
         HANDLERS["assignments_handler"],
         "import assignments_handler\n"
         "before = 'numpy' in sys.modules\n"
-        "from abtest.domain.models import CatalogItem\n"
+        "from abtest.domain.recommender_config import CatalogItem\n"
         "from abtest.domain.serving import AssignmentService\n"
         "class Catalog:\n"
         "    def catalog(self):\n"

@@ -7,9 +7,9 @@ import uuid
 
 from abtest.contract.bucketing import bucket_for
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import STAGES, Subject, decide
-from abtest.domain.models import Experiment, Reason, Status
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.namespaces import Namespace
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import FakeStore, make_experiment
@@ -22,7 +22,7 @@ def namespace(*owners: tuple[Experiment, range]) -> Namespace:
     for experiment, buckets in owners:
         for bucket in buckets:
             table[bucket] = experiment.id
-    experiments = {e.id: RunningExperiment.of(e) for e, _ in owners}
+    experiments = {e.id: LiveExperiment.of(e) for e, _ in owners}
     return Namespace("recommendations", SALT, experiments, table)
 
 
@@ -65,7 +65,7 @@ def test_every_exit_has_its_reason() -> None:
     )
 
     def reason(user: str, requested: Experiment | None = None) -> tuple[Reason, str]:
-        running = RunningExperiment.of(requested) if requested is not None else None
+        running = LiveExperiment.of(requested) if requested is not None else None
         decision = decide(Subject(user, ns, running))
         return decision.reason, decision.stage
 
@@ -102,7 +102,7 @@ def test_a_member_stays_with_their_experiment_whatever_the_bucket_says() -> None
     assert decision.experiment.id == a.id
     # Asked about b directly: the user belongs to a sibling.
     in_b_bucket = Enrollment(b.id, Status.RUNNING, None, member_of=a.id)
-    asked = decide(Subject(user, ns, RunningExperiment.of(b), stored=in_b_bucket))
+    asked = decide(Subject(user, ns, LiveExperiment.of(b), stored=in_b_bucket))
     assert asked.reason == Reason.IN_OTHER_EXPERIMENT
 
 

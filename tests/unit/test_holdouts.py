@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from abtest.analysis.holdouts import GroupMetric, HoldoutStats, holdout_results
 from abtest.contract.holdouts import holdout_bucket, holdout_group, holdout_size
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import STAGES, Subject, decide
+from abtest.domain.experiments import Status
 from abtest.domain.holdouts import Holdout, HoldoutCreate, RunningHoldout, memberships
-from abtest.domain.models import Reason, Status
 from abtest.domain.namespaces import Namespace
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import NOW, FakeStore, make_experiment
@@ -178,8 +178,8 @@ def test_exactly_one_of_surfaces_and_all() -> None:
 # The pipeline stage
 
 
-def namespace_of(*experiments: Any) -> tuple[Namespace, dict[uuid.UUID, RunningExperiment]]:
-    running = {e.id: RunningExperiment.of(e) for e in experiments}
+def namespace_of(*experiments: Any) -> tuple[Namespace, dict[uuid.UUID, LiveExperiment]]:
+    running = {e.id: LiveExperiment.of(e) for e in experiments}
     owners = [experiments[0].id] * NAMESPACE_BUCKETS if experiments else []
     return Namespace("recommendations", "ns-salt", running, owners), running
 

@@ -16,15 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from abtest.domain.models import (
-    AssignmentRequest,
-    Conversion,
-    ConversionIn,
-    EventBatch,
-    RecommendationRequest,
-)
+from abtest.domain.events import Conversion, ConversionIn, EventBatch
 from abtest.errors import NotFound, Unavailable
 from abtest.http.app import create_app, hot_route, refuse
+from abtest.http.schemas import AssignmentRequest, RecommendationRequest
 from localdev.lambda_events import http_api_event
 
 EXPERIMENT = "6f1c0f7e-1b5e-4a57-9a3c-1f0e0c0e0c0e"

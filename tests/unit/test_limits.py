@@ -1,4 +1,4 @@
-"""The request-body limits (abtest.http.limits) and the JSON-value check (abtest.domain.models), pure."""
+"""The request-body parser (abtest.http.body) and the JSON-value check (abtest.limits), pure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from abtest.domain.models import MAX_JSON_DEPTH, RecommenderConfig, json_problem
-from abtest.http.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, BodyError, check_body, dumps
+from abtest.domain.recommender_config import RecommenderConfig
+from abtest.http.body import BodyError, check_body, dumps
+from abtest.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, MAX_JSON_DEPTH, json_problem
 
 
 def nested(depth: int) -> Any:

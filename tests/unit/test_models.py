@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from abtest.domain.models import ExperimentCreate, ExperimentPatch
+from abtest.domain.experiments import ExperimentCreate, ExperimentPatch
 from abtest.field_path import field_path
 from abtest.http.app import field_name
 from abtest.stats.inputs import StatsInputError, parse_request

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from abtest.contract.bucketing import bucket_for, unit_interval
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, bucket_ranges, buckets_in, namespace_bucket
-from abtest.domain.models import Reason, Status
+from abtest.domain.assignment import Reason
+from abtest.domain.experiments import Status
 from abtest.domain.namespaces import NamespaceFull, buckets_for_share, choose_buckets
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import FakeStore, make_experiment

@@ -9,11 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import STAGES, Subject, decide
-from abtest.domain.models import Reason, Status
+from abtest.domain.experiments import Status
 from abtest.domain.overrides import (
-    MAX_OVERRIDES_PER_EXPERIMENT,
     check_overridable,
     check_room,
     check_user_id,
@@ -21,6 +20,7 @@ from abtest.domain.overrides import (
 )
 from abtest.domain.serving import AssignmentService
 from abtest.errors import Conflict, InvalidInput
+from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT
 from tests.unit.fakes import FakeStore, make_experiment
 from tests.unit.test_decision import namespace, user_in
 
@@ -36,7 +36,7 @@ def test_a_forced_user_is_served_the_forced_variant_over_their_stored_assignment
     ns = namespace((a, range(NAMESPACE_BUCKETS)))
     control, treatment = a.variants
     stored = Enrollment(a.id, Status.RUNNING, control.id, member_of=a.id, forced_variant_id=treatment.id)
-    for requested in (None, RunningExperiment.of(a)):
+    for requested in (None, LiveExperiment.of(a)):
         decision = decide(Subject("user-1", ns, requested, stored))
         assert (decision.reason, decision.variant, decision.stage) == (Reason.OVERRIDE, treatment, "override")
         assert not decision.proposal
@@ -64,7 +64,7 @@ def test_an_override_of_an_experiment_that_is_not_running_is_not_served() -> Non
     a = make_experiment("a")
     ns = namespace((a, range(NAMESPACE_BUCKETS)))
     paused = Enrollment(a.id, Status.PAUSED, None, member_of=None, forced_variant_id=a.variants[1].id)
-    decision = decide(Subject("user-1", ns, RunningExperiment.of(a), paused))
+    decision = decide(Subject("user-1", ns, LiveExperiment.of(a), paused))
     assert (decision.reason, decision.variant, decision.stage) == (Reason.NOT_RUNNING, None, "running")
 
 
@@ -105,7 +105,7 @@ def test_an_override_wins_while_running_and_never_otherwise(
         member_of=(a.id if stored_index is not None else sibling.id) if member else None,
         forced_variant_id=forced.id,
     )
-    decision = decide(Subject(user, ns, RunningExperiment.of(a) if asked else None, stored))
+    decision = decide(Subject(user, ns, LiveExperiment.of(a) if asked else None, stored))
     if status == Status.RUNNING:
         assert (decision.reason, decision.variant) == (Reason.OVERRIDE, forced)
         assert decision.experiment is not None

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abtest.domain.models import CatalogItem, RecommenderConfig, check_variant_configs
+from abtest.domain.experiments import check_variant_configs
 from abtest.domain.recommender import Catalog, recommend, similarity
+from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
 from abtest.errors import InvalidInput
 
 ITEMS = [

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from abtest.analysis.metrics_report import metrics_report
 from abtest.analysis.results import results_report, srm_alerts, srm_verdict
 from abtest.analysis.rollup import ExposureTotals, MetricStats, RunningAllocation, VariantMetrics
-from abtest.domain.models import Experiment, Status, Variant
+from abtest.domain.experiments import Experiment, Status, Variant
 from abtest.stats import BinomialStats, MeanStats, analyze
 from abtest.stats.outputs import MetricAnalysis
 

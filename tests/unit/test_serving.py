@@ -7,8 +7,9 @@ import uuid
 import pytest
 
 from abtest.contract.bucketing import bucket_for
+from abtest.domain.assignment import Reason
 from abtest.domain.cache import TTLCache
-from abtest.domain.models import Reason, Status
+from abtest.domain.experiments import Status
 from abtest.domain.serving import AssignmentService
 from abtest.errors import NotFound, Unavailable
 from tests.unit.fakes import FakeStore, make_experiment

@@ -12,20 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abtest.domain.targeting import (
-    MAX_CONDITION_BYTES,
-    MAX_REGEX_LENGTH,
-    check_condition,
-    evaluate,
-    js_json,
-    js_number,
-    js_number_text,
-    js_string,
-    padded_version,
-    referenced_groups,
-    require_valid_condition,
-)
+from abtest.domain.js_values import js_json, js_number, js_number_text, js_string, padded_version
+from abtest.domain.targeting import evaluate
+from abtest.domain.targeting_checks import check_condition, referenced_groups, require_valid_condition
 from abtest.errors import InvalidInput
+from abtest.limits import MAX_CONDITION_BYTES, MAX_REGEX_LENGTH
 
 # -- coercion: the JavaScript reference's rules (README "Targeting") --------------------------------
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
 from abtest.domain.decision import Subject, decide
-from abtest.domain.models import Reason, Status
+from abtest.domain.experiments import Status
 from abtest.domain.serving import AssignmentService
 from tests.unit.fakes import FakeStore, make_experiment
 from tests.unit.test_decision import namespace, user_in
@@ -27,7 +27,7 @@ def test_targeting_decides_after_the_namespace_and_before_the_traffic() -> None:
     in_t, in_closed = user_in(ns, range(0, 5000)), user_in(ns, range(5000, 10_000))
 
     def outcome(user: str, attributes: dict[str, Any], requested: Any = None) -> tuple[Reason, str]:
-        running = RunningExperiment.of(requested) if requested is not None else None
+        running = LiveExperiment.of(requested) if requested is not None else None
         decision = decide(Subject(user, ns, running, attributes=attributes))
         return decision.reason, decision.stage
 

@@ -14,7 +14,7 @@ from abtest.analysis.report import IndexEntry, Waiting, index_page, interval, pc
 from abtest.analysis.results import results_report
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
 from abtest.analysis.timeseries import DailyMetrics, filled_days, timeseries_report
-from abtest.domain.models import Experiment, Status, Variant
+from abtest.domain.experiments import Experiment, Status, Variant
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """The one syntax for naming a field in an error: ('variants', 1, 'weight') -> 'variants[1].weight'.
 
-The API's 422 bodies (abtest.http.app), the domain's InvalidInput fields (abtest.domain.models) and the
+The API's 422 bodies (abtest.http.app), the domain's InvalidInput fields (abtest.domain) and the
 statistics CLI's errors (abtest.stats.inputs) all name fields this way. Its own module, standard library
 only: the statistics engine may import nothing else of the service (tests/unit/test_architecture.py
 allows it this one module), and the handlers can use it without loading the statistics engine.

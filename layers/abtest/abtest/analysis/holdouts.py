@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from abtest.analysis.results import MetricResults, SrmVerdict, _mean_analysis, srm_verdict
 from abtest.domain.holdouts import Holdout
-from abtest.domain.models import MAX_METRICS_PER_EXPERIMENT
+from abtest.limits import MAX_METRICS_PER_EXPERIMENT
 from abtest.stats import BinomialStats, analyze
 from abtest.stats.outputs import MetricAnalysis
 
@@ -26,7 +26,6 @@ from abtest.stats.outputs import MetricAnalysis
 GROUPS: tuple[Literal["holdout", "measurement"], ...] = ("holdout", "measurement")
 EQUAL = [0.5, 0.5]
 # Metric names in one answer (the covered experiments may have up to 100 each).
-MAX_HOLDOUT_METRICS = MAX_METRICS_PER_EXPERIMENT
 
 
 class GroupUsers(BaseModel):
@@ -64,7 +63,7 @@ class HoldoutResults(BaseModel):
     groups: list[GroupUsers] = Field(description="The holdout (control) first, then the measurement group")
     metrics: dict[str, MetricResults] = Field(description="Per metric name, sorted by name")
     metrics_truncated: bool = Field(
-        description=f"true when only the first {MAX_HOLDOUT_METRICS} names are shown"
+        description=f"true when only the first {MAX_METRICS_PER_EXPERIMENT} names are shown"
     )
     computed_at: datetime
 
@@ -74,7 +73,7 @@ def holdout_results(stats: HoldoutStats, *, alpha: float = 0.05) -> HoldoutResul
     holdout, members, metrics = stats.holdout, stats.members, stats.metrics
     users = [members.get(group, 0) for group in GROUPS]
     names = sorted(metrics)
-    shown = names[:MAX_HOLDOUT_METRICS]
+    shown = names[:MAX_METRICS_PER_EXPERIMENT]
     results: dict[str, MetricResults] = {}
     for name in shown:
         per_group = metrics[name]

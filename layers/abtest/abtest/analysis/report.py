@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from markupsafe import Markup
 
@@ -20,7 +19,7 @@ from abtest.analysis.charts import users_over_time as users_chart
 from abtest.analysis.results import ExperimentResults
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
-from abtest.domain.models import Experiment
+from abtest.domain.experiments import Experiment
 from abtest.stats.outputs import MetricAnalysis, PowerBlock
 
 if TYPE_CHECKING:
@@ -371,8 +370,3 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
             }
         )
     return _environment().get_template("index.html.j2").render(rows=rows, truncated=truncated)
-
-
-def report_link(experiment_id: UUID) -> str:
-    """The report's path relative to the index page (/api/v1/report): works under any stage prefix."""
-    return f"experiments/{experiment_id}/report"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from abtest.domain.models import Experiment
+from abtest.domain.experiments import Experiment
 
 UserKey = tuple[UUID, str]  # (experiment_id, user_id)
 UserMetricKey = tuple[UUID, str, str]  # (experiment_id, user_id, metric_name)

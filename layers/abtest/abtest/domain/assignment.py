@@ -7,11 +7,35 @@ The stored assignment is the truth once written (sticky), whatever the hash woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from abtest.contract.bucketing import Allocation, unit_interval
-from abtest.domain.models import Experiment, Status, Variant
+from pydantic import BaseModel
+
+from abtest.contract.bucketing import Allocation
+from abtest.domain.experiments import Experiment, Status, Variant
+
+
+class Reason(StrEnum):
+    """Why a user is or is not in an experiment."""
+
+    ASSIGNED = "assigned"  # enrolled: the stored (or just stored) variant
+    EXCLUDED_BY_TRAFFIC = "excluded_by_traffic"  # in the experiment's share, outside its traffic
+    NOT_IN_SHARE = "not_in_experiment_share"  # the user's namespace bucket is not the experiment's
+    IN_OTHER_EXPERIMENT = "in_other_experiment"  # already a member of a sibling in the namespace
+    NOT_RUNNING = "experiment_not_running"  # draft, paused or completed: untagged defaults
+    NO_EXPERIMENT = "no_experiment"  # nothing is running or paused on the surface
+    TARGETING_NOT_MET = "targeting_not_met"  # the user's attributes do not match the targeting
+    DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
+    OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
+    HOLDOUT = "holdout"  # held out by a running holdout covering the surface: defaults, never enrolled
+
+
+class AssignedVariant(BaseModel):
+    id: UUID
+    name: str
+    config: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -68,25 +92,21 @@ def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:
 
 
 @dataclass(frozen=True)
-class RunningExperiment:
-    """An experiment (running or paused) with its variant ranges computed once per cache load."""
+class LiveExperiment:
+    """An experiment that holds its namespace buckets (running or paused: a paused one still answers
+    for its users, with defaults), with its variant ranges computed once per cache load."""
 
     experiment: Experiment
     allocation: Allocation
 
     @classmethod
-    def of(cls, experiment: Experiment) -> RunningExperiment:
+    def of(cls, experiment: Experiment) -> LiveExperiment:
         weights = [variant.weight for variant in experiment.variants]
         return cls(experiment, Allocation(weights, experiment.traffic_allocation))
 
     @property
     def id(self) -> UUID:
         return self.experiment.id
-
-    def bucket(self, user_id: str) -> Variant | None:
-        """The variant the contract gives this user, or None if traffic allocation excludes them."""
-        index = self.allocation.variant_index(unit_interval(self.experiment.salt, user_id))
-        return None if index is None else self.experiment.variants[index]
 
     def variant(self, variant_id: UUID) -> Variant:
         """A variant of this experiment by id (a stored assignment's variant)."""

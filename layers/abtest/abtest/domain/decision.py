@@ -36,10 +36,10 @@ from typing import Any
 from uuid import UUID
 
 from abtest.contract.bucketing import unit_interval
-from abtest.domain.assignment import Enrollment, RunningExperiment
+from abtest.domain.assignment import Enrollment, LiveExperiment, Reason
+from abtest.domain.experiments import Variant
 from abtest.domain.holdouts import RunningHoldout, held_out
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import Reason, Variant
 from abtest.domain.namespaces import Namespace
 from abtest.domain.targeting import evaluate
 
@@ -50,7 +50,7 @@ class Subject:
 
     user_id: str
     namespace: Namespace  # the surface's namespace, as the cache knows it
-    requested: RunningExperiment | None = None  # /assignments: the experiment asked for
+    requested: LiveExperiment | None = None  # /assignments: the experiment asked for
     stored: Enrollment | None = None  # what the database holds; None before it was asked
     attributes: Mapping[str, Any] = field(default_factory=dict)  # the request's, for targeting
     saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # values by key (the cache's)
@@ -69,7 +69,7 @@ class Decision:
     """The outcome: why, about which experiment, and the variant to serve (assigned only)."""
 
     reason: Reason
-    experiment: RunningExperiment | None = None
+    experiment: LiveExperiment | None = None
     variant: Variant | None = None
     bucket: int | None = None
     stored: bool = False  # the variant is the stored assignment (False for a mere proposal)
@@ -86,7 +86,7 @@ class Walk:
     """What the stages have established so far."""
 
     bucket: int | None
-    experiment: RunningExperiment | None = None
+    experiment: LiveExperiment | None = None
     variant: Variant | None = None
 
 

@@ -22,9 +22,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
 
 from abtest.contract.holdouts import MAX_HOLDOUT_PERCENT, HoldoutGroup, holdout_group, holdout_size
-from abtest.domain.models import EXPERIMENT_NAME_PATTERN, Status, Surface
+from abtest.domain.experiments import EXPERIMENT_NAME_PATTERN, Status, Surface
+from abtest.limits import MAX_HOLDOUT_SURFACES
 
-MAX_HOLDOUT_SURFACES = 100
 # Statuses in which a holdout holds its users out (the enrollment statement checks the same).
 HOLDING_OUT = frozenset({Status.RUNNING})
 
@@ -97,13 +97,6 @@ class Holdout(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
-
-
-class HoldoutPage(BaseModel):
-    """One page of holdouts, oldest first; pass `next_cursor` back as `cursor` for the next."""
-
-    holdouts: list[Holdout]
-    next_cursor: str | None
 
 
 def holdout_row(row: dict[str, Any]) -> Holdout:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from abtest.domain.models import Experiment, ExperimentCreate, Status, check_definition
-from abtest.domain.targeting import require_valid_condition
+from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, InvalidTransition
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
@@ -28,16 +28,6 @@ CONVERTING = frozenset({Status.RUNNING, Status.PAUSED})
 ACCEPTING = {"exposure": EXPOSING, "conversion": CONVERTING}
 # Statuses in which an experiment holds its namespace buckets (completing releases them).
 HOLDING_BUCKETS = frozenset({Status.RUNNING, Status.PAUSED})
-
-
-def allowed_targets(current: Status) -> tuple[Status, ...]:
-    """Statuses reachable from `current` in one transition."""
-    return TRANSITIONS[current]
-
-
-def sources_of(target: Status) -> tuple[Status, ...]:
-    """Statuses from which `target` can be reached in one transition."""
-    return tuple(source for source, targets in TRANSITIONS.items() if target in targets)
 
 
 def check_transition(current: Status, target: Status) -> None:

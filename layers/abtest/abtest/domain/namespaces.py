@@ -15,19 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import mmh3
+from pydantic import BaseModel, Field
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
-from abtest.domain.assignment import RunningExperiment
+from abtest.domain.assignment import AssignedVariant, LiveExperiment
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import RunningHoldout, covering
 from abtest.domain.lifecycle import HOLDING_BUCKETS
-from abtest.domain.models import Experiment
 from abtest.errors import Conflict
-
-MIN_SHARE = 1 / NAMESPACE_BUCKETS
 
 
 def buckets_for_share(share: float) -> int:
@@ -80,14 +79,14 @@ class Namespace:
 
     surface: str
     salt: str | None  # None: no experiment has started on this surface yet
-    experiments: Mapping[UUID, RunningExperiment] = field(default_factory=dict)
+    experiments: Mapping[UUID, LiveExperiment] = field(default_factory=dict)
     owners: Sequence[UUID | None] = ()
 
     def bucket(self, user_id: str) -> int | None:
         """The user's bucket, or None when the surface has no namespace yet."""
         return None if self.salt is None else namespace_bucket(self.salt, user_id)
 
-    def owner(self, bucket: int | None) -> RunningExperiment | None:
+    def owner(self, bucket: int | None) -> LiveExperiment | None:
         """The experiment owning a bucket, if any (running or paused)."""
         if bucket is None or not self.owners:
             return None
@@ -109,7 +108,7 @@ class ServingView:
     """Everything the pipeline needs from the cache: namespaces by surface, experiments by id."""
 
     namespaces: Mapping[str, Namespace]
-    experiments: Mapping[UUID, RunningExperiment]
+    experiments: Mapping[UUID, LiveExperiment]
     # Values of the saved groups the experiments' targeting names, by key (stale for up to one TTL).
     saved_groups: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     holdouts: tuple[RunningHoldout, ...] = ()  # running holdouts, by id
@@ -131,7 +130,7 @@ def build_view(
 ) -> ServingView:
     """Index experiments holding buckets (running, paused), the bucket owners of every namespace, the
     saved groups their targeting names, and the running holdouts."""
-    live = {e.id: RunningExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
+    live = {e.id: LiveExperiment.of(e) for e in experiments if e.status in HOLDING_BUCKETS}
     namespaces: dict[str, Namespace] = {}
     for allocation in allocations:
         owners: list[UUID | None] = [None] * NAMESPACE_BUCKETS
@@ -143,3 +142,46 @@ def build_view(
     return ServingView(
         namespaces, live, dict(saved_groups or {}), tuple(sorted(holdouts, key=lambda h: h.id))
     )
+
+
+# --- What GET /surfaces shows: each surface's namespace and who holds which buckets -----------------
+
+BucketRange = Annotated[tuple[int, int], Field(description="Half-open range [start, end) of buckets")]
+
+
+class NamespaceMember(BaseModel):
+    """An experiment of a surface and the buckets it holds."""
+
+    experiment_id: UUID
+    name: str
+    status: Status
+    namespace_share: float = Field(description="The share asked for")
+    share: float = Field(description="The share held: buckets held / 10000 (0 for drafts and completed)")
+    buckets: list[BucketRange]
+
+
+class SurfaceNamespace(BaseModel):
+    """One surface: its namespace salt, its experiments (not completed) and the free share."""
+
+    surface: str
+    salt: str | None = Field(description="The namespace salt; null until an experiment starts on the surface")
+    total_buckets: int
+    free_share: float
+    free_buckets: int
+    experiments: list[NamespaceMember]
+
+
+class SurfaceMembership(BaseModel):
+    # What a surface lookup finds (the HTTP answer, abtest.http.schemas.SurfaceAssignmentResponse, adds
+    # nothing but its name and description, so this class has no docstring of its own).
+
+    surface: str
+    user_id: str
+    bucket: int | None = Field(description="The user's namespace bucket; null without a namespace")
+    bucket_owner: UUID | None = Field(description="The experiment owning that bucket (running or paused)")
+    enrolled: bool = Field(description="true when the user has a variant in a running experiment")
+    experiment_id: UUID | None = Field(description="The experiment the user belongs to (not completed)")
+    experiment_name: str | None
+    status: Status | None
+    variant: AssignedVariant | None
+    experiment_variant: str | None

@@ -15,12 +15,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from abtest.domain.models import Experiment, Status, Variant, VariantName, text_problem
+from abtest.domain.experiments import Experiment, Status, Variant, VariantName
 from abtest.errors import Conflict, InvalidInput
+from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT, MAX_USER_ID_LENGTH, text_problem
 
 # Overrides are for QA accounts and demos, not for serving a population: a bound keeps the listing
 # one bounded page and the per-experiment count cheap.
-MAX_OVERRIDES_PER_EXPERIMENT = 1000
 
 # The PUT answers this warning when the user already has a stored assignment in the experiment.
 USER_ALREADY_ASSIGNED = "user_already_assigned"
@@ -80,10 +80,11 @@ Source = Literal["assignment", "override"]
 
 
 def check_user_id(user_id: str) -> str:
-    """A user id from a path, held to the limits of user ids in bodies (1..256 characters, storable text)."""
+    """A user id from a path, held to the limits of user ids in bodies (1..MAX_USER_ID_LENGTH characters,
+    storable text)."""
     problem = text_problem(user_id)
-    if problem is None and not 1 <= len(user_id) <= 256:
-        problem = "user_id must be 1 to 256 characters"
+    if problem is None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
+        problem = f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters"
     if problem is not None:
         raise InvalidInput(f"user_id: {problem}", field="user_id")
     return user_id

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from abtest.domain.models import CatalogItem, RecommenderConfig
+from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -79,11 +78,6 @@ def _unit_rows(matrix: FloatArray) -> FloatArray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     result: FloatArray = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
     return result
-
-
-def parse_config(config: dict[str, Any]) -> RecommenderConfig:
-    """The recommender settings in a variant config (raises pydantic.ValidationError if invalid)."""
-    return RecommenderConfig.model_validate(config)
 
 
 def similarity(catalog: Catalog, profile: Sequence[float] | None) -> FloatArray:

@@ -11,13 +11,18 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from abtest.domain.models import EXPERIMENT_NAME_PATTERN, MAX_JSON_INTEGER, Attributes, text_problem
+from abtest.domain.experiments import EXPERIMENT_NAME_PATTERN
+from abtest.domain.fields import Attributes
+from abtest.limits import (
+    MAX_GROUP_BYTES,
+    MAX_GROUP_VALUE_LENGTH,
+    MAX_GROUP_VALUES,
+    MAX_JSON_INTEGER,
+    text_problem,
+)
 
 # What a group may hold (README "Limits"): it is loaded whole into every serving container that
 # needs it, and a member test walks it, so it stays small.
-MAX_GROUP_VALUES = 10_000
-MAX_GROUP_VALUE_LENGTH = 256
-MAX_GROUP_BYTES = 262_144  # compact JSON of the values
 
 SavedGroupKey = Annotated[
     str,

@@ -27,15 +27,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from abtest.domain.assignment import Enrollment, EnrollRequest, experiment_variant_tag
+from abtest.domain.assignment import Enrollment, EnrollRequest, Reason, experiment_variant_tag
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
+from abtest.domain.experiments import Experiment, Variant
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import CatalogItem, Experiment, Reason, RecommenderConfig, Variant
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
 from abtest.domain.overrides import Source
-from abtest.domain.targeting import referenced_groups
+from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
+from abtest.domain.targeting_checks import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
-from abtest.domain.audit import LOCAL_ACTOR, MAX_ID_LENGTH, MAX_REASON_LENGTH, Actor
-from abtest.domain.models import text_problem
+from abtest.domain.audit import LOCAL_ACTOR, Actor
 from abtest.errors import InvalidInput
 from abtest.http.scopes import token_scopes
+from abtest.limits import MAX_AUDIT_ID_LENGTH, MAX_REASON_LENGTH, text_problem
 
 REASON_HEADER = "X-Change-Reason"
 
@@ -42,7 +42,7 @@ def change_reason(headers: Mapping[str, Any]) -> str | None:
 def _claim(claims: Mapping[str, Any], name: str) -> str | None:
     value = claims.get(name)
     text = str(value).strip() if value is not None else ""
-    return text[:MAX_ID_LENGTH] or None
+    return text[:MAX_AUDIT_ID_LENGTH] or None
 
 
 def request_actor(event: Mapping[str, Any]) -> Actor:

@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
 from abtest.field_path import field_path
-from abtest.http.limits import MAX_BODY_BYTES, MAX_ERRORS, BodyError, check_body, dumps, loads
+from abtest.http.body import BodyError, check_body, dumps, loads
 from abtest.http.scopes import Scope, missing_scope
+from abtest.limits import MAX_BODY_BYTES, MAX_ERRORS
 from abtest.observability import cloudwatch, logger
 from abtest.settings import get_settings
 
@@ -162,7 +163,7 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
     403 when the token lacks the route's scope (unless AUTH_MODE=none); 415 when a body is sent
     as anything but JSON. Checked here because Powertools validates the body before any middleware,
     and would parse a form or multipart body into confusing errors (or fail on a malformed one). The
-    body's limits (abtest.http.limits) are Resolver.resolve's first step, for the same reason.
+    body's limits (abtest.http.body) are Resolver.resolve's first step, for the same reason.
     """
     settings = get_settings()
     if settings.auth_mode != "none":

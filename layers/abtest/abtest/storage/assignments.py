@@ -10,9 +10,9 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
-from abtest.domain.models import Experiment, Status
 from abtest.domain.namespaces import NamespaceAllocation
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql

@@ -33,9 +33,10 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from abtest.domain.audit import AuditEntry, AuditEvent, AuditFilter, AuditPage
-from abtest.domain.models import MAX_PAGE_BYTES
+from abtest.domain.audit import AuditEntry, AuditEvent, AuditFilter
+from abtest.domain.paging import Listing
 from abtest.errors import InvalidInput, NotFound
+from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.database import Connection, Database
 
 _COLUMNS = (
@@ -120,7 +121,9 @@ class AuditRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def history(self, experiment_id: UUID, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+    def history(
+        self, experiment_id: UUID, *, limit: int = 50, cursor: str | None = None
+    ) -> Listing[AuditEvent]:
         """The experiment's entries and those whose parent it is, newest first.
 
         NotFound unless the experiment exists or the log knows it (a deleted draft keeps its history).
@@ -131,9 +134,9 @@ class AuditRepository:
             " OR (parent_type = 'experiment' AND parent_id = %s))"
         )
 
-        def work(conn: Connection) -> AuditPage:
+        def work(conn: Connection) -> Listing[AuditEvent]:
             page = self._page(conn, [where], [key, key], limit, cursor)
-            if not page.events:
+            if not page.items:
                 known = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM experiments WHERE id = %s)"
                     " OR EXISTS (SELECT 1 FROM audit_events"
@@ -149,7 +152,9 @@ class AuditRepository:
 
         return self._db.run(work, transaction=False)
 
-    def search(self, filters: AuditFilter, *, limit: int = 50, cursor: str | None = None) -> AuditPage:
+    def search(
+        self, filters: AuditFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Listing[AuditEvent]:
         """Entries matching every given filter, newest first (`since` inclusive, `until` exclusive)."""
         conditions: list[sql.Composable] = []
         params: list[Any] = []
@@ -179,7 +184,7 @@ class AuditRepository:
         params: list[Any],
         limit: int,
         cursor: str | None,
-    ) -> AuditPage:
+    ) -> Listing[AuditEvent]:
         conditions, params = list(conditions), list(params)
         if cursor is not None:
             conditions.append(sql.SQL("(occurred_at, id) < (%s, %s)"))
@@ -200,4 +205,4 @@ class AuditRepository:
                 events, more = events[:count], True
                 break
         next_cursor = encode_cursor(events[-1].occurred_at, events[-1].id) if more else None
-        return AuditPage(events=events, next_cursor=next_cursor)
+        return Listing(events, next_cursor)

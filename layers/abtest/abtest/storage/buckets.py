@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.models import Experiment
+from abtest.domain.experiments import Experiment
 from abtest.domain.namespaces import NamespaceFull, buckets_for_share, choose_buckets
 from abtest.storage.database import Connection
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from abtest.domain.models import CatalogItem
+from abtest.domain.recommender_config import CatalogItem
 from abtest.storage.database import Connection, Database
 
 

@@ -9,18 +9,12 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.domain.events import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent
+from abtest.domain.experiments import Status
 from abtest.domain.holdouts import HOLDING_OUT
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
-from abtest.domain.models import (
-    MAX_METRICS_PER_EXPERIMENT,
-    Conversion,
-    ConversionEvent,
-    ConversionIn,
-    EventResult,
-    ExposureEvent,
-    Status,
-)
 from abtest.errors import Conflict, InvalidInput
+from abtest.limits import MAX_METRICS_PER_EXPERIMENT
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import not_found, statuses_sql
 

@@ -14,29 +14,21 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from abtest.domain.audit import (
-    SYSTEM_ACTOR,
-    Actor,
-    AuditEntry,
+from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry
+from abtest.domain.audit_entries import (
     experiment_created,
     experiment_deleted,
     experiment_updated,
     namespace_share_changed,
     status_changed,
 )
+from abtest.domain.experiments import Experiment, ExperimentCreate, ExperimentPatch, Status, VariantIn
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, check_patch, check_transition
-from abtest.domain.models import (
-    MAX_PAGE_BYTES,
-    Experiment,
-    ExperimentCreate,
-    ExperimentPage,
-    ExperimentPatch,
-    Status,
-    VariantIn,
-)
 from abtest.domain.overrides import Override
-from abtest.domain.targeting import referenced_groups, require_valid_condition
+from abtest.domain.paging import Listing
+from abtest.domain.targeting_checks import referenced_groups, require_valid_condition
 from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
@@ -158,7 +150,7 @@ class ExperimentRepository:
         name: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
-    ) -> ExperimentPage:
+    ) -> Listing[Experiment]:
         """Experiments oldest first, filtered by status (None = every status) and exact name."""
         conditions: list[sql.Composable] = []
         params: list[Any] = []
@@ -192,7 +184,7 @@ class ExperimentRepository:
                 page, more = page[:count], True
                 break
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
-        return ExperimentPage(experiments=page, next_cursor=next_cursor)
+        return Listing(page, next_cursor)
 
     def newest(self, limit: int) -> Sequence[Experiment]:
         """The `limit` most recently created experiments, newest first (the report index)."""

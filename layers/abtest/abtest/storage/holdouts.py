@@ -13,10 +13,12 @@ from uuid import UUID, uuid4
 
 import psycopg
 
-from abtest.domain.audit import SYSTEM_ACTOR, Actor, holdout_created, holdout_status_changed
-from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, HoldoutPage, holdout_row
+from abtest.domain.audit import SYSTEM_ACTOR, Actor
+from abtest.domain.audit_entries import holdout_created, holdout_status_changed
+from abtest.domain.experiments import Status
+from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, holdout_row
 from abtest.domain.lifecycle import check_transition
-from abtest.domain.models import Status
+from abtest.domain.paging import Listing
 from abtest.errors import Conflict, InvalidInput, NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
@@ -103,7 +105,7 @@ class HoldoutRepository:
         """One holdout; NotFound if there is none."""
         return self._db.run(lambda conn: _fetch(conn, holdout_id), transaction=False)
 
-    def list(self, *, limit: int = 100, cursor: str | None = None) -> HoldoutPage:
+    def list(self, *, limit: int = 100, cursor: str | None = None) -> Listing[Holdout]:
         """Holdouts oldest first, a page at a time."""
         after = decode_cursor(cursor) if cursor is not None else None
 
@@ -116,7 +118,7 @@ class HoldoutRepository:
         rows = self._db.run(work, transaction=False)
         page, more = rows[:limit], len(rows) > limit
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
-        return HoldoutPage(holdouts=page, next_cursor=next_cursor)
+        return Listing(page, next_cursor)
 
     def running(self) -> builtins.list[Holdout]:
         """Every holdout that holds users out (running)."""

@@ -8,17 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, namespace_bucket
-from abtest.domain.assignment import experiment_variant_tag
+from abtest.domain.assignment import AssignedVariant, experiment_variant_tag
+from abtest.domain.experiments import Experiment, Status
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import (
-    AssignedVariant,
-    Experiment,
-    NamespaceMember,
-    Status,
-    SurfaceAssignmentResponse,
-    SurfaceNamespace,
-)
-from abtest.domain.namespaces import NamespaceAllocation
+from abtest.domain.namespaces import NamespaceAllocation, NamespaceMember, SurfaceMembership, SurfaceNamespace
 from abtest.errors import NotFound
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT
@@ -132,10 +125,10 @@ class NamespaceRepository:
             )
         return found[0]
 
-    def lookup(self, surface: str, user_id: str) -> SurfaceAssignmentResponse:
+    def lookup(self, surface: str, user_id: str) -> SurfaceMembership:
         """Which experiment (not completed) and variant of the surface a user is in; never enrolls."""
 
-        def work(conn: Connection) -> SurfaceAssignmentResponse:
+        def work(conn: Connection) -> SurfaceMembership:
             row = conn.execute(
                 "SELECT n.salt, m.experiment_id, e.name, e.status,"
                 " v.id AS variant_id, v.name AS variant_name, v.config"
@@ -170,7 +163,7 @@ class NamespaceRepository:
 
 def _lookup_answer(
     surface: str, user_id: str, bucket: int | None, owner: UUID | None, row: dict[str, Any]
-) -> SurfaceAssignmentResponse:
+) -> SurfaceMembership:
     member = row.get("name") is not None
     status = Status(row["status"]) if member else None
     variant = (
@@ -178,7 +171,7 @@ def _lookup_answer(
         if member and row.get("variant_id") is not None
         else None
     )
-    return SurfaceAssignmentResponse(
+    return SurfaceMembership(
         surface=surface,
         user_id=user_id,
         bucket=bucket,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from abtest.domain.audit import SYSTEM_ACTOR, Actor, override_deleted, override_set
-from abtest.domain.models import Experiment
+from abtest.domain.audit import SYSTEM_ACTOR, Actor
+from abtest.domain.audit_entries import override_deleted, override_set
+from abtest.domain.experiments import Experiment
 from abtest.domain.overrides import (
-    MAX_OVERRIDES_PER_EXPERIMENT,
     USER_ALREADY_ASSIGNED,
     Override,
     OverrideCounts,
@@ -24,6 +24,7 @@ from abtest.domain.overrides import (
     forced_variant,
 )
 from abtest.errors import NotFound
+from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, not_found, overrides_of

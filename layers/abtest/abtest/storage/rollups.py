@@ -55,8 +55,8 @@ from abtest.analysis.rollup import (
     fold,
 )
 from abtest.analysis.timeseries import DailyMetrics
+from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.models import Experiment
 from abtest.observability import logger
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql

@@ -16,15 +16,10 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.types.json import Jsonb
 
-from abtest.domain.audit import (
-    SYSTEM_ACTOR,
-    Actor,
-    saved_group_created,
-    saved_group_deleted,
-    saved_group_updated,
-)
+from abtest.domain.audit import SYSTEM_ACTOR, Actor
+from abtest.domain.audit_entries import saved_group_created, saved_group_deleted, saved_group_updated
 from abtest.domain.saved_groups import SavedGroup, SavedGroupIn, SavedGroupPut, SavedGroupSummary
-from abtest.domain.targeting import referenced_groups
+from abtest.domain.targeting_checks import referenced_groups
 from abtest.errors import Conflict, NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database

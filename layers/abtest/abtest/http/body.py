@@ -1,6 +1,6 @@
 """The one request-body parser and the one response serialiser of every HTTP route.
 
-Bodies are parsed here, before routing, with the service's limits (README "Limits"): at most
+Bodies are parsed here, before routing, with the service's limits (abtest.limits): at most
 MAX_BODY_BYTES, nested at most MAX_BODY_DEPTH levels, integers within +-2^53, no NaN or Infinity, text
 without NUL or lone surrogates. A breach is a 4xx naming the field, so nothing a parser or a database
 cannot take ever reaches a handler (Python's json raises RecursionError past ~1,000 levels and
@@ -23,15 +23,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
-from abtest.domain.models import json_problem
+from abtest.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, json_problem
 from abtest.observability import cloudwatch, logger
 
-# Far below API Gateway's 10 MB: the largest valid body (a batch of 1,000 events) fits in it.
-MAX_BODY_BYTES = 1_048_576
-# Whole-body nesting; every client JSON value inside a body has its own, smaller limit (32).
-MAX_BODY_DEPTH = 64
-# Validation errors listed in a 422 (`error_count` gives the total).
-MAX_ERRORS = 20
 # Integer literals longer than this cannot be within +-2^53; they are never converted to int.
 _MAX_INT_DIGITS = 17
 

@@ -1,0 +1,225 @@
+"""Experiments: the commands that create and edit them, the stored entity, its statuses and name patterns.
+
+Validation rules that the database also enforces (names, weights, traffic) are checked here first so a
+client gets an error naming the field instead of a constraint name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+
+from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
+from abtest.domain.fields import StrictInput
+from abtest.domain.recommender_config import RecommenderConfig
+from abtest.errors import InvalidInput
+from abtest.field_path import field_path
+from abtest.limits import MAX_CONFIG_BYTES, MAX_VARIANTS, json_size_limit, json_value
+
+# Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
+EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+VARIANT_NAME_PATTERN = EXPERIMENT_NAME_PATTERN
+SURFACE_PATTERN = r"^[a-z][a-z0-9_.-]*$"
+RECOMMENDATIONS_SURFACE = "recommendations"
+
+
+class Status(StrEnum):
+    """Experiment lifecycle states (see abtest.domain.lifecycle for the transitions)."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+
+
+ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)]
+VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_NAME_PATTERN)]
+Description = Annotated[str, Field(max_length=2000)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+# A share of a surface's namespace: at least one of its 10,000 buckets.
+NamespaceShare = Annotated[
+    float,
+    Field(
+        strict=True,
+        ge=0.0001,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of the surface's namespace the experiment owns once started: "
+        "round(share * 10000) of its 10,000 buckets",
+    ),
+]
+Salt = Annotated[str, Field(min_length=1, max_length=128)]
+Surface = Annotated[str, Field(min_length=1, max_length=64, pattern=SURFACE_PATTERN)]
+# The JSON value check runs first: the size check serialises, which needs finite, shallow values.
+Config = Annotated[dict[str, Any], json_value("config"), json_size_limit("config", MAX_CONFIG_BYTES)]
+# An experiment's targeting condition (GrowthBook's language; abtest.domain.targeting checks it, with
+# its own depth and size limits, and names the path at fault).
+Targeting = Annotated[
+    dict[str, Any],
+    json_value("targeting"),
+    Field(
+        description="Who may be enrolled: a GrowthBook condition on the request's attributes ({} = everyone)"
+    ),
+]
+
+
+class VariantIn(StrictInput):
+    """A variant as submitted: its position in the list is its stored order."""
+
+    name: VariantName
+    weight: Fraction
+    config: Config = Field(default_factory=dict)
+    description: Description = ""
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_is_object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ValueError("config must be a JSON object")
+        return value
+
+
+def check_variants(variants: list[VariantIn]) -> list[VariantIn]:
+    """At least two variants, unique names, weights summing to 1 (within 1e-9)."""
+    if len(variants) < 2:
+        raise ValueError("an experiment needs at least 2 variants")
+    seen: set[str] = set()
+    for variant in variants:
+        if variant.name in seen:
+            raise ValueError(f"variant names must be unique; '{variant.name}' appears twice")
+        seen.add(variant.name)
+    total = math.fsum(variant.weight for variant in variants)
+    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+        raise ValueError(f"variant weights must sum to 1; they sum to {total!r}")
+    return variants
+
+
+Variants = Annotated[list[VariantIn], Field(max_length=MAX_VARIANTS), AfterValidator(check_variants)]
+
+
+class ExperimentCreate(StrictInput):
+    """Body of POST /api/v1/experiments."""
+
+    name: ExperimentName
+    description: Description = ""
+    variants: Variants
+    traffic_allocation: Fraction = 1.0
+    salt: Salt | None = Field(
+        default=None, description="Hash salt; defaults to the experiment id. Immutable."
+    )
+    surface: Surface = Field(
+        default=RECOMMENDATIONS_SURFACE,
+        description="Where the experiment runs; POST /recommendations serves the 'recommendations' surface.",
+    )
+    namespace_share: NamespaceShare = 1.0
+    targeting: Targeting = Field(default_factory=dict)
+
+
+class ExperimentPatch(StrictInput):
+    """Body of PATCH /api/v1/experiments/{id}: only the fields given change."""
+
+    name: ExperimentName | None = None
+    description: Description | None = None
+    variants: Variants | None = None
+    traffic_allocation: Fraction | None = None
+    surface: Surface | None = None
+    namespace_share: NamespaceShare | None = None
+    targeting: Targeting | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExperimentPatch:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for field in self.model_fields_set:
+            if getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this patch sets, by name."""
+        return {field: getattr(self, field) for field in self.model_fields_set}
+
+
+class StatusChange(StrictInput):
+    """Body of PUT /api/v1/experiments/{id}/status."""
+
+    status: Status
+
+
+class Variant(BaseModel):
+    """A stored variant."""
+
+    id: UUID
+    name: str
+    description: str
+    weight: float
+    config: dict[str, Any]
+    position: int
+
+
+class Experiment(BaseModel):
+    """A stored experiment with its variants in stored order."""
+
+    id: UUID
+    name: str
+    description: str
+    status: Status
+    traffic_allocation: float
+    salt: str
+    surface: str
+    namespace_share: float = Field(
+        default=1.0,
+        description="Share of the surface's namespace asked for (held as buckets while running or paused)",
+    )
+    variants: list[Variant]
+    targeting: dict[str, Any] = Field(
+        default_factory=dict, description="Who may be enrolled (GrowthBook condition; {} = everyone)"
+    )
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class _HasConfig(Protocol):
+    config: dict[str, Any]
+
+
+def check_definition(surface: str, variants: Sequence[_HasConfig]) -> None:
+    """The one door for the rules that tie an experiment's variants to its surface, for a new experiment
+    (lifecycle.check_create) and an edited draft (lifecycle.check_patch) alike.
+
+    Variants of the recommendations surface must hold valid recommender configs; raises InvalidInput
+    naming the offending key, e.g. `variants[1].config.lora_boost`.
+    """
+    check_variant_configs(surface, [variant.config for variant in variants])
+
+
+def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
+    """Variant configs against the surface (see check_definition, the door every caller uses).
+
+    Variants of the recommendations surface must hold valid recommender configs (strict JSON types:
+    `true` or `"0.5"` is not a number). Each config is rewritten in place in its canonical types
+    (`{"lora_boost": 1}` is stored as `{"lora_boost": 1.0}`), so SDKs read what the recommender uses.
+    """
+    if surface != RECOMMENDATIONS_SURFACE:
+        return
+    for index, config in enumerate(configs):
+        try:
+            canonical = RecommenderConfig.model_validate(config).model_dump(include=set(config))
+            config.clear()
+            config.update(canonical)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = field_path(("variants", index, "config", *problem["loc"]))
+            message = problem["msg"]
+            if problem["type"] == "extra_forbidden":
+                allowed = ", ".join(RecommenderConfig.model_fields)
+                message = f"unknown recommender setting; the recommendations surface accepts {allowed}"
+            raise InvalidInput(f"{field}: {message}", field=field) from exc

@@ -1,0 +1,114 @@
+"""HTTP-only views: request bodies and answers that exist only at the API boundary.
+
+Entities, commands and events live with their aggregate in abtest.domain; a view here names them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from abtest.domain.assignment import AssignedVariant, Reason
+from abtest.domain.audit import AuditEvent
+from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
+from abtest.domain.fields import Attributes, Context, UserId
+from abtest.domain.holdouts import Holdout
+from abtest.domain.namespaces import SurfaceMembership, SurfaceNamespace
+
+
+class ExperimentPage(BaseModel):
+    """One page of a listing; pass `next_cursor` back as `cursor` for the next page."""
+
+    experiments: list[Experiment]
+    next_cursor: str | None
+
+
+class HoldoutPage(BaseModel):
+    """One page of holdouts, oldest first; pass `next_cursor` back as `cursor` for the next."""
+
+    holdouts: list[Holdout]
+    next_cursor: str | None
+
+
+class AuditPage(BaseModel):
+    """Entries newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
+
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    limit: StrictInt = Field(default=10, ge=1, le=100)
+    context: Context | None = None
+    surface: Surface = RECOMMENDATIONS_SURFACE
+    attributes: Attributes | None = None
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    score: float
+    experiment_variant: str | None = Field(description='"experiment_name:variant_name"; null if not enrolled')
+
+
+class RecommendationResponse(BaseModel):
+    user_id: str
+    experiment_id: UUID | None = Field(description="The experiment the user is enrolled in, if any")
+    experiment_variant: str | None
+    reason: Reason = Field(description="Why the user is or is not in an experiment of the surface")
+    source: Literal["assignment", "override"] | None = Field(
+        default=None,
+        description='Where the variant comes from: "assignment" (the stored assignment), "override" '
+        "(a forced user: never stored, excluded from metrics and results); null when none is served",
+    )
+    recommendations: list[RecommendedItem]
+    degraded: bool = Field(description="true when served without the database (untagged, popularity)")
+
+
+class AssignmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    experiment_id: UUID
+    context: Context | None = None
+    record_exposure: StrictBool = True
+    attributes: Attributes | None = None
+
+
+class AssignmentResponse(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    user_id: str
+    enrolled: bool
+    reason: Reason
+    variant: AssignedVariant | None
+    experiment_variant: str | None
+    new_assignment: bool
+    exposure_recorded: bool
+    source: Literal["assignment", "override"] | None = Field(
+        default=None,
+        description='Where the variant comes from: "assignment" (the stored assignment), "override" '
+        "(a forced user: never stored, excluded from metrics and results); null when none is served",
+    )
+
+
+class StoredAssignmentResponse(BaseModel):
+    experiment_id: UUID
+    experiment_name: str
+    user_id: str
+    enrolled: bool
+    variant: AssignedVariant | None
+    experiment_variant: str | None
+
+
+class SurfaceList(BaseModel):
+    surfaces: list[SurfaceNamespace]
+
+
+class SurfaceAssignmentResponse(SurfaceMembership):
+    """Which experiment and variant of a surface a user is in, looked up without enrolling."""
