@@ -18,6 +18,7 @@ from abtest.domain.decisions import (
     GuardrailResult,
     TreatmentResults,
     evaluate,
+    goal_result,
     goal_status,
     matching_rule,
     parse_decision_settings,
@@ -424,18 +425,44 @@ def test_sequential_status(ci: tuple[float, float] | None, direction: Any, expec
     assert sequential_status(ci, direction) == expected
 
 
+def test_goal_result_reads_the_corrected_p_value_and_the_sequential_interval() -> None:
+    comparison = {
+        "relative": {"estimate": -0.04, "p_value": 0.01, "p_value_adjusted": 0.03},
+        "sequential_relative": {"ci": [-0.07, -0.01], "p_value": 0.02},
+    }
+    result = goal_result("latency", comparison, direction="lower", alpha=0.05, powered=False)
+    assert result == GoalResult("latency", "won", "won", False, 0.04)
+    assert result.ready
+    assert result.decided_status == "won"
+    stricter = goal_result("latency", comparison, direction="lower", alpha=0.02, powered=True)
+    assert (stricter.status, stricter.ready) == ("neutral", True)  # 0.03 adjusted is not below 0.02
+    failed = goal_result(
+        "x",
+        {"relative": {"estimate": None, "p_value": None}, "sequential_relative": {"ci": None}},
+        direction="higher",
+        alpha=0.05,
+        powered=False,
+    )
+    assert (failed.status, failed.sequential, failed.lift, failed.ready) == (
+        "neutral",
+        "neutral",
+        None,
+        False,
+    )
+
+
 # -- settings validation: presets, custom rules, errors naming the field ---------------------------------
 def test_settings_default_to_clear_signals_seven_days_five_percent() -> None:
     settings = parse_decision_settings({})
     assert (settings.framework, settings.min_days, settings.target_mde) == ("clear_signals", 7, 0.05)
-    assert settings.rules is CLEAR
+    assert settings.active_framework is CLEAR
 
 
 def test_custom_rules_in_growthbooks_own_spelling_are_accepted() -> None:
     settings = parse_decision_settings({"framework": GROWTHBOOK_PRESETS["do_no_harm"], "min_days": 0})
     assert isinstance(settings.framework, Framework)
-    assert settings.rules.rules == NO_HARM.rules
-    assert settings.rules.default_action == "rollback"
+    assert settings.active_framework.rules == NO_HARM.rules
+    assert settings.active_framework.default_action == "rollback"
 
 
 def _custom() -> dict[str, Any]:

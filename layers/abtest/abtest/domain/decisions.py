@@ -62,6 +62,7 @@ __all__ = [
     "Rule",
     "TreatmentResults",
     "evaluate",
+    "goal_result",
     "goal_status",
     "matching_rule",
     "parse_decision_settings",
@@ -157,7 +158,11 @@ def _framework_kind(value: Any) -> str:
 
 
 class DecisionSettings(_Strict):
-    """`"decision": {"framework": "clear_signals" | "do_no_harm" | {rules...}, "min_days", "target_mde"}`."""
+    """`"decision": {"framework": "clear_signals" | "do_no_harm" | {rules...}, "min_days", "target_mde"}`.
+
+    `target_mde` (relative) is the lift each goal's power analysis must be able to detect at 80% power
+    before the goal counts as `powered` (see `GoalResult`); `min_days` gates every decision.
+    """
 
     framework: Annotated[
         Annotated[PresetName, Tag("preset")] | Annotated[Framework, Tag("custom")],
@@ -167,7 +172,7 @@ class DecisionSettings(_Strict):
     target_mde: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.05
 
     @property
-    def rules(self) -> Framework:
+    def active_framework(self) -> Framework:
         """The framework to apply: the preset's, or the custom one."""
         return PRESETS[self.framework] if isinstance(self.framework, str) else self.framework
 
@@ -250,6 +255,32 @@ def goal_status(
         return "neutral"
     better = estimate > 0.0 if direction == "higher" else estimate < 0.0
     return "won" if better else "lost"
+
+
+def goal_result(
+    metric: str,
+    comparison: Mapping[str, Any],
+    *,
+    direction: Direction,
+    alpha: float,
+    powered: bool,
+) -> GoalResult:
+    """A goal's `GoalResult` from one comparison of `abtest.stats.analyze` (or `compare_moments`).
+
+    Reads the relative lift's p-value (the corrected `p_value_adjusted` when present) and the sequential
+    interval; `powered` comes from the power analysis at the experiment's `target_mde`.
+    """
+    relative = comparison.get("relative") or {}
+    p_value = relative.get("p_value_adjusted", relative.get("p_value"))
+    estimate = relative.get("estimate")
+    lift = None if estimate is None else (estimate if direction == "higher" else -estimate)
+    return GoalResult(
+        metric,
+        goal_status(estimate, p_value, alpha, direction),
+        sequential_status((comparison.get("sequential_relative") or {}).get("ci"), direction),
+        powered,
+        lift,
+    )
 
 
 def sequential_status(ci: Sequence[float] | None, direction: Direction) -> MetricStatus:
