@@ -18,9 +18,16 @@ from gbstats.frequentist.tests import (
     SequentialTwoSidedTTest,
     TwoSidedTTest,
 )
-from gbstats.models.statistics import QuantileStatistic, RatioStatistic, SampleMeanStatistic
+from gbstats.models.statistics import (
+    ProportionStatistic,
+    QuantileStatistic,
+    RatioStatistic,
+    SampleMeanStatistic,
+)
 
+from abtest.stats.bayesian import effect_bayesian_test
 from abtest.stats.compare import compare_moments
+from abtest.stats.inputs import GaussianPrior
 from abtest.stats.moments import ZERO_VARIANCE, Moments
 from abtest.stats.quantile import (
     N_STAR_VALUES,
@@ -142,6 +149,47 @@ def assert_matches_gbstats(ours: dict[str, Any], stat_a: Any, stat_b: Any, alpha
         assert close(ours["bayes_relative"]["chance_to_win"], bayes.chance_to_win)
         assert close(ours["bayes_relative"]["ci"][0], bayes.ci[0])
         assert close(ours["bayes_relative"]["ci"][1], bayes.ci[1])
+
+
+@pytest.mark.parametrize(
+    ("numerator_proportion", "denominator_proportion"), [(True, False), (False, True), (True, True)]
+)
+def test_ratio_with_proportion_sides_matches_gbstats(
+    numerator_proportion: bool, denominator_proportion: bool
+) -> None:
+    # E.g. purchasers (0/1) per session, or purchasers (0/1) per user who reached checkout (0/1).
+    rng = np.random.default_rng(11)
+    arms = []
+    for n, rate in ((3000, 0.2), (3100, 0.23)):
+        reached = (rng.random(n) < 0.6).astype(float)
+        y = reached if denominator_proportion else rng.poisson(2.0, n).astype(float) + 1.0
+        bought = reached * (rng.random(n) < rate / 0.6)
+        x = bought if numerator_proportion else bought * rng.gamma(2.0, 10.0, n)
+        arms.append(ratio_stats(x, y))
+
+    def gb_side(n: int, total: float, squares: float, proportion: bool) -> Any:
+        if proportion:
+            return ProportionStatistic(n=n, sum=total)
+        return SampleMeanStatistic(n=n, sum=total, sum_squares=squares)
+
+    reference = [
+        RatioStatistic(
+            n=a.users,
+            m_statistic=gb_side(a.users, a.sum_x, a.sum_x2, numerator_proportion),
+            d_statistic=gb_side(a.users, a.sum_y, a.sum_y2, denominator_proportion),
+            m_d_sum_of_products=a.sum_xy,
+        )
+        for a in arms
+    ]
+    ours = [
+        ratio_moments(
+            a, numerator_proportion=numerator_proportion, denominator_proportion=denominator_proportion
+        )
+        for a in arms
+    ]
+    for moment, statistic in zip(ours, reference, strict=True):
+        assert moment.variance == pytest.approx(statistic.variance, rel=1e-9)
+    assert_matches_gbstats(compare_moments(*ours), *reference, 0.05)
 
 
 def test_ratio_with_a_zero_denominator_reports_zero_variance() -> None:
@@ -282,3 +330,42 @@ def test_collapsed_bounds_from_1000_users_on_are_refused_unlike_gbstats_0_8() ->
     other = quantile_summary(np.arange(1500.0), 0.5)
     result = compare_moments(quantile_moments(summary), quantile_moments(other))
     assert result["relative"]["error"] == ZERO_VARIANCE
+
+
+def test_growthbooks_own_quantile_posterior_numbers() -> None:
+    # gbstats' tests/bayesian/test_tests.py::TestEffectBayesianABTest (p90, n* = n), transcribed; its
+    # absolute-scale cases with a proper prior are left out (gbstats rescales that prior, analyze does not).
+    control = quantile_moments(
+        QuantileSummary(11054, 11054, 0.9, 7.157987489967789, 7.098780136176828, 7.217194843758751)
+    )
+    treatment = quantile_moments(
+        QuantileSummary(10861, 10861, 0.9, 7.694499927525767, 7.64180598628119, 7.747193868770344)
+    )
+    expected = [
+        (False, None, 0.5365124375579775, (0.4572559589115422, 0.6157689162044128)),
+        (
+            True,
+            GaussianPrior(mean=0.0, variance=1e6),
+            0.07495297222736319,
+            (0.06341005842481906, 0.08649588602990732),
+        ),
+        (
+            True,
+            GaussianPrior(mean=0.0, variance=1.0),
+            0.07495037261804469,
+            (0.06340765898986044, 0.08649308624622894),
+        ),
+    ]
+    for relative, prior, mean, ci in expected:
+        result = effect_bayesian_test(control, treatment, prior=prior, relative=relative)
+        assert result.ci is not None
+        assert close(result.expected, mean)
+        assert close(result.ci[0], ci[0])
+        assert close(result.ci[1], ci[1])
+
+
+@pytest.mark.parametrize("n", [999, 60_000_000])
+def test_growthbooks_collapsed_bounds_cases_have_zero_variance(n: int) -> None:
+    # gbstats' tests/test_shared_models.py::TestQuantileStatisticZeroVariance (newer than 0.8.0), transcribed.
+    assert quantile_moments(QuantileSummary(n, n, 0.9, 5.0, 5.0, 5.0)).variance == 0.0
+    assert quantile_moments(QuantileSummary(n, n, 0.9, 5.0, 4.99, 5.01)).variance > 0.0

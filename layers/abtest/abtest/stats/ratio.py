@@ -50,8 +50,16 @@ class RatioStats(BaseModel):
     sum_xy: FiniteFloat
 
 
-def ratio_moments(stats: RatioStats) -> Moments:
-    """The ratio sum_x / sum_y and its per-user delta-method variance (gbstats `RatioStatistic`)."""
+def ratio_moments(
+    stats: RatioStats, *, numerator_proportion: bool = False, denominator_proportion: bool = False
+) -> Moments:
+    """The ratio sum_x / sum_y and its per-user delta-method variance (gbstats `RatioStatistic`).
+
+    A side that is a `proportion` metric (each user's value 0 or 1) uses gbstats' `ProportionStatistic`
+    variance, the plug-in p (1 - p). The covariance is the unbiased one whatever the sides, as in
+    gbstats 0.8.0 (newer gbstats uses the plug-in covariance when both sides are proportions; the two
+    differ by a factor (n - 1) / n in that one term).
+    """
     n = stats.users
     if n == 0:
         return Moments(0, 0.0, 0.0)
@@ -61,8 +69,14 @@ def ratio_moments(stats: RatioStats) -> Moments:
         return Moments(n, mean, 0.0)
     x_bar = stats.sum_x / n
     # The same expressions as gbstats, so the two agree even where they are ill-conditioned.
-    var_x = (stats.sum_x2 - stats.sum_x * stats.sum_x / n) / (n - 1)
-    var_y = (stats.sum_y2 - stats.sum_y * stats.sum_y / n) / (n - 1)
+    if numerator_proportion:
+        var_x = x_bar * (1.0 - x_bar)
+    else:
+        var_x = (stats.sum_x2 - stats.sum_x * stats.sum_x / n) / (n - 1)
+    if denominator_proportion:
+        var_y = y_bar * (1.0 - y_bar)
+    else:
+        var_y = (stats.sum_y2 - stats.sum_y * stats.sum_y / n) / (n - 1)
     cov_xy = (stats.sum_xy - stats.sum_x * stats.sum_y / n) / (n - 1)
     variance = var_x / y_bar**2 + var_y * x_bar**2 / y_bar**4 - 2.0 * cov_xy * x_bar / y_bar**3
     if not math.isfinite(variance):
