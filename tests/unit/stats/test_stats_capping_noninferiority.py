@@ -273,3 +273,63 @@ def test_moments_of_mean_stats_feed_the_test() -> None:
     control = moments(MeanStats(users=4, sum=10.0, sum_squares=30.0))
     treatment = moments(MeanStats(users=4, sum=10.4, sum_squares=32.0))
     assert noninferiority_test(control, treatment, margin=0.02, direction="lower").outcome == "inconclusive"
+
+
+# Reference numbers from GrowthBook's newer gbstats (SequentialOneSidedTreatmentLesserTTest and
+# ...GreaterTTest, relative lift), computed from its repository fetched outside this one; 0.8.0 has no
+# sequential one-sided test. Rows: control and treatment (n, mean, sd), alpha, N*, the Lesser test's CI
+# upper end, the Greater test's CI lower end.
+SEQUENTIAL_REFERENCE = [
+    ((5000, 100.0, 20.0), (5000, 101.0, 20.0), 0.05, 5000, 0.02126148887869178, -0.0012614888786917824),
+    ((50000, 10.0, 2.0), (50000, 9.5, 2.0), 0.05, 5000, -0.046188236245434194, -0.05381176375456581),
+    ((2000, 0.2, 0.4), (2100, 0.21, 0.41), 0.025, 1000, 0.25317333213057713, -0.1531733321305773),
+]
+
+
+@pytest.mark.parametrize(("control", "treatment", "alpha", "tuning", "upper", "lower"), SEQUENTIAL_REFERENCE)
+def test_sequential_bounds_match_growthbooks_one_sided_confidence_sequences(
+    control: tuple[int, float, float],
+    treatment: tuple[int, float, float],
+    alpha: float,
+    tuning: float,
+    upper: float,
+    lower: float,
+) -> None:
+    as_latency = noninferiority_test(
+        arm(*control),
+        arm(*treatment),
+        margin=0.02,
+        direction="lower",
+        alpha=alpha,
+        sequential_tuning_parameter=tuning,
+    )
+    as_revenue = noninferiority_test(
+        arm(*control),
+        arm(*treatment),
+        margin=0.02,
+        direction="higher",
+        alpha=alpha,
+        sequential_tuning_parameter=tuning,
+    )
+    assert as_latency.harm_bound == pytest.approx(upper, abs=1e-9)
+    assert as_latency.favourable_bound == pytest.approx(lower, abs=1e-9)
+    assert as_revenue.harm_bound == pytest.approx(lower, abs=1e-9)
+    assert as_revenue.favourable_bound == pytest.approx(upper, abs=1e-9)
+    assert as_latency.p_value is None
+    # Always-valid bounds are wider than the fixed-horizon ones.
+    fixed = noninferiority_test(arm(*control), arm(*treatment), margin=0.02, direction="lower", alpha=alpha)
+    assert fixed.harm_bound is not None
+    assert as_latency.harm_bound > fixed.harm_bound
+
+
+def test_sequential_mode_is_more_cautious_than_fixed_horizon() -> None:
+    # 2.7% worse with a 2% margin on 20,000 users: fixed-horizon calls it inferior, the always-valid
+    # bounds (which allow a look at every rollup) do not yet.
+    control, treatment = arm(10_000, 100.0, 20.0), arm(10_000, 102.7, 20.0)
+    assert noninferiority_test(control, treatment, margin=0.02, direction="lower").outcome == "inferior"
+    sequential = noninferiority_test(
+        control, treatment, margin=0.02, direction="lower", sequential_tuning_parameter=5000
+    )
+    assert sequential.outcome == "inconclusive"
+    with pytest.raises(ValueError, match="sequential_tuning_parameter"):
+        noninferiority_test(control, treatment, margin=0.02, direction="lower", sequential_tuning_parameter=0)
