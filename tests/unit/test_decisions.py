@@ -517,3 +517,11 @@ def test_bad_settings_name_the_field(data: dict[str, Any], field: str) -> None:
         parse_decision_settings(data)
     assert caught.value.field == field
     assert caught.value.message.startswith(field + ": ")
+
+
+@pytest.mark.parametrize("framework", ["do_no_harm", GROWTHBOOK_PRESETS["clear_signals"]])
+def test_settings_round_trip_through_json(framework: Any) -> None:
+    # What the wiring stores (model_dump in JSON mode) validates back to the same settings.
+    settings = parse_decision_settings({"framework": framework, "min_days": 3, "target_mde": 0.1})
+    stored = settings.model_dump(mode="json")
+    assert parse_decision_settings(stored) == settings
