@@ -6,6 +6,8 @@ The scenario tables are the documentation's tables (docs/metrics-and-decisions.m
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any, get_args
 
 import pytest
@@ -27,6 +29,7 @@ from abtest.domain.decisions import (
 from abtest.domain.decisions import GuardrailOutcome as DomainGuardrailOutcome
 from abtest.errors import InvalidInput
 from abtest.stats.noninferiority import GuardrailOutcome as StatsGuardrailOutcome
+from localdev.postgres import PROJECT_ROOT
 
 CLEAR = PRESETS["clear_signals"]
 NO_HARM = PRESETS["do_no_harm"]
@@ -525,3 +528,13 @@ def test_settings_round_trip_through_json(framework: Any) -> None:
     settings = parse_decision_settings({"framework": framework, "min_days": 3, "target_mde": 0.1})
     stored = settings.model_dump(mode="json")
     assert parse_decision_settings(stored) == settings
+
+
+def test_the_docs_examples_are_valid_settings() -> None:
+    # docs/metrics-and-decisions.md: every JSON example is a valid "decision" block.
+    page = (PROJECT_ROOT / "docs" / "metrics-and-decisions.md").read_text(encoding="utf-8")
+    examples = re.findall(r"```json\n(.*?)```", page, flags=re.DOTALL)
+    assert len(examples) >= 2
+    for example in examples:
+        settings = parse_decision_settings(json.loads(example)["decision"])
+        assert settings.active_framework.rules
