@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,19 +56,6 @@ TABLES = (
 )
 
 
-def reset_caches() -> None:
-    """Forget cached settings, database and repositories so the next request reads the env again."""
-    from abtest.settings import get_settings
-    from abtest.storage.database import get_database
-
-    get_database().close()
-    get_database.cache_clear()
-    get_settings.cache_clear()
-    handler = sys.modules.get("assignments_handler")
-    if handler is not None:
-        handler.server.cache_clear()
-
-
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """A migrated test database; the application under test is pointed at it via DATABASE_URL."""
@@ -78,8 +64,10 @@ def database_url() -> str:
     # Never DATABASE_URL: the tests truncate their database, which must not be a developer's own.
     url = find_database(TEST_DATABASE, override="TEST_DATABASE_URL")
     os.environ["DATABASE_URL"] = url
-    reset_caches()
+    from abtest import wiring
     from abtest.storage.database import get_database
+
+    wiring.reset()
     from abtest.storage.schema import apply_migrations
 
     get_database().run(apply_migrations, transaction=False)

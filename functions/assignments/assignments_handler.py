@@ -1,6 +1,5 @@
 """AssignmentsFunction: recommendations tagged with their variant, assignments, and read-only lookups."""
 
-from functools import lru_cache
 from typing import Annotated
 from urllib.parse import unquote
 from uuid import UUID
@@ -8,9 +7,10 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
+from abtest import wiring
 from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
 from abtest.domain.experiments import SURFACE_PATTERN
-from abtest.domain.serving import Assignment, AssignmentService
+from abtest.domain.serving import Assignment
 from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
@@ -25,9 +25,6 @@ from abtest.http.schemas import (
 )
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
-from abtest.settings import get_settings
-from abtest.storage import AssignmentRepository, CatalogRepository, NamespaceRepository
-from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -38,17 +35,6 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "GET /api/v1/experiments/{experiment_id}/assignments/{user_id}": "read",
     "GET /api/v1/surfaces/{surface}/assignments/{user_id}": "read",
 }
-
-
-@lru_cache(maxsize=1)
-def server() -> AssignmentService:
-    settings = get_settings()
-    return AssignmentService(
-        AssignmentRepository(get_database()),
-        CatalogRepository(get_database()),
-        experiment_ttl=settings.experiment_cache_ttl_seconds,
-        catalog_ttl=settings.catalog_cache_ttl_seconds,
-    )
 
 
 def _count(assignment: Assignment | None) -> None:
@@ -68,7 +54,7 @@ def _count(assignment: Assignment | None) -> None:
 @app.post(f"{API_PREFIX}/recommendations", responses=documented(200, RecommendationResponse, 400, 415))
 @hot_route
 def recommendations(body: RecommendationRequest) -> RecommendationResponse:
-    result = server().recommendations(
+    result = wiring.assignment_service().recommendations(
         body.user_id, body.limit, surface=body.surface, context=body.context, attributes=body.attributes
     )
     _count(result.assignment)
@@ -102,7 +88,7 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
 @app.post(f"{API_PREFIX}/assignments", responses=documented(200, AssignmentResponse, 400, 404, 415))
 @hot_route
 def assign(body: AssignmentRequest) -> AssignmentResponse:
-    result = server().assign(
+    result = wiring.assignment_service().assign(
         body.experiment_id,
         body.user_id,
         context=body.context,
@@ -144,7 +130,7 @@ def stored_assignment(
         raise BadRequest(
             "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
         ) from None
-    stored = AssignmentRepository(get_database()).stored_assignment(experiment_id, user_id)
+    stored = wiring.assignments().stored_assignment(experiment_id, user_id)
     enrolled = stored.variant_id is not None and stored.variant_name is not None
     return StoredAssignmentResponse(
         experiment_id=experiment_id,
@@ -172,7 +158,7 @@ def surface_assignment(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
 ) -> SurfaceAssignmentResponse:
     # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
-    membership = NamespaceRepository(get_database()).lookup(surface, unquote(user_id))
+    membership = wiring.namespaces().lookup(surface, unquote(user_id))
     return SurfaceAssignmentResponse.model_validate(membership, from_attributes=True)
 
 

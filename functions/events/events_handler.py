@@ -3,14 +3,13 @@
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 
+from abtest import wiring
 from abtest.domain.events import BatchResult, Conversion, ConversionIn, EventBatch
 from abtest.errors import Conflict, InvalidInput
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
-from abtest.storage import EventRepository
-from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -21,16 +20,12 @@ ROUTE_SCOPES: dict[str, Scope] = {
 }
 
 
-def events() -> EventRepository:
-    return EventRepository(get_database())
-
-
 @app.post(f"{API_PREFIX}/experiments/conversions", responses=documented(201, Conversion, 400, 404, 409, 415))
 @hot_route
 @tracer.capture_method(capture_response=False)
 def record_conversion(body: ConversionIn) -> Response[Conversion]:
     try:
-        recorded = events().record_conversion(body)
+        recorded = wiring.events().record_conversion(body)
     except (InvalidInput, Conflict) as exc:
         cloudwatch.add_metric(name="ConversionRejected", unit=MetricUnit.Count, value=1)
         logger.info(
@@ -60,7 +55,7 @@ def record_conversion(body: ConversionIn) -> Response[Conversion]:
 @hot_route
 @tracer.capture_method(capture_response=False)
 def record_events(body: EventBatch) -> BatchResult:
-    results = events().record_batch(body.events)
+    results = wiring.events().record_batch(body.events)
     counts = {
         status: sum(r.status == status for r in results) for status in ("accepted", "duplicate", "rejected")
     }

@@ -7,6 +7,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from abtest import wiring
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
@@ -19,8 +20,6 @@ from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
-from abtest.storage import ExperimentRepository, HoldoutRepository, OverrideRepository, RollupRepository
-from abtest.storage.database import get_database
 
 app = create_app()
 
@@ -47,9 +46,8 @@ AnalysisKind = Annotated[
 )
 @tracer.capture_method(capture_response=False)
 def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetrics:
-    report = metrics_report(RollupRepository(get_database()).variant_metrics(experiment_id))
-    report.overrides = OverrideRepository(get_database()).counts(experiment_id)
-    return report
+    stats = wiring.rollups().variant_metrics(experiment_id)
+    return metrics_report(stats, overrides=wiring.overrides().counts(experiment_id))
 
 
 @app.get(
@@ -67,9 +65,9 @@ def experiment_results(
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
 ) -> ExperimentResults:
-    stats = RollupRepository(get_database()).variant_metrics(experiment_id)
-    report = results_report(stats, alpha=alpha, correction=correction, mde=mde)
-    report.overrides = OverrideRepository(get_database()).counts(experiment_id)
+    stats = wiring.rollups().variant_metrics(experiment_id)
+    overrides = wiring.overrides().counts(experiment_id)
+    report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -91,7 +89,7 @@ def experiment_timeseries(
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
 ) -> ExperimentTimeseries:
-    daily = RollupRepository(get_database()).daily_metrics(experiment_id)
+    daily = wiring.rollups().daily_metrics(experiment_id)
     try:
         return timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
@@ -113,9 +111,9 @@ def experiment_report(
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
 ) -> Response[str]:
-    daily = RollupRepository(get_database()).daily_metrics(experiment_id)
-    results = results_report(daily.current, alpha=alpha, mde=mde)
-    results.overrides = OverrideRepository(get_database()).counts(experiment_id)
+    daily = wiring.rollups().daily_metrics(experiment_id)
+    overrides = wiring.overrides().counts(experiment_id)
+    results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in results.metrics}
     page = report_page(
         daily.current.experiment,
@@ -132,8 +130,8 @@ def experiment_report(
 @app.get(f"{API_PREFIX}/report", responses=documented_html())
 @tracer.capture_method(capture_response=False)
 def report_index() -> Response[str]:
-    experiments = ExperimentRepository(get_database()).newest(INDEX_LIMIT + 1)
-    rollups = RollupRepository(get_database())
+    experiments = wiring.experiments().newest(INDEX_LIMIT + 1)
+    rollups = wiring.rollups()
     entries = [
         IndexEntry(
             experiment,
@@ -149,7 +147,7 @@ def report_index() -> Response[str]:
 @app.get(f"{API_PREFIX}/holdouts/<holdout_id>/results", responses=documented(200, HoldoutResults, 404))
 @tracer.capture_method(capture_response=False)
 def holdout_results_route(holdout_id: Annotated[UUID, Path()], alpha: Alpha = 0.05) -> HoldoutResults:
-    report = holdout_results(HoldoutRepository(get_database()).stats(holdout_id), alpha=alpha)
+    report = holdout_results(wiring.holdouts().stats(holdout_id), alpha=alpha)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch in a holdout",

@@ -12,11 +12,11 @@ import psycopg
 import pytest
 from moto import mock_aws
 
+from abtest import wiring
 from abtest.errors import Unavailable
 from abtest.settings import settings_from_env
 from abtest.storage.database import Database, connection_params
 from abtest.storage.schema import apply_migrations, migration_files
-from tests.conftest import reset_caches
 from tests.integration.test_experiments_api import BASE, experiment_body
 
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:9/postgres"
@@ -145,11 +145,11 @@ def database_down(clean_db: str) -> Any:
     """Point the handlers at a port where nothing listens, then restore."""
     os.environ["DATABASE_URL"] = CLOSED_PORT_URL
     os.environ["DB_CONNECT_TIMEOUT"] = "1"
-    reset_caches()
+    wiring.reset()
     yield
     os.environ["DATABASE_URL"] = clean_db
     del os.environ["DB_CONNECT_TIMEOUT"]
-    reset_caches()
+    wiring.reset()
 
 
 def test_database_down_is_a_json_503(api: Any, database_down: None) -> None:

@@ -21,11 +21,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from abtest import wiring
 from abtest.storage import schema
 from localdev.lambda_events import LocalLambdaContext
 from localdev.postgres import PROJECT_ROOT
 from localdev.template import Route, load_template
-from tests.conftest import reset_caches
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:9/postgres"
@@ -89,7 +89,7 @@ def point_at(database_url: str) -> Iterator[Callable[[str], None]]:
 
     def switch(url: str) -> None:
         os.environ["DATABASE_URL"] = url
-        reset_caches()
+        wiring.reset()
 
     yield switch
     switch(database_url)

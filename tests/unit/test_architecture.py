@@ -15,6 +15,7 @@ past 400 lines.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,7 @@ def test_pure_code_depends_on_neither_storage_nor_http(path: Path) -> None:
     for forbidden in (
         "abtest.storage",
         "abtest.http",
+        "abtest.wiring",
         "psycopg",
         "boto3",
         "aws_lambda_powertools.event_handler",
@@ -218,3 +220,16 @@ def test_the_home_checks_can_fail() -> None:
     assert limits_in(stray) == ["MAX_THINGS"]
     assert "ExperimentPage" in http_views_in(TREES[SCHEMAS], MODELS)
     assert "MAX_USER_ID_LENGTH" in limits_in(TREES[LIMITS])
+
+
+def test_tests_reset_state_through_the_wiring_not_the_handlers() -> None:
+    # One reset (abtest.wiring.reset) forgets every cache; a test reaching into a handler module's
+    # globals through sys.modules would tie the tests to where a handler keeps its state.
+    reach = re.compile(r"sys\.modules(\.get\(|\[)\s*[\"'][a-z_]+_handler[\"']")
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in sorted((PROJECT_ROOT / "tests").rglob("*.py"))
+        if path != Path(__file__) and reach.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+    assert reach.search('handler = sys.modules.get("assignments_handler")')

@@ -144,6 +144,7 @@ def test_ranking_loads_numpy_when_it_is_first_needed() -> None:
 
 TRACED_CALL = """
 import experiments_handler
+import experiments_routes.experiments
 from aws_lambda_powertools import Tracer
 from abtest.observability import tracer
 from localdev.lambda_events import LocalLambdaContext, http_api_event
@@ -160,7 +161,7 @@ print(json.dumps({
     'enabled': tracer.enabled,
     'is_powertools_tracer': isinstance(tracer.tracer, Tracer),
     'tracer_disabled': tracer.tracer.disabled,
-    'method_wrapped': hasattr(experiments_handler.get_experiment, '__wrapped__'),
+    'method_wrapped': hasattr(experiments_routes.experiments.get_experiment, '__wrapped__'),
     'status': response['statusCode'],
     'body': json.loads(response['body']),
 }))
@@ -197,9 +198,10 @@ def test_tracing_enabled_creates_the_tracer_and_a_request_still_works() -> None:
 def test_tracing_disabled_leaves_the_routes_undecorated() -> None:
     found = run_child(
         HANDLERS["experiments_handler"],
-        "import experiments_handler\nfrom abtest.observability import tracer\n"
+        "import experiments_handler, experiments_routes.experiments\n"
+        "from abtest.observability import tracer\n"
         "print(json.dumps({'enabled': tracer.enabled,"
-        " 'method_wrapped': hasattr(experiments_handler.get_experiment, '__wrapped__')}))",
+        " 'method_wrapped': hasattr(experiments_routes.experiments.get_experiment, '__wrapped__')}))",
         DEPLOYED_ENV,
     )
     assert found == {"enabled": False, "method_wrapped": False}

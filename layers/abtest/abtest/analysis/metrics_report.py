@@ -60,8 +60,9 @@ class ExperimentMetrics(BaseModel):
     )
 
 
-def metrics_report(stats: VariantMetrics) -> ExperimentMetrics:
-    """Build the report; every variant lists every metric any variant has (zeros where none)."""
+def metrics_report(stats: VariantMetrics, *, overrides: OverrideCounts | None = None) -> ExperimentMetrics:
+    """Build the report; every variant lists every metric any variant has (zeros where none).
+    `overrides`: the experiment's forced users, reported apart (none if not given)."""
     experiment = stats.experiment
     metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
     report: dict[UUID, VariantReport] = {}
@@ -94,4 +95,5 @@ def metrics_report(stats: VariantMetrics) -> ExperimentMetrics:
         status=experiment.status.value,
         variant_metrics=report,
         computed_at=datetime.now(UTC),
+        overrides=overrides or OverrideCounts(),
     )

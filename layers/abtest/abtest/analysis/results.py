@@ -81,8 +81,10 @@ def results_report(
     alpha: float = 0.05,
     correction: Correction | None = None,
     mde: float | None = None,
+    overrides: OverrideCounts | None = None,
 ) -> ExperimentResults:
-    """Analyse every metric of an experiment (variant 0 is the control)."""
+    """Analyse every metric of an experiment (variant 0 is the control); `overrides`: the experiment's
+    forced users, reported apart (none if not given)."""
     experiment = stats.experiment
     variants = experiment.variants
     users = [stats.variants[v.id].users for v in variants]
@@ -123,6 +125,7 @@ def results_report(
         ],
         metrics=metrics,
         computed_at=datetime.now(UTC),
+        overrides=overrides or OverrideCounts(),
     )
 
 

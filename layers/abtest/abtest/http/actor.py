@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
 from abtest.domain.audit import LOCAL_ACTOR, Actor
 from abtest.errors import InvalidInput
@@ -70,6 +70,7 @@ def request_actor(event: Mapping[str, Any]) -> Actor:
     )
 
 
-def current_actor(app: APIGatewayHttpResolver) -> Actor:
-    """The actor of the request `app` is resolving (call it before any write: it may raise a 422)."""
+def current_actor(app: BaseRouter) -> Actor:
+    """The actor of the request `app` (a resolver or one of its routers) is resolving (call it before
+    any write: it may raise a 422)."""
     return request_actor(app.current_event.raw_event)

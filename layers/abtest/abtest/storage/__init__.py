@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository, StoredAssignment
+    from abtest.storage.audit import AuditRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "AssignmentRepository": "abtest.storage.assignments",
     "StoredAssignment": "abtest.storage.assignments",
+    "AuditRepository": "abtest.storage.audit",
     "CatalogRepository": "abtest.storage.catalog",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
@@ -43,6 +45,7 @@ _HOMES = {
 
 __all__ = [
     "AssignmentRepository",
+    "AuditRepository",
     "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",
