@@ -27,7 +27,7 @@ from abtest.domain.targeting import (
 )
 from abtest.errors import InvalidInput
 
-# -- coercion: the JavaScript reference's rules (README "Targeting") --------------------------------
+# -- coercion: the JavaScript reference's rules (docs/api/targeting.md) --------------------------------
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ MAX_CONFIG_BYTES = 16_384
 
 # Limits on every client JSON value (variant config, context, metadata): nesting depth, integers a
 # double represents exactly (JavaScript SDKs read larger ones wrongly), finite numbers only, and text
-# PostgreSQL can store (no NUL, no lone surrogates). See the README's "Limits".
+# PostgreSQL can store (no NUL, no lone surrogates). See docs/limits.md.
 MAX_JSON_DEPTH = 32
 MAX_JSON_INTEGER = 2**53
 # A conversion's |value| bound: a per-user total of n events is at most n * 1e9, its square
@@ -168,7 +168,7 @@ def _utf8(value: str) -> str:
 UserId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_utf8)]
 Context = Annotated[dict[str, Any], _json_value("context"), _json_size_limit("context", MAX_CONTEXT_BYTES)]
 Metadata = Annotated[dict[str, Any], _json_value("metadata"), _json_size_limit("metadata", MAX_CONTEXT_BYTES)]
-# A user's attributes for targeting (README "Targeting"): the same limits as `context`.
+# A user's attributes for targeting (docs/api/targeting.md): the same limits as `context`.
 Attributes = Annotated[
     dict[str, Any],
     _json_value("attributes"),

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from abtest.domain.models import EXPERIMENT_NAME_PATTERN, MAX_JSON_INTEGER, Attributes, text_problem
 
-# What a group may hold (README "Limits"): it is loaded whole into every serving container that
+# What a group may hold (docs/limits.md): it is loaded whole into every serving container that
 # needs it, and a member test walks it, so it stays small.
 MAX_GROUP_VALUES = 10_000
 MAX_GROUP_VALUE_LENGTH = 256

@@ -1,9 +1,9 @@
 """Targeting conditions in GrowthBook's condition language: a pure evaluator and the write-time checks.
 
 `evaluate(condition, attributes, saved_groups)` says whether a user's attributes match a condition. It
-follows GrowthBook's JavaScript reference (`mongrule.ts`, anchors section 2.1), written here from its
+follows GrowthBook's JavaScript reference (`mongrule.ts`), written here from its
 documented semantics, including JavaScript's type coercion where the two reference SDKs disagree
-(README "Targeting" lists the rules with examples):
+(docs/api/targeting.md lists the rules with examples):
 
 - a string condition matches `String(value)`, a number condition `Number(value)`, a boolean
   condition the value's truthiness (null never matches a boolean), `null` only null;
@@ -38,7 +38,7 @@ import re2
 from abtest.errors import InvalidInput
 from abtest.field_path import field_path
 
-# Write-time limits (README "Limits"); evaluation applies the regex length cap too.
+# Write-time limits (docs/limits.md); evaluation applies the regex length cap too.
 MAX_CONDITION_DEPTH = 10  # nested JSON objects and arrays, the condition itself being level 1
 MAX_CONDITION_BYTES = 16_384  # compact UTF-8 JSON
 MAX_REGEX_LENGTH = 256  # characters of a pattern

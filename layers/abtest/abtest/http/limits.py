@@ -1,6 +1,6 @@
 """The one request-body parser and the one response serialiser of every HTTP route.
 
-Bodies are parsed here, before routing, with the service's limits (README "Limits"): at most
+Bodies are parsed here, before routing, with the service's limits (docs/limits.md): at most
 MAX_BODY_BYTES, nested at most MAX_BODY_DEPTH levels, integers within +-2^53, no NaN or Infinity, text
 without NUL or lone surrogates. A breach is a 4xx naming the field, so nothing a parser or a database
 cannot take ever reaches a handler (Python's json raises RecursionError past ~1,000 levels and
