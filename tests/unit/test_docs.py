@@ -20,7 +20,12 @@ from localdev.walks import LOCAL_BASE_URL, WALK_PAGES, pages_with_walks, walk_bl
 README = PROJECT_ROOT / "README.md"
 DOCS = PROJECT_ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-MARKDOWN = [README, PROJECT_ROOT / "bench" / "README.md", *PAGES]
+MARKDOWN = [
+    README,
+    PROJECT_ROOT / "bench" / "README.md",
+    PROJECT_ROOT / "tests" / "golden" / "README.md",
+    *PAGES,
+]
 README_MAX_LINES = 150
 
 # What the repository's own files are: not the virtualenv, caches, build output or local databases.
