@@ -203,3 +203,22 @@ def test_the_contract_pages_worked_example_is_what_the_contract_computes() -> No
     assert bucket_for(user_id, salt, weights, 1.0) == bucket_for(user_id, salt, weights, 0.1) == 1
     assert "so variant 1" in page
     assert "still in variant 1" in page
+
+
+def test_every_repository_path_the_docs_name_exists() -> None:
+    # Files and folders named in code spans, such as `abtest/storage/assignments.py` or
+    # `tests/golden/`; `abtest/...` is the layer's package. Generated paths (`.aws-sam/...`,
+    # `test-artifacts/...`) and media types are not files of the repository; bench/README.md also names
+    # files of the SAM CLI, so it is left out.
+    package_root = PROJECT_ROOT / "layers" / "abtest"
+    missing = []
+    for page in [page for page in MARKDOWN if page.parent.name != "bench"]:
+        for token in re.findall(r"`([\w][\w./-]*/[\w./-]*)`", page.read_text(encoding="utf-8")):
+            if token.startswith("test-artifacts/") or not (
+                token.endswith("/") or "." in token.split("/")[-1]
+            ):
+                continue
+            candidates = [PROJECT_ROOT / token, package_root / token, package_root / "abtest" / token]
+            if not any(candidate.exists() for candidate in candidates):
+                missing.append(f"{page.relative_to(PROJECT_ROOT)}: {token}")
+    assert missing == []
