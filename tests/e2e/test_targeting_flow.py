@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from abtest.domain.targeting import evaluate
-from tests.conformance import conformance_cases, missing_message
+from tests.conformance import conformance_cases, skip_or_fail_when_missing
 from tests.e2e.conftest import Http
 
 EXPERIMENTS = "/api/v1/experiments"
@@ -31,7 +29,7 @@ def _experiment(name: str, targeting: Any, surface: str = "recommendations") -> 
 def test_the_qa_route_answers_as_the_evaluator_for_every_conformance_case(http: Http) -> None:
     cases = conformance_cases()
     if not cases:
-        pytest.skip(missing_message())
+        skip_or_fail_when_missing()
     differences = []
     for name, condition, attributes, expected, groups in cases:
         body = {"condition": condition, "attributes": attributes, "saved_groups": groups}

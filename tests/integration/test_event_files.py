@@ -1,6 +1,6 @@
 """Every file in events/ works on a freshly seeded database, through `python -m localdev invoke`.
 
-The same commands the README gives (`make seed`, then `make invoke FUNCTION=... EVENT=...`), run as
+The same commands docs/development.md gives (`make seed`, then `make invoke FUNCTION=... EVENT=...`), run as
 subprocesses against the test database, in the order a newcomer would try them.
 """
 

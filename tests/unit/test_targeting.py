@@ -18,7 +18,7 @@ from abtest.domain.targeting_checks import check_condition, referenced_groups, r
 from abtest.errors import InvalidInput
 from abtest.limits import MAX_CONDITION_BYTES, MAX_REGEX_LENGTH
 
-# -- coercion: the JavaScript reference's rules (README "Targeting") --------------------------------
+# -- coercion: the JavaScript reference's rules (docs/api/targeting.md) --------------------------------
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 A holdout keeps `percent` of the users (its `holdout` group) away from every experiment of the
 surfaces it covers, and samples an equally sized `measurement` group that gets normal traffic; the
-two are compared to measure the sum of everything launched meanwhile (anchors section 3.2:
-GrowthBook's equal-sized comparison, Statsig's balance). Membership is the contract's hash rule
-(abtest.contract.holdouts) with the holdout's own salt.
+two are compared to measure the sum of everything launched meanwhile (docs/api/holdouts.md; as
+GrowthBook's equal-sized comparison and Statsig's balanced groups do). Membership is the contract's
+hash rule (abtest.contract.holdouts) with the holdout's own salt.
 
 Lifecycle: the experiments' (abtest.domain.lifecycle): draft -> running <-> paused -> completed.
 Only a running holdout holds anybody out (and records members and accepts their conversions);

@@ -52,7 +52,7 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     grow, so no enrolled user moves. Variants,
     weights and the name are frozen once an experiment has run. Completed experiments are final.
     Targeting may change while running or paused: it applies at enrollment only, so enrolled users
-    keep their variant (README "Targeting").
+    keep their variant (docs/api/targeting.md).
     """
     if "targeting" in changes and current.status != Status.COMPLETED:
         require_valid_condition(changes["targeting"])

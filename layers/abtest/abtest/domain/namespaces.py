@@ -1,14 +1,14 @@
 """Namespaces in the domain: how shares become buckets, which free buckets an experiment takes, and
 the per-container view the decision pipeline reads (who owns which bucket of each surface).
 
-Allocation policy (see README "Namespaces"): an experiment's share is round(share * 10000) buckets.
+Allocation policy (see docs/api/surfaces.md): an experiment's share is round(share * 10000) buckets.
 Starting it (or growing its share) takes that many *free* buckets: never-used buckets first, then
 buckets released by completed experiments, and within each group a pseudo-random sample ranked by
 MurmurHash3(f"{experiment_id}:{bucket}"). A random sample keeps each experiment's users a random
 sample of the surface's users whatever the bucket history (contiguous ranges would tie an experiment
 to whichever part of the hash space happened to be free); preferring never-used buckets keeps users
 who were in a completed experiment out of the next one for as long as there is fresh space
-(Optimizely's stratified sampling; Spotify's bucket-reuse study, anchors section 1).
+(Optimizely's stratified sampling; Spotify's bucket-reuse study).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from abtest.limits import (
     text_problem,
 )
 
-# What a group may hold (README "Limits"): it is loaded whole into every serving container that
+# What a group may hold (docs/limits.md): it is loaded whole into every serving container that
 # needs it, and a member test walks it, so it stays small.
 
 SavedGroupKey = Annotated[

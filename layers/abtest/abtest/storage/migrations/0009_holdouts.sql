@@ -1,4 +1,4 @@
--- Holdouts (README "Holdouts"): a share of users kept away from every experiment of the surfaces a
+-- Holdouts (docs/api/holdouts.md): a share of users kept away from every experiment of the surfaces a
 -- holdout covers, compared with an equally sized measurement group that gets normal traffic.
 
 CREATE TABLE holdouts (
