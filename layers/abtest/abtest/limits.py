@@ -46,6 +46,10 @@ MAX_METRICS_PER_EXPERIMENT = 100
 MAX_PAGE_BYTES = 2_000_000
 MAX_OVERRIDES_PER_EXPERIMENT = 1000
 
+# --- Decision frameworks (custom rules in GrowthBook's shape, abtest.domain.decisions) ----------------
+MAX_DECISION_RULES = 20
+MAX_DECISION_CONDITIONS = 10  # conditions in one rule
+
 # --- Targeting conditions (write time; evaluation applies the regex length cap too) ------------------
 MAX_CONDITION_DEPTH = 10  # nested JSON objects and arrays, the condition itself being level 1
 MAX_CONDITION_BYTES = 16_384  # compact UTF-8 JSON

@@ -50,6 +50,7 @@ from pydantic import (
 
 from abtest.errors import InvalidInput
 from abtest.field_path import field_path
+from abtest.limits import MAX_DECISION_CONDITIONS, MAX_DECISION_RULES
 
 __all__ = [
     "PRESETS",
@@ -76,9 +77,6 @@ GuardrailOutcome = Literal["non_inferior", "inferior", "inconclusive"]
 Direction = Literal["higher", "lower"]
 PresetName = Literal["clear_signals", "do_no_harm"]
 
-MAX_RULES = 20
-MAX_CONDITIONS = 10
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
@@ -95,7 +93,7 @@ class Condition(_Strict):
 class Rule(_Strict):
     """Conditions that must all hold for `action` to be taken."""
 
-    conditions: Annotated[list[Condition], Field(min_length=1, max_length=MAX_CONDITIONS)]
+    conditions: Annotated[list[Condition], Field(min_length=1, max_length=MAX_DECISION_CONDITIONS)]
     action: RuleAction
 
 
@@ -104,7 +102,7 @@ class Framework(_Strict):
 
     name: Annotated[str, Field(max_length=100)] = "custom"
     description: Annotated[str, Field(max_length=1000)] = ""
-    rules: Annotated[list[Rule], Field(max_length=MAX_RULES)]
+    rules: Annotated[list[Rule], Field(max_length=MAX_DECISION_RULES)]
     default_action: RuleAction = Field(validation_alias=AliasChoices("default_action", "defaultAction"))
 
 
