@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from abtest.http.scopes import accepted
 from localdev.postgres import PROJECT_ROOT
 from localdev.template import http_routes
 
@@ -42,14 +43,15 @@ def build_spec() -> dict[str, Any]:
         operation = paths[route.path][route.method.lower()]
         operation["security"] = [{"jwt": []}]
         operation["x-required-scope"] = scope
-        operation["summary"] = f"{route.method} {route.path} (scope: {scope})"
+        operation["summary"] = f"{route.method} {route.path} (scope: {' or '.join(accepted(scope))})"
     return {
         "openapi": "3.1.0",
         "info": {
             "title": TITLE,
             "version": VERSION,
             "description": "Experiments, assignment, recommendations, events and metrics. Every route needs "
-            "a JWT (API Gateway JWT authorizer) carrying the route's scope: admin, read or ingest.",
+            "a JWT (API Gateway JWT authorizer) carrying the route's scope: admin, read, ingest or evaluate "
+            "(OpenFeature evaluation).",
         },
         "paths": {path: paths[path] for path in sorted(paths)},
         "components": {

@@ -7,6 +7,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
+import ofrep_routes
 from abtest import wiring
 from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
 from abtest.domain.experiments import SURFACE_PATTERN
@@ -25,6 +26,8 @@ from abtest.http.schemas import (
 )
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
+from ofrep_routes import refuse_ofrep
+from ofrep_routes import router as ofrep_router
 
 app = create_app()
 
@@ -162,4 +165,8 @@ def surface_assignment(
     return SurfaceAssignmentResponse.model_validate(membership, from_attributes=True)
 
 
-lambda_handler = entrypoint(app, ROUTE_SCOPES)
+# OpenFeature evaluation (OFREP): its own Router, scopes and error shape (ofrep_routes).
+app.include_router(ofrep_router)
+ROUTE_SCOPES.update(ofrep_routes.SCOPES)
+
+lambda_handler = entrypoint(app, ROUTE_SCOPES, refuse_ofrep)

@@ -174,6 +174,15 @@ class FakeStore:
         self._call("saved_groups")
         return {key: list(self.groups[key]) for key in keys if key in self.groups}
 
+    def enroll_surfaces(self, user_id: str, requests: Sequence[EnrollRequest]) -> list[Enrollment]:
+        """What _ENROLL_SURFACES does: `enroll` per request, in one statement (one call)."""
+        self._call("enroll_surfaces")
+        answers = []
+        for request in requests:
+            answers.append(self.enroll(request))
+            self.calls.pop()  # part of this one statement
+        return answers
+
     def enroll(self, request: EnrollRequest) -> Enrollment:
         """What _ENROLL does, in Python."""
         self._call("enroll")

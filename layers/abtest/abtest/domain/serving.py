@@ -60,6 +60,8 @@ class AssignmentStore(Protocol):
 
     def enroll(self, request: EnrollRequest) -> Enrollment: ...
 
+    def enroll_surfaces(self, user_id: str, requests: Sequence[EnrollRequest]) -> list[Enrollment]: ...
+
     def serving_holdouts(self) -> list[Holdout]: ...
 
 
@@ -152,6 +154,94 @@ class AssignmentService:
         )
         return assignment
 
+    def evaluate(self, surface: str, user_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
+        """Decide about the user on a surface exactly as `recommendations` does (holdouts, namespaces,
+        targeting, overrides, stickiness, exposure recorded), without ranking: OpenFeature evaluation.
+
+        Unavailable propagates: an evaluation has no untagged fallback to serve (the caller answers
+        429, and the OpenFeature provider uses the code default).
+        """
+        assignment, _ = self._serve(
+            surface, user_id, None, None, True, with_profile=False, attributes=attributes
+        )
+        return assignment
+
+    def evaluate_all(
+        self, user_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> dict[str, Assignment]:
+        """Decide about the user on every surface with a running experiment, as a prefetch: what is
+        decided is stored (sticky), no exposure is recorded. All surfaces in one round trip
+        (`enroll_surfaces`); a surface whose answer is stale (holdouts changed, an experiment the cache
+        does not hold) or that lost a race for a new user is re-run alone through `_serve`."""
+        view = self._view.get()
+        surfaces = sorted(
+            {
+                live.experiment.surface
+                for live in view.experiments.values()
+                if live.experiment.status in ENROLLING
+            }
+        )
+        subjects = [self._subject(view, surface, user_id, None, attributes) for surface in surfaces]
+        requests = [
+            self._request(subject, decide(subject), None, None, False, with_profile=False)
+            for subject in subjects
+        ]
+        enrollments = self._store.enroll_surfaces(user_id, requests)
+        answers: dict[str, Assignment] = {}
+        for surface, subject, enrollment in zip(surfaces, subjects, enrollments, strict=True):
+            final = decide(replace(subject, stored=enrollment))
+            if enrollment.holdouts_stale or self._unknown(view, enrollment) or final.proposal:
+                answers[surface], _ = self._serve(
+                    surface, user_id, None, None, False, with_profile=False, attributes=attributes
+                )
+            else:
+                answers[surface] = self._outcome(final, enrollment)
+        return answers
+
+    @staticmethod
+    def _subject(
+        view: ServingView,
+        surface: str,
+        user_id: str,
+        experiment_id: UUID | None,
+        attributes: Mapping[str, Any] | None,
+    ) -> Subject:
+        requested = None if experiment_id is None else view.experiments.get(experiment_id)
+        return Subject(
+            user_id,
+            view.namespace(surface),
+            requested,
+            attributes=attributes or {},
+            saved_groups=view.saved_groups,
+            holdouts=view.holdouts_covering(surface),
+        )
+
+    @staticmethod
+    def _request(
+        subject: Subject,
+        first: Decision,
+        experiment_id: UUID | None,
+        context: dict[str, Any] | None,
+        record_exposure: bool,
+        *,
+        with_profile: bool,
+    ) -> EnrollRequest:
+        """The enrollment statement's request for what the cache's decision proposed."""
+        proposal = first if first.proposal else None
+        return EnrollRequest(
+            surface=subject.namespace.surface,
+            user_id=subject.user_id,
+            experiment_id=first.experiment.id if first.experiment is not None else experiment_id,
+            variant_id=proposal.variant.id if proposal is not None and proposal.variant else None,
+            follow_membership=experiment_id is None,
+            context=context,
+            # A held-out user's stored assignment is not exposed: the statement sees the group.
+            record_exposure=record_exposure,
+            with_profile=with_profile,
+            holdout_ids=tuple(h.id for h in subject.holdouts),
+            holdout_members=memberships(subject.holdouts, subject.user_id),
+        )
+
     def recommendations(
         self,
         user_id: str,
@@ -200,15 +290,7 @@ class AssignmentService:
         """Decide with the cache, run the one statement, decide again with what it found."""
 
         def subject_for(view: ServingView) -> Subject:
-            requested = None if experiment_id is None else view.experiments.get(experiment_id)
-            return Subject(
-                user_id,
-                view.namespace(surface),
-                requested,
-                attributes=attributes or {},
-                saved_groups=view.saved_groups,
-                holdouts=view.holdouts_covering(surface),
-            )
+            return self._subject(view, surface, user_id, experiment_id, attributes)
 
         view = self._view.get()
         subject = subject_for(view)
@@ -216,21 +298,9 @@ class AssignmentService:
         holdouts_reloaded = False
         attempt = 0
         while attempt < 2:
-            proposal = first if first.proposal else None
-            target = first.experiment.id if first.experiment is not None else experiment_id
             enrollment = self._store.enroll(
-                EnrollRequest(
-                    surface=surface,
-                    user_id=user_id,
-                    experiment_id=target,
-                    variant_id=proposal.variant.id if proposal is not None and proposal.variant else None,
-                    follow_membership=experiment_id is None,
-                    context=context,
-                    # A held-out user's stored assignment is not exposed: the statement sees the group.
-                    record_exposure=record_exposure,
-                    with_profile=with_profile,
-                    holdout_ids=tuple(h.id for h in subject.holdouts),
-                    holdout_members=memberships(subject.holdouts, user_id),
+                self._request(
+                    subject, first, experiment_id, context, record_exposure, with_profile=with_profile
                 )
             )
             if enrollment.holdouts_stale and not holdouts_reloaded:

@@ -8,6 +8,7 @@ Error bodies are stable and machine-readable:
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints
@@ -219,6 +220,17 @@ def hot_route(func: F) -> F:
     return func
 
 
+_RAW_MARK = "__abtest_raw_body__"
+
+
+def raw_body(func: F) -> F:
+    """Mark a route (under its `@router.post(...)`) that reads and answers about its body itself: the
+    resolver skips its body checks (check_body) for it, so none of its answers is in the service's error
+    shape (the OFREP routes answer in the protocol's). The route must take no body parameter."""
+    setattr(func, _RAW_MARK, True)
+    return func
+
+
 def _route_key(event: Mapping[str, Any]) -> tuple[str, str]:
     http = (event.get("requestContext") or {}).get("http") or {}
     return str(http.get("method", "")).upper(), str(event.get("rawPath", ""))
@@ -248,6 +260,7 @@ class Resolver(APIGatewayHttpResolver):
     def __init__(self) -> None:
         super().__init__(enable_validation=True, serializer=dumps, json_body_deserializer=loads)
         self._hot: dict[tuple[str, str], _HotRoute] = {}
+        self._raw: set[str] = set()  # route keys ("POST /a/{b}") of `raw_body` routes
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         """Powertools' route registration; also notes hot routes."""
@@ -255,6 +268,10 @@ class Resolver(APIGatewayHttpResolver):
 
         def register_route(func: F) -> F:
             registered = register(func)
+            if getattr(func, _RAW_MARK, False):
+                methods = (method,) if isinstance(method, str) else tuple(method)
+                path = re.sub(r"<(\w+)>", r"{\1}", rule)
+                self._raw.update(f"{item.upper()} {path}" for item in methods)
             if getattr(func, _HOT_MARK, False):
                 model = _body_model(func)
                 methods = (method,) if isinstance(method, str) else tuple(method)
@@ -277,6 +294,8 @@ class Resolver(APIGatewayHttpResolver):
             answer = self._fast(hot, event, context)
             if answer is not None:
                 return answer  # a body the model accepts is within the limits (see `hot_route`)
+        if str(event.get("routeKey", "")) in self._raw:
+            return super().resolve(event, context)
         return _body_refused(event) or super().resolve(event, context)
 
     def _fast(

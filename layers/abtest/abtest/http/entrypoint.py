@@ -20,13 +20,21 @@ from abtest.observability import cloudwatch, logger, tracer
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
-def entrypoint(app: APIGatewayHttpResolver, route_scopes: Mapping[str, Scope]) -> LambdaHandler:
-    """The Lambda handler for `app`: logging with the request's correlation id, EMF metrics, tracing."""
+Refuser = Callable[[Mapping[str, Any], Mapping[str, Scope]], "dict[str, Any] | None"]
+
+
+def entrypoint(
+    app: APIGatewayHttpResolver, route_scopes: Mapping[str, Scope], refuser: Refuser = refuse
+) -> LambdaHandler:
+    """The Lambda handler for `app`: logging with the request's correlation id, EMF metrics, tracing.
+
+    `refuser` answers a request refused before routing (missing scope, not JSON); a function whose
+    routes answer in another error shape (OFREP) passes one that reshapes `refuse`'s answers."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @cloudwatch.log_metrics
     @tracer.capture_lambda_handler(capture_response=False)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return refuse(event, route_scopes) or app.resolve(event, context)
+        return refuser(event, route_scopes) or app.resolve(event, context)
 
     return lambda_handler

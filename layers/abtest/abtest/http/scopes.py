@@ -1,9 +1,10 @@
 """Route scopes, checked in every handler as well as by the API Gateway JWT authorizer (defence in depth).
 
 Scopes: `admin` (experiment writes and status), `read` (reads, metrics, results), `ingest`
-(recommendations, assignments, events). A token's scope may carry the stack's resource-server
-prefix (SCOPE_PREFIX, default "abtest/"), as Cognito issues them: "abtest/admin" grants "admin", while
-another API's "billing/admin" does not.
+(recommendations, assignments, events), `evaluate` (OpenFeature evaluation only: a token shipped in a
+client app; `ingest` is accepted wherever `evaluate` is, see ACCEPTED). A token's scope may carry the
+stack's resource-server prefix (SCOPE_PREFIX, default "abtest/"), as Cognito issues them: "abtest/admin"
+grants "admin", while another API's "billing/admin" does not.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ from typing import Any, Literal, get_args
 
 from abtest.settings import DEFAULT_SCOPE_PREFIX
 
-Scope = Literal["admin", "read", "ingest"]
+Scope = Literal["admin", "read", "ingest", "evaluate"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
+# The token scopes that satisfy a route's scope (the template's AuthorizationScopes list the same).
+ACCEPTED: dict[Scope, tuple[Scope, ...]] = {"evaluate": ("evaluate", "ingest")}
+
+
+def accepted(required: Scope) -> tuple[Scope, ...]:
+    """The scopes any one of which grants a route that needs `required`."""
+    return ACCEPTED.get(required, (required,))
 
 
 def token_scopes(event: Mapping[str, Any]) -> set[str]:
@@ -29,8 +37,10 @@ def token_scopes(event: Mapping[str, Any]) -> set[str]:
 
 
 def grants(scopes: Iterable[str], required: Scope, prefix: str = DEFAULT_SCOPE_PREFIX) -> bool:
-    """True if one of `scopes` is `required` itself or `prefix + required` (the stack's ScopePrefix)."""
-    return any(scope in (required, f"{prefix}{required}") for scope in scopes)
+    """True if one of `scopes` is an accepted scope for `required` (itself, or `ingest` for `evaluate`),
+    bare or with `prefix` (the stack's ScopePrefix)."""
+    names = {name for ok in accepted(required) for name in (ok, f"{prefix}{ok}")}
+    return any(scope in names for scope in scopes)
 
 
 def missing_scope(

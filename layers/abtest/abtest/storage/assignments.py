@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -140,6 +140,35 @@ ENROLL = Routine(
 )
 
 
+# ENROLL for one user on many surfaces in one statement: one row per request, in request order. The
+# routine's arguments, positionally and with its exact types (see ENROLL.params): follow the membership,
+# no context, no exposure, no profile.
+_ENROLL_SURFACES = f"""
+SELECT r.* FROM unnest(%(surfaces)s::text[], %(experiment_ids)s::uuid[], %(variant_ids)s::uuid[],
+                       %(holdout_ids)s::text[], %(member_ids)s::text[], %(member_groups)s::text[])
+     WITH ORDINALITY AS q(surface, experiment_id, variant_id, holdout_ids, member_ids, member_groups, n)
+CROSS JOIN LATERAL {ENROLL.name}(
+    q.surface, %(user_id)s::text, q.experiment_id, q.variant_id, true, NULL::jsonb, false, false,
+    string_to_array(q.holdout_ids, ',')::uuid[], string_to_array(q.member_ids, ',')::uuid[],
+    string_to_array(q.member_groups, ',')::text[]) AS r
+ORDER BY q.n
+"""
+
+
+def _enrollment(row: Mapping[str, Any]) -> Enrollment:
+    return Enrollment(
+        experiment_id=row["experiment_id"],
+        status=Status(row["status"]) if row["status"] is not None else None,
+        variant_id=row["variant_id"],
+        member_of=row["member_of"],
+        created=row["created"],
+        exposed=row["exposed"],
+        profile=list(row["profile"]) if row["profile"] is not None else None,
+        forced_variant_id=row["forced_variant_id"],
+        holdouts_stale=row["holdouts_stale"],
+    )
+
+
 @dataclass(frozen=True)
 class StoredAssignment:
     experiment_name: str
@@ -202,20 +231,39 @@ class AssignmentRepository:
         def work(conn: Connection) -> Enrollment:
             row = conn.execute(ENROLL.call, params).fetchone()
             assert row is not None  # the statement is a SELECT without FROM: always one row
-            return Enrollment(
-                experiment_id=row["experiment_id"],
-                status=Status(row["status"]) if row["status"] is not None else None,
-                variant_id=row["variant_id"],
-                member_of=row["member_of"],
-                created=row["created"],
-                exposed=row["exposed"],
-                profile=list(row["profile"]) if row["profile"] is not None else None,
-                forced_variant_id=row["forced_variant_id"],
-                holdouts_stale=row["holdouts_stale"],
-            )
+            return _enrollment(row)
 
         # Not retried on a dropped connection: the exposure might have been written already.
         return self._db.run(work, transaction=False, retry=False)
+
+    def enroll_surfaces(self, user_id: str, requests: Sequence[EnrollRequest]) -> list[Enrollment]:
+        """The enrollment statement for one user on many surfaces, in ONE statement (one round trip):
+        the ENROLL routine called per surface (`unnest ... CROSS JOIN LATERAL`), in request order.
+
+        For a prefetch (OFREP bulk evaluation): every request follows the user's membership, stores what
+        it proposes, records no exposure and reads no profile; each call decides exactly as `enroll`
+        does, so a surface whose answer is stale or lost a race is re-run by the caller through `enroll`.
+        """
+        if not requests:
+            return []
+        assert all(r.user_id == user_id and r.follow_membership for r in requests)
+        assert not any(r.record_exposure or r.with_profile or r.context for r in requests)
+        # Arrays of arrays do not unnest row by row: each request's holdout lists travel as text.
+        params = {
+            "user_id": user_id,
+            "surfaces": [r.surface for r in requests],
+            "experiment_ids": [r.experiment_id for r in requests],
+            "variant_ids": [r.variant_id for r in requests],
+            "holdout_ids": [",".join(str(h) for h in sorted(r.holdout_ids)) for r in requests],
+            "member_ids": [",".join(str(h) for h, _ in r.holdout_members) for r in requests],
+            "member_groups": [",".join(g for _, g in r.holdout_members) for r in requests],
+        }
+
+        def work(conn: Connection) -> list[Enrollment]:
+            return [_enrollment(row) for row in conn.execute(_ENROLL_SURFACES, params).fetchall()]
+
+        # A prefetch records no exposure: a dropped connection may be retried (every write is idempotent).
+        return self._db.run(work, transaction=False)
 
     def stored_assignment(self, experiment_id: UUID, user_id: str) -> StoredAssignment:
         """The user's stored variant, without enrolling anyone; NotFound for an unknown experiment."""

@@ -125,6 +125,19 @@ class NamespaceRepository:
             )
         return found[0]
 
+    def known(self, surface: str) -> bool:
+        """True if a namespace or an experiment (of any status) ever used the surface."""
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM namespaces WHERE surface = %(s)s)"
+                " OR EXISTS (SELECT 1 FROM experiments WHERE surface = %(s)s) AS known",
+                {"s": surface},
+            ).fetchone()
+            return bool(row and row["known"])
+
+        return self._db.run(work, transaction=False)
+
     def lookup(self, surface: str, user_id: str) -> SurfaceMembership:
         """Which experiment (not completed) and variant of the surface a user is in; never enrolls."""
 
