@@ -225,7 +225,8 @@ def test_routes_are_explicit_and_authorized() -> None:
             props = event["Properties"]
             assert props["ApiId"] == {"Ref": "HttpApi"}, name
             assert props["Method"].upper() != "ANY", name
-            assert props["Path"].startswith("/api/v1/"), name
+            # The service's routes, and OpenFeature's fixed paths (OFREP, docs/openfeature.md).
+            assert props["Path"].startswith(("/api/v1/", "/ofrep/v1/evaluate/flags")), name
             assert "+}" not in props["Path"], name
             assert props["Auth"]["Authorizer"] == "JwtAuthorizer", f"{logical_id}.{name}"
 
