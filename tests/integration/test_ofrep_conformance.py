@@ -1,6 +1,6 @@
 """Every OFREP answer validates against the protocol's own OpenAPI document (version 0.3.0), read from
-`<repo>/../shared/conformance/ofrep-openapi.yaml` (never copied into this repository): without it the
-test skips, naming the path; under CI (`CI` set) it fails instead.
+beside the checkout, `shared/conformance/ofrep-openapi.yaml` in its parent folder (never copied into
+this repository): without it the test skips, naming the path; under CI (`CI` set) it fails instead.
 
 One reading differs from the document, as the protocol's ADR 0006 defines it: `codeDefaultFlag` is an
 answer WITHOUT `value`. Read literally (`type: object, properties: {}`), it matches every object, so
