@@ -11,7 +11,8 @@ period should have sent to each variant. An experiment "alarms" if ANY of its da
 gives a p-value below alpha. The sequential test (abtest.stats.sequential_srm) guarantees an alarm rate
 of at most alpha however often it is looked at; Pearson's chi-squared on the running totals
 (abtest.stats.srm) holds alpha for one look only, so daily looks inflate it. The last column is
-chi-squared looked at once, on day --days, for comparison (it should be close to alpha).
+chi-squared looked at once, on day --days, for comparison (it should be close to alpha). With --skew
+the first variant is over-served (e.g. 0.02: 51/49 instead of 50/50) and the rates are the power.
 """
 
 from __future__ import annotations
@@ -29,8 +30,14 @@ from abtest.stats.srm import srm_p_value
 ALPHAS = (0.001, 0.01, 0.05)
 
 
+def _tilt(shares: Sequence[float], skew: float) -> list[float]:
+    """The shares actually served: variant 0 over-served by `skew` (relative), renormalised."""
+    served = [p * (1 + skew) if i == 0 else p for i, p in enumerate(shares)]
+    return [p / sum(served) for p in served]
+
+
 def simulate(
-    experiments: int, days: int, periods: Sequence[Sequence[float]], seed: int
+    experiments: int, days: int, periods: Sequence[Sequence[float]], seed: int, skew: float = 0.0
 ) -> tuple[dict[float, int], dict[float, int], dict[float, int]]:
     """Alarm counts per alpha: (sequential any day, chi-squared any day, chi-squared on the last day)."""
     rng = np.random.default_rng(seed)
@@ -49,7 +56,7 @@ def simulate(
             shares = day_shares[day]
             if day and shares is not day_shares[day - 1]:
                 state = state.reweight(shares)
-            counts = [int(n) for n in rng.multinomial(users, shares)]
+            counts = [int(n) for n in rng.multinomial(users, _tilt(shares, skew))]
             state = state.add(counts)
             totals = [t + n for t, n in zip(totals, counts, strict=True)]
             owed = [o + users * p for o, p in zip(owed, shares, strict=True)]
@@ -76,15 +83,17 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=2000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--skew", type=float, default=0.0, help="over-serve variant 0 by this (relative)")
     parser.add_argument("--periods", nargs="+", default=["0.5,0.5"], help="shares per period, e.g. 0.2,0.8")
     args = parser.parse_args()
     periods = [[float(share) for share in period.split(",")] for period in args.periods]
     started = time.perf_counter()
-    sequential, chi_daily, chi_once = simulate(args.experiments, args.days, periods, args.seed)
+    sequential, chi_daily, chi_once = simulate(args.experiments, args.days, periods, args.seed, args.skew)
     elapsed = time.perf_counter() - started
     n = args.experiments
     shares = " then ".join(args.periods)
-    print(f"{n} A/A experiments, shares {shares}, {args.days} daily checks, seed {args.seed}")
+    kind = f"skew {args.skew:+.1%}" if args.skew else "A/A"
+    print(f"{n} {kind} experiments, shares {shares}, {args.days} daily checks, seed {args.seed}")
     print("| alpha | sequential, any day | chi-squared, any day | chi-squared, last day only |")
     print("|---|---|---|---|")
     for alpha in ALPHAS:

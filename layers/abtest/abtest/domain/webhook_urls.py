@@ -243,7 +243,8 @@ def _checked_addresses(parsed: WebhookUrl, *, local_mode: bool, resolve: Resolve
             ) from None
         reason = forbidden_reason(address, allow_loopback=local_mode)
         if reason is not None:
-            raise _refuse(f"{parsed.host!r} resolves to a {reason} address ({address})", "forbidden_address")
+            where = f"{address} is" if literal is not None else f"{parsed.host!r} resolves to {address},"
+            raise _refuse(f"{where} a {reason} address: not a webhook destination", "forbidden_address")
         checked.append(str(address))
     return checked
 
