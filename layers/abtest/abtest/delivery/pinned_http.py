@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from abtest.domain.webhook_urls import PinnedWebhookUrl
+from abtest.limits import MAX_WEBHOOK_RESPONSE_BYTES
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "MAX_RESPONSE_BYTES", "DeliveryResponse", "post", "system_resolver"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "DeliveryResponse", "post", "system_resolver"]
 
 # Connect, send and wait for the answer: a receiver should acknowledge fast and work later.
 DEFAULT_TIMEOUT_SECONDS = 10.0
-# What is kept of a response body for the delivery log; the rest is not read.
-MAX_RESPONSE_BYTES = 4096
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -104,10 +103,10 @@ def post(
         response = connection.getresponse()
         chunks: list[bytes] = []
         kept = 0
-        while kept < MAX_RESPONSE_BYTES:
+        while kept < MAX_WEBHOOK_RESPONSE_BYTES:
             if time.monotonic() - started > 2 * timeout:
                 raise TimeoutError("the receiver is answering too slowly")
-            chunk = response.read1(MAX_RESPONSE_BYTES - kept)
+            chunk = response.read1(MAX_WEBHOOK_RESPONSE_BYTES - kept)
             if not chunk:
                 break
             chunks.append(chunk)

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from abtest.errors import InvalidInput
+from abtest.limits import MAX_WEBHOOK_URL_LENGTH
 
 __all__ = [
-    "MAX_URL_LENGTH",
     "PinnedWebhookUrl",
     "Resolver",
     "UnsafeWebhookUrl",
@@ -44,7 +44,6 @@ __all__ = [
     "pin_webhook_url",
 ]
 
-MAX_URL_LENGTH = 2048
 # host, port -> the addresses it resolves to (as strings). Raises OSError when it cannot resolve.
 Resolver = Callable[[str, int], Sequence[str]]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -174,8 +173,8 @@ def parse_webhook_url(url: str, *, local_mode: bool) -> WebhookUrl:
     """Check a URL's syntax and scheme (no DNS); raises UnsafeWebhookUrl naming `url`."""
     if not url:
         raise _refuse("a webhook URL is required", "syntax")
-    if len(url) > MAX_URL_LENGTH:
-        raise _refuse(f"at most {MAX_URL_LENGTH} characters", "syntax")
+    if len(url) > MAX_WEBHOOK_URL_LENGTH:
+        raise _refuse(f"at most {MAX_WEBHOOK_URL_LENGTH} characters", "syntax")
     if any(ord(char) <= 0x20 or ord(char) >= 0x7F or char == "\\" for char in url):
         raise _refuse(
             "spaces, control characters, backslashes and non-ASCII characters are not allowed", "syntax"
