@@ -77,6 +77,11 @@ EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AUDIT_ID_LENGTH = 256  # ids in an entry (actor, entity, parent), as text; a longer actor id is cut
 MAX_REASON_LENGTH = 1000  # the X-Change-Reason header
 
+# --- Webhooks ----------------------------------------------------------------------------------------
+MAX_WEBHOOK_URL_LENGTH = 2048  # characters of a webhook URL
+# What a delivery keeps of the receiver's answer for the delivery log; the rest is not read.
+MAX_WEBHOOK_RESPONSE_BYTES = 4096
+
 # --- Deployment --------------------------------------------------------------------------------------
 # The failure reason the migrate custom resource sends CloudFormation is cut to this many characters
 # (CloudFormation refuses responses over 4 KB).
