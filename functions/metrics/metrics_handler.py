@@ -152,6 +152,7 @@ def experiment_report(
         mde=mde,
         waiting=Waiting(daily.waiting_users, daily.waiting_conversions),
         analysis=analysis,
+        in_full=in_full,
     )
     return html_response(page)
 
