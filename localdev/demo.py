@@ -107,6 +107,7 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     # A few threads (each with its own connection, like warm Lambda containers) cut the start-up wait.
     with ThreadPoolExecutor(max_workers=4) as pool:
         variants = list(pool.map(enroll, [user for _, user in users]))
+    _backdate(experiment_id, [(user, midnight - timedelta(days=DAYS - 1 - day)) for day, user in users])
     for (day, user), variant in zip(users, variants, strict=True):
         start = midnight - timedelta(days=DAYS - 1 - day)
         seen = min(start + timedelta(seconds=float(rng.uniform(0, 86_400))), latest)
@@ -127,6 +128,26 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     RollupRepository(get_database()).roll_up()
     _call("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "completed"})
     return experiment_id, True
+
+
+def _backdate(experiment_id: str, assigned: list[tuple[str, datetime]]) -> None:
+    """Date the experiment's start and each user's assignment back to the simulated days: the API dates
+    both now, and refuses events dated before them (docs/events-and-time.md). Simulation only."""
+    from abtest.storage.database import get_database
+
+    def work(conn: Any) -> None:
+        conn.execute(
+            "UPDATE experiments SET started_at = %s WHERE id = %s",
+            (min(at for _, at in assigned), experiment_id),
+        )
+        conn.execute(
+            "UPDATE assignments a SET assigned_at = t.at"
+            " FROM unnest(%s::text[], %s::timestamptz[]) AS t(user_id, at)"
+            " WHERE a.experiment_id = %s AND a.user_id = t.user_id",
+            ([user for user, _ in assigned], [at for _, at in assigned], experiment_id),
+        )
+
+    get_database().run(work)
 
 
 def _event(

@@ -126,6 +126,12 @@ def test_conversion_input_is_validated(api: Any, extra: dict[str, Any], field: s
 
 def test_batch_answers_per_event_and_is_idempotent(api: Any, sql: Any) -> None:
     running = start(api)
+    # c3 below is dated 2026-01-01: as if the experiment had started before (events dated before the
+    # start are refused, docs/events-and-time.md).
+    sql(
+        "UPDATE experiments SET started_at = '2025-12-31T00:00:00Z' WHERE id = %s RETURNING id",
+        (running["id"],),
+    )
     draft = api("POST", BASE, experiment_body(name="still_draft")).json
     enroll(api, running["id"], "dave")
     events = [

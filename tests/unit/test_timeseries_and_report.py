@@ -17,6 +17,7 @@ from abtest.analysis.timeseries import DailyMetrics, filled_days, timeseries_rep
 from abtest.domain.experiments import Experiment, Status, Variant
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+STARTED = datetime(2026, 3, 1, 8, tzinfo=UTC)  # the series below starts on the start day
 
 
 def experiment(description: str = "") -> Experiment:
@@ -34,7 +35,7 @@ def experiment(description: str = "") -> Experiment:
         ],
         created_at=NOW,
         updated_at=NOW,
-        started_at=NOW,
+        started_at=STARTED,
         completed_at=None,
     )
 

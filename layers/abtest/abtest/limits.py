@@ -73,6 +73,11 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Older than any experiment this service can have run (and clear of PostgreSQL's BC dates).
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
+# --- Reads -------------------------------------------------------------------------------------------
+# Points of a time series (abtest.analysis.timeseries): daily, then weekly, the period doubling until the
+# series fits, so a year of 20 variants stays far below Lambda's 6 MB response limit.
+MAX_SERIES_POINTS = 200
+
 # --- Audit log -----------------------------------------------------------------------------------
 MAX_AUDIT_ID_LENGTH = 256  # ids in an entry (actor, entity, parent), as text; a longer actor id is cut
 MAX_REASON_LENGTH = 1000  # the X-Change-Reason header

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from abtest.analysis.charts import PALETTE, BandSeries, ForestRow, forest_plot, lift_over_time, progress_bar
 from abtest.analysis.charts import users_over_time as users_chart
+from abtest.analysis.report_pages import metric_summaries
 from abtest.analysis.results import ExperimentResults
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
@@ -199,11 +200,18 @@ def report_page(
     mde: float,
     waiting: Waiting,
     analysis: Analysis = "conversion",
+    in_full: list[str] | None = None,
 ) -> str:
     """The results page of one experiment: `stats` are its statistics now, `results` their verdict
-    computed with `mde`, `series` the time series of each metric."""
+    computed with `mde`, `series` the time series of each metric shown. `in_full` (default: every
+    metric) names the metrics shown in full; when it is not all of them the page also shows a summary
+    line per metric, each linking to its own page (abtest.analysis.report_pages)."""
+    shown = (
+        list(results.metrics) if in_full is None else [name for name in in_full if name in results.metrics]
+    )
+    summary = metric_summaries(results) if len(shown) < len(results.metrics) else None
     metrics = []
-    for name in results.metrics:
+    for name in shown:
         section = _MetricSection(name)
         for kind in ("conversion", "value"):
             section.analyses.append(
@@ -250,6 +258,9 @@ def report_page(
     data_days = None
     if users_rows:
         data_days = {"first": users_rows[0]["date"], "last": users_rows[-1]["date"], "count": len(users_rows)}
+    thinning = None
+    if any_series is not None and any_series.daily_until is not None:
+        thinning = {"daily_until": any_series.daily_until, "step": any_series.step_days}
     return (
         _environment()
         .get_template("report.html.j2")
@@ -267,6 +278,9 @@ def report_page(
             data_days=data_days,
             analysis_label=ANALYSIS_LABELS[analysis],
             rate=rate,
+            summary=summary,
+            thinning=thinning,
+            single_metric=shown[0] if summary is not None and len(shown) == 1 else None,
         )
     )
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -437,19 +437,29 @@ class RollupRepository:
 
         return self._db.run(work)
 
-    def daily_metrics(self, experiment_id: UUID) -> DailyMetrics:
+    def daily_metrics(
+        self, experiment_id: UUID, metrics: Callable[[VariantMetrics], Collection[str]] | None = None
+    ) -> DailyMetrics:
         """The cumulative statistics at the end of every UTC day with events, and now, in one snapshot.
 
         Days come from the stored snapshots plus the users touched above the horizon, recomputed day by
         day exactly as the next rollup will (module docstring), so the series is current whether or not
         the rollup has run. The last day's statistics are exactly `variant_metrics` (what /metrics and
-        /results read).
+        /results read). `metrics` picks, from the statistics now, the metrics whose stored daily rows
+        are read (default: all): a read of one metric's series never loads the
+        snapshots of a hundred.
         """
 
         def work(conn: Connection) -> DailyMetrics:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
             horizon = _horizon(conn)
+            current = _current(conn, experiment, horizon)
+            wanted = (
+                list(metrics(current))
+                if metrics is not None
+                else sorted({name for per in current.metrics.values() for name in per})
+            )
             days: dict[date, VariantMetrics] = {}
             for r in conn.execute(
                 "SELECT day, variant_id, exposures, users FROM snapshot_variants WHERE experiment_id = %s",
@@ -459,8 +469,8 @@ class RollupRepository:
                 day.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
                 "SELECT day, variant_id, metric_name, count, sum, sum_squares, users, unattributed"
-                " FROM snapshot_metrics WHERE experiment_id = %s",
-                (experiment_id,),
+                " FROM snapshot_metrics WHERE experiment_id = %s AND metric_name = ANY(%s)",
+                (experiment_id, wanted),
             ):
                 day = days.setdefault(r["day"], _empty(experiment))
                 day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
@@ -477,7 +487,6 @@ class RollupRepository:
                 states.update(new_states)
                 user_metrics.update(new_metrics)
                 days[tail_day] = _copy(running)
-            current = _current(conn, experiment, horizon)
             if days:
                 days[max(days)] = current
             waiting_users, waiting_conversions = _waiting(conn, experiment_id, states, user_metrics)
