@@ -74,6 +74,7 @@ _BREAKPOINT_SDS = (2.0, 5.0, 8.0)
 # Absolute tolerance on the sum of the quadrature's error estimates (|Kronrod - Gauss|, a generous
 # bound: the Kronrod result itself is far more accurate than the embedded Gauss rule).
 _P_BEST_TOLERANCE = 1e-12
+_P_BEST_MAX_ERROR = 1e-8
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +236,8 @@ def _p_first(index: int, means: Sequence[float], sds: Sequence[float]) -> float:
         return value
 
     result = integrate(integrand, sorted(breakpoints), tolerance=_P_BEST_TOLERANCE)
+    if result.error > _P_BEST_MAX_ERROR:  # never seen; a wrong weight must not pass silently
+        raise ArithmeticError(f"P(best) did not converge (error estimate {result.error:.3g})")
     return min(1.0, result.value)
 
 
