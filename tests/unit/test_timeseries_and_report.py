@@ -145,3 +145,23 @@ def test_the_page_escapes_what_users_wrote_and_warns_about_srm() -> None:
     assert "1,000" in page
     index = index_page([IndexEntry(exp, results)])
     assert f'href="experiments/{exp.id}/report"' in index
+
+
+def test_the_index_headline_says_why_there_is_no_lift_and_shows_the_conversions() -> None:
+    # Treatment 0 of 134 against control 3 of 124 (zero_variance) used to read "no conversions yet".
+    exp = experiment()
+    current = stats(exp, (124, 134), (3, 0))
+    results = results_report(current)
+    assert results.metrics["buy"].conversion.comparisons[0].relative.error == "zero_variance"
+    index = index_page([IndexEntry(exp, results, current)])
+    assert "no conversions yet" not in index
+    assert "no test: a variant converted none or all of its users" in index
+    assert "control 3/124 (2.42%) \u00b7 treatment 0/134 (0.00%)" in index
+
+    no_baseline = stats(exp, (124, 134), (0, 5))
+    index = index_page([IndexEntry(exp, results_report(no_baseline), no_baseline)])
+    assert "no relative lift: the control has no conversions" in index
+    assert "treatment 5/134 (3.73%)" in index
+
+    draft = exp.model_copy(update={"status": Status.DRAFT})
+    assert "not started" in index_page([IndexEntry(draft, None)])
