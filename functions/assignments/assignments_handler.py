@@ -2,7 +2,6 @@
 
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -22,9 +21,9 @@ from abtest.domain.models import (
     SurfaceAssignmentResponse,
 )
 from abtest.domain.serving import Assignment, AssignmentService
-from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
+from abtest.http.path_params import PathUserId
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
@@ -136,16 +135,8 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
 @tracer.capture_method(capture_response=False)
 def stored_assignment(
     experiment_id: Annotated[UUID, Path()],
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: PathUserId,
 ) -> StoredAssignmentResponse:
-    # Path parameters arrive percent-encoded in the raw path ("user%40example.com"); bytes that are
-    # not UTF-8 ("%FF%FE") name no user and must not become U+FFFD and look up another one.
-    try:
-        user_id = unquote(user_id, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
-        ) from None
     stored = AssignmentRepository(get_database()).stored_assignment(experiment_id, user_id)
     enrolled = stored.variant_id is not None and stored.variant_name is not None
     return StoredAssignmentResponse(
@@ -171,10 +162,9 @@ def stored_assignment(
 @tracer.capture_method(capture_response=False)
 def surface_assignment(
     surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: PathUserId,
 ) -> SurfaceAssignmentResponse:
-    # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
-    return NamespaceRepository(get_database()).lookup(surface, unquote(user_id))
+    return NamespaceRepository(get_database()).lookup(surface, user_id)
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -5,7 +5,6 @@ the free share); saved groups for targeting, and the targeting QA route; holdout
 in the audit log, in its own transaction."""
 
 from typing import Annotated, Literal
-from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -26,7 +25,7 @@ from abtest.domain.models import (
     SurfaceNamespace,
     text_problem,
 )
-from abtest.domain.overrides import OverrideIn, OverrideList, OverrideWritten, check_user_id
+from abtest.domain.overrides import OverrideIn, OverrideList, OverrideWritten
 from abtest.domain.saved_groups import (
     SavedGroup,
     SavedGroupIn,
@@ -36,10 +35,11 @@ from abtest.domain.saved_groups import (
     TargetingResult,
 )
 from abtest.domain.targeting import check_condition, evaluate, referenced_groups
-from abtest.errors import BadRequest, InvalidInput
+from abtest.errors import InvalidInput
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented
 from abtest.http.entrypoint import entrypoint
+from abtest.http.path_params import PathUserId
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 from abtest.storage import (
@@ -82,9 +82,6 @@ ROUTE_SCOPES: dict[str, Scope] = {
 }
 
 ExperimentId = Annotated[UUID, Path(description="Experiment id (UUID)")]
-OverrideUserId = Annotated[
-    str, Path(min_length=1, max_length=3072, description="User id, percent-encoded (1..256 decoded)")
-]
 GroupId = Annotated[UUID, Path(description="Saved group id (UUID)")]
 StatusFilter = Literal["draft", "running", "paused", "completed", "all"]
 
@@ -157,18 +154,6 @@ def delete_experiment(experiment_id: ExperimentId) -> Response[None]:
     return Response(status_code=204, body=None)
 
 
-def _path_user_id(raw: str) -> str:
-    # Path parameters arrive percent-encoded ("user%40example.com"); bytes that are not UTF-8 name no
-    # user. Decoded, the id meets the limits of user ids in bodies (1..256 characters, no NUL).
-    try:
-        user_id = unquote(raw, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
-        ) from None
-    return check_user_id(user_id)
-
-
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/overrides", responses=documented(200, OverrideList, 404))
 @tracer.capture_method(capture_response=False)
 def list_overrides(experiment_id: ExperimentId) -> OverrideList:
@@ -180,9 +165,9 @@ def list_overrides(experiment_id: ExperimentId) -> OverrideList:
     responses=documented(200, OverrideWritten, 400, 404, 409, 415),
 )
 @tracer.capture_method(capture_response=False)
-def put_override(experiment_id: ExperimentId, user_id: OverrideUserId, body: OverrideIn) -> OverrideWritten:
+def put_override(experiment_id: ExperimentId, user_id: PathUserId, body: OverrideIn) -> OverrideWritten:
     override = OverrideRepository(get_database()).put(
-        experiment_id, _path_user_id(user_id), body.variant, actor=current_actor(app)
+        experiment_id, user_id, body.variant, actor=current_actor(app)
     )
     logger.info(
         "override written",
@@ -196,8 +181,8 @@ def put_override(experiment_id: ExperimentId, user_id: OverrideUserId, body: Ove
     responses=documented(204, None, 400, 404),
 )
 @tracer.capture_method(capture_response=False)
-def delete_override(experiment_id: ExperimentId, user_id: OverrideUserId) -> Response[None]:
-    OverrideRepository(get_database()).delete(experiment_id, _path_user_id(user_id), actor=current_actor(app))
+def delete_override(experiment_id: ExperimentId, user_id: PathUserId) -> Response[None]:
+    OverrideRepository(get_database()).delete(experiment_id, user_id, actor=current_actor(app))
     logger.info("override deleted", extra={"experiment_id": str(experiment_id)})
     return Response(status_code=204, body=None)
 

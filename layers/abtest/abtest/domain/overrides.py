@@ -83,7 +83,7 @@ def check_user_id(user_id: str) -> str:
     """A user id from a path, held to the limits of user ids in bodies (1..256 characters, storable text)."""
     problem = text_problem(user_id)
     if problem is None and not 1 <= len(user_id) <= 256:
-        problem = "user_id must be 1 to 256 characters"
+        problem = "must be 1 to 256 characters (once percent-decoded, in a path)"
     if problem is not None:
         raise InvalidInput(f"user_id: {problem}", field="user_id")
     return user_id
