@@ -55,6 +55,14 @@ class PooledHTTPServer(HTTPServer):
         finally:
             self.shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up before its answer is written (reset, broken pipe) is normal for a
+        server: one quiet line, not a traceback. Anything else keeps the standard traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            sys.stderr.write(f"{client_address[0]} hung up before the answer was written\n")
+            return
+        super().handle_error(request, client_address)
+
     def server_close(self) -> None:
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
