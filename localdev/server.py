@@ -111,6 +111,15 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
         except UnicodeError:
             self._refuse(400, "invalid_path", "the path is not UTF-8 (raw or percent-encoded)", "path")
             return
+        headers = {}
+        for name, value in self.headers.items():
+            # Header bytes too arrive Latin-1-decoded; clients send UTF-8 ("café" typed in a terminal).
+            # Bytes that are not UTF-8 are refused, naming the header, rather than stored as mojibake.
+            try:
+                headers[name] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                self._refuse(400, "invalid_header", f"the {name} header is not UTF-8", name)
+                return
         url = urlsplit(path)
         if self.command == "GET" and url.path == OPENAPI_PATH:
             self._send(200, {"Content-Type": "application/json"}, self.server.openapi)
@@ -127,7 +136,7 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             route_key=route.route_key,
             path_parameters=params,
             query=url.query,
-            headers=dict(self.headers.items()),
+            headers=headers,
             body=body,
             source_ip=self.client_address[0],
             authorizer=authorizer_context(self.headers.get("Authorization"))

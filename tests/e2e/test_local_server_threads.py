@@ -1,5 +1,5 @@
-"""The local server's own threading, in-process: many requests at once on its worker pool, and
-clients that hang up before their answer is written."""
+"""The local server's own HTTP handling, in-process: many requests at once on its worker pool, clients
+that hang up before their answer is written, and header bytes that are UTF-8."""
 
 from __future__ import annotations
 
@@ -7,33 +7,12 @@ import http.client
 import json
 import socket
 import struct
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from localdev.server import PooledHTTPServer
-from localdev.template import http_routes
-from tests.conftest import reset_caches
 from tests.integration.test_experiments_api import BASE, experiment_body
-
-
-@pytest.fixture
-def local_server(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
-    monkeypatch.setenv("AUTH_MODE", "none")  # as `python -m localdev serve` runs it
-    reset_caches()
-    server = PooledHTTPServer(("127.0.0.1", 0), http_routes(), workers=8)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield "127.0.0.1", int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        monkeypatch.undo()
-        reset_caches()
 
 
 def _request(address: tuple[str, int], method: str, path: str, body: object = None) -> tuple[int, bytes]:
@@ -89,3 +68,33 @@ def test_a_client_that_hangs_up_leaves_no_traceback(
     assert "Traceback" not in err
     assert "BrokenPipeError" not in err
     assert "ConnectionResetError" not in err
+
+
+def _create_with_reason(address: tuple[str, int], reason: bytes) -> tuple[int, dict[str, object]]:
+    conn = http.client.HTTPConnection(*address, timeout=60)
+    try:
+        conn.putrequest("POST", BASE)
+        body = json.dumps(experiment_body(name="reasoned")).encode()
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.putheader("X-Change-Reason", reason)  # raw bytes, as curl sends what the terminal typed
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_utf8_change_reason_is_stored_as_written_and_other_bytes_are_refused(
+    local_server: tuple[str, int],
+) -> None:
+    # http.server reads header bytes as Latin-1: "café ✓" was stored as "cafÃ© â\x9c\x93".
+    status, created = _create_with_reason(local_server, "café ✓ (ticket Ω-7)".encode())
+    assert status == 201, created
+    status, page = _request(local_server, "GET", f"{BASE}/{created['id']}/history")
+    assert status == 200
+    assert json.loads(page)["events"][0]["reason"] == "café ✓ (ticket Ω-7)"
+
+    status, refused = _create_with_reason(local_server, b"caf\xe9")  # Latin-1, not UTF-8
+    assert status == 400, refused
+    assert (refused["error"], refused["field"]) == ("invalid_header", "X-Change-Reason")
