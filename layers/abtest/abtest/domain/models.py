@@ -137,6 +137,18 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPE
 VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_NAME_PATTERN)]
 Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+# Below this a weight or a traffic share enrolls practically no one (5e-324 was accepted): a mistake.
+MIN_SHARE = 0.001
+
+
+def _off_or_at_least_min(value: float) -> float:
+    if 0 < value < MIN_SHARE:
+        raise ValueError(f"must be 0 (off) or at least {MIN_SHARE}")
+    return value
+
+
+Weight = Annotated[float, Field(strict=True, ge=MIN_SHARE, le=1, allow_inf_nan=False)]
+TrafficAllocation = Annotated[Fraction, AfterValidator(_off_or_at_least_min)]
 # A share of a surface's namespace: at least one of its 10,000 buckets.
 NamespaceShare = Annotated[
     float,
@@ -195,7 +207,7 @@ class VariantIn(_Input):
     """A variant as submitted: its position in the list is its stored order."""
 
     name: VariantName
-    weight: Fraction
+    weight: Weight
     config: Config = Field(default_factory=dict)
     description: Description = ""
 
@@ -231,7 +243,7 @@ class ExperimentCreate(_Input):
     name: ExperimentName
     description: Description = ""
     variants: Variants
-    traffic_allocation: Fraction = 1.0
+    traffic_allocation: TrafficAllocation = 1.0
     salt: Salt | None = Field(
         default=None, description="Hash salt; defaults to the experiment id. Immutable."
     )
@@ -249,7 +261,7 @@ class ExperimentPatch(_Input):
     name: ExperimentName | None = None
     description: Description | None = None
     variants: Variants | None = None
-    traffic_allocation: Fraction | None = None
+    traffic_allocation: TrafficAllocation | None = None
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None
