@@ -189,8 +189,12 @@ def delete_override(experiment_id: ExperimentId, user_id: PathUserId) -> Respons
 
 @app.get(f"{API_PREFIX}/surfaces", responses=documented(200, SurfaceList))
 @tracer.capture_method(capture_response=False)
-def list_surfaces() -> SurfaceList:
-    return SurfaceList(surfaces=NamespaceRepository(get_database()).surfaces())
+def list_surfaces(
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> SurfaceList:
+    # Paged: one surface can weigh kilobytes (its experiments and bucket ranges).
+    return NamespaceRepository(get_database()).surface_page(limit=limit, cursor=cursor)
 
 
 @app.get(f"{API_PREFIX}/surfaces/<surface>", responses=documented(200, SurfaceNamespace, 404))
