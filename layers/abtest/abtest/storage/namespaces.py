@@ -41,9 +41,10 @@ ORDER BY surface, experiment_id, start
 def _ranges(
     conn: Connection, surface: str | None = None, among: list[str] | None = None
 ) -> dict[str, dict[UUID, list[tuple[int, int]]]]:
-    where, params = ("AND surface = %s", (surface,)) if surface is not None else ("", ())
+    params: list[Any]
+    where, params = ("AND surface = %s", [surface]) if surface is not None else ("", [])
     if among is not None:
-        where, params = "AND surface = ANY(%s)", (among,)
+        where, params = "AND surface = ANY(%s)", [among]
     found: dict[str, dict[UUID, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
     for row in conn.execute(_RANGES.format(where=where).encode(), params):
         found[row["surface"]][row["experiment_id"]].append((row["start"], row["end"]))
