@@ -59,7 +59,7 @@ openapi: $(RUN_STAMP) ## regenerate openapi.json from the handlers
 	$(BIN)/python -m localdev openapi
 
 seed: $(RUN_STAMP) ## (re)load the reproducible demo catalog (and create the demo experiments if missing)
-	$(BIN)/python -m localdev seed
+	$(BIN)/python -m localdev seed --port $(PORT)
 
 demo: $(RUN_STAMP) ## create the demo experiment (8 days of simulated traffic) unless it exists; prints its report URL
 	$(BIN)/python -m localdev demo --port $(PORT)

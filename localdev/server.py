@@ -55,6 +55,14 @@ class PooledHTTPServer(HTTPServer):
         finally:
             self.shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up before its answer is written (reset, broken pipe) is normal for a
+        server: one quiet line, not a traceback. Anything else keeps the standard traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            sys.stderr.write(f"{client_address[0]} hung up before the answer was written\n")
+            return
+        super().handle_error(request, client_address)
+
     def server_close(self) -> None:
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -103,6 +111,15 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
         except UnicodeError:
             self._refuse(400, "invalid_path", "the path is not UTF-8 (raw or percent-encoded)", "path")
             return
+        headers = {}
+        for name, value in self.headers.items():
+            # Header bytes too arrive Latin-1-decoded; clients send UTF-8 ("café" typed in a terminal).
+            # Bytes that are not UTF-8 are refused, naming the header, rather than stored as mojibake.
+            try:
+                headers[name] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                self._refuse(400, "invalid_header", f"the {name} header is not UTF-8", name)
+                return
         url = urlsplit(path)
         if self.command == "GET" and url.path == OPENAPI_PATH:
             self._send(200, {"Content-Type": "application/json"}, self.server.openapi)
@@ -119,7 +136,7 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             route_key=route.route_key,
             path_parameters=params,
             query=url.query,
-            headers=dict(self.headers.items()),
+            headers=headers,
             body=body,
             source_ip=self.client_address[0],
             authorizer=authorizer_context(self.headers.get("Authorization"))

@@ -160,15 +160,10 @@ def experiment_report(
 def report_index() -> Response[str]:
     experiments = wiring.experiments().newest(INDEX_LIMIT + 1)
     rollups = wiring.rollups()
-    entries = [
-        IndexEntry(
-            experiment,
-            None
-            if experiment.status == Status.DRAFT
-            else results_report(rollups.variant_metrics(experiment.id)),
-        )
-        for experiment in experiments[:INDEX_LIMIT]
-    ]
+    entries = []
+    for experiment in experiments[:INDEX_LIMIT]:
+        stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
+        entries.append(IndexEntry(experiment, results_report(stats) if stats else None, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 

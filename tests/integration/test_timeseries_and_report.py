@@ -367,6 +367,18 @@ def test_the_index_lists_experiments_with_their_headline(api: Any, clean_db: str
     assert page.index("draft-one") < page.index(experiment["name"])  # newest first
 
 
+def test_the_index_headline_of_a_treatment_that_kills_conversion_shows_its_counts(
+    api: Any, clean_db: str
+) -> None:
+    experiment = start(api)
+    populate(clean_db, experiment, users=[124, 134], converters=[3, 0], value=1.0)
+    page = api("GET", "/api/v1/report").text
+    assert "no conversions yet" not in page
+    assert "no test: a variant converted none or all of its users" in page
+    assert "3/124 (2.42%)" in page
+    assert "0/134 (0.00%)" in page
+
+
 def test_the_report_needs_the_read_scope(api: Any) -> None:
     experiment = start(api)
     refused = api("GET", f"{BASE}/{experiment['id']}/report", scopes=("abtest/ingest",))

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
 from abtest.domain.experiments import SURFACE_PATTERN
@@ -23,8 +23,13 @@ SCOPES: dict[str, Scope] = {
 
 @router.get(f"{API_PREFIX}/surfaces", responses=documented(200, SurfaceList))
 @tracer.capture_method(capture_response=False)
-def list_surfaces() -> SurfaceList:
-    return SurfaceList(surfaces=wiring.namespaces().surfaces())
+def list_surfaces(
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> SurfaceList:
+    # Paged: one surface can weigh kilobytes (its experiments and bucket ranges).
+    surfaces, next_cursor = wiring.namespaces().surface_page(limit=limit, cursor=cursor)
+    return SurfaceList(surfaces=surfaces, next_cursor=next_cursor)
 
 
 @router.get(f"{API_PREFIX}/surfaces/<surface>", responses=documented(200, SurfaceNamespace, 404))

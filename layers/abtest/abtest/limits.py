@@ -46,6 +46,10 @@ MAX_METRICS_PER_EXPERIMENT = 100
 MAX_PAGE_BYTES = 2_000_000
 MAX_OVERRIDES_PER_EXPERIMENT = 1000
 
+# Below this a weight or a traffic share enrolls practically no one (5e-324 was accepted): a mistake.
+# Each weight is at least MIN_SHARE; traffic_allocation is 0 (off) or at least MIN_SHARE.
+MIN_SHARE = 0.001
+
 # --- Decision frameworks (custom rules in GrowthBook's shape, abtest.domain.decisions) ----------------
 MAX_DECISION_RULES = 20
 MAX_DECISION_CONDITIONS = 10  # conditions in one rule

@@ -84,7 +84,7 @@ def check_user_id(user_id: str) -> str:
     storable text)."""
     problem = text_problem(user_id)
     if problem is None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
-        problem = f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters"
+        problem = f"must be 1 to {MAX_USER_ID_LENGTH} characters (once percent-decoded, in a path)"
     if problem is not None:
         raise InvalidInput(f"user_id: {problem}", field="user_id")
     return user_id

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
 from abtest.field_path import field_path
-from abtest.http.body import BodyError, check_body, dumps, loads
+from abtest.http.body import BodyError, check_body, dumps, is_plain, loads
 from abtest.http.scopes import Scope, missing_scope
 from abtest.limits import MAX_BODY_BYTES, MAX_ERRORS
 from abtest.observability import cloudwatch, logger
@@ -285,6 +285,8 @@ class Resolver(APIGatewayHttpResolver):
         raw = event.get("body")
         if not isinstance(raw, str) or not raw or event.get("isBase64Encoded") or len(raw) > _FAST_MAX_CHARS:
             return None
+        if not is_plain(raw):
+            return None  # a duplicate key or -0.0: the ordinary path refuses or normalises it
         try:
             body = hot.body_model.model_validate_json(raw)
         except ValidationError:

@@ -1,8 +1,9 @@
 """The scheduled rollup and the metrics read: sufficient statistics behind a transaction-id horizon.
 
 A run folds the users touched by every transaction with an id in [stored horizon, new horizon), where
-the new horizon is the xmin of the run's snapshot (all transactions below it have finished), so each
-event is seen by a run. Each touched user's state is recomputed from their raw events below the new
+the new horizon is the lowest id of this database's transactions in progress in the run's snapshot
+(all of this database's transactions below it have finished; see _HORIZONS), so each event is seen by
+a run. Each touched user's state is recomputed from their raw events below the new
 horizon (attribution needs the first exposure, which a late event can move) and folded in as "stored
 -> recomputed" deltas, so folding a user again is harmless. Runs take an advisory lock: a second
 concurrent run waits, then finds the horizon moved and folds only what is newer. Reads combine the
@@ -63,6 +64,35 @@ from abtest.storage.experiments import fetch_experiment, fetch_running, statuses
 
 _ROLLUP_LOCK = 7_412_039_552
 _NO_UPPER_BOUND = 2**63 - 1
+
+# The stored horizon and the new one: the lowest transaction id of THIS database that the run's snapshot
+# sees in progress, or the snapshot's xmax when there is none (never below the stored horizon). The
+# snapshot's xmin would do, but it counts every database of the server, so one open transaction of
+# another tenant (or another checkout's tests) would stop every rollup here.
+# Sound because: every id below xmax is either finished before the snapshot (its events are visible to
+# this run and every later one) or in the snapshot's xip list; ids not assigned yet will be >= xmax. An
+# xip id is skipped only when pg_stat_activity or pg_prepared_xacts shows it held, right now, by a
+# backend or prepared transaction of ANOTHER database, which cannot write this database's tables. Those
+# are read after the snapshot was taken, so an id whose transaction ended in between is simply not
+# found and is kept: unknown ids hold the horizon back, as xmin did (conservative, never lossy).
+# Types: the snapshot holds xid8 (64 bits, with the epoch); backend_xid and pg_prepared_xacts.transaction
+# are 32-bit xid. They are compared as xid (xip::xid drops the epoch), which is exact here: ids in
+# progress all lie within 2^31 of the next id (wraparound protection), so no two share their low 32
+# bits. The epoch is never rebuilt from a 32-bit id: the horizon is always one of the xid8 values.
+_HORIZONS = """
+WITH snapshot AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datname IS NOT NULL AND datname <> current_database()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database <> current_database()
+)
+SELECT horizon::text::bigint AS low,
+    GREATEST(horizon, LEAST(pg_snapshot_xmax(s), (
+        SELECT min(x) FROM pg_snapshot_xip(s) AS x WHERE x::xid NOT IN (SELECT xid FROM elsewhere)
+    )))::text::bigint AS high
+FROM rollup_state, snapshot FOR UPDATE OF rollup_state
+"""
 
 # Touched users with the UTC day of each of their new events (one row per user and day).
 _TOUCHED = """
@@ -350,11 +380,7 @@ class RollupRepository:
 
         def work(conn: Connection) -> RollupRun:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLUP_LOCK,))
-            row = conn.execute(
-                "SELECT horizon::text::bigint AS low,"
-                " pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS high"
-                " FROM rollup_state FOR UPDATE"
-            ).fetchone()
+            row = conn.execute(_HORIZONS).fetchone()
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
             touched = _touched(conn, low, high, None)
