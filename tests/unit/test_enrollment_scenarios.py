@@ -4,11 +4,14 @@ table against the statement itself, so the fake cannot drift from it unnoticed."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from abtest.domain.assignment import Enrollment, EnrollRequest
 from abtest.domain.decision import STAGES
 from abtest.domain.models import Reason
+from abtest.storage.assignments import ENROLL
 from tests.scenarios.enrollment import SCENARIOS, USER, Rows, Scenario
 from tests.scenarios.enrollment_runner import PROFILE, World, play
 from tests.unit.fakes import FakeStore
@@ -67,3 +70,30 @@ def test_the_table_covers_every_exit_of_the_pipeline_and_the_races() -> None:
     assert sum(step.while_open is not None for step in steps) >= 2  # races
     assert sum(step.served is None for step in steps) >= 2  # stale holdouts
     assert len({scenario.name for scenario in SCENARIOS}) == len(SCENARIOS)
+
+
+def test_every_part_of_the_statement_names_the_pipeline_stages_it_implements() -> None:
+    """Each CTE of the enrollment statement opens with a comment labelling its stages ([stage]);
+    every stage has a part except targeting and traffic, which only the pipeline decides."""
+    stages = {name for name, _ in STAGES}
+    parts = re.findall(r"(\w+) AS \(\n((?:\s*--[^\n]*\n)*)", ENROLL.statement)
+    assert [name for name, _ in parts] == [
+        "holdout_check",
+        "holdout_seen",
+        "member",
+        "forced",
+        "target",
+        "existing",
+        "joined",
+        "inserted",
+        "chosen",
+        "exposed",
+        "forced_exposed",
+    ]
+    labelled: set[str] = set()
+    for name, comment in parts:
+        labels = set(re.findall(r"\[(\w+)\]", comment))
+        assert labels, f"the part {name} names no stage"
+        assert labels <= stages, f"the part {name} names unknown stages {labels - stages}"
+        labelled |= labels
+    assert labelled == stages - {"targeting", "traffic"}
