@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -19,8 +20,8 @@ from abtest.domain.lifecycle import HOLDING_BUCKETS
 from abtest.domain.models import Experiment, Reason, Status, Variant
 from abtest.domain.namespaces import NamespaceAllocation, build_view
 from tests.scenarios.enrollment import FIRST, USER, Ask, Found, Given, Hold, Rows, Scenario, Step
-from tests.unit.fakes import NOW
 
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 HOLDOUT_PERCENT = 0.1
 PROFILE = [0.25, 0.75]
 VARIANTS = (("control", 1.0), ("treatment", 0.0))
