@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abtest.contract.holdouts import HoldoutGroup
-from abtest.domain.models import Reason, Status
+from abtest.domain.assignment import Reason
+from abtest.domain.experiments import Status
 
 USER = "scenario-user"
 SURFACE = "recommendations"

@@ -13,11 +13,11 @@ from uuid import UUID
 
 from abtest.contract.holdouts import HoldoutGroup, holdout_group, holdout_size
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.assignment import Enrollment, EnrollRequest, Reason
 from abtest.domain.decision import Decision, Subject, decide
+from abtest.domain.experiments import Experiment, Status, Variant
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import HOLDING_BUCKETS
-from abtest.domain.models import Experiment, Reason, Status, Variant
 from abtest.domain.namespaces import NamespaceAllocation, build_view
 from tests.scenarios.enrollment import FIRST, USER, Ask, Found, Given, Hold, Rows, Scenario, Step
 

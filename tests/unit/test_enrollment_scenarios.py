@@ -8,9 +8,8 @@ import re
 
 import pytest
 
-from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.assignment import Enrollment, EnrollRequest, Reason
 from abtest.domain.decision import STAGES
-from abtest.domain.models import Reason
 from abtest.storage.assignments import ENROLL
 from tests.scenarios.enrollment import SCENARIOS, USER, Rows, Scenario
 from tests.scenarios.enrollment_runner import PROFILE, World, play
