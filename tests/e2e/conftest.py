@@ -113,10 +113,10 @@ def local_server(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     needs of its internals (its log on this process's stderr, its threads) that a subprocess hides."""
     from localdev.server import PooledHTTPServer
     from localdev.template import http_routes
-    from tests.conftest import reset_caches
+    from abtest import wiring
 
     monkeypatch.setenv("AUTH_MODE", "none")  # as `python -m localdev serve` runs it
-    reset_caches()
+    wiring.reset()
     server = PooledHTTPServer(("127.0.0.1", 0), http_routes(), workers=8)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -126,4 +126,4 @@ def local_server(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         server.shutdown()
         server.server_close()
         monkeypatch.undo()
-        reset_caches()
+        wiring.reset()
