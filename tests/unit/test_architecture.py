@@ -343,3 +343,32 @@ def test_the_error_code_check_can_fail() -> None:
         "too_many_overrides",
     ]
     assert len(CODE_FILES) > 100
+
+
+# --- one home per paging parameter ------------------------------------------------------------------------
+
+PAGING_TYPES = {"limit": {"PageLimit", "SurfacesPageLimit"}, "cursor": {"Cursor"}}
+
+
+def paging_parameters_in(tree: ast.AST) -> list[tuple[str, str]]:
+    """Each (parameter, annotation) of a function's `limit` or `cursor` parameter not typed with the
+    shared paging types of abtest/http/paging.py."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for arg in [*node.args.args, *node.args.kwonlyargs]:
+                if arg.arg in PAGING_TYPES and arg.annotation is not None:
+                    text = ast.unparse(arg.annotation)
+                    if text not in PAGING_TYPES[arg.arg]:
+                        found.append((arg.arg, text))
+    return found
+
+
+@pytest.mark.parametrize("path", files_in(FUNCTIONS), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_paged_routes_share_the_paging_parameters(path: Path) -> None:
+    assert paging_parameters_in(ast.parse(path.read_text(encoding="utf-8"))) == []
+
+
+def test_the_paging_check_can_fail() -> None:
+    planted = ast.parse("def listing(limit: Annotated[int, Query(le=7)] = 5, cursor: Cursor = None): ...")
+    assert paging_parameters_in(planted) == [("limit", "Annotated[int, Query(le=7)]")]
