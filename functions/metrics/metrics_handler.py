@@ -16,7 +16,7 @@ from abtest.analysis.results import ExperimentResults, results_report
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.experiments import Status
-from abtest.errors import NotFound
+from abtest.errors import ErrorCode, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
@@ -100,7 +100,7 @@ def experiment_timeseries(
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
-            code="metric_not_found",
+            code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         ) from None
 
@@ -129,7 +129,7 @@ def experiment_report(
         if metric is not None and metric not in names:
             raise NotFound(
                 f"experiment {experiment_id} has no conversions of metric {metric!r}",
-                code="metric_not_found",
+                code=ErrorCode.METRIC_NOT_FOUND,
                 field="metric",
             )
         in_full = metrics_in_full(names, len(current.experiment.variants), metric)

@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from abtest import wiring
 from abtest.domain.experiments import SURFACE_PATTERN
 from abtest.domain.namespaces import SurfaceNamespace
 from abtest.http.app import API_PREFIX, create_router, documented
+from abtest.http.paging import Cursor, SurfacesPageLimit
 from abtest.http.schemas import SurfaceList
 from abtest.http.scopes import Scope
 from abtest.observability import tracer
@@ -24,8 +25,8 @@ SCOPES: dict[str, Scope] = {
 @router.get(f"{API_PREFIX}/surfaces", responses=documented(200, SurfaceList))
 @tracer.capture_method(capture_response=False)
 def list_surfaces(
-    limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    limit: SurfacesPageLimit = 10,
+    cursor: Cursor = None,
 ) -> SurfaceList:
     # Paged: one surface can weigh kilobytes (its experiments and bucket ranges).
     surfaces, next_cursor = wiring.namespaces().surface_page(limit=limit, cursor=cursor)

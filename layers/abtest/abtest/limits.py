@@ -44,6 +44,11 @@ MAX_METRICS_PER_EXPERIMENT = 100
 # Experiments per listing page also stop at this many bytes of JSON (at least one per page), so no
 # listing can exceed Lambda's 6 MB response limit however large the configs are.
 MAX_PAGE_BYTES = 2_000_000
+# Items per page of a listing (experiments, holdouts, audit entries); surfaces, each with its experiments
+# and namespace, come fewer per page. A cursor is opaque text of at most this many characters.
+MAX_PAGE_SIZE = 100
+MAX_SURFACES_PAGE_SIZE = 50
+MAX_CURSOR_LENGTH = 512
 MAX_OVERRIDES_PER_EXPERIMENT = 1000
 
 # Below this a weight or a traffic share enrolls practically no one (5e-324 was accepted): a mistake.

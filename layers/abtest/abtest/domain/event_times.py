@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from abtest.errors import ErrorCode
 from abtest.limits import MAX_CLOCK_SKEW
 
 EventKind = Literal["exposure", "conversion"]
@@ -35,8 +36,8 @@ ASSIGNMENT_CLOCK_LAG: timedelta = MAX_CLOCK_SKEW
 class EventTimeError(StrEnum):
     """Why an event's date is refused (the error code of its rejection)."""
 
-    BEFORE_START = "event_before_start"
-    BEFORE_ASSIGNMENT = "event_before_assignment"
+    BEFORE_START = ErrorCode.EVENT_BEFORE_START.value
+    BEFORE_ASSIGNMENT = ErrorCode.EVENT_BEFORE_ASSIGNMENT.value
 
 
 MESSAGES = {

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from abtest.errors import InvalidInput
+from abtest.errors import ErrorCode, InvalidInput
 from abtest.limits import MAX_WEBHOOK_URL_LENGTH
 
 __all__ = [
@@ -62,7 +62,7 @@ class UnsafeWebhookUrl(InvalidInput):
     """A webhook URL the service will not call: HTTP 422 naming `url`; `details["reason"]` says why."""
 
     def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message, code="invalid_webhook_url", field="url")
+        super().__init__(message, code=ErrorCode.INVALID_WEBHOOK_URL, field="url")
         self.reason = reason
         self.details["reason"] = reason
 

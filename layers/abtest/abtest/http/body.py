@@ -23,6 +23,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
+from abtest.errors import ErrorCode
 from abtest.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, json_problem
 from abtest.observability import cloudwatch, logger
 
@@ -115,7 +116,7 @@ class BodyError(Exception):
     """Why a body is refused before routing: HTTP status, error code, message and field."""
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
     field: str
 
@@ -136,29 +137,35 @@ def check_body(event: Mapping[str, Any]) -> None:
         try:
             data = base64.b64decode(raw)
         except (binascii.Error, ValueError):
-            raise BodyError(400, "invalid_json", "the request body is not valid base64", "body") from None
+            raise BodyError(
+                400, ErrorCode.INVALID_JSON, "the request body is not valid base64", "body"
+            ) from None
     size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     if size > MAX_BODY_BYTES:
         message = f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES}"
-        raise BodyError(413, "body_too_large", message, "body")
+        raise BodyError(413, ErrorCode.BODY_TOO_LARGE, message, "body")
     try:
         parsed = loads(data)
     except RecursionError:
         message = f"body: nested deeper than {MAX_BODY_DEPTH} levels"
-        raise BodyError(422, "validation_error", message, "body") from None
+        raise BodyError(422, ErrorCode.VALIDATION_ERROR, message, "body") from None
     except UnicodeDecodeError:
-        raise BodyError(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body") from None
+        raise BodyError(
+            400, ErrorCode.INVALID_JSON, "the request body is not UTF-8 encoded JSON", "body"
+        ) from None
     except DuplicateKey as exc:
         message = f"the key {exc.key!r} appears twice in one object; each key may appear once"
-        raise BodyError(422, "duplicate_key", message, exc.key) from None
+        raise BodyError(422, ErrorCode.DUPLICATE_KEY, message, exc.key) from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         detail = " (NaN and Infinity are not JSON)" if "is not JSON" in str(exc) else ""
-        raise BodyError(400, "invalid_json", f"the request body is not valid JSON{detail}", "body") from None
+        raise BodyError(
+            400, ErrorCode.INVALID_JSON, f"the request body is not valid JSON{detail}", "body"
+        ) from None
     problem = _huge_int(parsed) or json_problem(parsed, MAX_BODY_DEPTH)
     if problem is not None:
         where, message = problem
         where = where or "body"
-        raise BodyError(422, "validation_error", f"{where}: {message}", where)
+        raise BodyError(422, ErrorCode.VALIDATION_ERROR, f"{where}: {message}", where)
 
 
 def _huge_int(value: Any) -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import AfterValidator
 
 from abtest.domain.overrides import check_user_id
-from abtest.errors import BadRequest
+from abtest.errors import BadRequest, ErrorCode
 
 __all__ = ["PathUserId", "decode_user_id"]
 
@@ -36,7 +36,7 @@ def decode_user_id(raw: str) -> str:
         user_id = unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest(
-            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
+            "user_id: percent-encoded bytes must be UTF-8", code=ErrorCode.INVALID_PATH, field="user_id"
         ) from None
     return check_user_id(user_id)
 

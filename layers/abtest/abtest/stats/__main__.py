@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from abtest.errors import ErrorCode
 from abtest.stats.analysis import analyze_request
 from abtest.stats.bandit_inputs import analyze_bandit_request, parse_bandit_request
 from abtest.stats.inputs import StatsInputError, parse_request
@@ -43,7 +44,7 @@ def _decode(raw: bytes) -> Any:
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise StatsInputError(f"input is not valid JSON: {exc}", code="invalid_json") from None
+        raise StatsInputError(f"input is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from None
 
 
 def _dumps(payload: dict[str, Any], indent: int | None) -> str:
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _emit(exc.to_dict(), args.indent)
         return EXIT_INPUT
     except _InternalError as exc:
-        _emit({"error": "internal_error", "message": str(exc), "field": None}, args.indent)
+        _emit({"error": ErrorCode.INTERNAL_ERROR, "message": str(exc), "field": None}, args.indent)
         return EXIT_INTERNAL
     _emit(result, args.indent)
     return EXIT_OK

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.errors import ErrorCode
 from abtest.field_path import field_path
 from abtest.stats.bandit import (
     DEFAULT_MIN_USERS_PER_ARM,
@@ -127,7 +128,7 @@ def analyze_bandit_request(request: BanditRequest) -> dict[str, Any]:
             message = (
                 f"arms[{index}]: conversions ({arm.conversions}) must be between 0 and users ({arm.users})"
             )
-        raise StatsInputError(message, field=f"arms[{index}]", code="invalid_statistics")
+        raise StatsInputError(message, field=f"arms[{index}]", code=ErrorCode.INVALID_STATISTICS)
     return {
         "outcome": result.outcome,
         "p_best": list(result.p_best) if result.p_best is not None else None,

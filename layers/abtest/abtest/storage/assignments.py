@@ -14,8 +14,9 @@ from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.namespaces import NamespaceAllocation
+from abtest.errors import experiment_not_found
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
+from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, statuses_sql
 from abtest.storage.holdouts import HoldoutRepository
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.routines import Routine
@@ -252,7 +253,7 @@ class AssignmentRepository:
                 {"experiment_id": experiment_id, "user_id": user_id},
             ).fetchone()
             if row is None:
-                raise not_found(experiment_id)
+                raise experiment_not_found(experiment_id)
             return StoredAssignment(**row)
 
         return self._db.run(work, transaction=False)

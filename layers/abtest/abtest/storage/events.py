@@ -14,11 +14,11 @@ from abtest.domain.events import Conversion, ConversionEvent, ConversionIn, Even
 from abtest.domain.experiments import Status
 from abtest.domain.holdouts import HOLDING_OUT
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
-from abtest.errors import Conflict, InvalidInput
+from abtest.errors import Conflict, ErrorCode, InvalidInput, experiment_not_found
 from abtest.limits import MAX_METRICS_PER_EXPERIMENT
 from abtest.storage.database import Connection, Database
 from abtest.storage.event_times import stored_at_sql, time_error_sql
-from abtest.storage.experiments import not_found, statuses_sql
+from abtest.storage.experiments import statuses_sql
 
 _CONVERSION_COLUMNS = (
     "id, experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at, received_at"
@@ -312,7 +312,7 @@ def _not_assigned(user_id: str) -> InvalidInput:
     return InvalidInput(
         f"user {user_id!r} is not assigned to this experiment; conversions count only for users "
         "enrolled through /recommendations or /assignments",
-        code="user_not_assigned",
+        code=ErrorCode.USER_NOT_ASSIGNED,
         field="user_id",
     )
 
@@ -320,21 +320,21 @@ def _not_assigned(user_id: str) -> InvalidInput:
 def _too_many_metrics() -> InvalidInput:
     return InvalidInput(
         f"the experiment already has {MAX_METRICS_PER_EXPERIMENT} metric names; this one would be one more",
-        code="too_many_metrics",
+        code=ErrorCode.TOO_MANY_METRICS,
         field="metric_name",
     )
 
 
 def _before_start() -> InvalidInput:
     return InvalidInput(
-        MESSAGES[EventTimeError.BEFORE_START], code=EventTimeError.BEFORE_START.value, field="timestamp"
+        MESSAGES[EventTimeError.BEFORE_START], code=ErrorCode.EVENT_BEFORE_START, field="timestamp"
     )
 
 
 def _completed() -> Conflict:
     return Conflict(
         "the experiment is completed and accepts no more events",
-        code="experiment_completed",
+        code=ErrorCode.EXPERIMENT_COMPLETED,
         field="experiment_id",
     )
 
@@ -362,7 +362,7 @@ class EventRepository:
             row = conn.execute(_RECORD_CONVERSION, params).fetchone()
             assert row is not None  # a SELECT without FROM yields one row
             if row["status"] is None:
-                raise not_found(new.experiment_id)
+                raise experiment_not_found(new.experiment_id)
             if row["conversion"] is not None:
                 return RecordedConversion(Conversion.model_validate(row["conversion"]), replayed=False)
             if row["forced_conversion"] is not None:  # a forced user: stored outside the analysis
@@ -433,7 +433,7 @@ def _result(**fields: Any) -> EventResult:
 def _reused(position: int, event_id: str) -> EventResult:
     message = "event_id was already used for a different event (its payload differs)"
     return _result(
-        index=position, event_id=event_id, status="rejected", error="event_id_reused", message=message
+        index=position, event_id=event_id, status="rejected", error=ErrorCode.EVENT_ID_REUSED, message=message
     )
 
 
@@ -449,18 +449,21 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
             index=position, event_id=event_id, status="rejected", error=refused.code, message=refused.message
         )
     if status is None:
-        error, message = "experiment_not_found", "no experiment with this id"
+        error, message = ErrorCode.EXPERIMENT_NOT_FOUND, "no experiment with this id"
     elif status not in ACCEPTING[kind]:
         error, message = (
-            ("experiment_completed", "the experiment is completed")
+            (ErrorCode.EXPERIMENT_COMPLETED, "the experiment is completed")
             if status == Status.COMPLETED
-            else ("experiment_not_running", f"the experiment is {status.value}; {kind}s are not accepted")
+            else (
+                ErrorCode.EXPERIMENT_NOT_RUNNING,
+                f"the experiment is {status.value}; {kind}s are not accepted",
+            )
         )
     elif row["time_error"] is not None:
         time_error = EventTimeError(row["time_error"])
-        error, message = time_error.value, MESSAGES[time_error]
+        error, message = ErrorCode(time_error), MESSAGES[time_error]
     elif not assigned:
-        error, message = "user_not_assigned", "the user is not assigned to this experiment"
+        error, message = ErrorCode.USER_NOT_ASSIGNED, "the user is not assigned to this experiment"
     else:
         return _result(index=position, event_id=event_id, status="duplicate")
     return _result(index=position, event_id=event_id, status="rejected", error=error, message=message)
@@ -494,7 +497,7 @@ def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
         raise Conflict(
             "event_id was already used for a different conversion (user, metric, value, metadata or "
             "timestamp differ)",
-            code="event_id_reused",
+            code=ErrorCode.EVENT_ID_REUSED,
             field="event_id",
         )
     return stored

@@ -15,7 +15,7 @@ from abtest.domain.assignment import AssignedVariant, experiment_variant_tag
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, NamespaceMember, SurfaceMembership, SurfaceNamespace
-from abtest.errors import InvalidInput, NotFound
+from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT
 
@@ -163,7 +163,9 @@ class NamespaceRepository:
         found = self.surfaces(surface)
         if not found:
             raise NotFound(
-                f"no experiment uses the surface '{surface}'", code="surface_not_found", field="surface"
+                f"no experiment uses the surface '{surface}'",
+                code=ErrorCode.SURFACE_NOT_FOUND,
+                field="surface",
             )
         return found[0]
 
@@ -189,7 +191,7 @@ class NamespaceRepository:
                 if known is None:
                     raise NotFound(
                         f"no experiment uses the surface '{surface}'",
-                        code="surface_not_found",
+                        code=ErrorCode.SURFACE_NOT_FOUND,
                         field="surface",
                     )
                 return _lookup_answer(surface, user_id, None, None, {})
