@@ -111,9 +111,9 @@ def http(server: Http, clean_db: str) -> Http:
 def local_server(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
     """The local server in this process (its own worker threads, as `make run` serves): what a test
     needs of its internals (its log on this process's stderr, its threads) that a subprocess hides."""
+    from abtest import wiring
     from localdev.server import PooledHTTPServer
     from localdev.template import http_routes
-    from abtest import wiring
 
     monkeypatch.setenv("AUTH_MODE", "none")  # as `python -m localdev serve` runs it
     wiring.reset()
