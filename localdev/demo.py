@@ -4,9 +4,10 @@ and `make seed` create it when it is missing), so the HTML report is populated a
 Everything goes through the service's own handlers, in-process, as a client would send it: the
 experiment is created and started, each simulated user is enrolled (POST /assignments, without an
 exposure), exposures and conversions are posted with timestamps spread over the last DAYS days
-(POST /events), the rollup runs (snapshots one row per day), and the experiment is completed so it
-neither enrolls anyone nor shows in the running list. The treatment converts better (a real effect);
-the same seed always gives the same data.
+(POST /events), all inside the experiment's dates (its start and its users' enrollment are moved back
+to the first simulated day and to each user's first exposure), the rollup runs (snapshots one row per
+day), and the experiment is completed so it neither enrolls anyone nor shows in the running list. The
+treatment converts better (a real effect); the same seed always gives the same data.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     experiment_id = experiment["id"]
     _call("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "running"})
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = midnight - timedelta(days=DAYS - 1)
     latest = now - timedelta(minutes=1)
     events: list[dict[str, Any]] = []
     users = [(day, f"demo-{day}-{n}") for day in range(DAYS) for n in range(USERS_PER_DAY)]
@@ -107,15 +109,20 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     # A few threads (each with its own connection, like warm Lambda containers) cut the start-up wait.
     with ThreadPoolExecutor(max_workers=4) as pool:
         variants = list(pool.map(enroll, [user for _, user in users]))
+    first_seen: dict[str, datetime] = {}
     for (day, user), variant in zip(users, variants, strict=True):
-        start = midnight - timedelta(days=DAYS - 1 - day)
+        start = first_day + timedelta(days=day)
         seen = min(start + timedelta(seconds=float(rng.uniform(0, 86_400))), latest)
+        first_seen[user] = seen
         events.append(_event("exposure", experiment_id, user, seen))
         for metric, rates in (("purchase", PURCHASE_RATE), ("return_visit", RETURN_RATE)):
             if rng.random() < rates[variant]:
                 at = min(seen + timedelta(hours=float(rng.exponential(20))), latest)
                 value = round(float(rng.gamma(4.0, 12.0)), 2) if metric == "purchase" else 1.0
                 events.append(_event("conversion", experiment_id, user, at, metric, value))
+    # The simulated days happened while the experiment ran: it started on the first of them and each
+    # user was enrolled when first seen (the API stamps both with the time of the call, today).
+    _backdate(experiment_id, first_day, first_seen)
     # Oldest first, as live traffic arrives: a rollup that runs between two batches (or stops below
     # another session's open transaction) then never sees an event dated before one it already folded.
     events.sort(key=lambda event: str(event["timestamp"]))
@@ -127,6 +134,26 @@ def _create_demo(now: datetime | None, seed: int) -> tuple[str, bool]:
     RollupRepository(get_database()).roll_up()
     _call("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "completed"})
     return experiment_id, True
+
+
+def _backdate(experiment_id: str, started_at: datetime, enrolled_at: dict[str, datetime]) -> None:
+    """Move the demo's start and its users' enrollment back to the simulated days (no route does this:
+    a real experiment starts when it is started)."""
+    from abtest.storage.database import Connection, get_database
+
+    def work(conn: Connection) -> None:
+        conn.execute(
+            "UPDATE experiments SET started_at = %s, created_at = least(created_at, %s) WHERE id = %s",
+            (started_at, started_at, experiment_id),
+        )
+        conn.execute(
+            "UPDATE assignments SET assigned_at = t.at"
+            " FROM unnest(%s::text[], %s::timestamptz[]) AS t(user_id, at)"
+            " WHERE assignments.experiment_id = %s AND assignments.user_id = t.user_id",
+            (list(enrolled_at), list(enrolled_at.values()), experiment_id),
+        )
+
+    get_database().run(work)
 
 
 def _event(

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from abtest.errors import ErrorCode
 from localdev.auth import authorizer_context
 from localdev.lambda_events import LocalLambdaContext, http_api_event
 from localdev.openapi import build_spec, render
@@ -55,6 +56,14 @@ class PooledHTTPServer(HTTPServer):
         finally:
             self.shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up before its answer is written (reset, broken pipe) is normal for a
+        server: one quiet line, not a traceback. Anything else keeps the standard traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            sys.stderr.write(f"{client_address[0]} hung up before the answer was written\n")
+            return
+        super().handle_error(request, client_address)
+
     def server_close(self) -> None:
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -79,7 +88,9 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors (malformed request line, oversized headers) as JSON, not HTML."""
-        body = json.dumps({"error": "bad_request", "message": message or explain or "bad request"}).encode()
+        body = json.dumps(
+            {"error": ErrorCode.BAD_REQUEST, "message": message or explain or "bad request"}
+        ).encode()
         self.close_connection = True
         self._send(code, {"Content-Type": "application/json", "Connection": "close"}, body)
 
@@ -90,10 +101,10 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except _BodyTooLarge as exc:
-            self._refuse(413, "body_too_large", str(exc), "body")
+            self._refuse(413, ErrorCode.BODY_TOO_LARGE, str(exc), "body")
             return
         except ValueError as exc:
-            self._refuse(400, "bad_request", str(exc), "content-length")
+            self._refuse(400, ErrorCode.BAD_REQUEST, str(exc), "content-length")
             return
         try:
             # http.server decodes the request line as Latin-1; the bytes are UTF-8 (as API Gateway reads
@@ -101,15 +112,29 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             path = self.path.encode("latin-1").decode("utf-8")
             unquote_to_bytes(urlsplit(path).path).decode("utf-8")
         except UnicodeError:
-            self._refuse(400, "invalid_path", "the path is not UTF-8 (raw or percent-encoded)", "path")
+            self._refuse(
+                400, ErrorCode.INVALID_PATH, "the path is not UTF-8 (raw or percent-encoded)", "path"
+            )
             return
+        headers = {}
+        for name, value in self.headers.items():
+            # Header bytes too arrive Latin-1-decoded; clients send UTF-8 ("café" typed in a terminal).
+            # Bytes that are not UTF-8 are refused, naming the header, rather than stored as mojibake.
+            try:
+                headers[name] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                self._refuse(400, ErrorCode.INVALID_HEADER, f"the {name} header is not UTF-8", name)
+                return
         url = urlsplit(path)
         if self.command == "GET" and url.path == OPENAPI_PATH:
             self._send(200, {"Content-Type": "application/json"}, self.server.openapi)
             return
         found = match(self.server.routes, self.command, url.path)
         if found is None:
-            payload = {"error": "route_not_found", "message": f"no route for {self.command} {url.path}"}
+            payload = {
+                "error": ErrorCode.ROUTE_NOT_FOUND,
+                "message": f"no route for {self.command} {url.path}",
+            }
             self._send(404, {"Content-Type": "application/json"}, json.dumps(payload).encode())
             return
         route, params = found
@@ -119,7 +144,7 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             route_key=route.route_key,
             path_parameters=params,
             query=url.query,
-            headers=dict(self.headers.items()),
+            headers=headers,
             body=body,
             source_ip=self.client_address[0],
             authorizer=authorizer_context(self.headers.get("Authorization"))
@@ -134,7 +159,7 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             return
         self._send(*_http_response(result))
 
-    def _refuse(self, status: int, code: str, message: str, field: str) -> None:
+    def _refuse(self, status: int, code: ErrorCode, message: str, field: str) -> None:
         self.close_connection = True
         error = json.dumps({"error": code, "message": message, "field": field}).encode()
         self._send(status, {"Content-Type": "application/json"}, error)

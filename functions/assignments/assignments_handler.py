@@ -1,7 +1,6 @@
 """AssignmentsFunction: recommendations tagged with their variant, assignments, and read-only lookups."""
 
 from typing import Annotated
-from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
@@ -12,9 +11,9 @@ from abtest import wiring
 from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
 from abtest.domain.experiments import SURFACE_PATTERN
 from abtest.domain.serving import Assignment
-from abtest.errors import BadRequest
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
+from abtest.http.path_params import PathUserId
 from abtest.http.schemas import (
     AssignmentRequest,
     AssignmentResponse,
@@ -123,16 +122,8 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
 @tracer.capture_method(capture_response=False)
 def stored_assignment(
     experiment_id: Annotated[UUID, Path()],
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: PathUserId,
 ) -> StoredAssignmentResponse:
-    # Path parameters arrive percent-encoded in the raw path ("user%40example.com"); bytes that are
-    # not UTF-8 ("%FF%FE") name no user and must not become U+FFFD and look up another one.
-    try:
-        user_id = unquote(user_id, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "user_id: percent-encoded bytes must be UTF-8", code="invalid_path", field="user_id"
-        ) from None
     stored = wiring.assignments().stored_assignment(experiment_id, user_id)
     enrolled = stored.variant_id is not None and stored.variant_name is not None
     return StoredAssignmentResponse(
@@ -158,10 +149,9 @@ def stored_assignment(
 @tracer.capture_method(capture_response=False)
 def surface_assignment(
     surface: Annotated[str, Path(min_length=1, max_length=64, pattern=SURFACE_PATTERN)],
-    user_id: Annotated[str, Path(min_length=1, max_length=256)],
+    user_id: PathUserId,
 ) -> SurfaceAssignmentResponse:
-    # Path parameters arrive percent-encoded in the raw path ("user%40example.com").
-    membership = wiring.namespaces().lookup(surface, unquote(user_id))
+    membership = wiring.namespaces().lookup(surface, user_id)
     return SurfaceAssignmentResponse.model_validate(membership, from_attributes=True)
 
 

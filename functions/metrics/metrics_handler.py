@@ -11,10 +11,12 @@ from abtest import wiring
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
+from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, results_report
-from abtest.analysis.timeseries import ExperimentTimeseries, timeseries_report
+from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.experiments import Status
-from abtest.errors import NotFound
+from abtest.errors import ErrorCode, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
@@ -89,13 +91,16 @@ def experiment_timeseries(
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
 ) -> ExperimentTimeseries:
-    daily = wiring.rollups().daily_metrics(experiment_id)
+    # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
+    daily = wiring.rollups().daily_metrics(
+        experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
+    )
     try:
         return timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
-            code="metric_not_found",
+            code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         ) from None
 
@@ -110,11 +115,33 @@ def experiment_report(
     ] = DEFAULT_MDE,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
+    metric: Annotated[
+        str | None,
+        Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
+    ] = None,
 ) -> Response[str]:
-    daily = wiring.rollups().daily_metrics(experiment_id)
+    in_full: list[str] = []
+
+    def pick(current: VariantMetrics) -> list[str]:
+        # Bounded page (abtest.analysis.report_pages): every metric, the one asked for, or a summary.
+        nonlocal in_full
+        names = metric_names(current)
+        if metric is not None and metric not in names:
+            raise NotFound(
+                f"experiment {experiment_id} has no conversions of metric {metric!r}",
+                code=ErrorCode.METRIC_NOT_FOUND,
+                field="metric",
+            )
+        in_full = metrics_in_full(names, len(current.experiment.variants), metric)
+        return in_full
+
+    daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
     results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
-    series = {name: timeseries_report(daily, name, analysis, alpha) for name in results.metrics}
+    # The users chart needs one series even when no metric is shown in full (its users are per variant).
+    series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
+    if not series:
+        series = {"": timeseries_report(daily, None, analysis, alpha)}
     page = report_page(
         daily.current.experiment,
         daily.current,
@@ -123,6 +150,7 @@ def experiment_report(
         mde=mde,
         waiting=Waiting(daily.waiting_users, daily.waiting_conversions),
         analysis=analysis,
+        in_full=in_full,
     )
     return html_response(page)
 
@@ -132,15 +160,10 @@ def experiment_report(
 def report_index() -> Response[str]:
     experiments = wiring.experiments().newest(INDEX_LIMIT + 1)
     rollups = wiring.rollups()
-    entries = [
-        IndexEntry(
-            experiment,
-            None
-            if experiment.status == Status.DRAFT
-            else results_report(rollups.variant_metrics(experiment.id)),
-        )
-        for experiment in experiments[:INDEX_LIMIT]
-    ]
+    entries = []
+    for experiment in experiments[:INDEX_LIMIT]:
+        stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
+        entries.append(IndexEntry(experiment, results_report(stats) if stats else None, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 

@@ -4,8 +4,8 @@
 # reference on stdout (everything else goes to stderr), e.g. abtest-lambda-python3.12:1a2b3c4d5e6f.
 #
 # What goes in, and why each comes from where it does (here only Debian's packages and PyPI are reachable):
-#   - a minimal Debian bookworm root file system, `debootstrap --variant=minbase` from the machine's Debian
-#     mirror, plus the shared libraries CPython's extension modules load (ssl, sqlite3, ffi, ...);
+#   - a minimal Debian bookworm root file system, `debootstrap --variant=minbase` from the Debian archive the
+#     machine's apt uses, plus the shared libraries CPython's extension modules load (ssl, sqlite3, ffi, ...);
 #   - CPython 3.12 under /var/lang, as in Lambda's image: Debian bookworm has only 3.11 and no package
 #     registry here ships a CPython build, so it is copied from the machine's own 3.12 (pyenv's 3.12.1, the
 #     one `make build` already needs), without its tests, IDLE, tkinter and site-packages;
@@ -16,7 +16,8 @@
 #
 # The tag is a hash of this script, bootstrap, requirements.txt and the Python version: change any and the
 # next run builds a new image; otherwise an existing image is reused and nothing is downloaded.
-# Settings (environment): PY312 (a python3.12 command), DEBIAN_MIRROR, SAMLOCAL_CACHE (default .samlocal).
+# Settings (environment): PY312 (a python3.12 command), DEBIAN_MIRROR (default: the archive apt uses for
+# bookworm, read from APT_ETC, default /etc/apt), SAMLOCAL_CACHE (default .samlocal).
 set -euo pipefail
 export PIP_ROOT_USER_ACTION=ignore
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,6 +27,41 @@ repo="abtest-lambda-python3.12"
 packages="libssl3,libsqlite3-0,libffi8,libexpat1,libreadline8,libncursesw6,libuuid1,libtirpc3,libnsl2,ca-certificates,tzdata"
 
 log() { echo "samimage: $*" >&2; }
+
+# The archive this machine's apt already uses for Debian bookworm (the suite debootstrap installs): the
+# first "deb" source listing that suite, one-line ("deb [options] URI bookworm ...") or deb822 (a
+# stanza with "Types: deb", "Suites: ... bookworm ..." and its "URIs:"). No host is named here.
+apt_archive() {
+    local etc="${APT_ETC:-/etc/apt}"
+    {
+        cat "$etc"/sources.list "$etc"/sources.list.d/*.list 2>/dev/null |
+            awk '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                                if ($(i + 1) == "bookworm") { print $i; exit } }' || true
+        cat "$etc"/sources.list.d/*.sources 2>/dev/null |
+            awk 'BEGIN { RS = "" } {
+                types = ""; uris = ""; suites = ""; enabled = "yes"
+                n = split($0, lines, "\n")
+                for (k = 1; k <= n; k++) {
+                    if (lines[k] ~ /^Types:/) types = " " substr(lines[k], 7) " "
+                    else if (lines[k] ~ /^URIs:/) uris = substr(lines[k], 6)
+                    else if (lines[k] ~ /^Suites:/) suites = " " substr(lines[k], 8) " "
+                    else if (lines[k] ~ /^Enabled:/) enabled = substr(lines[k], 9)
+                }
+                gsub(/[ \t]/, "", enabled)
+                if (enabled != "no" && types ~ /[ \t]deb[ \t]/ && suites ~ /[ \t]bookworm[ \t]/) {
+                    m = split(uris, u, /[ \t]+/)
+                    for (j = 1; j <= m; j++) if (u[j] != "") { print u[j]; exit }
+                }
+            }' || true
+    } | head -n 1 || true
+}
+
+if [ "${1:-}" = "--print-archive" ]; then  # what the build would use (for tests and curious readers)
+    archive="$(apt_archive)"
+    [ -n "$archive" ] || { log "no apt source of Debian bookworm in ${APT_ETC:-/etc/apt}"; exit 3; }
+    echo "$archive"
+    exit 0
+fi
 
 py312="${PY312:-}"
 if [ -z "$py312" ]; then
@@ -57,10 +93,11 @@ if docker image inspect "$image" >/dev/null 2>&1; then
 fi
 
 if [ -z "${DEBIAN_MIRROR:-}" ]; then
-    # The first Debian archive among apt's sources (deb822 "URIs:" or one-line "deb URL ..." entries).
-    DEBIAN_MIRROR="$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
-        awk '/^(URIs:|deb )/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\/.*\/debian\/?$/) { print $i; exit } }')"
-    DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    DEBIAN_MIRROR="$(apt_archive)"
+    [ -n "$DEBIAN_MIRROR" ] || {
+        log "no apt source of Debian bookworm in ${APT_ETC:-/etc/apt}: set DEBIAN_MIRROR to an archive"
+        exit 3
+    }
 fi
 command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap)"; exit 3; }
 

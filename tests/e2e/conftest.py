@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -104,3 +105,25 @@ def server(database_url: str) -> Iterator[Http]:
 @pytest.fixture
 def http(server: Http, clean_db: str) -> Http:
     return server
+
+
+@pytest.fixture
+def local_server(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
+    """The local server in this process (its own worker threads, as `make run` serves): what a test
+    needs of its internals (its log on this process's stderr, its threads) that a subprocess hides."""
+    from abtest import wiring
+    from localdev.server import PooledHTTPServer
+    from localdev.template import http_routes
+
+    monkeypatch.setenv("AUTH_MODE", "none")  # as `python -m localdev serve` runs it
+    wiring.reset()
+    server = PooledHTTPServer(("127.0.0.1", 0), http_routes(), workers=8)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        monkeypatch.undo()
+        wiring.reset()

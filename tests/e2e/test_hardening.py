@@ -12,6 +12,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -362,7 +363,9 @@ def test_only_conversions_after_the_first_exposure_count(http: Http, clean_db: s
     enroll(http, experiment["id"], "u-1", record_exposure=False)  # assigned, not exposed
     assert convert(http, experiment["id"], "u-1", value=4.0)[0] == 201  # waits: no exposure
     enroll(http, experiment["id"], "u-2")
-    assert convert(http, experiment["id"], "u-2", value=9.0, timestamp="2001-01-01T00:00:00Z")[0] == 201
+    # Dated at the experiment's start (never earlier: issue 19), before u-2's first exposure.
+    at_start = experiment["started_at"]
+    assert convert(http, experiment["id"], "u-2", value=9.0, timestamp=at_start)[0] == 201
     assert convert(http, experiment["id"], "u-2", value=2.0)[0] == 201
     assert_refused(convert_raw(http, experiment, timestamp=1e12), 422, "timestamp")
     assert_refused(convert_raw(http, experiment, timestamp=1700000000), 422, "timestamp")
@@ -450,18 +453,20 @@ def test_request_types_are_strict(http: Http, clean_db: str, normal: Any) -> Non
 
 
 def test_a_used_event_id_with_another_payload_is_409(http: Http, clean_db: str, normal: Any) -> None:
+    # Dated after the experiment's start (events before it are refused: issue 19).
+    started = datetime.fromisoformat(normal["started_at"]).astimezone(UTC) + timedelta(seconds=1)
     first = {
         **_conversion(normal),
         "event_id": "e-1",
         "metadata": {"a": 1},
-        "timestamp": "2026-01-01T00:00:00Z",
+        "timestamp": started.isoformat(),
     }
     assert send(http, "POST", f"{BASE}/conversions", first)[0] == 201
-    same_instant = {**first, "timestamp": "2026-01-01T01:00:00+01:00"}
+    same_instant = {**first, "timestamp": started.astimezone(timezone(timedelta(hours=1))).isoformat()}
     assert send(http, "POST", f"{BASE}/conversions", same_instant)[0] == 201  # a replay
     for change in (
         {"metadata": {"a": 2}},
-        {"timestamp": "2026-01-01T00:00:01Z"},
+        {"timestamp": (started + timedelta(seconds=1)).isoformat()},
         {"value": 2.0},
         {"metadata": None},
     ):

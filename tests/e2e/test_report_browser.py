@@ -192,6 +192,23 @@ def test_the_report_draws_its_charts_and_prints_what_results_says(
                 checked += 1
     assert checked == 2 * len(results["metrics"]) * (len(results["variants"]) - 1)
 
+    # And no table spills out of its column: the column stays inside the grid (a 1fr column grew to
+    # its table's width) and a table wider than its column scrolls inside it instead of overlapping
+    spilled = browser.execute_script(
+        "return [...document.querySelectorAll('.grid')].flatMap(grid => {"
+        "  const g = grid.getBoundingClientRect();"
+        "  return [...grid.children].flatMap(column => {"
+        "    const c = column.getBoundingClientRect();"
+        "    const scrolls = getComputedStyle(column).overflowX !== 'visible';"
+        "    return [...column.querySelectorAll('table')]"
+        "      .filter(t => c.right > g.right + 1"
+        "        || (t.getBoundingClientRect().right > c.right + 1 && !scrolls))"
+        "      .map(t => t.className);"
+        "  });"
+        "});"
+    )
+    assert spilled == []
+
 
 def test_the_index_lists_the_experiment_and_links_to_its_report(
     browser: Any, server: Http, demo: str

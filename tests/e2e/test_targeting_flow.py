@@ -31,14 +31,25 @@ def test_the_qa_route_answers_as_the_evaluator_for_every_conformance_case(http: 
     if not cases:
         skip_or_fail_when_missing()
     differences = []
+    refused = []
     for name, condition, attributes, expected, groups in cases:
         body = {"condition": condition, "attributes": attributes, "saved_groups": groups}
         status, _, answer = http.request("POST", "/api/v1/targeting/evaluate", body)
         assert status == 200, (name, answer)
         ours = evaluate(condition, attributes, groups)
-        if answer["matches"] is not ours or ours is not expected:
+        if answer["error"] is not None:
+            # A condition the write-time checks refuse can never be stored, so serving never matches it.
+            refused.append(name)
+            if answer["matches"] is not False:
+                differences.append((name, answer, ours, expected))
+        elif answer["matches"] is not ours:
+            differences.append((name, answer, ours, expected))
+        if ours is not expected:
             differences.append((name, answer, ours, expected))
     assert differences == []
+    # Some cases are conditions the write-time checks refuse (GrowthBook's legacy `$groups`, `$in` with
+    # a non-array, ...): the evaluator still answers them, the QA route says they never match.
+    assert 0 < len(refused) < len(cases) // 2, refused
     assert len(cases) == 266
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -203,6 +204,41 @@ def test_lookup_reads_without_enrolling(api: Any, sql: Any) -> None:
     assert encoded.json["user_id"] == "user@example.com"
     assert api("GET", f"{BASE}/00000000-0000-4000-8000-000000000000/assignments/x").status == 404
     assert sql("SELECT count(*) FROM exposures") == [(1,)]
+
+
+def test_a_long_user_id_with_an_at_sign_is_found_by_both_lookups(api: Any) -> None:
+    # 220 characters decoded, but 228 percent-encoded: the limit is on the decoded id (issue 19).
+    user = "a@b" * 73 + "c"
+    assert len(user) == 220
+    experiment = running_experiment(api, traffic_allocation=1.0)
+    assigned = assign(api, experiment["id"], user)
+    assert assigned.status == 200, assigned
+    encoded = quote(user, safe="")
+    assert len(encoded) > 256
+    stored = api("GET", f"{BASE}/{experiment['id']}/assignments/{encoded}")
+    assert (stored.status, stored.json["user_id"]) == (200, user), stored
+    assert stored.json["experiment_variant"] == assigned.json["experiment_variant"]
+    surface = api("GET", f"/api/v1/surfaces/{experiment['surface']}/assignments/{encoded}")
+    assert surface.status == 200, surface
+    assert surface.json["experiment_variant"] == assigned.json["experiment_variant"]
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["x" * 257, "%40" * 257, "x" * 3073, "x" * 40_000, "a%00b", "%00"],
+    ids=["257", "257-encoded", "3073", "40000", "nul", "only-nul"],
+)
+def test_a_path_user_id_out_of_limits_is_the_same_422_on_every_route(api: Any, user_id: str) -> None:
+    # These were 404 (over 256 encoded characters), 422 (overrides) or a database error naming body (NUL).
+    experiment_id = running_experiment(api)["id"]
+    for method, path, body in [
+        ("GET", f"{BASE}/{experiment_id}/assignments/{user_id}", None),
+        ("GET", f"/api/v1/surfaces/recommendations/assignments/{user_id}", None),
+        ("PUT", f"{BASE}/{experiment_id}/overrides/{user_id}", {"variant": "control"}),
+        ("DELETE", f"{BASE}/{experiment_id}/overrides/{user_id}", None),
+    ]:
+        response = api(method, path, body)
+        assert (response.status, response.json["field"]) == (422, "user_id"), (method, path[:80], response)
 
 
 def test_unknown_experiment_is_404(api: Any) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ApiResponse
+from tests.integration.conftest import ApiResponse, call
 
 BASE = "/api/v1/experiments"
 
@@ -111,6 +112,18 @@ INVALID_BODIES = [
     pytest.param(
         _variants({"name": "a", "weight": 0.5}, {"name": "a", "weight": 0.5}), "variants", id="dup-names"
     ),
+    pytest.param(
+        _variants({"name": "a", "weight": 0}, {"name": "b", "weight": 1.0}),
+        "variants[0].weight",
+        id="weight-0",
+    ),
+    pytest.param(
+        _variants({"name": "a", "weight": 5e-324}, {"name": "b", "weight": 1.0}),
+        "variants[0].weight",
+        id="weight-denormal",
+    ),
+    pytest.param(experiment_body(traffic_allocation=1e-300), "traffic_allocation", id="traffic-1e-300"),
+    pytest.param(experiment_body(traffic_allocation=0.0009), "traffic_allocation", id="traffic-below-0.001"),
     pytest.param(
         _variants({"name": "", "weight": 0.5}, {"name": "b", "weight": 0.5}),
         "variants[0].name",
@@ -461,4 +474,31 @@ def test_lone_surrogates_in_free_text_are_422_not_500(api: Any, sql: Any) -> Non
         '[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]}',
     )
     assert response.status == 422, response
+    assert sql("SELECT count(*) FROM experiments") == [(0,)]
+
+
+def test_the_smallest_weight_and_traffic_are_accepted_and_traffic_0_is_off(api: Any) -> None:
+    body = _variants({"name": "a", "weight": 0.001}, {"name": "b", "weight": 0.999})
+    assert api("POST", BASE, {**body, "traffic_allocation": 0.001}).status == 201
+    assert api("POST", BASE, experiment_body(name="off", traffic_allocation=0)).status == 201
+
+
+def test_negative_zero_is_stored_and_answered_as_zero(api: Any) -> None:
+    body = _variants(
+        {"name": "a", "weight": 0.5, "config": {"x": -0.0, "y": [-0.0]}}, {"name": "b", "weight": 0.5}
+    )
+    created = api("POST", BASE, {**body, "traffic_allocation": -0.0, "surface": "checkout"})
+    assert created.status == 201, created
+    stored = api("GET", f"{BASE}/{created.json['id']}")
+    assert not re.search(r"[:\[,]-0[.,\]}]", stored.text), stored.text
+    assert stored.json["traffic_allocation"] == 0
+    assert stored.json["variants"][0]["config"] == {"x": 0.0, "y": [0.0]}
+
+
+def test_a_repeated_key_is_refused_naming_it(api: Any, sql: Any) -> None:
+    variants = '[{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]'
+    text = '{"name": "first", "name": "second", "variants": ' + variants + "}"
+    response = call("POST", BASE, raw_body=text)
+    assert response.status == 422, response
+    assert (response.json["error"], response.json["field"]) == ("duplicate_key", "name")
     assert sql("SELECT count(*) FROM experiments") == [(0,)]

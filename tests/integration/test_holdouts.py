@@ -399,7 +399,11 @@ def test_results_compare_the_two_groups(api: Any, sql: Any) -> None:
         response = convert(api, checkout["id"], user, f"{user}-1", value=2.0)
         assert response.status == 201, response
         assert response.json["holdout_conversion"], response
-    # Before the user was first seen: does not count.
+    # Before the user was first seen (after the experiment's start: never earlier): does not count.
+    sql(
+        "UPDATE experiments SET started_at = '2019-12-31T00:00:00Z' WHERE id = %s RETURNING id",
+        (experiment["id"],),
+    )
     early = convert(api, experiment["id"], held[-1], "early", timestamp="2020-01-01T00:00:00Z")
     assert early.status == 201
     response = api("GET", f"{HOLDOUTS}/{holdout['id']}/results")

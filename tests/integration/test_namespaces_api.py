@@ -221,6 +221,8 @@ def test_surface_routes(api: Any, sql: Any, catalog: None) -> None:
     assert by_name["checkout"]["salt"] != recs["salt"]
     assert recs["salt"] not in {a["salt"], draft["salt"], other["salt"]}
 
+    assert listing.json["next_cursor"] is None
+
     missing = api("GET", "/api/v1/surfaces/nowhere")
     assert (missing.status, missing.json["error"]) == (404, "surface_not_found")
     bad = api("GET", "/api/v1/surfaces/NOT%20VALID")
@@ -238,3 +240,31 @@ def test_surface_routes(api: Any, sql: Any, catalog: None) -> None:
     assert (never["enrolled"], never["experiment_id"]) == (False, None)
     count = sql("SELECT count(*) FROM assignments WHERE user_id = 'never-seen'")
     assert count == [(0,)], "the lookup never enrolls"
+
+
+def test_surfaces_are_paged_by_name(api: Any) -> None:
+    # GET /surfaces answered every surface at once (223 KB for 28, growing with their bucket ranges).
+    names = [f"paged-{n:02d}" for n in range(12)]
+    for name in names:
+        variants = [{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]
+        created = api("POST", BASE, {"name": name, "surface": name, "variants": variants})
+        assert created.status == 201, created
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = api("GET", "/api/v1/surfaces", query=f"limit=5&cursor={cursor}" if cursor else "limit=5")
+        assert page.status == 200, page
+        assert len(page.json["surfaces"]) <= 5
+        seen += [s["surface"] for s in page.json["surfaces"]]
+        pages += 1
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(names)
+    assert pages == 3
+    assert len(api("GET", "/api/v1/surfaces").json["surfaces"]) == 10  # the default page
+    for bad in ("limit=0", "limit=51", "cursor=nope"):
+        refused = api("GET", "/api/v1/surfaces", query=bad)
+        assert refused.status == 422, (bad, refused)
+        assert refused.json["field"] in ("limit", "cursor")

@@ -137,6 +137,19 @@ def test_the_qa_route_evaluates_without_touching_experiments(api: Any, sql: Any)
     assert sql("SELECT count(*) FROM experiments") == [(0,)]
 
 
+def test_the_qa_route_never_matches_a_condition_it_reports_invalid(api: Any) -> None:
+    # Too large or too deep conditions used to be evaluated anyway (and matched); serving would refuse them.
+    big = {"$or": [{"plan": "pro"}, {"note": {"$ne": "x" * 17_000}}]}
+    deep: dict[str, Any] = {"plan": "pro"}
+    for _ in range(11):
+        deep = {"$and": [deep]}
+    for condition in (big, deep):
+        answer = api("POST", EVALUATE, {"condition": condition, "attributes": {"plan": "pro"}})
+        assert answer.status == 200, answer
+        assert answer.json["error"] is not None
+        assert answer.json["matches"] is False
+
+
 def test_scopes(api: Any) -> None:
     read = ("abtest/read",)
     assert api("POST", EVALUATE, {"condition": {}, "attributes": {}}, scopes=read).status == 200

@@ -3,11 +3,13 @@ against a real PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.integration.test_events_and_metrics import rollup, start
@@ -38,6 +40,22 @@ def at(day: date, hour: int = 12) -> str:
     return min(moment, datetime.now(UTC) - timedelta(seconds=5)).isoformat()
 
 
+def backdate(experiment_id: str, first: date) -> None:
+    """As if the experiment had started at `first`'s midnight (UTC), and each of its users had been
+    assigned then: the API dates both now, and no event may be dated before either."""
+    started = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE experiments SET started_at = LEAST(started_at, %s) WHERE id = %s",
+            (started, experiment_id),
+        )
+        conn.execute(
+            "UPDATE assignments SET assigned_at = (SELECT started_at FROM experiments WHERE id = %(e)s)"
+            " WHERE experiment_id = %(e)s",
+            {"e": experiment_id},
+        )
+
+
 def simulate(api: Any, experiment_id: str, days: list[date], users_per_day: int = 12) -> None:
     """Each day, new users are enrolled and exposed; every third converts (purchase, value by user),
     and users of the first day buy again on every later day (so per-user totals grow across days)."""
@@ -59,6 +77,7 @@ def simulate(api: Any, experiment_id: str, days: list[date], users_per_day: int 
         if number > 0:
             for n in range(0, users_per_day, 3):
                 events.append(conversion(experiment_id, f"u0-{n}", day, 2.0, f"again-{number}-{n}"))
+    backdate(experiment_id, days[0])
     response = api("POST", "/api/v1/events", {"events": events})
     assert response.status == 200, response
     assert all(r["status"] == "accepted" for r in response.json["results"]), response.json
@@ -135,6 +154,7 @@ def test_snapshots_hold_exact_per_user_sums_of_squares(api: Any, sql: Any) -> No
     for user in ("alice", "bob"):
         body = {"experiment_id": experiment["id"], "user_id": user, "record_exposure": False}
         api("POST", "/api/v1/assignments", body)
+    backdate(experiment["id"], day1)
     exposures = [
         {"type": "exposure", "experiment_id": experiment["id"], "user_id": user, "event_id": f"x-{user}"}
         | {"timestamp": at(day1, 9)}
@@ -170,6 +190,7 @@ def test_snapshots_follow_attribution_from_the_first_exposure_and_a_late_exposur
     for user in ("alice", "bob"):
         body = {"experiment_id": experiment["id"], "user_id": user, "record_exposure": False}
         api("POST", "/api/v1/assignments", body)
+    backdate(experiment["id"], day1)
 
     def exposure(user: str, day: date, event_id: str) -> dict[str, Any]:
         return {"type": "exposure", "experiment_id": experiment["id"], "user_id": user} | {
@@ -212,6 +233,7 @@ def test_rollups_day_by_day_record_each_day_and_late_events_count_on_the_latest_
         "/api/v1/assignments",
         {"experiment_id": experiment["id"], "user_id": "late", "record_exposure": False},
     )
+    backdate(experiment["id"], days[0])
     # A third day, and an exposure dated on the first day that arrives only now (late data)
     api(
         "POST",
@@ -343,6 +365,18 @@ def test_the_index_lists_experiments_with_their_headline(api: Any, clean_db: str
     assert f'href="experiments/{draft.json["id"]}/report"' in page
     assert "+60.00%" in page  # 80 against 50 converters of 500
     assert page.index("draft-one") < page.index(experiment["name"])  # newest first
+
+
+def test_the_index_headline_of_a_treatment_that_kills_conversion_shows_its_counts(
+    api: Any, clean_db: str
+) -> None:
+    experiment = start(api)
+    populate(clean_db, experiment, users=[124, 134], converters=[3, 0], value=1.0)
+    page = api("GET", "/api/v1/report").text
+    assert "no conversions yet" not in page
+    assert "no test: a variant converted none or all of its users" in page
+    assert "3/124 (2.42%)" in page
+    assert "0/134 (0.00%)" in page
 
 
 def test_the_report_needs_the_read_scope(api: Any) -> None:

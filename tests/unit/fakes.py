@@ -216,7 +216,9 @@ class FakeStore:
             and target.id == request.experiment_id
             and target.status in ENROLLING
             and stored is None
-            and member in (None, target.id)
+            # No live membership at all: one in the target itself (without an assignment there) makes
+            # the statement's membership insert meet it and change nothing, so nothing is stored.
+            and member is None
             and fresh
         ):
             self.members[key] = target.id

@@ -3,13 +3,13 @@
 contract/  bit-exact assignment contract        imports: stdlib, mmh3
 domain/    experiments, decisions, serving       imports: contract, errors, settings, observability
 analysis/  rollup fold, reports                 imports: domain, contract, stats, errors
-stats/     the statistics engine                imports: itself, and field_path (stdlib only)
+stats/     the statistics engine                imports: itself, field_path and ErrorCode (stdlib only)
 storage/   the only SQL and the only psycopg
 http/      resolver, error mapping, scopes      the only Powertools event-handler user (with handlers)
 
 And the homes of a kind of definition: HTTP-only views (pydantic `*Request`, `*Response`, `*Page`) in
 http/schemas.py, every `MAX_*` limit in limits.py (the contract keeps its own), and no domain module
-past 400 lines.
+past 400 lines. Every error code is a member of `abtest.errors.ErrorCode`, never a string literal.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ from pathlib import Path
 
 import pytest
 
+from abtest.errors import ErrorCode
 from localdev.postgres import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "layers" / "abtest" / "abtest"
 FUNCTIONS = PROJECT_ROOT / "functions"
 PURE = ("contract", "domain", "analysis", "stats")
-SHARED_WITH_STATS = {"abtest.field_path", "abtest.field_path.field_path"}
+# The service's one error-field syntax and its one list of error codes (the CLI answers the same codes).
+SHARED_WITH_STATS = {
+    "abtest.field_path",
+    "abtest.field_path.field_path",
+    "abtest.errors",
+    "abtest.errors.ErrorCode",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -98,13 +105,15 @@ def test_pure_code_depends_on_neither_storage_nor_http(path: Path) -> None:
 @pytest.mark.parametrize("path", files_in(PACKAGE / "stats"), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
 def test_the_statistics_engine_stands_alone(path: Path) -> None:
     # It is shaped like gbstats and runs as `python -m abtest.stats`: nothing else of the service.
-    # Its one exception is abtest.field_path, the service's one error-field syntax: standard library only.
+    # Its exceptions are abtest.field_path, the service's one error-field syntax, and ErrorCode from
+    # abtest.errors, its one list of error codes: both standard library only.
     own = {name for name in imports_of(path) if name.startswith("abtest")} - SHARED_WITH_STATS
     assert all(name.startswith("abtest.stats") for name in own), own
 
 
-def test_what_the_statistics_engine_shares_imports_nothing_of_the_service() -> None:
-    assert not {name for name in imports_of(PACKAGE / "field_path.py") if name.startswith("abtest")}
+@pytest.mark.parametrize("shared", ["field_path.py", "errors.py"])
+def test_what_the_statistics_engine_shares_imports_nothing_of_the_service(shared: str) -> None:
+    assert not {name for name in imports_of(PACKAGE / shared) if name.startswith("abtest")}
 
 
 @pytest.mark.parametrize(
@@ -233,3 +242,133 @@ def test_tests_reset_state_through_the_wiring_not_the_handlers() -> None:
     ]
     assert offenders == []
     assert reach.search('handler = sys.modules.get("assignments_handler")')
+
+
+# --- one home per error code ------------------------------------------------------------------------------
+
+ERROR_CODES = {code.value for code in ErrorCode}
+# Calls whose positional arguments include an error body's code (the code's position differs per call).
+ERROR_CALLS = {
+    "error_response",
+    "_proxy_error",
+    "_refuse",
+    "BodyError",
+    "DomainError",
+    "NotFound",
+    "Conflict",
+    "InvalidInput",
+    "BadRequest",
+    "Unavailable",
+    "StatsInputError",
+}
+# Where the strings equal to a code are not ours to name: none so far. An `ofrep` module would belong
+# here, since OFREP's error codes (FLAG_NOT_FOUND, ...) are that protocol's, not the service's.
+NOT_OUR_CODES: set[Path] = set()
+CODE_FILES = [
+    path
+    for path in sorted(
+        [*PACKAGE.rglob("*.py"), *FUNCTIONS.rglob("*.py"), *(PROJECT_ROOT / "localdev").rglob("*.py")]
+    )
+    if path != PACKAGE / "errors.py" and path not in NOT_OUR_CODES
+]
+
+
+def code_literals_in(tree: ast.AST) -> list[tuple[int, str]]:
+    """Line and text of each string literal equal to an error code where a code goes: a `code=` or
+    `error=` argument, an `"error"` key's value, an argument of an error constructor, a value assigned
+    to `code` or `error`, or an element of a tuple (`error, message = "...", "..."`, constraint tables).
+    Other strings that happen to equal a code (an assignment reason, a bandit outcome, a SQL column)
+    are not codes and pass."""
+    spots: list[ast.expr] = []
+    # A type's subscript is no tuple of values: Literal["updated", "invalid_statistics"] names outcomes.
+    subscripts = {id(node.slice) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in ("code", "error"):
+            spots.append(node.value)
+        elif isinstance(node, ast.Dict):
+            spots.extend(
+                value
+                for key, value in zip(node.keys, node.values, strict=True)
+                if isinstance(key, ast.Constant) and key.value == "error"
+            )
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if name in ERROR_CALLS:
+                spots.extend(node.args)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = {t.id for t in ast.walk(ast.Tuple(elts=targets)) if isinstance(t, ast.Name)}
+            if names & {"code", "error"} and node.value is not None:
+                spots.append(node.value)
+        elif isinstance(node, ast.Tuple) and id(node) not in subscripts:
+            spots.extend(node.elts)
+        elif isinstance(node, ast.FunctionDef):
+            spots.extend(d for d in node.args.kw_defaults if d is not None)
+    found = []
+    for spot in spots:
+        for leaf in ast.walk(spot):  # a conditional expression or a tuple holds its codes deeper down
+            if isinstance(leaf, ast.Constant) and leaf.value in ERROR_CODES:
+                found.append((leaf.lineno, str(leaf.value)))
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("path", CODE_FILES, ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_error_codes_are_named_from_the_enum(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert code_literals_in(tree) == [], "name the code as an abtest.errors.ErrorCode member"
+
+
+def test_the_error_code_check_can_fail() -> None:
+    planted = ast.parse(
+        'raise NotFound("gone", code="experiment_not_found")\n'
+        'body = {"error": "invalid_path", "message": "no"}\n'
+        'error_response(409, "duplicate_key", "taken")\n'
+        'error, message = ("event_id_reused", "again") if reused else (ErrorCode.CONFLICT, "x")\n'
+        "def refuse(*, code: str = 'too_many_overrides') -> None: ...\n"
+        'reason = "database_unavailable"  # an assignment reason, not a code: passes\n'
+        'Outcome = Literal["updated", "invalid_statistics"]  # outcomes, not codes: passes\n'
+    )
+    assert [text for _, text in code_literals_in(planted)] == [
+        "experiment_not_found",
+        "invalid_path",
+        "duplicate_key",
+        "event_id_reused",
+        "too_many_overrides",
+    ]
+    assert len(CODE_FILES) > 100
+
+
+# --- one home per paging parameter ------------------------------------------------------------------------
+
+PAGING_TYPES = {"limit": {"PageLimit", "SurfacesPageLimit"}, "cursor": {"Cursor"}}
+
+
+def paging_parameters_in(tree: ast.AST) -> list[tuple[str, str]]:
+    """Each (parameter, annotation) of a function's `limit` or `cursor` parameter not typed with the
+    shared paging types of abtest/http/paging.py."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for arg in [*node.args.args, *node.args.kwonlyargs]:
+                if arg.arg in PAGING_TYPES and arg.annotation is not None:
+                    text = ast.unparse(arg.annotation)
+                    if text not in PAGING_TYPES[arg.arg]:
+                        found.append((arg.arg, text))
+    return found
+
+
+@pytest.mark.parametrize("path", files_in(FUNCTIONS), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_paged_routes_share_the_paging_parameters(path: Path) -> None:
+    assert paging_parameters_in(ast.parse(path.read_text(encoding="utf-8"))) == []
+
+
+def test_the_paging_check_can_fail() -> None:
+    planted = ast.parse("def listing(limit: Annotated[int, Query(le=7)] = 5, cursor: Cursor = None): ...")
+    assert paging_parameters_in(planted) == [("limit", "Annotated[int, Query(le=7)]")]

@@ -14,6 +14,7 @@ import mmh3
 import pytest
 
 from abtest.contract.bucketing import bucket_for, unit_interval
+from abtest.errors import ErrorCode
 from localdev.postgres import PROJECT_ROOT
 from localdev.walks import LOCAL_BASE_URL, WALK_PAGES, pages_with_walks, walk_blocks, walk_script
 
@@ -222,3 +223,10 @@ def test_every_repository_path_the_docs_name_exists() -> None:
             if not any(candidate.exists() for candidate in candidates):
                 missing.append(f"{page.relative_to(PROJECT_ROOT)}: {token}")
     assert missing == []
+
+
+def test_the_error_codes_page_lists_exactly_the_enum() -> None:
+    # One row per code (`| \`code\` | status | meaning |`): a code added to ErrorCode needs its row.
+    page = (DOCS / "errors.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `([a-z_]+)` \| (?:\d{3}|exit \d|batch) \| ", page, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(code.value for code in ErrorCode)

@@ -9,7 +9,14 @@ from uuid import uuid4
 
 import pytest
 
-from abtest.analysis.charts import BandSeries, ForestRow, forest_plot, lift_over_time, progress_bar
+from abtest.analysis.charts import (
+    BandSeries,
+    ForestRow,
+    forest_plot,
+    lift_over_time,
+    progress_bar,
+    users_over_time,
+)
 from abtest.analysis.report import IndexEntry, Waiting, index_page, interval, pct, pvalue, report_page
 from abtest.analysis.results import results_report
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
@@ -17,6 +24,7 @@ from abtest.analysis.timeseries import DailyMetrics, filled_days, timeseries_rep
 from abtest.domain.experiments import Experiment, Status, Variant
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+STARTED = datetime(2026, 3, 1, 8, tzinfo=UTC)  # the series below starts on the start day
 
 
 def experiment(description: str = "") -> Experiment:
@@ -34,7 +42,7 @@ def experiment(description: str = "") -> Experiment:
         ],
         created_at=NOW,
         updated_at=NOW,
-        started_at=NOW,
+        started_at=STARTED,
         completed_at=None,
     )
 
@@ -145,3 +153,64 @@ def test_the_page_escapes_what_users_wrote_and_warns_about_srm() -> None:
     assert "1,000" in page
     index = index_page([IndexEntry(exp, results)])
     assert f'href="experiments/{exp.id}/report"' in index
+
+
+def test_the_index_headline_says_why_there_is_no_lift_and_shows_the_conversions() -> None:
+    # Treatment 0 of 134 against control 3 of 124 (zero_variance) used to read "no conversions yet".
+    exp = experiment()
+    current = stats(exp, (124, 134), (3, 0))
+    results = results_report(current)
+    assert results.metrics["buy"].conversion.comparisons[0].relative.error == "zero_variance"
+    index = index_page([IndexEntry(exp, results, current)])
+    assert "no conversions yet" not in index
+    assert "no test: a variant converted none or all of its users" in index
+    assert "control 3/124 (2.42%) \u00b7 treatment 0/134 (0.00%)" in index
+
+    no_baseline = stats(exp, (124, 134), (0, 5))
+    index = index_page([IndexEntry(exp, results_report(no_baseline), no_baseline)])
+    assert "no relative lift: the control has no conversions" in index
+    assert "treatment 5/134 (3.73%)" in index
+
+    draft = exp.model_copy(update={"status": Status.DRAFT})
+    assert "not started" in index_page([IndexEntry(draft, None)])
+
+
+def _point_ys(svg: str) -> list[float]:
+    return [float(y) for y in re.findall(r'class="point" cx="[^"]+" cy="([^"]+)"', svg)]
+
+
+def _tick_ys(svg: str) -> list[float]:
+    return [float(y) for y in re.findall(r'<line x1="64" x2="590" y1="([^"]+)"', svg)]
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [([124.0, 134.0], "users"), ([0.031, 0.047], "lift"), ([-0.2, 0.07], "lift"), ([1.0, 7.0], "users")],
+)
+def test_every_point_lies_between_the_lowest_and_the_top_tick(values: list[float], kind: str) -> None:
+    # One-day experiments drew their points above the top tick (134 users above a top tick of 125).
+    day = [date(2026, 3, 1)]
+    series = [BandSeries(f"v{i}", [v], None, None) for i, v in enumerate(values)]
+    svg = users_over_time(day, series, "users") if kind == "users" else lift_over_time(day, series, "lift")
+    ticks = _tick_ys(svg)  # SVG y grows downwards: the top tick has the smallest y
+    assert len(ticks) >= 2
+    for y in _point_ys(svg):
+        assert min(ticks) <= y <= max(ticks), (y, ticks)
+
+
+def test_day_labels_carry_the_year_when_the_span_crosses_one() -> None:
+    days = [date(2025, 11, 1) + timedelta(days=n) for n in range(120)]
+    series = [BandSeries("t", [0.01] * len(days), None, None)]
+    svg = lift_over_time(days, series, "lift")
+    assert "2025-11-01" in svg
+    assert "2026-02-28" in svg
+    short = lift_over_time(days[:10], [BandSeries("t", [0.01] * 10, None, None)], "lift")
+    assert "Nov 01" in short
+
+
+def test_the_progress_label_has_a_light_halo_over_the_dark_fill() -> None:
+    bar = progress_bar(0.8, "80% of 10,000 users")
+    label = re.search(r"<text [^>]*>80% of 10,000 users</text>", bar)
+    assert label is not None
+    assert 'stroke="#fff"' in label.group(0)
+    assert 'paint-order="stroke"' in label.group(0)

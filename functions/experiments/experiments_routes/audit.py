@@ -8,6 +8,7 @@ from abtest import wiring
 from abtest.domain.audit import ACTION_PATTERN, ENTITY_TYPE_PATTERN, AuditFilter, parse_instant
 from abtest.errors import InvalidInput
 from abtest.http.app import API_PREFIX, create_router, documented
+from abtest.http.paging import Cursor, PageLimit
 from abtest.http.params import ExperimentId
 from abtest.http.schemas import AuditPage
 from abtest.http.scopes import Scope
@@ -22,10 +23,6 @@ SCOPES: dict[str, Scope] = {
     "GET /api/v1/audit": "read",
 }
 
-Limit = Annotated[int, Query(ge=1, le=100, description="Entries per page (a page also ends after 2 MB)")]
-Cursor = Annotated[
-    str | None, Query(min_length=1, max_length=512, description="The previous page's next_cursor")
-]
 Instant = Annotated[
     str | None,
     Query(
@@ -41,7 +38,9 @@ ActionFilter = Annotated[str | None, Query(max_length=128, pattern=ACTION_PATTER
 
 @router.get(f"{API_PREFIX}/experiments/<experiment_id>/history", responses=documented(200, AuditPage, 404))
 @tracer.capture_method(capture_response=False)
-def experiment_history(experiment_id: ExperimentId, limit: Limit = 50, cursor: Cursor = None) -> AuditPage:
+def experiment_history(
+    experiment_id: ExperimentId, limit: PageLimit = 50, cursor: Cursor = None
+) -> AuditPage:
     listing = wiring.audit().history(experiment_id, limit=limit, cursor=cursor)
     return AuditPage(events=listing.items, next_cursor=listing.next_cursor)
 
@@ -55,7 +54,7 @@ def audit_log(
     entity_id: Filter = None,
     actor: Filter = None,
     action: ActionFilter = None,
-    limit: Limit = 50,
+    limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> AuditPage:
     for field, value in (("entity_id", entity_id), ("actor", actor)):

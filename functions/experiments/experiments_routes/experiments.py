@@ -17,6 +17,7 @@ from abtest.domain.experiments import (
 )
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_router, documented
+from abtest.http.paging import Cursor, PageLimit
 from abtest.http.params import ExperimentId
 from abtest.http.schemas import ExperimentPage
 from abtest.http.scopes import Scope
@@ -55,8 +56,8 @@ def create_experiment(body: ExperimentCreate) -> Response[Experiment]:
 def list_experiments(
     status: Annotated[StatusFilter, Query(description="One status, or all")] = "running",
     name: Annotated[str | None, Query(min_length=1, max_length=128, pattern=EXPERIMENT_NAME_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
 ) -> ExperimentPage:
     wanted = None if status == "all" else Status(status)
     listing = wiring.experiments().list(status=wanted, name=name, limit=limit, cursor=cursor)

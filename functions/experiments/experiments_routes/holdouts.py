@@ -4,13 +4,14 @@ from typing import Annotated
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from abtest import wiring
 from abtest.domain.experiments import StatusChange
 from abtest.domain.holdouts import Holdout, HoldoutCreate
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_router, documented
+from abtest.http.paging import Cursor, PageLimit
 from abtest.http.schemas import HoldoutPage
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
@@ -44,8 +45,8 @@ def create_holdout(body: HoldoutCreate) -> Response[Holdout]:
 @router.get(f"{API_PREFIX}/holdouts", responses=documented(200, HoldoutPage))
 @tracer.capture_method(capture_response=False)
 def list_holdouts(
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    limit: PageLimit = 100,
+    cursor: Cursor = None,
 ) -> HoldoutPage:
     listing = wiring.holdouts().list(limit=limit, cursor=cursor)
     return HoldoutPage(holdouts=listing.items, next_cursor=listing.next_cursor)

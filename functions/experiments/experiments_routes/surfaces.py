@@ -8,6 +8,7 @@ from abtest import wiring
 from abtest.domain.experiments import SURFACE_PATTERN
 from abtest.domain.namespaces import SurfaceNamespace
 from abtest.http.app import API_PREFIX, create_router, documented
+from abtest.http.paging import Cursor, SurfacesPageLimit
 from abtest.http.schemas import SurfaceList
 from abtest.http.scopes import Scope
 from abtest.observability import tracer
@@ -23,8 +24,13 @@ SCOPES: dict[str, Scope] = {
 
 @router.get(f"{API_PREFIX}/surfaces", responses=documented(200, SurfaceList))
 @tracer.capture_method(capture_response=False)
-def list_surfaces() -> SurfaceList:
-    return SurfaceList(surfaces=wiring.namespaces().surfaces())
+def list_surfaces(
+    limit: SurfacesPageLimit = 10,
+    cursor: Cursor = None,
+) -> SurfaceList:
+    # Paged: one surface can weigh kilobytes (its experiments and bucket ranges).
+    surfaces, next_cursor = wiring.namespaces().surface_page(limit=limit, cursor=cursor)
+    return SurfaceList(surfaces=surfaces, next_cursor=next_cursor)
 
 
 @router.get(f"{API_PREFIX}/surfaces/<surface>", responses=documented(200, SurfaceNamespace, 404))

@@ -24,7 +24,8 @@ def evaluate_targeting(body: TargetingEvaluation) -> TargetingResult:
     if groups is None:
         groups = wiring.saved_groups().values(referenced_groups(body.condition))
     problems = check_condition(body.condition, groups.keys(), root="condition")
+    # An invalid condition can never be stored, so serving never matches it: say so, do not evaluate it.
     return TargetingResult(
-        matches=evaluate(body.condition, body.attributes, groups),
+        matches=not problems and evaluate(body.condition, body.attributes, groups),
         error=problems[0].text if problems else None,
     )

@@ -44,7 +44,16 @@ MAX_METRICS_PER_EXPERIMENT = 100
 # Experiments per listing page also stop at this many bytes of JSON (at least one per page), so no
 # listing can exceed Lambda's 6 MB response limit however large the configs are.
 MAX_PAGE_BYTES = 2_000_000
+# Items per page of a listing (experiments, holdouts, audit entries); surfaces, each with its experiments
+# and namespace, come fewer per page. A cursor is opaque text of at most this many characters.
+MAX_PAGE_SIZE = 100
+MAX_SURFACES_PAGE_SIZE = 50
+MAX_CURSOR_LENGTH = 512
 MAX_OVERRIDES_PER_EXPERIMENT = 1000
+
+# Below this a weight or a traffic share enrolls practically no one (5e-324 was accepted): a mistake.
+# Each weight is at least MIN_SHARE; traffic_allocation is 0 (off) or at least MIN_SHARE.
+MIN_SHARE = 0.001
 
 # --- Decision frameworks (custom rules in GrowthBook's shape, abtest.domain.decisions) ----------------
 MAX_DECISION_RULES = 20
@@ -73,9 +82,19 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 # Older than any experiment this service can have run (and clear of PostgreSQL's BC dates).
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 
+# --- Reads -------------------------------------------------------------------------------------------
+# Points of a time series (abtest.analysis.timeseries): daily, then weekly, the period doubling until the
+# series fits, so a year of 20 variants stays far below Lambda's 6 MB response limit.
+MAX_SERIES_POINTS = 200
+
 # --- Audit log -----------------------------------------------------------------------------------
 MAX_AUDIT_ID_LENGTH = 256  # ids in an entry (actor, entity, parent), as text; a longer actor id is cut
 MAX_REASON_LENGTH = 1000  # the X-Change-Reason header
+
+# --- Webhooks ----------------------------------------------------------------------------------------
+MAX_WEBHOOK_URL_LENGTH = 2048  # characters of a webhook URL
+# What a delivery keeps of the receiver's answer for the delivery log; the rest is not read.
+MAX_WEBHOOK_RESPONSE_BYTES = 4096
 
 # --- Deployment --------------------------------------------------------------------------------------
 # The failure reason the migrate custom resource sends CloudFormation is cut to this many characters

@@ -13,11 +13,15 @@ never imported.
 
 from __future__ import annotations
 
+import functools
+import threading
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -118,8 +122,51 @@ class LazyTracer:
         return decorate if method is None else decorate(method)
 
 
+class ThreadMetrics:
+    """Powertools Metrics with one metric set per thread (the part of Metrics the service uses).
+
+    Powertools keeps one metric set per process, shared by every Metrics instance. Lambda runs one
+    request at a time per process, but the local server runs requests on a pool of threads: one
+    request's flush then serialised and cleared another's metrics, and a flush that found metrics,
+    had them cleared by another thread, then serialised an empty set, failed with Powertools' "Must
+    contain at least one metric". Each thread here has its own provider and sets, so a request flushes
+    exactly what it added; in Lambda (one thread) it behaves as the shared Metrics did.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def provider(self) -> AmazonCloudWatchEMFProvider:
+        """This thread's provider (namespace and service from the POWERTOOLS_* variables)."""
+        provider: AmazonCloudWatchEMFProvider | None = getattr(self._local, "provider", None)
+        if provider is None:
+            provider = AmazonCloudWatchEMFProvider(
+                metric_set={}, dimension_set={}, metadata_set={}, default_dimensions={}
+            )
+            self._local.provider = provider
+        return provider
+
+    def add_metric(self, name: str, unit: MetricUnit | str, value: float) -> None:
+        """Add to this thread's metrics (published when its handler returns)."""
+        self.provider.add_metric(name=name, unit=unit, value=value)
+
+    def clear_metrics(self) -> None:
+        """Forget this thread's unpublished metrics."""
+        self.provider.clear_metrics()
+
+    def log_metrics(self, handler: F) -> F:
+        """Powertools' log_metrics, on the metric set of the thread that runs the handler."""
+
+        @functools.wraps(handler)
+        def publishing(*args: Any, **kwargs: Any) -> Any:
+            return self.provider.log_metrics(handler)(*args, **kwargs)
+
+        return cast(F, publishing)
+
+
 logger = Logger()
-cloudwatch = Metrics()  # EMF counts (AssignmentServed, ...); "metrics" is the API resource
+cloudwatch = ThreadMetrics()  # EMF counts (AssignmentServed, ...); "metrics" is the API resource
 tracer = LazyTracer()
 
 # Most requests emit no business metric (reads, edits); that is normal, not worth a warning each time.

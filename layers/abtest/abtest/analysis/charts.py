@@ -147,6 +147,12 @@ def _line_chart(
         low = 0.0
     pad = (high - low) * 0.06 or 1.0
     low, high = (low - pad if y_format != "count" else 0.0), high + pad
+    ticks = _nice_ticks(low, high)
+    if len(ticks) > 1:
+        # The axis ends on ticks, so no point is drawn above the top one (or below the lowest).
+        tick_step = ticks[1] - ticks[0]
+        ticks = _nice_ticks(math.floor(low / tick_step) * tick_step, math.ceil(high / tick_step) * tick_step)
+        low, high = min(low, ticks[0]), max(high, ticks[-1])
 
     def x(index: int) -> float:
         return left + (index / max(len(days) - 1, 1)) * (plot_right - left)
@@ -158,7 +164,7 @@ def _line_chart(
         return _percent(value) if y_format == "percent" else f"{value:,.0f}"
 
     parts = [_svg_open(width, height, title, desc, css_class)]
-    for tick in _nice_ticks(low, high):
+    for tick in ticks:
         parts.append(
             f'<line x1="{left}" x2="{plot_right}" y1="{_f(y(tick))}" y2="{_f(y(tick))}" stroke="#e6e6e6"/>'
             f'<text x="{left - 6}" y="{_f(y(tick) + 4)}" text-anchor="end" fill="#555">{label(tick)}</text>'
@@ -169,11 +175,13 @@ def _line_chart(
             'stroke="#333" stroke-dasharray="4 3"/>'
         )
     step = max(1, math.ceil(len(days) / 8))
+    # Within one year the month and day say it; across years each label carries its year.
+    day_format = "%b %d" if not days or days[0].year == days[-1].year else "%Y-%m-%d"
     for index, day in enumerate(days):
         if index % step == 0 or index == len(days) - 1:
             parts.append(
                 f'<text x="{_f(x(index))}" y="{plot_bottom + 18}" text-anchor="middle" fill="#555">'
-                f"{day.strftime('%b %d')}</text>"
+                f"{day.strftime(day_format)}</text>"
             )
     parts.append(f'<line x1="{left}" x2="{plot_right}" y1="{plot_bottom}" y2="{plot_bottom}" stroke="#999"/>')
     for number, s in enumerate(series):
@@ -251,5 +259,7 @@ def progress_bar(fraction: float, label: str) -> str:
         f"{_svg_open(width, height, 'Progress toward the sample size', label, 'progress-bar')}"
         f'<rect x="0" y="0" width="{width}" height="{height}" rx="5" fill="#e9edf2"/>'
         f'<rect class="filled" x="0" y="0" width="{_f(filled)}" height="{height}" rx="5" fill="{color}"/>'
-        f'<text x="{width / 2}" y="17" text-anchor="middle" fill="#111">{escape(label)}</text></svg>'
+        # A white halo behind dark text: legible on the empty track and on the dark filled part alike.
+        f'<text x="{width / 2}" y="17" text-anchor="middle" fill="#111" stroke="#fff" stroke-width="3" '
+        f'paint-order="stroke">{escape(label)}</text></svg>'
     )

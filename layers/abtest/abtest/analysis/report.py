@@ -16,10 +16,19 @@ from markupsafe import Markup
 
 from abtest.analysis.charts import PALETTE, BandSeries, ForestRow, forest_plot, lift_over_time, progress_bar
 from abtest.analysis.charts import users_over_time as users_chart
+from abtest.analysis.report_pages import metric_summaries
 from abtest.analysis.results import ExperimentResults
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import Analysis, ExperimentTimeseries
 from abtest.domain.experiments import Experiment
+from abtest.stats.moments import (
+    NEGATIVE_BASELINE,
+    NO_USERS,
+    NUMERICAL_ERROR,
+    TOO_FEW_USERS,
+    ZERO_BASELINE,
+    ZERO_VARIANCE,
+)
 from abtest.stats.outputs import MetricAnalysis, PowerBlock
 
 if TYPE_CHECKING:
@@ -199,11 +208,18 @@ def report_page(
     mde: float,
     waiting: Waiting,
     analysis: Analysis = "conversion",
+    in_full: list[str] | None = None,
 ) -> str:
     """The results page of one experiment: `stats` are its statistics now, `results` their verdict
-    computed with `mde`, `series` the time series of each metric."""
+    computed with `mde`, `series` the time series of each metric shown. `in_full` (default: every
+    metric) names the metrics shown in full; when it is not all of them the page also shows a summary
+    line per metric, each linking to its own page (abtest.analysis.report_pages)."""
+    shown = (
+        list(results.metrics) if in_full is None else [name for name in in_full if name in results.metrics]
+    )
+    summary = metric_summaries(results) if len(shown) < len(results.metrics) else None
     metrics = []
-    for name in results.metrics:
+    for name in shown:
         section = _MetricSection(name)
         for kind in ("conversion", "value"):
             section.analyses.append(
@@ -250,6 +266,9 @@ def report_page(
     data_days = None
     if users_rows:
         data_days = {"first": users_rows[0]["date"], "last": users_rows[-1]["date"], "count": len(users_rows)}
+    thinning = None
+    if any_series is not None and any_series.daily_until is not None:
+        thinning = {"daily_until": any_series.daily_until, "step": any_series.step_days}
     return (
         _environment()
         .get_template("report.html.j2")
@@ -267,6 +286,9 @@ def report_page(
             data_days=data_days,
             analysis_label=ANALYSIS_LABELS[analysis],
             rate=rate,
+            summary=summary,
+            thinning=thinning,
+            single_metric=shown[0] if summary is not None and len(shown) == 1 else None,
         )
     )
 
@@ -330,21 +352,58 @@ def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarnin
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One experiment on the index page, with its headline result (None without data)."""
+    """One experiment on the index page, with its headline result (None without data).
+
+    `stats` (the statistics the results came from) lets a headline without a lift show each variant's
+    converted users, so a treatment at 0% reads as a result, not as missing data."""
 
     experiment: Experiment
     results: ExperimentResults | None
+    stats: VariantMetrics | None = None
 
 
-def _headline(results: ExperimentResults | None) -> dict[str, Any] | None:
-    """The first metric's best treatment by conversion lift."""
+# Why the headline has no lift, by the comparison's error (stats.moments), in words for the index.
+_NO_LIFT = {
+    NO_USERS: "no lift yet: a variant has no exposed users",
+    TOO_FEW_USERS: "no lift yet: a variant has fewer than 2 exposed users",
+    ZERO_BASELINE: "no relative lift: the control has no conversions",
+    NEGATIVE_BASELINE: "no relative lift: the control's mean is negative",
+    ZERO_VARIANCE: "no test: a variant converted none or all of its users",
+    NUMERICAL_ERROR: "no test: the numbers are too extreme to compute",
+}
+
+
+def _conversions(results: ExperimentResults, stats: VariantMetrics | None, metric: str) -> str | None:
+    """'control 3/124 (2.42%) · treatment 0/134 (0.00%)': converted of exposed users per variant."""
+    if stats is None:
+        return None
+    parts = []
+    for variant in results.variants:
+        metric_stats = stats.metrics.get(variant.id, {}).get(metric)
+        converted = min(metric_stats.users if metric_stats else 0, variant.users)
+        share = rate(converted / variant.users) if variant.users else DASH
+        parts.append(f"{variant.name} {converted:,}/{variant.users:,} ({share})")
+    return " \u00b7 ".join(parts)
+
+
+def _headline(
+    results: ExperimentResults | None, stats: VariantMetrics | None = None
+) -> dict[str, Any] | None:
+    """The first metric's best treatment by conversion lift; without one, why not and the raw counts."""
     if results is None or not results.metrics:
         return None
     metric = next(iter(results.metrics))
     comparisons = results.metrics[metric].conversion.comparisons
     scored = [(c, c.relative.estimate) for c in comparisons if c.relative.estimate is not None]
     if not scored:
-        return {"metric": metric, "variant": None}
+        errors = [c.relative.error for c in comparisons if c.relative.error]
+        reason = _NO_LIFT.get(errors[0], f"no lift: {errors[0]}") if errors else "no lift yet"
+        return {
+            "metric": metric,
+            "variant": None,
+            "reason": reason,
+            "conversions": _conversions(results, stats, metric),
+        }
     best, lift = max(scored, key=lambda scored_comparison: scored_comparison[1])
     return {
         "metric": metric,
@@ -366,7 +425,7 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
                 "experiment": entry.experiment,
                 "users": sum(v.users for v in results.variants) if results else 0,
                 "srm": results.srm if results else None,
-                "headline": _headline(results),
+                "headline": _headline(results, entry.stats),
             }
         )
     return _environment().get_template("index.html.j2").render(rows=rows, truncated=truncated)

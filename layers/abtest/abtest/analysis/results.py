@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -90,24 +90,13 @@ def results_report(
     users = [stats.variants[v.id].users for v in variants]
     weights = [v.weight for v in variants]
     metric_names = sorted({name for per_variant in stats.metrics.values() for name in per_variant})
-    metrics: dict[str, MetricResults] = {}
-    for name in metric_names:
-        binomial: list[BinomialStats] = []
-        mean: list[tuple[int, float, float]] = []
-        for variant, exposed in zip(variants, users, strict=True):
-            metric = stats.metrics.get(variant.id, {}).get(name)
-            converted = metric.users if metric else 0
-            binomial.append(BinomialStats(users=exposed, conversions=min(converted, exposed)))
-            total = metric.sum if metric else 0.0
-            squares = metric.sum_squares if metric else 0.0
-            mean.append((exposed, total, squares))
-        analysis_weights = _analysis_weights(weights)
-        metrics[name] = MetricResults(
-            conversion=MetricAnalysis.model_validate(
-                analyze("binomial", binomial, weights=analysis_weights, alpha=alpha, mde=mde)
-            ),
-            value=MetricAnalysis.model_validate(_mean_analysis(mean, analysis_weights, alpha=alpha, mde=mde)),
+    metrics: dict[str, MetricResults] = {
+        name: MetricResults(
+            conversion=metric_analysis(stats, name, "conversion", alpha=alpha, mde=mde),
+            value=metric_analysis(stats, name, "value", alpha=alpha, mde=mde),
         )
+        for name in metric_names
+    }
     if correction is not None:
         _adjust(metrics, correction)
     return ExperimentResults(
@@ -127,6 +116,31 @@ def results_report(
         computed_at=datetime.now(UTC),
         overrides=overrides or OverrideCounts(),
     )
+
+
+def metric_analysis(
+    stats: VariantMetrics, name: str, kind: Literal["conversion", "value"], *, alpha: float, mde: float | None
+) -> MetricAnalysis:
+    """One analysis of one metric, exactly as in results_report (the time series needs only one)."""
+    variants = stats.experiment.variants
+    weights = _analysis_weights([v.weight for v in variants])
+    rows = []
+    for variant in variants:
+        exposed = stats.variants[variant.id].users
+        rows.append((exposed, stats.metrics.get(variant.id, {}).get(name)))
+    if kind == "conversion":
+        binomial = [
+            BinomialStats(users=exposed, conversions=min(metric.users if metric else 0, exposed))
+            for exposed, metric in rows
+        ]
+        return MetricAnalysis.model_validate(
+            analyze("binomial", binomial, weights=weights, alpha=alpha, mde=mde)
+        )
+    mean = [
+        (exposed, metric.sum if metric else 0.0, metric.sum_squares if metric else 0.0)
+        for exposed, metric in rows
+    ]
+    return MetricAnalysis.model_validate(_mean_analysis(mean, weights, alpha=alpha, mde=mde))
 
 
 def _mean_analysis(

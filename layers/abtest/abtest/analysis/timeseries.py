@@ -5,22 +5,32 @@ snapshots), with the same engine and the same call as /results, so the last poin
 same data. Days without events repeat the day before (cumulative statistics do not change).
 The fixed-horizon interval of an early point is "unadjusted: peeking"; the sequential interval is
 valid at every point.
+
+Bounded for any experiment: the series covers only the UTC days from the experiment's start to its
+completion (or today); a day outside counts on the nearest day inside (statistics are cumulative, so
+the state at the end of the first day includes anything dated before it). Points are daily for the
+first DAILY_DAYS days from the start, then one per week (the last day of each 7-day period, and always
+the last day); when that would exceed MAX_SERIES_POINTS points, the period doubles (2, 4, ... weeks).
+A coarser point is still exact: it is that day's cumulative result, not an average.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import metric_analysis, srm_verdict
 from abtest.analysis.rollup import VariantMetrics
+from abtest.limits import MAX_SERIES_POINTS
 
 Analysis = Literal["conversion", "value"]
 DAY_BOUNDARY = "UTC"
+DAILY_DAYS = 91  # 13 weeks of daily points from the start, then weekly ones
+WEEK_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,16 @@ class ExperimentTimeseries(BaseModel):
     analysis: Analysis
     alpha: float
     day_boundary: str = Field(default=DAY_BOUNDARY, description="Days are UTC calendar days")
-    points: list[SeriesPoint] = Field(description="One per UTC day from the first with events, cumulative")
+    daily_until: date | None = Field(
+        default=None,
+        description=f"Points are daily up to this day ({DAILY_DAYS} days from the start), then one per "
+        "`step_days` days and the last day (null: every point is daily)",
+    )
+    step_days: int = Field(default=1, description="Days between points after `daily_until` (7, 14, 28, ...)")
+    points: list[SeriesPoint] = Field(
+        description="Cumulative, from the first day with events (not before the start) to the last (not "
+        f"after the completion or today); at most {MAX_SERIES_POINTS + 1}"
+    )
 
 
 def metric_names(stats: VariantMetrics) -> list[str]:
@@ -89,19 +108,42 @@ def filled_days(days: list[tuple[date, VariantMetrics]]) -> list[tuple[date, Var
     return filled
 
 
-def only_metric(stats: VariantMetrics, metric: str) -> VariantMetrics:
-    """The statistics restricted to one metric (every variant keeps its users)."""
-    return VariantMetrics(
-        stats.experiment,
-        stats.variants,
-        {variant: {metric: per[metric]} if metric in per else {} for variant, per in stats.metrics.items()},
-    )
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of an instant."""
+    return moment.astimezone(UTC).date()
 
 
-def day_results(stats: VariantMetrics, metric: str | None, alpha: float) -> ExperimentResults:
-    """/results of one day's statistics, for one metric (exactly what /results computes for it)."""
-    restricted = only_metric(stats, metric) if metric is not None else only_metric(stats, "")
-    return results_report(restricted, alpha=alpha)
+def within(
+    days: list[tuple[date, VariantMetrics]], first: date | None, last: date
+) -> list[tuple[date, VariantMetrics]]:
+    """The days inside [first, last] (first None: no lower bound); a day outside counts on the nearest
+    day inside, the latest state winning (statistics are cumulative)."""
+    clipped: dict[date, VariantMetrics] = {}
+    for day, stats in sorted(days, key=lambda item: item[0]):
+        if first is not None and day < first:
+            day = first
+        clipped[min(day, last)] = stats
+    return sorted(clipped.items())
+
+
+def thinned(
+    filled: list[tuple[date, VariantMetrics]], start: date
+) -> tuple[list[tuple[date, VariantMetrics]], date | None, int]:
+    """The points kept of consecutive days: daily for DAILY_DAYS days from `start`, then the last day of
+    each period of `step` days and the last day; returns (points, daily_until or None, step)."""
+    if not filled or (filled[-1][0] - start).days < DAILY_DAYS:
+        return filled, None, 1
+    daily_until = start + timedelta(days=DAILY_DAYS - 1)
+    step = WEEK_DAYS
+    while True:
+        kept = [
+            (day, stats)
+            for index, (day, stats) in enumerate(filled)
+            if day <= daily_until or (day - daily_until).days % step == 0 or index == len(filled) - 1
+        ]
+        if len(kept) <= MAX_SERIES_POINTS + 1:
+            return kept, daily_until, step
+        step *= 2
 
 
 def _interval(interval: tuple[float, float] | None) -> list[float] | None:
@@ -111,30 +153,29 @@ def _interval(interval: tuple[float, float] | None) -> list[float] | None:
 def series_point(
     day: date, stats: VariantMetrics, metric: str | None, analysis: Analysis, alpha: float
 ) -> SeriesPoint:
-    """The point of one day: users per variant, and each treatment's lift, intervals and chance to win."""
-    results = day_results(stats, metric, alpha)
+    """The point of one day: users per variant, and each treatment's lift, intervals and chance to win,
+    exactly as /results computes them for that day's statistics (only the analysis asked for: a point
+    of the largest experiment costs half as much)."""
+    experiment = stats.experiment
+    users = [stats.variants[v.id].users for v in experiment.variants]
+    srm = srm_verdict(users, [v.weight for v in experiment.variants])
     variants: list[SeriesVariant] = []
-    for variant in results.variants:
+    for variant, exposed in zip(experiment.variants, users, strict=True):
         metric_stats = stats.metrics.get(variant.id, {}).get(metric or "")
         converted = metric_stats.users if metric_stats else 0
         total = metric_stats.sum if metric_stats else 0.0
         value = None
-        if variant.users:
-            value = converted / variant.users if analysis == "conversion" else total / variant.users
+        if exposed:
+            value = converted / exposed if analysis == "conversion" else total / exposed
         variants.append(
             SeriesVariant(
-                id=variant.id,
-                name=variant.name,
-                users=variant.users,
-                converted=converted,
-                sum=total,
-                value=value,
+                id=variant.id, name=variant.name, users=exposed, converted=converted, sum=total, value=value
             )
         )
     comparisons: list[SeriesComparison] = []
-    metric_results = results.metrics.get(metric or "")
-    block = getattr(metric_results, analysis) if metric_results is not None else None
-    for index, variant in enumerate(results.variants[1:], start=1):
+    measured = metric is not None and any(metric in per for per in stats.metrics.values())
+    block = metric_analysis(stats, metric, analysis, alpha=alpha, mde=None) if metric and measured else None
+    for index, variant in enumerate(experiment.variants[1:], start=1):
         if block is None:
             comparisons.append(
                 SeriesComparison(
@@ -168,24 +209,46 @@ def series_point(
         )
     return SeriesPoint(
         date=day,
-        srm_p_value=results.srm.p_value,
-        srm_flag=results.srm.flag,
+        srm_p_value=srm.p_value,
+        srm_flag=srm.flag,
         variants=variants,
         comparisons=comparisons,
     )
 
 
+def series_days(
+    daily: DailyMetrics, today: date | None = None
+) -> tuple[list[tuple[date, VariantMetrics]], date | None, int]:
+    """The days the series shows (module docstring): inside the experiment's dates, then thinned.
+    Returns (days, daily_until, step_days)."""
+    experiment = daily.current.experiment
+    first = utc_day(experiment.started_at) if experiment.started_at is not None else None
+    if experiment.completed_at is not None:
+        last = utc_day(experiment.completed_at)
+    else:
+        last = today if today is not None else datetime.now(UTC).date()
+    filled = filled_days(within(daily.days, first, last))
+    return thinned(filled, first if first is not None else (filled[0][0] if filled else last))
+
+
 def timeseries_report(
-    daily: DailyMetrics, metric: str | None = None, analysis: Analysis = "conversion", alpha: float = 0.05
+    daily: DailyMetrics,
+    metric: str | None = None,
+    analysis: Analysis = "conversion",
+    alpha: float = 0.05,
+    *,
+    today: date | None = None,
 ) -> ExperimentTimeseries:
-    """The time series of one metric (default: the first by name). Raises KeyError for an unknown metric."""
+    """The time series of one metric (default: the first by name). Raises KeyError for an unknown metric.
+    `today` (default: the current UTC day) ends the series of an experiment not completed."""
     experiment = daily.current.experiment
     names = metric_names(daily.current)
     if metric is None:
         metric = names[0] if names else None
     elif metric not in names:
         raise KeyError(metric)
-    points = [series_point(day, stats, metric, analysis, alpha) for day, stats in filled_days(daily.days)]
+    days, daily_until, step = series_days(daily, today)
+    points = [series_point(day, stats, metric, analysis, alpha) for day, stats in days]
     return ExperimentTimeseries(
         experiment_id=experiment.id,
         experiment_name=experiment.name,
@@ -194,5 +257,7 @@ def timeseries_report(
         metrics=names,
         analysis=analysis,
         alpha=alpha,
+        daily_until=daily_until,
+        step_days=step,
         points=points,
     )

@@ -20,7 +20,7 @@ from abtest.domain.fields import StrictInput
 from abtest.domain.recommender_config import RecommenderConfig
 from abtest.errors import InvalidInput
 from abtest.field_path import field_path
-from abtest.limits import MAX_CONFIG_BYTES, MAX_VARIANTS, json_size_limit, json_value
+from abtest.limits import MAX_CONFIG_BYTES, MAX_VARIANTS, MIN_SHARE, json_size_limit, json_value
 
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
 EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -42,6 +42,16 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=128, pattern=EXPE
 VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=VARIANT_NAME_PATTERN)]
 Description = Annotated[str, Field(max_length=2000)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+
+
+def _off_or_at_least_min(value: float) -> float:
+    if 0 < value < MIN_SHARE:
+        raise ValueError(f"must be 0 (off) or at least {MIN_SHARE}")
+    return value
+
+
+Weight = Annotated[float, Field(strict=True, ge=MIN_SHARE, le=1, allow_inf_nan=False)]
+TrafficAllocation = Annotated[Fraction, AfterValidator(_off_or_at_least_min)]
 # A share of a surface's namespace: at least one of its 10,000 buckets.
 NamespaceShare = Annotated[
     float,
@@ -73,7 +83,7 @@ class VariantIn(StrictInput):
     """A variant as submitted: its position in the list is its stored order."""
 
     name: VariantName
-    weight: Fraction
+    weight: Weight
     config: Config = Field(default_factory=dict)
     description: Description = ""
 
@@ -109,7 +119,7 @@ class ExperimentCreate(StrictInput):
     name: ExperimentName
     description: Description = ""
     variants: Variants
-    traffic_allocation: Fraction = 1.0
+    traffic_allocation: TrafficAllocation = 1.0
     salt: Salt | None = Field(
         default=None, description="Hash salt; defaults to the experiment id. Immutable."
     )
@@ -127,7 +137,7 @@ class ExperimentPatch(StrictInput):
     name: ExperimentName | None = None
     description: Description | None = None
     variants: Variants | None = None
-    traffic_allocation: Fraction | None = None
+    traffic_allocation: TrafficAllocation | None = None
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None

@@ -21,7 +21,7 @@ class StrictInput(BaseModel):
 UserId = Annotated[str, Field(min_length=1, max_length=MAX_USER_ID_LENGTH), AfterValidator(storable_text)]
 Context = Annotated[dict[str, Any], json_value("context"), json_size_limit("context", MAX_CONTEXT_BYTES)]
 Metadata = Annotated[dict[str, Any], json_value("metadata"), json_size_limit("metadata", MAX_CONTEXT_BYTES)]
-# A user's attributes for targeting (README "Targeting"): the same limits as `context`.
+# A user's attributes for targeting (docs/api/targeting.md): the same limits as `context`.
 Attributes = Annotated[
     dict[str, Any],
     json_value("attributes"),

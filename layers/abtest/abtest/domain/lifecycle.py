@@ -9,7 +9,7 @@ from typing import Any
 
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
 from abtest.domain.targeting_checks import require_valid_condition
-from abtest.errors import Conflict, InvalidTransition
+from abtest.errors import Conflict, ErrorCode, InvalidTransition
 
 TRANSITIONS: dict[Status, tuple[Status, ...]] = {
     Status.DRAFT: (Status.RUNNING,),
@@ -63,14 +63,16 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
             )
         return changes
     if current.status == Status.COMPLETED:
-        raise Conflict("a completed experiment cannot be edited", code="experiment_completed", field="status")
+        raise Conflict(
+            "a completed experiment cannot be edited", code=ErrorCode.EXPERIMENT_COMPLETED, field="status"
+        )
     frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share", "targeting"})
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
             f"(status {current.status.value}); only description, targeting and a higher "
             "traffic_allocation or namespace_share can",
-            code="field_frozen",
+            code=ErrorCode.FIELD_FROZEN,
             field=frozen[0],
         )
     traffic = changes.get("traffic_allocation")
@@ -78,7 +80,7 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             f"traffic_allocation can only be raised while an experiment has started "
             f"(current {current.traffic_allocation}, requested {traffic})",
-            code="traffic_decrease",
+            code=ErrorCode.TRAFFIC_DECREASE,
             field="traffic_allocation",
         )
     share = changes.get("namespace_share")
@@ -86,7 +88,7 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             f"namespace_share can only grow while an experiment has started: its buckets never move "
             f"(current {current.namespace_share}, requested {share})",
-            code="share_decrease",
+            code=ErrorCode.SHARE_DECREASE,
             field="namespace_share",
         )
     return changes

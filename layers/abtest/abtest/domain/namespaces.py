@@ -26,7 +26,7 @@ from abtest.domain.assignment import AssignedVariant, LiveExperiment
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import RunningHoldout, covering
 from abtest.domain.lifecycle import HOLDING_BUCKETS
-from abtest.errors import Conflict
+from abtest.errors import Conflict, ErrorCode
 
 
 def buckets_for_share(share: float) -> int:
@@ -46,7 +46,7 @@ class NamespaceFull(Conflict):
         super().__init__(
             f"{asked} does not fit in surface '{surface}': its free share is {free / NAMESPACE_BUCKETS:g} "
             f"({free} of {NAMESPACE_BUCKETS} buckets); ask for less, or complete an experiment there",
-            code="namespace_full",
+            code=ErrorCode.NAMESPACE_FULL,
             field="namespace_share",
         )
         self.details = {"free_share": free / NAMESPACE_BUCKETS, "free_buckets": free}

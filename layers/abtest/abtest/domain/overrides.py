@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from abtest.domain.experiments import Experiment, Status, Variant, VariantName
-from abtest.errors import Conflict, InvalidInput
+from abtest.errors import Conflict, ErrorCode, InvalidInput
 from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT, MAX_USER_ID_LENGTH, text_problem
 
 # Overrides are for QA accounts and demos, not for serving a population: a bound keeps the listing
@@ -84,7 +84,7 @@ def check_user_id(user_id: str) -> str:
     storable text)."""
     problem = text_problem(user_id)
     if problem is None and not 1 <= len(user_id) <= MAX_USER_ID_LENGTH:
-        problem = f"user_id must be 1 to {MAX_USER_ID_LENGTH} characters"
+        problem = f"must be 1 to {MAX_USER_ID_LENGTH} characters (once percent-decoded, in a path)"
     if problem is not None:
         raise InvalidInput(f"user_id: {problem}", field="user_id")
     return user_id
@@ -96,7 +96,7 @@ def check_overridable(experiment: Experiment) -> None:
     if experiment.status == Status.COMPLETED:
         raise Conflict(
             "the experiment is completed: it serves no one, so an override could never apply",
-            code="experiment_completed",
+            code=ErrorCode.EXPERIMENT_COMPLETED,
             field="experiment_id",
         )
 
@@ -109,7 +109,7 @@ def forced_variant(experiment: Experiment, name: str) -> Variant:
     names = ", ".join(v.name for v in experiment.variants)
     raise InvalidInput(
         f"variant: the experiment has no variant {name!r}; its variants are {names}",
-        code="unknown_variant",
+        code=ErrorCode.UNKNOWN_VARIANT,
         field="variant",
     )
 
@@ -119,6 +119,6 @@ def check_room(count: int, replacing: bool) -> None:
     if not replacing and count >= MAX_OVERRIDES_PER_EXPERIMENT:
         raise Conflict(
             f"the experiment already has {MAX_OVERRIDES_PER_EXPERIMENT} overrides, the most it may have",
-            code="too_many_overrides",
+            code=ErrorCode.TOO_MANY_OVERRIDES,
             field="user_id",
         )

@@ -1,9 +1,9 @@
 """Targeting conditions in GrowthBook's condition language: the pure evaluator and the operators.
 
 `evaluate(condition, attributes, saved_groups)` says whether a user's attributes match a condition. It
-follows GrowthBook's JavaScript reference (`mongrule.ts`, anchors section 2.1), written here from its
+follows GrowthBook's JavaScript reference (`mongrule.ts`), written here from its
 documented semantics, including JavaScript's type coercion where the two reference SDKs disagree
-(README "Targeting" lists the rules with examples):
+(docs/api/targeting.md lists the rules with examples):
 
 - a string condition matches `String(value)`, a number condition `Number(value)`, a boolean
   condition the value's truthiness (null never matches a boolean), `null` only null;

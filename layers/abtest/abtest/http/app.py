@@ -24,9 +24,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from abtest.errors import Conflict, DomainError, InvalidInput, InvalidTransition, NotFound, Unavailable
+from abtest.errors import (
+    Conflict,
+    DomainError,
+    ErrorCode,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    Unavailable,
+)
 from abtest.field_path import field_path
-from abtest.http.body import BodyError, check_body, dumps, loads
+from abtest.http.body import BodyError, check_body, dumps, is_plain, loads
 from abtest.http.scopes import Scope, missing_scope
 from abtest.limits import MAX_BODY_BYTES, MAX_ERRORS
 from abtest.observability import cloudwatch, logger
@@ -45,7 +53,11 @@ class ErrorBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    error: str = Field(description="Stable machine-readable code, e.g. experiment_not_found")
+    # Typed str with the codes as its enum: the schema gains the list and nothing else.
+    error: str = Field(
+        description="Stable machine-readable code, e.g. experiment_not_found",
+        json_schema_extra={"enum": [code.value for code in ErrorCode]},
+    )
     message: str
     field: str | None = None
     errors: list[FieldProblem] | None = Field(default=None, description="Every validation problem")
@@ -93,7 +105,7 @@ def html_response(page: str) -> Response[str]:
 
 
 def error_response(
-    status: int, error: str, message: str, field: str | None = None, **extra: Any
+    status: int, error: ErrorCode, message: str, field: str | None = None, **extra: Any
 ) -> Response[dict[str, Any]]:
     """A JSON error response in the service's one error shape."""
     body: dict[str, Any] = {"error": error, "message": message}
@@ -113,13 +125,15 @@ def field_name(loc: Sequence[Any]) -> str:
 def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]]:
     problems = list(exc.errors())
     if any(problem.get("type") == "json_invalid" for problem in problems):
-        return error_response(400, "invalid_json", "the request body is not valid JSON", "body")
+        return error_response(400, ErrorCode.INVALID_JSON, "the request body is not valid JSON", "body")
     path_problems = [p for p in problems if tuple(p.get("loc", ()))[:1] == ("path",)]
     if path_problems:
         # A path that names nothing (GET /experiments/conversions, an id that is not a UUID) is no
         # resource: 404, not a 422 about a field the client never sent.
         field = field_name(path_problems[0].get("loc", ()))
-        return error_response(404, "not_found", f"no resource at this path ({field} is not valid)", field)
+        return error_response(
+            404, ErrorCode.NOT_FOUND, f"no resource at this path ({field} is not valid)", field
+        )
     details = []
     # The first MAX_ERRORS problems: a body with 200,000 unknown keys must not get a 12 MB answer.
     for problem in problems[:MAX_ERRORS]:
@@ -130,7 +144,7 @@ def _validation_response(exc: RequestValidationError) -> Response[dict[str, Any]
     first = details[0] if details else {"field": "body", "message": "invalid request"}
     return error_response(
         422,
-        "validation_error",
+        ErrorCode.VALIDATION_ERROR,
         f"{first['field']}: {first['message']}",
         first["field"],
         errors=details,
@@ -145,7 +159,7 @@ def _not_json_message(content_type: str) -> str:
 def _invalid_body(message: str) -> Response[dict[str, Any]]:
     """A 422 for a body the schema accepted but that cannot be used as it is."""
     return error_response(
-        422, "validation_error", message, "body", errors=[{"field": "body", "message": message}]
+        422, ErrorCode.VALIDATION_ERROR, message, "body", errors=[{"field": "body", "message": message}]
     )
 
 
@@ -174,14 +188,16 @@ def refuse(event: Mapping[str, Any], route_scopes: Mapping[str, Scope]) -> dict[
                 "request refused: missing scope", extra={"route": event.get("routeKey"), "scope": scope}
             )
             message = f"this route needs the '{scope}' scope"
-            return _proxy_error(403, {"error": "insufficient_scope", "message": message, "scope": scope})
+            return _proxy_error(
+                403, {"error": ErrorCode.INSUFFICIENT_SCOPE, "message": message, "scope": scope}
+            )
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type", "").strip().lower()
     media_type = content_type.split(";", 1)[0].strip()  # "application/json; charset=utf-8"
     if event.get("body") and content_type and media_type != "application/json":
         message = _not_json_message(content_type)
         return _proxy_error(
-            415, {"error": "unsupported_media_type", "message": message, "field": "content-type"}
+            415, {"error": ErrorCode.UNSUPPORTED_MEDIA_TYPE, "message": message, "field": "content-type"}
         )
     return None
 
@@ -304,6 +320,8 @@ class Resolver(APIGatewayHttpResolver):
         raw = event.get("body")
         if not isinstance(raw, str) or not raw or event.get("isBase64Encoded") or len(raw) > _FAST_MAX_CHARS:
             return None
+        if not is_plain(raw):
+            return None  # a duplicate key or -0.0: the ordinary path refuses or normalises it
         try:
             body = hot.body_model.model_validate_json(raw)
         except ValidationError:
@@ -350,12 +368,16 @@ def create_app() -> Resolver:
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_content_type(_exc: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
         content_type = app.current_event.headers.get("content-type", "")
-        return error_response(415, "unsupported_media_type", _not_json_message(content_type), "content-type")
+        return error_response(
+            415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, _not_json_message(content_type), "content-type"
+        )
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(_exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
         # Powertools decodes the body lazily; bytes that are not UTF-8 cannot be JSON.
-        return error_response(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body")
+        return error_response(
+            400, ErrorCode.INVALID_JSON, "the request body is not UTF-8 encoded JSON", "body"
+        )
 
     @app.exception_handler(UnicodeEncodeError)
     def _not_encodable(_exc: UnicodeEncodeError) -> Response[dict[str, Any]]:
@@ -396,14 +418,16 @@ def create_app() -> Resolver:
     @app.not_found
     def _no_route(_exc: Exception) -> Response[dict[str, Any]]:
         return error_response(
-            404, "route_not_found", f"no route for {app.current_event.http_method} {app.current_event.path}"
+            404,
+            ErrorCode.ROUTE_NOT_FOUND,
+            f"no route for {app.current_event.http_method} {app.current_event.path}",
         )
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[dict[str, Any]]:
         # The detail goes to the log (with the correlation id), never to the client.
         logger.exception("unhandled error")
-        return error_response(500, "internal_error", "an unexpected error occurred")
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")
 
     return app
 

@@ -23,6 +23,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.json_encoder import Encoder
 
+from abtest.errors import ErrorCode
 from abtest.limits import MAX_BODY_BYTES, MAX_BODY_DEPTH, json_problem
 from abtest.observability import cloudwatch, logger
 
@@ -43,9 +44,71 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class DuplicateKey(Exception):
+    """A JSON object names the same key twice (json would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _parse_float(text: str) -> float:
+    # -0.0 is 0 (not a distinct value to store and echo back); `or` maps both zeros to +0.0.
+    return float(text) or 0.0
+
+
 def loads(text: str | bytes) -> Any:
-    """json.loads without NaN/Infinity and without converting huge integer literals (see BodyError)."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int)
+    """json.loads without NaN/Infinity, without converting huge integer literals (see BodyError),
+    refusing duplicate keys (DuplicateKey) and reading -0.0 as 0."""
+    return json.loads(
+        text,
+        parse_constant=_refuse_constant,
+        parse_int=_parse_int,
+        parse_float=_parse_float,
+        object_pairs_hook=_unique_keys,
+    )
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _plain_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _NotPlain
+    return result
+
+
+def _plain_float(text: str) -> float:
+    value = float(text)
+    if value == 0 and text.startswith("-"):
+        raise _NotPlain
+    return value
+
+
+def is_plain(text: str) -> bool:
+    """Whether a JSON text has no duplicate key and no negative zero, so that a parser that keeps the
+    last duplicate and the sign of zero (pydantic's model_validate_json) reads it as `loads` does.
+    Invalid JSON counts as plain: the parser that follows refuses it anyway."""
+    try:
+        json.loads(text, object_pairs_hook=_plain_pairs, parse_float=_plain_float)
+    except _NotPlain:
+        return False
+    except (ValueError, RecursionError):
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -53,7 +116,7 @@ class BodyError(Exception):
     """Why a body is refused before routing: HTTP status, error code, message and field."""
 
     status: int
-    code: str
+    code: ErrorCode
     message: str
     field: str
 
@@ -74,26 +137,35 @@ def check_body(event: Mapping[str, Any]) -> None:
         try:
             data = base64.b64decode(raw)
         except (binascii.Error, ValueError):
-            raise BodyError(400, "invalid_json", "the request body is not valid base64", "body") from None
+            raise BodyError(
+                400, ErrorCode.INVALID_JSON, "the request body is not valid base64", "body"
+            ) from None
     size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     if size > MAX_BODY_BYTES:
         message = f"the request body is {size} bytes; the limit is {MAX_BODY_BYTES}"
-        raise BodyError(413, "body_too_large", message, "body")
+        raise BodyError(413, ErrorCode.BODY_TOO_LARGE, message, "body")
     try:
         parsed = loads(data)
     except RecursionError:
         message = f"body: nested deeper than {MAX_BODY_DEPTH} levels"
-        raise BodyError(422, "validation_error", message, "body") from None
+        raise BodyError(422, ErrorCode.VALIDATION_ERROR, message, "body") from None
     except UnicodeDecodeError:
-        raise BodyError(400, "invalid_json", "the request body is not UTF-8 encoded JSON", "body") from None
+        raise BodyError(
+            400, ErrorCode.INVALID_JSON, "the request body is not UTF-8 encoded JSON", "body"
+        ) from None
+    except DuplicateKey as exc:
+        message = f"the key {exc.key!r} appears twice in one object; each key may appear once"
+        raise BodyError(422, ErrorCode.DUPLICATE_KEY, message, exc.key) from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         detail = " (NaN and Infinity are not JSON)" if "is not JSON" in str(exc) else ""
-        raise BodyError(400, "invalid_json", f"the request body is not valid JSON{detail}", "body") from None
+        raise BodyError(
+            400, ErrorCode.INVALID_JSON, f"the request body is not valid JSON{detail}", "body"
+        ) from None
     problem = _huge_int(parsed) or json_problem(parsed, MAX_BODY_DEPTH)
     if problem is not None:
         where, message = problem
         where = where or "body"
-        raise BodyError(422, "validation_error", f"{where}: {message}", where)
+        raise BodyError(422, ErrorCode.VALIDATION_ERROR, f"{where}: {message}", where)
 
 
 def _huge_int(value: Any) -> tuple[str, str] | None:

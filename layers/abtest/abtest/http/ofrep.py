@@ -33,7 +33,9 @@ from abtest.http.body import BodyError, check_body, dumps, loads
 from abtest.limits import MAX_CONTEXT_BYTES, MAX_USER_ID_LENGTH, json_problem, text_problem
 
 OfrepReason = Literal["STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "UNKNOWN"]
-ErrorCode = Literal["PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL", "FLAG_NOT_FOUND"]
+OfrepErrorCode = Literal[
+    "PARSE_ERROR", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL", "FLAG_NOT_FOUND"
+]
 
 # Seconds an overloaded caller waits before retrying (the protocol's one overload answer is 429).
 RETRY_AFTER_SECONDS = 1
@@ -52,7 +54,7 @@ class Failure(Exception):
     """An OFREP error answer: HTTP status, OpenFeature error code, details."""
 
     status: int
-    code: ErrorCode
+    code: OfrepErrorCode
     details: str
 
     def body(self, key: str | None) -> dict[str, Any]:
@@ -160,11 +162,11 @@ class EvaluationFailure(BaseModel):
     """OFREP's evaluation failure (FLAG_NOT_FOUND on 404)."""
 
     key: str | None = None
-    errorCode: ErrorCode  # noqa: N815 - the protocol's field name
+    errorCode: OfrepErrorCode  # noqa: N815 - the protocol's field name
     errorDetails: str  # noqa: N815 - the protocol's field name
 
 
-def failure_answer(status: int, code: ErrorCode, details: str, key: str | None) -> dict[str, Any]:
+def failure_answer(status: int, code: OfrepErrorCode, details: str, key: str | None) -> dict[str, Any]:
     """A proxy (API Gateway) answer in OFREP's error shape."""
     return {
         "statusCode": status,

@@ -107,7 +107,10 @@ class StoredAssignmentResponse(BaseModel):
 
 
 class SurfaceList(BaseModel):
+    """A page of surfaces by name; pass `next_cursor` back as `cursor` for the next page."""
+
     surfaces: list[SurfaceNamespace]
+    next_cursor: str | None = None
 
 
 class SurfaceAssignmentResponse(SurfaceMembership):

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.errors import ErrorCode
 from abtest.field_path import field_path
 
 __all__ = [
@@ -50,7 +51,9 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class StatsInputError(ValueError):
     """Unusable analysis input. `code` is machine-readable, `field` a path such as `variants[1].users`."""
 
-    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid_input") -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, code: ErrorCode = ErrorCode.INVALID_INPUT
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

@@ -14,8 +14,9 @@ from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.namespaces import NamespaceAllocation
+from abtest.errors import experiment_not_found
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, not_found, statuses_sql
+from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, statuses_sql
 from abtest.storage.holdouts import HoldoutRepository
 from abtest.storage.namespaces import NamespaceRepository
 from abtest.storage.routines import Routine
@@ -31,13 +32,19 @@ from abtest.storage.saved_groups import group_values
 # so its plan is cached per session without PREPARE). Editing it needs no numbered migration; a new
 # %(placeholder)s must be declared in ENROLL's params (checked at import) and passed by enroll().
 _ENROLL = f"""
+-- Each part is labelled with the stage of the decision pipeline (abtest.domain.decision.STAGES) it
+-- implements. The targeting and traffic stages have no part here: they only ever decide about a new
+-- enrollment, before this statement, and when they exit the caller proposes no variant (read only).
+-- The scenario table tests/scenarios/enrollment.py runs against this statement and its in-memory
+-- mirror (FakeStore.enroll), so a change here must be mirrored there.
 WITH holdout_check AS (
-    -- The running holdouts covering the surface must be the ones the caller's cache decided with;
-    -- otherwise nothing below is written and the caller reloads (holdouts_stale).
+    -- [holdout] The running holdouts covering the surface must be the ones the caller's cache
+    -- decided with; otherwise nothing below is written and the caller reloads (holdouts_stale).
     SELECT COALESCE(array_agg(h.id ORDER BY h.id), '{{}}') = %(holdout_ids)s::uuid[] AS fresh
     FROM holdouts h
     WHERE h.status IN {statuses_sql(HOLDING_OUT)} AND (h.surfaces IS NULL OR %(surface)s = ANY (h.surfaces))
 ), holdout_seen AS (
+    -- [holdout] Record the user's holdout and measurement groups (computed by the caller).
     INSERT INTO holdout_members (holdout_id, user_id, "group")
     SELECT s.holdout_id, %(user_id)s, s.member_group
     FROM unnest(%(holdout_member_ids)s::uuid[], %(holdout_member_groups)s::text[])
@@ -45,11 +52,14 @@ WITH holdout_check AS (
     WHERE (SELECT fresh FROM holdout_check)
     ON CONFLICT (holdout_id, user_id) DO NOTHING
 ), member AS (
+    -- [experiment] [namespace] The user's live namespace membership: on a surface the experiment
+    -- decided about; elsewhere it keeps the user out of siblings (in_other_experiment).
     SELECT m.experiment_id FROM namespace_members m JOIN experiments e ON e.id = m.experiment_id
     WHERE m.surface = %(surface)s AND m.user_id = %(user_id)s AND e.status <> 'completed'
 ), forced AS (
-    -- An override of the user: in the experiment asked for (/assignments; the pipeline serves it only
-    -- while running), or on a surface in any running experiment of it, the oldest override first.
+    -- [override] An override of the user: in the experiment asked for (/assignments; the pipeline
+    -- serves it only while running), or on a surface in any running experiment of it, the oldest
+    -- override first.
     SELECT o.experiment_id, o.variant_id FROM experiment_overrides o
     WHERE NOT %(follow_membership)s AND o.experiment_id = %(experiment_id)s::uuid
       AND o.user_id = %(user_id)s
@@ -60,15 +70,21 @@ WITH holdout_check AS (
        AND e.surface = %(surface)s AND e.status IN {statuses_sql(ENROLLING)}
      ORDER BY o.created_at, o.experiment_id LIMIT 1)
 ), target AS (
+    -- [experiment] The experiment decided about: the override's, else (surface) the membership's,
+    -- else the one asked for or proposed. [running] Its status, the database's word over the cache's.
     SELECT e.id, e.status FROM experiments e
     WHERE e.id = COALESCE((SELECT experiment_id FROM forced),
                           CASE WHEN %(follow_membership)s
                                THEN COALESCE((SELECT experiment_id FROM member), %(experiment_id)s::uuid)
                                ELSE %(experiment_id)s::uuid END)
 ), existing AS (
+    -- [stored_assignment] The stored assignment, which wins over everything after it (sticky).
     SELECT a.variant_id FROM assignments a
     WHERE a.experiment_id = (SELECT id FROM target) AND a.user_id = %(user_id)s
 ), joined AS (
+    -- [variant] Store the proposal with the membership, only if every earlier stage lets it through:
+    -- [running] running, [override] not forced, [holdout] fresh holdouts, [stored_assignment] none
+    -- stored, [namespace] no live membership (a completed one is taken over).
     INSERT INTO namespace_members AS m (surface, user_id, experiment_id)
     SELECT %(surface)s, %(user_id)s, t.id FROM target t
     WHERE %(variant_id)s::uuid IS NOT NULL AND t.id = %(experiment_id)s::uuid
@@ -82,15 +98,19 @@ WITH holdout_check AS (
         WHERE (SELECT status FROM experiments WHERE id = m.experiment_id) = 'completed'
     RETURNING m.experiment_id
 ), inserted AS (
+    -- [variant] The assignment itself, with the membership just joined.
     INSERT INTO assignments (experiment_id, user_id, variant_id, context)
     SELECT experiment_id, %(user_id)s, %(variant_id)s, %(context)s FROM joined
     ON CONFLICT (experiment_id, user_id) DO NOTHING
     RETURNING variant_id
 ), chosen AS (
+    -- [stored_assignment] What the second decision reads: the stored or the just stored variant.
     SELECT variant_id, false AS created FROM existing
     UNION ALL
     SELECT variant_id, true AS created FROM inserted
 ), exposed AS (
+    -- The exposure of what is served: [running] exposing statuses only, [override] never a forced
+    -- user's here, [holdout] fresh holdouts and never a held-out user.
     INSERT INTO exposures (experiment_id, variant_id, user_id, context)
     SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
     WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
@@ -100,13 +120,15 @@ WITH holdout_check AS (
       AND NOT ('holdout' = ANY (%(holdout_member_groups)s::text[]))
     RETURNING id
 ), forced_exposed AS (
-    -- A forced user's exposure: recorded where the analysis never reads it.
+    -- [override] A forced user's exposure: recorded where the analysis never reads it.
     INSERT INTO override_exposures (experiment_id, variant_id, user_id, context)
     SELECT f.experiment_id, f.variant_id, %(user_id)s, %(context)s FROM forced f, target t
     WHERE %(record_exposure)s AND t.id = f.experiment_id AND t.status IN {statuses_sql(EXPOSING)}
       AND (SELECT fresh FROM holdout_check)
     RETURNING id
 )
+-- The facts the pipeline's second decision reads (an Enrollment): [experiment] [running] target,
+-- [stored_assignment] variant, [namespace] membership, [override] forced variant, [holdout] staleness.
 SELECT (SELECT id FROM target) AS experiment_id,
        (SELECT status FROM target) AS status,
        (SELECT variant_id FROM chosen) AS variant_id,
@@ -279,7 +301,7 @@ class AssignmentRepository:
                 {"experiment_id": experiment_id, "user_id": user_id},
             ).fetchone()
             if row is None:
-                raise not_found(experiment_id)
+                raise experiment_not_found(experiment_id)
             return StoredAssignment(**row)
 
         return self._db.run(work, transaction=False)

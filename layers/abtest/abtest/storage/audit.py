@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from abtest.domain.audit import AuditEntry, AuditEvent, AuditFilter
 from abtest.domain.paging import Listing
-from abtest.errors import InvalidInput, NotFound
+from abtest.errors import InvalidInput, experiment_not_found
 from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.database import Connection, Database
 
@@ -145,9 +145,7 @@ class AuditRepository:
                     (experiment_id, key),
                 ).fetchone()
                 if known is None or not known["known"]:
-                    raise NotFound(
-                        f"no experiment with id {experiment_id}", code="experiment_not_found", field="id"
-                    )
+                    raise experiment_not_found(experiment_id)
             return page
 
         return self._db.run(work, transaction=False)

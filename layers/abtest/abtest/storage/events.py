@@ -9,14 +9,16 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.domain.event_times import MESSAGES, EventTimeError
 from abtest.domain.events import Conversion, ConversionEvent, ConversionIn, EventResult, ExposureEvent
 from abtest.domain.experiments import Status
 from abtest.domain.holdouts import HOLDING_OUT
 from abtest.domain.lifecycle import ACCEPTING, CONVERTING, EXPOSING
-from abtest.errors import Conflict, InvalidInput
+from abtest.errors import Conflict, ErrorCode, InvalidInput, experiment_not_found
 from abtest.limits import MAX_METRICS_PER_EXPERIMENT
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import not_found, statuses_sql
+from abtest.storage.event_times import stored_at_sql, time_error_sql
+from abtest.storage.experiments import statuses_sql
 
 _CONVERSION_COLUMNS = (
     "id, experiment_id, variant_id, user_id, metric_name, value, event_id, metadata, occurred_at, received_at"
@@ -40,7 +42,11 @@ _HELD_BATCH = _HELD_MEMBER.format(user="c.user_id", experiment="c.experiment_id"
 # while the experiment runs or is paused (late conversions of exposed users), never once completed.
 _RECORD_CONVERSION = f"""
 WITH experiment AS (
-    SELECT status FROM experiments WHERE id = %(experiment_id)s
+    -- on_time: the event-time rule (abtest.domain.event_times); a conversion is never moved.
+    SELECT status,
+           {time_error_sql("'conversion'", "COALESCE(%(occurred_at)s, now())", "started_at", "NULL")}
+             IS NULL AS on_time
+    FROM experiments WHERE id = %(experiment_id)s
 ), assigned AS (
     SELECT variant_id FROM assignments WHERE experiment_id = %(experiment_id)s AND user_id = %(user_id)s
 ), forced AS (
@@ -67,7 +73,8 @@ WITH experiment AS (
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM assigned
-    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT on_time FROM experiment)
+      AND (SELECT allowed FROM metric)
       AND NOT EXISTS (SELECT 1 FROM forced)
       AND NOT (SELECT forced OR held FROM elsewhere)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
@@ -78,7 +85,7 @@ WITH experiment AS (
     SELECT %(experiment_id)s, variant_id, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM forced
-    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)}
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT on_time FROM experiment)
       AND NOT (SELECT analysed OR held FROM elsewhere)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_CONVERSION_COLUMNS}
@@ -94,7 +101,8 @@ WITH experiment AS (
     SELECT %(experiment_id)s, %(user_id)s, %(metric_name)s, %(value)s, %(event_id)s,
            %(metadata)s, COALESCE(%(occurred_at)s, now()), %(payload_hash)s
     FROM held
-    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT allowed FROM metric)
+    WHERE (SELECT status FROM experiment) IN {statuses_sql(CONVERTING)} AND (SELECT on_time FROM experiment)
+      AND (SELECT allowed FROM metric)
       AND NOT (SELECT analysed OR forced FROM elsewhere)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
     RETURNING {_HOLDOUT_CONVERSION_COLUMNS}
@@ -105,6 +113,7 @@ WITH experiment AS (
     ON CONFLICT DO NOTHING
 )
 SELECT (SELECT status FROM experiment) AS status,
+       (SELECT on_time FROM experiment) AS on_time,
        (SELECT variant_id FROM assigned) AS assigned_variant,
        (SELECT allowed FROM metric) AS metric_allowed,
        COALESCE((SELECT to_jsonb(inserted) FROM inserted),
@@ -124,13 +133,13 @@ WITH input AS (
                 %(value)b::float8[], %(payload)b::jsonb[], %(payload_hash)b::text[])
          AS t(position, kind, experiment_id, user_id, event_id, occurred_at, metric_name, value, payload,
               payload_hash)
-), checked AS (
-    SELECT i.*, e.status, a.variant_id, o.forced_variant
+), joined AS (
+    SELECT i.*, e.status, e.started_at, a.variant_id, a.assigned_at, o.forced_variant
     FROM input i
     LEFT JOIN experiments e ON e.id = i.experiment_id
     -- A primary-key probe per event: a plain join lets the planner hash-join a full scan of assignments.
     LEFT JOIN LATERAL (
-        SELECT variant_id FROM assignments
+        SELECT variant_id, assigned_at FROM assignments
         WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
     ) a ON true
     -- Forced users' events go to the override tables, which the analysis never reads.
@@ -138,12 +147,17 @@ WITH input AS (
         SELECT variant_id AS forced_variant FROM experiment_overrides
         WHERE experiment_id = i.experiment_id AND user_id = i.user_id LIMIT 1
     ) o ON true
+), checked AS (
+    -- The event-time rule (abtest.domain.event_times): refused (time_error) or the time to store.
+    SELECT j.*, {time_error_sql("j.kind", "j.at", "j.started_at", "j.assigned_at")} AS time_error,
+           {stored_at_sql("j.kind", "j.at", "j.assigned_at")} AS stored_at
+    FROM (SELECT joined.*, COALESCE(joined.occurred_at, now()) AS at FROM joined) j
 ), new_exposures AS (
     INSERT INTO exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at, payload_hash)
-    SELECT experiment_id, variant_id, user_id, event_id, payload, COALESCE(occurred_at, now()), payload_hash
+    SELECT experiment_id, variant_id, user_id, event_id, payload, stored_at, payload_hash
     FROM checked
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND variant_id IS NOT NULL
-      AND forced_variant IS NULL
+      AND forced_variant IS NULL AND time_error IS NULL
       AND NOT EXISTS (SELECT 1 FROM override_exposures x
                       WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
@@ -151,10 +165,11 @@ WITH input AS (
 ), new_override_exposures AS (
     INSERT INTO override_exposures (experiment_id, variant_id, user_id, event_id, context, occurred_at,
                                     payload_hash)
-    SELECT experiment_id, forced_variant, user_id, event_id, payload, COALESCE(occurred_at, now()),
+    SELECT experiment_id, forced_variant, user_id, event_id, payload, stored_at,
            payload_hash
     FROM checked
     WHERE kind = 'exposure' AND status IN {statuses_sql(EXPOSING)} AND forced_variant IS NOT NULL
+      AND time_error IS NULL
       AND NOT EXISTS (SELECT 1 FROM exposures x
                       WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
     ON CONFLICT (experiment_id, event_id) DO NOTHING
@@ -166,7 +181,7 @@ WITH input AS (
            (SELECT count(*) FROM experiment_metrics m WHERE m.experiment_id = f.experiment_id) AS rank
     FROM (
         SELECT experiment_id, metric_name, min(position) AS first FROM checked c
-        WHERE kind = 'conversion' AND forced_variant IS NULL AND NOT EXISTS (
+        WHERE kind = 'conversion' AND forced_variant IS NULL AND time_error IS NULL AND NOT EXISTS (
             SELECT 1 FROM experiment_metrics m
             WHERE m.experiment_id = c.experiment_id AND m.metric_name = c.metric_name)
         GROUP BY experiment_id, metric_name
@@ -177,9 +192,10 @@ WITH input AS (
     INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, event_id, metadata,
                              occurred_at, payload_hash)
     SELECT experiment_id, variant_id, user_id, metric_name, value, event_id, payload,
-           COALESCE(occurred_at, now()), payload_hash
+           stored_at, payload_hash
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND variant_id IS NOT NULL
+      AND time_error IS NULL
       AND (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
       AND forced_variant IS NULL
       AND NOT EXISTS (SELECT 1 FROM override_conversions x
@@ -193,12 +209,12 @@ WITH input AS (
     -- experiment's surface: stored as holdout conversions, for the holdout's results only.
     SELECT c.* FROM checked c
     WHERE c.kind = 'conversion' AND c.variant_id IS NULL AND c.forced_variant IS NULL
-      AND c.status IN {statuses_sql(CONVERTING)}
+      AND c.status IN {statuses_sql(CONVERTING)} AND c.time_error IS NULL
       AND EXISTS ({_HELD_BATCH})
 ), new_holdout_conversions AS (
     INSERT INTO holdout_conversions (experiment_id, user_id, metric_name, value, event_id, metadata,
                                      occurred_at, payload_hash)
-    SELECT experiment_id, user_id, metric_name, value, event_id, payload, COALESCE(occurred_at, now()),
+    SELECT experiment_id, user_id, metric_name, value, event_id, payload, stored_at,
            payload_hash
     FROM held_events h
     WHERE (experiment_id, metric_name) NOT IN (SELECT experiment_id, metric_name FROM refused_metrics)
@@ -212,9 +228,10 @@ WITH input AS (
     INSERT INTO override_conversions (experiment_id, variant_id, user_id, metric_name, value, event_id,
                                       metadata, occurred_at, payload_hash)
     SELECT experiment_id, forced_variant, user_id, metric_name, value, event_id, payload,
-           COALESCE(occurred_at, now()), payload_hash
+           stored_at, payload_hash
     FROM checked
     WHERE kind = 'conversion' AND status IN {statuses_sql(CONVERTING)} AND forced_variant IS NOT NULL
+      AND time_error IS NULL
       AND NOT EXISTS (SELECT 1 FROM conversions x
                       WHERE x.experiment_id = checked.experiment_id AND x.event_id = checked.event_id)
       AND NOT EXISTS (SELECT 1 FROM holdout_conversions x
@@ -235,7 +252,8 @@ SELECT c.position, c.kind, c.status, (c.variant_id IS NOT NULL OR c.forced_varia
        -- An event_id stored before with a different payload (rows from before payload hashes: NULL).
        COALESCE(stored.payload_hash <> c.payload_hash, false) AS reused,
        (c.kind = 'conversion' AND c.forced_variant IS NULL
-        AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics)) AS too_many_metrics
+        AND (c.experiment_id, c.metric_name) IN (SELECT * FROM refused_metrics)) AS too_many_metrics,
+       c.time_error
 FROM checked c
 LEFT JOIN new_exposures x
        ON c.kind = 'exposure' AND x.experiment_id = c.experiment_id AND x.event_id = c.event_id
@@ -294,7 +312,7 @@ def _not_assigned(user_id: str) -> InvalidInput:
     return InvalidInput(
         f"user {user_id!r} is not assigned to this experiment; conversions count only for users "
         "enrolled through /recommendations or /assignments",
-        code="user_not_assigned",
+        code=ErrorCode.USER_NOT_ASSIGNED,
         field="user_id",
     )
 
@@ -302,15 +320,21 @@ def _not_assigned(user_id: str) -> InvalidInput:
 def _too_many_metrics() -> InvalidInput:
     return InvalidInput(
         f"the experiment already has {MAX_METRICS_PER_EXPERIMENT} metric names; this one would be one more",
-        code="too_many_metrics",
+        code=ErrorCode.TOO_MANY_METRICS,
         field="metric_name",
+    )
+
+
+def _before_start() -> InvalidInput:
+    return InvalidInput(
+        MESSAGES[EventTimeError.BEFORE_START], code=ErrorCode.EVENT_BEFORE_START, field="timestamp"
     )
 
 
 def _completed() -> Conflict:
     return Conflict(
         "the experiment is completed and accepts no more events",
-        code="experiment_completed",
+        code=ErrorCode.EXPERIMENT_COMPLETED,
         field="experiment_id",
     )
 
@@ -338,7 +362,7 @@ class EventRepository:
             row = conn.execute(_RECORD_CONVERSION, params).fetchone()
             assert row is not None  # a SELECT without FROM yields one row
             if row["status"] is None:
-                raise not_found(new.experiment_id)
+                raise experiment_not_found(new.experiment_id)
             if row["conversion"] is not None:
                 return RecordedConversion(Conversion.model_validate(row["conversion"]), replayed=False)
             if row["forced_conversion"] is not None:  # a forced user: stored outside the analysis
@@ -349,6 +373,8 @@ class EventRepository:
                 return RecordedConversion(stored, replayed=True)
             if row["status"] == Status.COMPLETED:
                 raise _completed()
+            if not row["on_time"]:
+                raise _before_start()
             if (row["assigned_variant"] is not None or row["held"]) and not row["metric_allowed"]:
                 raise _too_many_metrics()
             raise _not_assigned(new.user_id)
@@ -407,7 +433,7 @@ def _result(**fields: Any) -> EventResult:
 def _reused(position: int, event_id: str) -> EventResult:
     message = "event_id was already used for a different event (its payload differs)"
     return _result(
-        index=position, event_id=event_id, status="rejected", error="event_id_reused", message=message
+        index=position, event_id=event_id, status="rejected", error=ErrorCode.EVENT_ID_REUSED, message=message
     )
 
 
@@ -423,15 +449,21 @@ def _batch_result(position: int, event_id: str, row: dict[str, Any]) -> EventRes
             index=position, event_id=event_id, status="rejected", error=refused.code, message=refused.message
         )
     if status is None:
-        error, message = "experiment_not_found", "no experiment with this id"
+        error, message = ErrorCode.EXPERIMENT_NOT_FOUND, "no experiment with this id"
     elif status not in ACCEPTING[kind]:
         error, message = (
-            ("experiment_completed", "the experiment is completed")
+            (ErrorCode.EXPERIMENT_COMPLETED, "the experiment is completed")
             if status == Status.COMPLETED
-            else ("experiment_not_running", f"the experiment is {status.value}; {kind}s are not accepted")
+            else (
+                ErrorCode.EXPERIMENT_NOT_RUNNING,
+                f"the experiment is {status.value}; {kind}s are not accepted",
+            )
         )
+    elif row["time_error"] is not None:
+        time_error = EventTimeError(row["time_error"])
+        error, message = ErrorCode(time_error), MESSAGES[time_error]
     elif not assigned:
-        error, message = "user_not_assigned", "the user is not assigned to this experiment"
+        error, message = ErrorCode.USER_NOT_ASSIGNED, "the user is not assigned to this experiment"
     else:
         return _result(index=position, event_id=event_id, status="duplicate")
     return _result(index=position, event_id=event_id, status="rejected", error=error, message=message)
@@ -465,7 +497,7 @@ def _stored_replay(conn: Connection, new: ConversionIn) -> Conversion | None:
         raise Conflict(
             "event_id was already used for a different conversion (user, metric, value, metadata or "
             "timestamp differ)",
-            code="event_id_reused",
+            code=ErrorCode.EVENT_ID_REUSED,
             field="event_id",
         )
     return stored

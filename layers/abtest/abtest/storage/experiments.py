@@ -27,7 +27,7 @@ from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, ch
 from abtest.domain.overrides import Override
 from abtest.domain.paging import Listing
 from abtest.domain.targeting_checks import referenced_groups, require_valid_condition
-from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.errors import Conflict, ErrorCode, InvalidInput, experiment_not_found
 from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
@@ -51,8 +51,8 @@ FROM experiments e
 
 # Constraint name -> (error code, field, message) for violations the models cannot see coming.
 _CONFLICTS = {
-    "experiments_name_key": ("duplicate_name", "name", "an experiment with this name already exists"),
-    "variants_name_key": ("duplicate_variant_name", "variants", "variant names must be unique"),
+    "experiments_name_key": (ErrorCode.DUPLICATE_NAME, "name", "an experiment with this name already exists"),
+    "variants_name_key": (ErrorCode.DUPLICATE_VARIANT_NAME, "variants", "variant names must be unique"),
 }
 
 
@@ -64,7 +64,7 @@ def _translate(exc: psycopg.errors.IntegrityError) -> Exception:
     if isinstance(exc, psycopg.errors.ForeignKeyViolation):
         return Conflict(
             "the experiment has recorded events and cannot be removed",
-            code="experiment_has_history",
+            code=ErrorCode.EXPERIMENT_HAS_HISTORY,
         )
     return InvalidInput(f"rejected by the database constraint {constraint or 'unknown'}")
 
@@ -113,7 +113,7 @@ class ExperimentRepository:
                 raise Conflict(
                     "another experiment already uses this salt; experiments sharing a salt assign "
                     "users identically, so each needs its own (or none: it defaults to the id)",
-                    code="duplicate_salt",
+                    code=ErrorCode.DUPLICATE_SALT,
                     field="salt",
                 )
             _check_saved_groups(conn, new.targeting)
@@ -288,7 +288,7 @@ class ExperimentRepository:
                 raise Conflict(
                     f"only draft experiments can be deleted (this one is {current.value}): "
                     f"history is kept{advice}",
-                    code="experiment_not_draft",
+                    code=ErrorCode.EXPERIMENT_NOT_DRAFT,
                     field="status",
                 )
             removed = overrides_of(conn, experiment_id)  # the cascade deletes them with the draft
@@ -311,10 +311,6 @@ def _record_all(conn: Connection, *entries: AuditEntry | None) -> None:
             record(conn, entry)
 
 
-def not_found(experiment_id: UUID) -> NotFound:
-    return NotFound(f"no experiment with id {experiment_id}", code="experiment_not_found", field="id")
-
-
 def statuses_sql(statuses: frozenset[Status]) -> str:
     """A SQL list of statuses, e.g. "('paused', 'running')", for the lifecycle's sets (never user input)."""
     return "(" + ", ".join(f"'{status.value}'" for status in sorted(statuses)) + ")"
@@ -331,7 +327,7 @@ def fetch_experiment(conn: Connection, experiment_id: UUID, *, lock: bool = Fals
     query = SELECT_EXPERIMENT + " WHERE e.id = %s" + (" FOR UPDATE OF e" if lock else "")
     row = conn.execute(query.encode(), (experiment_id,)).fetchone()
     if row is None:
-        raise not_found(experiment_id)
+        raise experiment_not_found(experiment_id)
     return Experiment.model_validate(row)
 
 

@@ -19,7 +19,7 @@ from abtest.domain.experiments import Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, holdout_row
 from abtest.domain.lifecycle import check_transition
 from abtest.domain.paging import Listing
-from abtest.errors import Conflict, InvalidInput, NotFound
+from abtest.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import decode_cursor, encode_cursor, statuses_sql
@@ -35,7 +35,7 @@ FROM holdouts
 """
 
 _CONFLICTS = {
-    "holdouts_name_key": ("duplicate_name", "name", "a holdout with this name already exists"),
+    "holdouts_name_key": (ErrorCode.DUPLICATE_NAME, "name", "a holdout with this name already exists"),
 }
 
 # Per group and metric, the per-user totals of a holdout's members: every conversion of an experiment
@@ -76,7 +76,7 @@ GROUP BY "group", metric_name
 
 
 def holdout_not_found(holdout_id: UUID) -> NotFound:
-    return NotFound(f"no holdout with id {holdout_id}", code="holdout_not_found", field="holdout_id")
+    return NotFound(f"no holdout with id {holdout_id}", code=ErrorCode.HOLDOUT_NOT_FOUND, field="holdout_id")
 
 
 class HoldoutRepository:

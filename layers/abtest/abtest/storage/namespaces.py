@@ -3,6 +3,9 @@ the /surfaces read model and the read-only lookup of a user's membership."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -12,7 +15,7 @@ from abtest.domain.assignment import AssignedVariant, experiment_variant_tag
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, NamespaceMember, SurfaceMembership, SurfaceNamespace
-from abtest.errors import NotFound
+from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT
 
@@ -27,12 +30,33 @@ ORDER BY surface, experiment_id, start
 """
 
 
-def _ranges(conn: Connection, surface: str | None = None) -> dict[str, dict[UUID, list[tuple[int, int]]]]:
-    where, params = ("AND surface = %s", (surface,)) if surface is not None else ("", ())
+def _ranges(
+    conn: Connection, surface: str | None = None, among: list[str] | None = None
+) -> dict[str, dict[UUID, list[tuple[int, int]]]]:
+    params: list[Any]
+    where, params = ("AND surface = %s", [surface]) if surface is not None else ("", [])
+    if among is not None:
+        where, params = "AND surface = ANY(%s)", [among]
     found: dict[str, dict[UUID, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
     for row in conn.execute(_RANGES.format(where=where).encode(), params):
         found[row["surface"]][row["experiment_id"]].append((row["start"], row["end"]))
     return found
+
+
+def _encode_surface_cursor(surface: str) -> str:
+    """Opaque cursor for the position after `surface` (by name)."""
+    return base64.urlsafe_b64encode(json.dumps(["surface", surface]).encode()).decode().rstrip("=")
+
+
+def _decode_surface_cursor(cursor: str) -> str:
+    """Inverse of _encode_surface_cursor; InvalidInput for anything it did not produce."""
+    try:
+        kind, surface = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+    if kind != "surface" or not isinstance(surface, str):
+        raise InvalidInput("cursor is not one this API returned", field="cursor")
+    return surface
 
 
 def _surface_view(
@@ -84,29 +108,37 @@ class NamespaceRepository:
 
         return self._db.run(work)
 
-    def surfaces(self, surface: str | None = None) -> list[SurfaceNamespace]:
-        """Every surface an experiment uses or used (or just `surface`): its experiments that are not
-        completed, oldest first, with their buckets, and the free share."""
+    def surfaces(
+        self, surface: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[SurfaceNamespace]:
+        """Every surface an experiment uses or used (or just `surface`; or the first `limit` named after
+        `after`, by name): its experiments that are not completed, oldest first, with their buckets,
+        and the free share."""
 
         def work(conn: Connection) -> list[SurfaceNamespace]:
             filter_sql, params = (
                 ("WHERE surface = %(surface)s", {"surface": surface}) if surface else ("", {})
             )
+            if after is not None:
+                filter_sql, params = "WHERE surface > %(after)s", {"after": after}
+            page_sql = " LIMIT %(limit)s" if limit is not None else ""
             names = conn.execute(
                 "SELECT surface FROM"
                 " (SELECT surface FROM experiments UNION SELECT surface FROM namespaces) s"
-                f" {filter_sql} ORDER BY surface".encode(),
-                params,
+                f" {filter_sql} ORDER BY surface{page_sql}".encode(),
+                {**params, "limit": limit},
             ).fetchall()
+            among = [r["surface"] for r in names] if limit is not None else None
             salts = {r["surface"]: r["salt"] for r in conn.execute("SELECT surface, salt FROM namespaces")}
             query = SELECT_EXPERIMENT + " WHERE e.status <> 'completed'"
             query += " AND e.surface = %(surface)s" if surface else ""
+            query += " AND e.surface = ANY(%(among)s)" if among is not None else ""
             query += " ORDER BY e.created_at, e.id"
             by_surface: dict[str, list[Experiment]] = defaultdict(list)
-            for row in conn.execute(query.encode(), params):
+            for row in conn.execute(query.encode(), {**params, "among": among}):
                 experiment = Experiment.model_validate(row)
                 by_surface[experiment.surface].append(experiment)
-            ranges = _ranges(conn, surface)
+            ranges = _ranges(conn, surface, among)
             return [
                 _surface_view(
                     r["surface"], salts.get(r["surface"]), by_surface[r["surface"]], ranges[r["surface"]]
@@ -116,12 +148,24 @@ class NamespaceRepository:
 
         return self._db.run(work)
 
+    def surface_page(
+        self, *, limit: int, cursor: str | None = None
+    ) -> tuple[list[SurfaceNamespace], str | None]:
+        """A page of /surfaces, by name: `limit` surfaces after the cursor, and the next page's cursor."""
+        after = _decode_surface_cursor(cursor) if cursor is not None else None
+        found = self.surfaces(after=after, limit=limit + 1)
+        page, more = found[:limit], len(found) > limit
+        next_cursor = _encode_surface_cursor(page[-1].surface) if more else None
+        return page, next_cursor
+
     def surface(self, surface: str) -> SurfaceNamespace:
         """One surface; NotFound if no experiment ever used it."""
         found = self.surfaces(surface)
         if not found:
             raise NotFound(
-                f"no experiment uses the surface '{surface}'", code="surface_not_found", field="surface"
+                f"no experiment uses the surface '{surface}'",
+                code=ErrorCode.SURFACE_NOT_FOUND,
+                field="surface",
             )
         return found[0]
 
@@ -160,7 +204,7 @@ class NamespaceRepository:
                 if known is None:
                     raise NotFound(
                         f"no experiment uses the surface '{surface}'",
-                        code="surface_not_found",
+                        code=ErrorCode.SURFACE_NOT_FOUND,
                         field="surface",
                     )
                 return _lookup_answer(surface, user_id, None, None, {})

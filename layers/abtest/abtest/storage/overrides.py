@@ -23,11 +23,11 @@ from abtest.domain.overrides import (
     check_room,
     forced_variant,
 )
-from abtest.errors import NotFound
+from abtest.errors import ErrorCode, NotFound, experiment_not_found
 from abtest.limits import MAX_OVERRIDES_PER_EXPERIMENT
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import fetch_experiment, not_found, overrides_of
+from abtest.storage.experiments import fetch_experiment, overrides_of
 
 _OVERRIDE_COLUMNS = """
 o.experiment_id, o.user_id, v.name AS variant, o.variant_id, o.created_at, o.updated_at
@@ -59,7 +59,7 @@ SELECT (SELECT count(*) FROM experiment_overrides WHERE experiment_id = %(id)s) 
 def _override_not_found(experiment_id: UUID, user_id: str) -> NotFound:
     return NotFound(
         f"experiment {experiment_id} has no override for user {user_id!r}",
-        code="override_not_found",
+        code=ErrorCode.OVERRIDE_NOT_FOUND,
         field="user_id",
     )
 
@@ -139,7 +139,7 @@ class OverrideRepository:
                 "SELECT 1 FROM experiments WHERE id = %s FOR UPDATE", (experiment_id,)
             ).fetchone()
             if exists is None:
-                raise not_found(experiment_id)
+                raise experiment_not_found(experiment_id)
             row = conn.execute(
                 "WITH gone AS (DELETE FROM experiment_overrides"
                 " WHERE experiment_id = %(id)s AND user_id = %(user_id)s RETURNING *)"
@@ -159,7 +159,7 @@ class OverrideRepository:
 
         def work(conn: Connection) -> OverrideList:
             if conn.execute("SELECT 1 FROM experiments WHERE id = %s", (experiment_id,)).fetchone() is None:
-                raise not_found(experiment_id)
+                raise experiment_not_found(experiment_id)
             overrides = overrides_of(conn, experiment_id)
             return OverrideList(
                 experiment_id=experiment_id,

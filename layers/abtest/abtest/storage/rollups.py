@@ -1,8 +1,9 @@
 """The scheduled rollup and the metrics read: sufficient statistics behind a transaction-id horizon.
 
 A run folds the users touched by every transaction with an id in [stored horizon, new horizon), where
-the new horizon is the xmin of the run's snapshot (all transactions below it have finished), so each
-event is seen by a run. Each touched user's state is recomputed from their raw events below the new
+the new horizon is the lowest id of this database's transactions in progress in the run's snapshot
+(all of this database's transactions below it have finished; see _HORIZONS), so each event is seen by
+a run. Each touched user's state is recomputed from their raw events below the new
 horizon (attribution needs the first exposure, which a late event can move) and folded in as "stored
 -> recomputed" deltas, so folding a user again is harmless. Runs take an advisory lock: a second
 concurrent run waits, then finds the horizon moved and folds only what is newer. Reads combine the
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -63,6 +64,35 @@ from abtest.storage.experiments import fetch_experiment, fetch_running, statuses
 
 _ROLLUP_LOCK = 7_412_039_552
 _NO_UPPER_BOUND = 2**63 - 1
+
+# The stored horizon and the new one: the lowest transaction id of THIS database that the run's snapshot
+# sees in progress, or the snapshot's xmax when there is none (never below the stored horizon). The
+# snapshot's xmin would do, but it counts every database of the server, so one open transaction of
+# another tenant (or another checkout's tests) would stop every rollup here.
+# Sound because: every id below xmax is either finished before the snapshot (its events are visible to
+# this run and every later one) or in the snapshot's xip list; ids not assigned yet will be >= xmax. An
+# xip id is skipped only when pg_stat_activity or pg_prepared_xacts shows it held, right now, by a
+# backend or prepared transaction of ANOTHER database, which cannot write this database's tables. Those
+# are read after the snapshot was taken, so an id whose transaction ended in between is simply not
+# found and is kept: unknown ids hold the horizon back, as xmin did (conservative, never lossy).
+# Types: the snapshot holds xid8 (64 bits, with the epoch); backend_xid and pg_prepared_xacts.transaction
+# are 32-bit xid. They are compared as xid (xip::xid drops the epoch), which is exact here: ids in
+# progress all lie within 2^31 of the next id (wraparound protection), so no two share their low 32
+# bits. The epoch is never rebuilt from a 32-bit id: the horizon is always one of the xid8 values.
+_HORIZONS = """
+WITH snapshot AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datname IS NOT NULL AND datname <> current_database()
+    UNION ALL
+    SELECT transaction FROM pg_prepared_xacts WHERE database <> current_database()
+)
+SELECT horizon::text::bigint AS low,
+    GREATEST(horizon, LEAST(pg_snapshot_xmax(s), (
+        SELECT min(x) FROM pg_snapshot_xip(s) AS x WHERE x::xid NOT IN (SELECT xid FROM elsewhere)
+    )))::text::bigint AS high
+FROM rollup_state, snapshot FOR UPDATE OF rollup_state
+"""
 
 # Touched users with the UTC day of each of their new events (one row per user and day).
 _TOUCHED = """
@@ -350,11 +380,7 @@ class RollupRepository:
 
         def work(conn: Connection) -> RollupRun:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLUP_LOCK,))
-            row = conn.execute(
-                "SELECT horizon::text::bigint AS low,"
-                " pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS high"
-                " FROM rollup_state FOR UPDATE"
-            ).fetchone()
+            row = conn.execute(_HORIZONS).fetchone()
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
             touched = _touched(conn, low, high, None)
@@ -437,19 +463,29 @@ class RollupRepository:
 
         return self._db.run(work)
 
-    def daily_metrics(self, experiment_id: UUID) -> DailyMetrics:
+    def daily_metrics(
+        self, experiment_id: UUID, metrics: Callable[[VariantMetrics], Collection[str]] | None = None
+    ) -> DailyMetrics:
         """The cumulative statistics at the end of every UTC day with events, and now, in one snapshot.
 
         Days come from the stored snapshots plus the users touched above the horizon, recomputed day by
         day exactly as the next rollup will (module docstring), so the series is current whether or not
         the rollup has run. The last day's statistics are exactly `variant_metrics` (what /metrics and
-        /results read).
+        /results read). `metrics` picks, from the statistics now, the metrics whose stored daily rows
+        are read (default: all): a read of one metric's series never loads the
+        snapshots of a hundred.
         """
 
         def work(conn: Connection) -> DailyMetrics:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
             horizon = _horizon(conn)
+            current = _current(conn, experiment, horizon)
+            wanted = (
+                list(metrics(current))
+                if metrics is not None
+                else sorted({name for per in current.metrics.values() for name in per})
+            )
             days: dict[date, VariantMetrics] = {}
             for r in conn.execute(
                 "SELECT day, variant_id, exposures, users FROM snapshot_variants WHERE experiment_id = %s",
@@ -459,8 +495,8 @@ class RollupRepository:
                 day.variants[r["variant_id"]] = ExposureTotals(r["exposures"], r["users"])
             for r in conn.execute(
                 "SELECT day, variant_id, metric_name, count, sum, sum_squares, users, unattributed"
-                " FROM snapshot_metrics WHERE experiment_id = %s",
-                (experiment_id,),
+                " FROM snapshot_metrics WHERE experiment_id = %s AND metric_name = ANY(%s)",
+                (experiment_id, wanted),
             ):
                 day = days.setdefault(r["day"], _empty(experiment))
                 day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
@@ -477,7 +513,6 @@ class RollupRepository:
                 states.update(new_states)
                 user_metrics.update(new_metrics)
                 days[tail_day] = _copy(running)
-            current = _current(conn, experiment, horizon)
             if days:
                 days[max(days)] = current
             waiting_users, waiting_conversions = _waiting(conn, experiment_id, states, user_metrics)

@@ -20,7 +20,7 @@ from abtest.domain.audit import SYSTEM_ACTOR, Actor
 from abtest.domain.audit_entries import saved_group_created, saved_group_deleted, saved_group_updated
 from abtest.domain.saved_groups import SavedGroup, SavedGroupIn, SavedGroupPut, SavedGroupSummary
 from abtest.domain.targeting_checks import referenced_groups
-from abtest.errors import Conflict, NotFound
+from abtest.errors import Conflict, ErrorCode, NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 
@@ -28,11 +28,13 @@ _COLUMNS = 'id, key, "values", created_at, updated_at'
 
 
 def _duplicate(key: str) -> Conflict:
-    return Conflict(f"a saved group with key '{key}' already exists", code="duplicate_key", field="key")
+    return Conflict(
+        f"a saved group with key '{key}' already exists", code=ErrorCode.DUPLICATE_KEY, field="key"
+    )
 
 
 def _not_found(group_id: UUID) -> NotFound:
-    return NotFound(f"no saved group with id {group_id}", code="saved_group_not_found", field="id")
+    return NotFound(f"no saved group with id {group_id}", code=ErrorCode.SAVED_GROUP_NOT_FOUND, field="id")
 
 
 def lock_group_keys(conn: Connection, keys: Collection[str]) -> set[str]:
@@ -172,7 +174,7 @@ def _refuse_if_used(conn: Connection, key: str, what: str) -> None:
         error = Conflict(
             f"saved group '{key}' cannot be {what}: the targeting of {len(users)} experiment(s) not "
             "completed names it; change their targeting (or complete them) first",
-            code="saved_group_in_use",
+            code=ErrorCode.SAVED_GROUP_IN_USE,
             field="id",
         )
         error.details = {"experiments": [str(u) for u in users]}
