@@ -27,6 +27,7 @@ use_function_folders()
 # One test database per checkout, so two clones (a developer's and CI's) never truncate each other's.
 TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
 TABLES = (
+    "ingest_outcomes",
     "refused_events",
     "override_conversions",
     "override_exposures",

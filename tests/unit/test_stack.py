@@ -55,6 +55,7 @@ FUNCTIONS = {
     "MetricsFunction": ("functions/metrics/", "metrics_handler.lambda_handler"),
     "RollupFunction": ("functions/rollup/", "rollup_handler.lambda_handler"),
     "MigrateFunction": ("functions/migrate/", "migrate_handler.lambda_handler"),
+    "IngestFunction": ("functions/ingest/", "ingest_handler.lambda_handler"),
 }
 
 
@@ -232,8 +233,11 @@ def test_routes_are_explicit_and_authorized() -> None:
 
 
 def test_every_function_gets_only_the_database_policy() -> None:
+    # ...and the events function, with buffered ingestion, may send to its queue (issue 27).
+    send = {"Fn::If": ["BufferedIngest", {"Ref": "IngestQueueSendPolicy"}, {"Ref": "AWS::NoValue"}]}
     for logical_id, function in functions().items():
-        assert function["Policies"] == [{"Ref": "DatabaseAccessPolicy"}], logical_id
+        extra = [send] if logical_id == "EventsFunction" else []
+        assert function["Policies"] == [{"Ref": "DatabaseAccessPolicy"}, *extra], logical_id
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))

@@ -66,6 +66,9 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Buffered ingestion (issue 27)
+    EVENT_OUTCOME_NOT_FOUND = "event_outcome_not_found"
+    OVERLOADED = "overloaded"
 
 
 class DomainError(Exception):

@@ -181,3 +181,10 @@ def storable_text(value: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+# Buffered ingestion (abtest.ingest): one queue message holds at most this many bytes of JSON (SQS takes
+# 256 KiB per message and per SendMessageBatch call; the margin is for the envelope), and the outcome of
+# each queued event stays readable this long.
+MAX_QUEUE_MESSAGE_BYTES = 240_000
+INGEST_OUTCOME_RETENTION_DAYS = 7

@@ -38,6 +38,10 @@ class Settings(BaseModel):
     scope_prefix: str = DEFAULT_SCOPE_PREFIX
     # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
     rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
+    # "buffered": POST /events and conversions are queued (SQS at INGEST_QUEUE_URL; without one, and
+    # only on the local server, an in-process queue) and written by the ingest writer (abtest.ingest).
+    ingest_mode: Literal["direct", "buffered"] = "direct"
+    ingest_queue_url: str | None = None
 
 
 _ENV_NAMES = {
@@ -57,6 +61,8 @@ _ENV_NAMES = {
     "auth_mode": "AUTH_MODE",
     "scope_prefix": "SCOPE_PREFIX",
     "rollup_statement_timeout_ms": "ROLLUP_STATEMENT_TIMEOUT_MS",
+    "ingest_mode": "INGEST_MODE",
+    "ingest_queue_url": "INGEST_QUEUE_URL",
 }
 
 

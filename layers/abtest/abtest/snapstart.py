@@ -29,7 +29,7 @@ import json
 import random
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from abtest.errors import Unavailable
@@ -132,10 +132,8 @@ def _warm_modules() -> None:
         for name in environment.list_templates():
             environment.get_template(name)
     if "abtest.domain.serving" in sys.modules:
-        try:
-            import abtest.domain.recommender  # noqa: F401  numpy: only AssignmentsFunction has its layer
-        except ImportError:
-            pass
+        with suppress(ImportError):  # numpy: only AssignmentsFunction has its layer
+            import abtest.domain.recommender  # noqa: F401
 
 
 def before_snapshot(app: Any, route_keys: Iterable[str]) -> None:

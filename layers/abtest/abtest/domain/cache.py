@@ -21,9 +21,7 @@ class TTLCache(Generic[T]):
     step) counts as expired.
     """
 
-    def __init__(
-        self, load: Callable[[], T], ttl: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, load: Callable[[], T], ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._load = load
         self._ttl = ttl
         self._clock = clock
@@ -35,11 +33,7 @@ class TTLCache(Generic[T]):
         """The cached value, reloading it first if it has expired (one loader at a time)."""
         with self._lock:
             now = self._clock()
-            if (
-                self._value is None
-                or self._loaded_at is None
-                or not 0 <= now - self._loaded_at < self._ttl
-            ):
+            if self._value is None or self._loaded_at is None or not 0 <= now - self._loaded_at < self._ttl:
                 self._value = self._load()
                 self._loaded_at = now
             return self._value
