@@ -25,6 +25,7 @@ missing (the local server, a runtime without SnapStart) `register` does nothing.
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import sys
@@ -34,6 +35,7 @@ from typing import Any
 
 from abtest.errors import Unavailable
 from abtest.observability import cloudwatch, logger
+from abtest.settings import get_settings
 
 # A syntactically valid id that names nothing: path parameters of the synthetic requests.
 _NIL_ID = "00000000-0000-0000-0000-000000000000"
@@ -124,7 +126,16 @@ def prime(app: Any, route_keys: Iterable[str]) -> int:
 
 
 def _warm_modules() -> None:
-    """What only some functions load on their first request: the report's templates, numpy."""
+    """What the synthetic requests do not reach: the repositories (imported on first use, and a
+    request refused by validation uses none), the report's templates, numpy."""
+    from abtest import storage
+
+    for module in sorted(set(storage._HOMES.values())):
+        importlib.import_module(module)
+    if get_settings().ingest_mode == "buffered":
+        importlib.import_module("abtest.ingest.door")
+        with suppress(ImportError):  # the runtime's boto3, for the queue (no client: no credentials)
+            importlib.import_module("boto3")
     if "abtest.analysis.report" in sys.modules:
         from abtest.analysis import report
 
