@@ -4,6 +4,7 @@
                                          [--workers 8] [--ingest direct|buffered]
 
 Starts `python -m localdev serve` on 127.0.0.1 (a free port, its own database `abtest_bench_load`,
+emptied and migrated first,
 `--processes` forked servers of `--workers` threads each), creates a running experiment and
 pre-assigns the returning users, then runs locust (bench/locustfile_load.py, headless, closed loop,
 no think time) once per step for `--seconds`, with as many users as the step says. All traffic goes to
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _harness import PROJECT_ROOT, environment_line, markdown_table
+from _harness import PROJECT_ROOT, environment_line, markdown_table, prepare
 
 DATABASE = "abtest_bench_load"
 LOCUSTFILE = Path(__file__).with_name("locustfile_load.py")
@@ -212,9 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     steps = [int(step) for step in args.steps.split(",")]
 
-    from localdev.postgres import database_url
-
-    url = database_url(DATABASE)
+    url = prepare(DATABASE)  # an empty, migrated database: every run starts alike
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
