@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rates[name].append(BATCH_SIZE * args.batches / sum(times[name]))
     with admin_connection(url) as admin:
         outcomes = admin.execute("SELECT count(*) FROM ingest_outcomes").fetchone()
+    environment = environment_line(url)
+    wiring.get_database().close()
     drop_database(url)
     base = statistics.median(rates["direct"])
     rows = [
@@ -138,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"# Buffered vs direct ingestion (bench_ingest_buffered.py, {args.reps} x {args.batches} batches)\n"
     )
-    print(environment_line(url) + "\n")
+    print(environment + "\n")
     print(
         f"Batches of {BATCH_SIZE} events; each became {messages} queue message(s); "
         f"{outcomes[0] if outcomes else 0} outcomes recorded.\n"
