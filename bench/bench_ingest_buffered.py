@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_ingest_buffered.py [--reps 5] [--batches 10] [--users 50000]
 
-Database `abtest_bench_events` (re-migrated at the start, dropped at the end), set up as in
+Database `abtest_bench_buffered` (its own: re-migrated at the start, dropped at the end), set up as in
 bench_ingest.py (one running experiment, `--users` assigned users, batches of 1,000 events, half
 exposures, half conversions, from bench_ingest.make_batch). Per batch, interleaved:
 
@@ -31,7 +31,6 @@ from typing import Any
 
 from _harness import (
     BATCH_SIZE,
-    EVENTS_DATABASE,
     Request,
     admin_connection,
     assign_users,
@@ -43,6 +42,8 @@ from _harness import (
     prepare,
 )
 from bench_ingest import make_batch
+
+DATABASE = "abtest_bench_buffered"
 
 
 class Captured:
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--users", type=int, default=50_000)
     args = parser.parse_args(argv)
-    url = prepare(EVENTS_DATABASE)
+    url = prepare(DATABASE)
     experiment = create_events_experiment("bench-ingest-buffered")
     with admin_connection(url) as admin:
         assign_users(admin, experiment, "u-", 0, args.users)

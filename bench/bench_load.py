@@ -358,12 +358,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         print("\nNo saturation within these steps: throughput still grew by 10% or more at each step.")
-    last = results[-1]
-    print("\nPer request kind at the last step (p50 / p95 / p99 ms):\n")
+    first, last = results[0], results[-1]
+    print(
+        f"\nPer request kind, p50 / p95 / p99 ms, at {first['users']} user(s) (uncontended: about each "
+        f"kind's own cost) and at {last['users']} users:\n"
+    )
+    kinds = sorted(last["per_name"])
     print(
         markdown_table(
-            ["request", "p50", "p95", "p99"],
-            [[name, *values] for name, values in sorted(last["per_name"].items())],
+            ["request", f"{first['users']} user(s)", f"{last['users']} users"],
+            [
+                [
+                    name,
+                    " / ".join(f"{v:.0f}" for v in first["per_name"].get(name, ())),
+                    " / ".join(f"{v:.0f}" for v in last["per_name"][name]),
+                ]
+                for name in kinds
+            ],
         )
     )
     for r in results:

@@ -35,6 +35,9 @@ from collections.abc import Sequence
 from _harness import PROJECT_ROOT, environment_line, markdown_table, prepare
 
 PYTHON = sys.executable
+# Its own database: the PostgreSQL server may be shared with other checkouts' benchmarks, which
+# reset theirs (abtest_bench) at start.
+DATABASE = "abtest_bench_snapstart"
 SCENARIOS = ("cold (no SnapStart)", "restore, no priming", "restore, primed")
 
 # One representative first request per HTTP function (method, path, route key, body).
@@ -129,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per row (medians)")
     args = parser.parse_args(argv)
-    url = prepare()
+    url = prepare(DATABASE)
     from _harness import AUTHORIZER, create_running_experiment
 
     variants = [{"name": "a", "weight": 0.5, "config": {}}, {"name": "b", "weight": 0.5, "config": {}}]
