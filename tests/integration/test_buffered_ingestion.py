@@ -5,6 +5,7 @@ never blocks its batch."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,6 +132,7 @@ def requests(experiment_id: str) -> list[tuple[str, dict[str, Any]]]:
         {**conversions[1], "value": 99.0},  # a reused id, another payload: rejected
         {**conversions[2], "user_id": "nobody", "event_id": "c-nobody"},  # not assigned: rejected
         {**conversions[3], "metric_name": "signup", "event_id": "s-3"},
+        {**conversions[4], "experiment_id": str(uuid.uuid4()), "event_id": "c-elsewhere"},  # no experiment
     ]
     singles = [
         {
@@ -144,6 +146,12 @@ def requests(experiment_id: str) -> list[tuple[str, dict[str, Any]]]:
     ] + [
         {"experiment_id": experiment_id, "user_id": USERS[27], "metric_name": "revenue", "value": 3.0},
         {"experiment_id": experiment_id, "user_id": "stranger", "metric_name": "revenue", "event_id": "r-x"},
+        {
+            "experiment_id": str(uuid.uuid4()),
+            "user_id": USERS[0],
+            "metric_name": "revenue",
+            "event_id": "r-0",
+        },
     ]
     return [
         ("/api/v1/events", {"events": exposures}),
@@ -187,9 +195,11 @@ def test_buffered_gives_the_metrics_and_results_of_direct_replays_included(
         conn.execute(f"TRUNCATE {EVENT_TABLES}".encode())
     mode(monkeypatch, "buffered", queue.url)
     answers = [call("POST", path, body) for path, body in requests(experiment["id"])]
-    assert {a.status for a in answers} == {202}
+    assert [a.status for a in answers].count(404) == 1  # the conversion for no experiment, as in direct
+    assert {a.status for a in answers} == {202, 404}
     batch = answers[1].json
-    assert (batch["queued"], batch["duplicates"], batch["rejected"]) == (22, 1, 1)
+    assert (batch["queued"], batch["duplicates"], batch["rejected"]) == (22, 1, 2)
+    assert batch["results"][-1]["error"] == "experiment_not_found"
     assert sql("SELECT count(*) FROM conversions")[0][0] == 0  # nothing written before the writer runs
     messages = queue.receive()
     assert len(messages) == 3 + 9
@@ -212,7 +222,7 @@ def test_buffered_gives_the_metrics_and_results_of_direct_replays_included(
     rejected = outcome("c-nobody").json["outcomes"][0]
     assert (rejected["status"], rejected["error"]) == ("rejected", "user_not_assigned")
     assert outcome("r-x").json["outcomes"][0]["error"] == "user_not_assigned"
-    service_id = answers[-3].json["event_id"]  # the conversion sent without event_id got one
+    service_id = answers[-4].json["event_id"]  # the conversion sent without event_id got one
     assert service_id.startswith("svc-")
     assert outcome(service_id).json["outcomes"][0]["status"] == "accepted"
     missing = outcome("never-sent")
