@@ -168,4 +168,4 @@ def forget() -> None:
     wiring.reset()
     door = sys.modules.get("abtest.ingest.door")
     if door is not None:
-        door._known = None  # the known experiment ids: data, re-learnt after a restore
+        door.forget()  # the known experiment ids: data, re-learnt after a restore

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from abtest import wiring
 from abtest.domain.events import ConversionEvent, ConversionIn, ExposureEvent
-from abtest.errors import ErrorCode, NotFound, experiment_not_found
+from abtest.errors import ErrorCode, NotFound, Unavailable, experiment_not_found
 from abtest.ingest.messages import (
     QueuedBatch,
     QueuedConversion,
@@ -64,7 +64,10 @@ class KnownExperiments:
             unknown = {i for i in ids if not 0 <= now - self._seen.get(i, -1e18) < self._ttl}
         if not unknown:
             return set()
-        found = wiring.ingest().existing_experiments(sorted(unknown))
+        try:
+            found = wiring.ingest().existing_experiments(sorted(unknown))
+        except Unavailable:
+            return set()  # fail open: the door keeps accepting, the writer decides (and retries)
         with self._lock:
             if len(self._seen) > self.MAX_IDS:
                 self._seen.clear()
@@ -80,6 +83,12 @@ def known_experiments() -> KnownExperiments:
     if _known is None:
         _known = KnownExperiments(get_settings().experiment_cache_ttl_seconds)
     return _known
+
+
+def forget() -> None:
+    """Drop the known experiment ids (SnapStart's reset)."""
+    global _known
+    _known = None
 
 
 def buffered() -> bool:
