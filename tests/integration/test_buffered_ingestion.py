@@ -266,3 +266,25 @@ def test_the_door_refuses_what_it_can_check_and_fails_whole_when_the_queue_is_un
     refused = call("POST", "/api/v1/events", {"events": [event]})
     assert refused.status == 503, refused
     assert refused.headers.get("Retry-After")
+
+
+def test_the_door_keeps_accepting_while_the_database_is_down(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch, outage: Any
+) -> None:
+    experiment = started()
+    body = {"experiment_id": experiment["id"], "user_id": "u1", "record_exposure": False}
+    assert call("POST", "/api/v1/assignments", body).status == 200
+    mode(monkeypatch, "buffered", queue.url)
+    event = {"type": "exposure", "experiment_id": experiment["id"], "user_id": "u1", "event_id": "while-down"}
+    outage(True)
+    accepted = call("POST", "/api/v1/events", {"events": [event]})
+    assert accepted.status == 202, accepted
+    messages = queue.receive()
+    failures = queue.deliver(messages)  # the writer cannot write now: the message stays queued
+    assert [f["itemIdentifier"] for f in failures] == [messages[0]["MessageId"]]
+    outage(False)
+    wiring.reset()
+    assert queue.deliver(messages) == []  # redelivered once the database is back
+    query = f"experiment_id={experiment['id']}&event_id=while-down"
+    stored = call("GET", "/api/v1/events/outcome", query=query)
+    assert stored.json["outcomes"][0]["status"] == "accepted"
