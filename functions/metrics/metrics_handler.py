@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
+from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
@@ -15,11 +16,16 @@ from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, results_report
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
+from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
+from abtest.http.paging import Cursor
+from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
+from abtest.limits import MAX_BANDIT_PERIODS_PAGE
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
 
@@ -33,6 +39,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "GET /api/v1/experiments/{experiment_id}/report": "read",
     "GET /api/v1/report": "read",
     "GET /api/v1/holdouts/{holdout_id}/results": "read",
+    "POST /api/v1/experiments/{experiment_id}/bandit/reweight": "admin",
+    "GET /api/v1/experiments/{experiment_id}/bandit": "read",
 }
 
 INDEX_LIMIT = 50  # experiments on the index page, newest first
@@ -69,7 +77,12 @@ def experiment_results(
 ) -> ExperimentResults:
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
-    report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    bandit = None
+    if stats.experiment.allocation.is_bandit:
+        stats, bandit = bandit_results(experiment_id)
+    report = results_report(
+        stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
+    )
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -177,6 +190,63 @@ def holdout_results_route(holdout_id: Annotated[UUID, Path()], alpha: Alpha = 0.
             extra={"holdout_id": str(holdout_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def bandit_results(experiment_id: UUID) -> tuple[VariantMetrics, BanditEstimates]:
+    """A bandit's period-weighted statistics and estimates (docs/bandits.md), in one snapshot."""
+    inputs = wiring.bandits().results_inputs(experiment_id)
+    estimates = bandit_estimates(
+        inputs.pooled.experiment, inputs.periods, inputs.period_weights, inputs.p_best
+    )
+    return period_weighted(inputs.pooled, inputs.periods), estimates
+
+
+@app.post(
+    f"{API_PREFIX}/experiments/<experiment_id>/bandit/reweight",
+    responses=documented(200, BanditReweightResponse, 404, 409),
+)
+@tracer.capture_method(capture_response=False)
+def bandit_reweight(experiment_id: Annotated[UUID, Path()]) -> BanditReweightResponse:
+    """Close the bandit's open period now ("update now"): two at once close one period."""
+    repository = wiring.bandits()
+    period, created = repository.reweight(experiment_id, actor=current_actor(app), trigger="api")
+    logger.info(
+        "bandit reweight",
+        extra={
+            "experiment_id": str(experiment_id),
+            "period": period.number,
+            "outcome": period.outcome,
+            "created": created,
+        },
+    )
+    return BanditReweightResponse(
+        created=created, period=period, open_period=period.number + 1, weights=period.weights_after
+    )
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/bandit", responses=documented(200, BanditPage, 404, 409))
+@tracer.capture_method(capture_response=False)
+def bandit_state(
+    experiment_id: Annotated[UUID, Path()],
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_BANDIT_PERIODS_PAGE, description="Periods per page at most")
+    ] = 50,
+    cursor: Cursor = None,
+) -> BanditPage:
+    after = decode_period_cursor(cursor)
+    experiment, periods, latest, more = wiring.bandits().periods(experiment_id, limit=limit, after=after)
+    assert experiment.bandit is not None
+    return BanditPage(
+        experiment_id=experiment.id,
+        allocation=experiment.allocation,
+        open_period=experiment.bandit.period,
+        period_started_at=experiment.bandit.period_started_at,
+        weights=experiment.serving_weights(),
+        variants=[v.name for v in experiment.variants],
+        p_best=latest.p_best if latest is not None else None,
+        periods=periods,
+        next_cursor=str(periods[-1].number) if more and periods else None,
+    )
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -66,6 +66,8 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Bandits
+    NOT_A_BANDIT = "not_a_bandit"
 
 
 class DomainError(Exception):

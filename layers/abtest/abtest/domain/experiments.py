@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
+from abtest.domain.bandits import Allocation, BanditServing, serving_weights
 from abtest.domain.fields import StrictInput
 from abtest.domain.recommender_config import RecommenderConfig
 from abtest.errors import InvalidInput
@@ -129,6 +130,10 @@ class ExperimentCreate(StrictInput):
     )
     namespace_share: NamespaceShare = 1.0
     targeting: Targeting = Field(default_factory=dict)
+    allocation: Allocation = Field(
+        default_factory=Allocation,
+        description="fixed (the variants' weights) or bandit (docs/bandits.md); the weights start the bandit",
+    )
 
 
 class ExperimentPatch(StrictInput):
@@ -141,6 +146,7 @@ class ExperimentPatch(StrictInput):
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None
+    allocation: Allocation | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -195,6 +201,14 @@ class Experiment(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    allocation: Allocation = Field(default_factory=Allocation, description="fixed or bandit")
+    bandit: BanditServing | None = Field(
+        default=None, description="A bandit's open period and current weights (null for fixed allocations)"
+    )
+
+    def serving_weights(self) -> list[float]:
+        """The weights a new user is bucketed with (a bandit's current ones, else the variants')."""
+        return serving_weights([variant.weight for variant in self.variants], self.bandit)
 
 
 class _HasConfig(Protocol):

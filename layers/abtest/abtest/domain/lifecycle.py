@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from abtest.domain.bandits import check_allocation
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
@@ -40,6 +41,7 @@ def check_transition(current: Status, target: Status) -> None:
 def check_create(new: ExperimentCreate) -> ExperimentCreate:
     """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
     check_definition(new.surface, new.variants)
+    new.allocation = check_allocation(new.allocation, len(new.variants))
     require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
@@ -57,6 +59,9 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     if "targeting" in changes and current.status != Status.COMPLETED:
         require_valid_condition(changes["targeting"])
     if current.status == Status.DRAFT:
+        if "allocation" in changes:
+            variants = changes.get("variants", current.variants)
+            changes["allocation"] = check_allocation(changes["allocation"], len(variants))
         if "variants" in changes or "surface" in changes:
             check_definition(
                 changes.get("surface", current.surface), changes.get("variants", current.variants)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository, StoredAssignment
     from abtest.storage.audit import AuditRepository
+    from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
@@ -29,6 +30,7 @@ _HOMES = {
     "AssignmentRepository": "abtest.storage.assignments",
     "StoredAssignment": "abtest.storage.assignments",
     "AuditRepository": "abtest.storage.audit",
+    "BanditRepository": "abtest.storage.bandits",
     "CatalogRepository": "abtest.storage.catalog",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
@@ -46,6 +48,7 @@ _HOMES = {
 __all__ = [
     "AssignmentRepository",
     "AuditRepository",
+    "BanditRepository",
     "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",

@@ -38,7 +38,10 @@ T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at, e.allocation,
+       CASE WHEN e.bandit_period IS NOT NULL THEN jsonb_build_object(
+           'period', e.bandit_period, 'weights', e.bandit_weights,
+           'period_started_at', COALESCE(e.bandit_period_started_at, e.started_at)) END AS bandit,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', v.id, 'name', v.name, 'description', v.description,
@@ -119,8 +122,9 @@ class ExperimentRepository:
             _check_saved_groups(conn, new.targeting)
             conn.execute(
                 "INSERT INTO experiments"
-                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
+                " allocation, bandit_period)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -130,6 +134,8 @@ class ExperimentRepository:
                     new.surface,
                     new.namespace_share,
                     Jsonb(new.targeting),
+                    Jsonb(new.allocation.model_dump(exclude_none=True)),
+                    1 if new.allocation.is_bandit else None,  # a bandit opens its period 1
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -248,6 +254,10 @@ class ExperimentRepository:
             if "targeting" in changes:
                 _check_saved_groups(conn, changes["targeting"])
                 changes["targeting"] = Jsonb(changes["targeting"])
+            if "allocation" in changes:
+                allocation = changes["allocation"]
+                changes["allocation"] = Jsonb(allocation.model_dump(exclude_none=True))
+                changes["bandit_period"] = 1 if allocation.is_bandit else None
             variants = changes.pop("variants", None)
             removed: list[Override] = []
             if variants is not None:
