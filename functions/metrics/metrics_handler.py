@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
+from abtest.analysis.bandit_report import bandit_section
 from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
@@ -22,10 +23,10 @@ from abtest.errors import ErrorCode, NotFound
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
-from abtest.http.paging import Cursor
+from abtest.http.paging import Cursor, PageLimit
 from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
-from abtest.limits import MAX_BANDIT_PERIODS_PAGE
+from abtest.limits import MAX_SERIES_POINTS
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
 
@@ -150,7 +151,16 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
-    results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+    section = None
+    if daily.current.experiment.allocation.is_bandit:
+        weighted, estimates = bandit_results(experiment_id)
+        results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
+        names = [v.name for v in weighted.experiment.variants]
+        section = bandit_section(
+            names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
+        )
+    else:
+        results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -164,6 +174,7 @@ def experiment_report(
         waiting=Waiting(daily.waiting_users, daily.waiting_conversions),
         analysis=analysis,
         in_full=in_full,
+        bandit_section=section,
     )
     return html_response(page)
 
@@ -228,9 +239,7 @@ def bandit_reweight(experiment_id: Annotated[UUID, Path()]) -> BanditReweightRes
 @tracer.capture_method(capture_response=False)
 def bandit_state(
     experiment_id: Annotated[UUID, Path()],
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_BANDIT_PERIODS_PAGE, description="Periods per page at most")
-    ] = 50,
+    limit: PageLimit = 50,
     cursor: Cursor = None,
 ) -> BanditPage:
     after = decode_period_cursor(cursor)

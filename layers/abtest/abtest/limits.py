@@ -99,8 +99,6 @@ MAX_WEBHOOK_RESPONSE_BYTES = 4096
 # --- Bandits (docs/bandits.md) ------------------------------------------------------------------------
 MAX_BANDIT_PERIOD_HOURS = 8784  # a bandit's period: at most a (leap) year
 MAX_BANDIT_MIN_USERS = 1_000_000_000  # min_users_per_arm
-# Periods per page of GET /experiments/{id}/bandit: one period of 20 arms is about 3 KB of JSON.
-MAX_BANDIT_PERIODS_PAGE = 200
 
 # --- Deployment --------------------------------------------------------------------------------------
 # The failure reason the migrate custom resource sends CloudFormation is cut to this many characters

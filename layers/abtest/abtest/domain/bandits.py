@@ -54,16 +54,21 @@ class Allocation(StrictInput):
     direction: Literal["higher", "lower"] | None = Field(default=None, description="Which way is better")
     period_hours: float | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_BANDIT_PERIOD_HOURS,
         allow_inf_nan=False,
         description="The scheduled rollup reweights when this many hours have passed since the last reweight",
     )
     min_users_per_arm: int | None = Field(
-        default=None, ge=0, le=MAX_BANDIT_MIN_USERS, description="No reweight until every arm has these"
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_BANDIT_MIN_USERS,
+        description="No reweight until every arm has these",
     )
     min_weight: float | None = Field(
-        default=None, ge=0, le=1, allow_inf_nan=False, description="The floor every arm keeps"
+        default=None, strict=True, ge=0, le=1, allow_inf_nan=False, description="The floor every arm keeps"
     )
 
     @property

@@ -299,6 +299,17 @@ class BanditRepository:
 
         return self._db.run(work, transaction=False)
 
+    def latest_periods(self, experiment_id: UUID, limit: int) -> list[BanditPeriod]:
+        """The experiment's latest `limit` closed periods, oldest first (the report's chart)."""
+        rows = self._db.run(
+            lambda conn: conn.execute(
+                _SELECT_PERIOD + " WHERE experiment_id = %s ORDER BY number DESC LIMIT %s",
+                (experiment_id, limit),
+            ).fetchall(),
+            transaction=False,
+        )
+        return [_period_row(r) for r in reversed(rows)]
+
     def allocation(self, experiment_id: UUID) -> PeriodAllocation:
         """Per period the exposed users of each arm and the weights in force (for a per-period SRM test).
 
