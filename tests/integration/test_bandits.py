@@ -377,3 +377,18 @@ def test_the_periods_read_is_paged(api: Any) -> None:
     bad = api("GET", f"{BASE}/{experiment['id']}/bandit", query="cursor=abc")
     assert bad.status == 422
     assert bad.json["field"] == "cursor"
+
+
+def test_the_scheduled_rollup_closes_a_period_once_period_hours_have_passed(api: Any, sql: Any) -> None:
+    experiment = start_bandit(api, period_hours=2)
+    assert rollup()["bandit_periods_closed"] == []  # not due yet
+    sql(
+        "UPDATE experiments SET started_at = now() - interval '3 hours' WHERE id = %s RETURNING id",
+        (experiment["id"],),
+    )
+    closed = rollup()["bandit_periods_closed"]
+    assert closed == [{"experiment_id": experiment["id"], "period": 1, "outcome": "not_enough_users"}]
+    state = api("GET", f"{BASE}/{experiment['id']}/bandit").json
+    assert state["open_period"] == 2
+    assert state["periods"][0]["trigger"] == "schedule"
+    assert rollup()["bandit_periods_closed"] == []  # period 2 has just begun
