@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.analysis.results import srm_alerts
-from abtest.domain.bandits import bandit_srm
+from abtest.domain.bandit_reweight import bandit_srm
 from abtest.errors import DomainError
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings

@@ -8,20 +8,28 @@ import pytest
 from abtest.analysis.bandits import PeriodStats, bandit_estimates, period_weighted
 from abtest.analysis.results import results_report
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+from abtest.domain import bandits
+from abtest.domain.bandit_reweight import decide
 from abtest.domain.bandits import (
     Allocation,
     BanditServing,
     check_allocation,
     check_metric_direction,
-    decide,
     decode_period_cursor,
     serving_weights,
 )
 from abtest.errors import InvalidInput
+from abtest.stats import bandit as engine
 from abtest.stats.bandit import ArmStats
 from tests.unit.fakes import make_experiment
 
 BANDIT = Allocation(type="bandit", metric="purchase", analysis="conversion", period_hours=1)
+
+
+def test_the_domain_defaults_are_the_engines() -> None:
+    assert bandits.DEFAULT_MIN_WEIGHT == engine.DEFAULT_MIN_WEIGHT
+    assert bandits.DEFAULT_MIN_USERS_PER_ARM == engine.DEFAULT_MIN_USERS_PER_ARM
+    assert set(bandits.Outcome.__args__) == set(engine.Outcome.__args__)  # type: ignore[attr-defined]
 
 
 def test_a_bandit_is_stored_with_its_defaults_and_a_fixed_one_bare() -> None:

@@ -12,9 +12,7 @@ outcome is `updated`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,15 +21,12 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 from abtest.domain.fields import StrictInput
 from abtest.errors import InvalidInput
 from abtest.limits import MAX_BANDIT_MIN_USERS, MAX_BANDIT_PERIOD_HOURS
-from abtest.stats.bandit import (
-    DEFAULT_MIN_USERS_PER_ARM,
-    DEFAULT_MIN_WEIGHT,
-    ArmStats,
-    Outcome,
-    bandit_reweight,
-)
-from abtest.stats.bandit_periods import InvalidPeriodStatistics, bandit_srm_check, period_weighted_estimates
-from abtest.stats.srm import SrmResult
+
+# The statistics engine's defaults (abtest.stats.bandit; a unit test holds them equal). Not imported:
+# experiments import this module, and no function that only serves or edits them may load the engine.
+DEFAULT_MIN_WEIGHT = 0.01
+DEFAULT_MIN_USERS_PER_ARM = 100
+Outcome = Literal["updated", "not_enough_users", "no_variance", "invalid_statistics"]
 
 # The bandit metric's name: the same shape as an event's metric_name (abtest.domain.events).
 BanditMetric = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
@@ -182,61 +177,6 @@ class BanditPeriod(BaseModel):
     outcome: Outcome
     error: str | None = Field(default=None, description="Which arm's statistics were impossible")
     trigger: Literal["api", "schedule"]
-
-
-@dataclass(frozen=True)
-class PeriodDecision:
-    """What closing a period decides (stored as a BanditPeriod)."""
-
-    arms: list[ArmStats] | None
-    p_best: list[float] | None
-    weights_after: list[float]
-    outcome: Outcome
-    error: str | None
-
-
-def decide(
-    periods: Sequence[Sequence[ArmStats]], weights: Sequence[float], allocation: Allocation
-) -> PeriodDecision:
-    """Close a period: the period-weighted statistics of `periods` (1..n, each per arm), then the
-    reweight from `weights` (the closing period's). Impossible statistics keep the weights."""
-    assert allocation.is_bandit
-    assert allocation.direction is not None
-    assert allocation.min_weight is not None
-    assert allocation.min_users_per_arm is not None
-    try:
-        estimates = period_weighted_estimates(periods) if periods else ()
-    except InvalidPeriodStatistics as exc:
-        return PeriodDecision(None, None, list(weights), "invalid_statistics", str(exc))
-    arms = [e.as_stats() for e in estimates] or [ArmStats(0, 0.0, 0.0) for _ in weights]
-    result = bandit_reweight(
-        arms,
-        weights,
-        direction=allocation.direction,
-        min_weight=allocation.min_weight,
-        min_users_per_arm=allocation.min_users_per_arm,
-    )
-    p_best = list(result.p_best) if result.p_best is not None else None
-    if result.outcome == "invalid_statistics":
-        return PeriodDecision(None, None, list(weights), result.outcome, result.message)
-    return PeriodDecision(arms, p_best, list(result.weights), result.outcome, None)
-
-
-def bandit_srm(
-    users: Sequence[int], period_users: Sequence[Sequence[int]], period_weights: Sequence[Sequence[float]]
-) -> SrmResult | None:
-    """SRM of a bandit: each arm's users against Σ_t N_t · weight_(a,t); None without users."""
-    totals = [sum(counts) for counts in period_users]
-    if not period_users or sum(totals) == 0:
-        return None
-    live = [a for a in range(len(users)) if any(weights[a] > 0 for weights in period_weights)]
-    if len(live) < 2:
-        return None
-    return bandit_srm_check(
-        [users[a] for a in live],
-        totals,
-        [[weights[a] if math.isfinite(weights[a]) else 0.0 for a in live] for weights in period_weights],
-    )
 
 
 def decode_period_cursor(cursor: str | None) -> int | None:

@@ -23,7 +23,8 @@ from psycopg.types.json import Jsonb
 from abtest.analysis.bandits import PeriodStats, arm_stats
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
 from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry
-from abtest.domain.bandits import BanditPeriod, PeriodDecision, decide
+from abtest.domain.bandit_reweight import PeriodDecision, decide
+from abtest.domain.bandits import BanditPeriod
 from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS
 from abtest.errors import Conflict, ErrorCode
