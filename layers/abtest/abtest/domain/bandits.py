@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 from abtest.domain.fields import StrictInput
 from abtest.errors import InvalidInput
@@ -34,6 +34,11 @@ BanditMetric = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-
 _BANDIT_FIELDS = ("metric", "analysis", "direction", "period_hours", "min_users_per_arm", "min_weight")
 
 
+def _unset(value: object) -> bool:
+    # A fixed allocation answers {"type": "fixed"}: the fields only a bandit takes are left out.
+    return value is None
+
+
 class Allocation(StrictInput):
     """How traffic is split: `fixed` (the variants' weights) or `bandit` (moves to the best arm).
 
@@ -42,13 +47,20 @@ class Allocation(StrictInput):
     """
 
     type: Literal["fixed", "bandit"] = "fixed"
-    metric: BanditMetric | None = Field(default=None, description="The metric the bandit maximises")
-    analysis: Literal["conversion", "value"] | None = Field(
-        default=None, description="conversion: converting users / users; value: mean per-user total"
+    metric: BanditMetric | None = Field(
+        default=None, exclude_if=_unset, description="The metric the bandit optimises"
     )
-    direction: Literal["higher", "lower"] | None = Field(default=None, description="Which way is better")
+    analysis: Literal["conversion", "value"] | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="conversion: converting users / users; value: mean per-user total",
+    )
+    direction: Literal["higher", "lower"] | None = Field(
+        default=None, exclude_if=_unset, description="Which way is better"
+    )
     period_hours: float | None = Field(
         default=None,
+        exclude_if=_unset,
         strict=True,
         ge=1,
         le=MAX_BANDIT_PERIOD_HOURS,
@@ -57,24 +69,25 @@ class Allocation(StrictInput):
     )
     min_users_per_arm: int | None = Field(
         default=None,
+        exclude_if=_unset,
         strict=True,
         ge=0,
         le=MAX_BANDIT_MIN_USERS,
         description="No reweight until every arm has these",
     )
     min_weight: float | None = Field(
-        default=None, strict=True, ge=0, le=1, allow_inf_nan=False, description="The floor every arm keeps"
+        default=None,
+        exclude_if=_unset,
+        strict=True,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="The floor every arm keeps",
     )
 
     @property
     def is_bandit(self) -> bool:
         return self.type == "bandit"
-
-    @model_serializer(mode="wrap")
-    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A fixed allocation answers {"type": "fixed"}: fields a bandit alone takes are left out.
-        dumped = handler(self)
-        return {key: value for key, value in dumped.items() if value is not None}
 
 
 FIXED = Allocation()
