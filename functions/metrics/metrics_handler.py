@@ -13,6 +13,7 @@ from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.experiments import Status
@@ -70,12 +71,25 @@ def experiment_results(
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    report = _with_roles(report, alpha=alpha, correction=correction)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def _with_roles(
+    report: ExperimentResults, *, alpha: float, correction: Correction | None = None
+) -> ExperimentResults:
+    """The results with goals, guardrails, secondary metrics and the decision, when the experiment has
+    metric roles (docs/metrics-and-decisions.md); unchanged otherwise."""
+    inputs = wiring.metric_definitions().role_inputs(report.experiment_id)
+    if inputs is None:
+        return report
+    roles = analyse_roles(inputs, srm_flag=report.srm.flag, alpha=alpha, correction=correction)
+    return report.with_roles(roles)
 
 
 @app.get(
@@ -137,7 +151,9 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
-    results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+    results = _with_roles(
+        results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides), alpha=alpha
+    )
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -163,7 +179,8 @@ def report_index() -> Response[str]:
     entries = []
     for experiment in experiments[:INDEX_LIMIT]:
         stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
-        entries.append(IndexEntry(experiment, results_report(stats) if stats else None, stats))
+        results = _with_roles(results_report(stats), alpha=0.05) if stats else None
+        entries.append(IndexEntry(experiment, results, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 

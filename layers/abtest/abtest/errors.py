@@ -66,6 +66,10 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Metric definitions and roles (issue 22)
+    METRIC_DEFINITION_NOT_FOUND = "metric_definition_not_found"
+    METRIC_DEFINITION_IN_USE = "metric_definition_in_use"
+    UNKNOWN_METRIC_DEFINITION = "unknown_metric_definition"
 
 
 class DomainError(Exception):

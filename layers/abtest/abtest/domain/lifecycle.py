@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.metric_definitions import check_roles_change
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
 
@@ -66,7 +67,15 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             "a completed experiment cannot be edited", code=ErrorCode.EXPERIMENT_COMPLETED, field="status"
         )
-    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share", "targeting"})
+    if "metrics" in changes:
+        # Goals and guardrails stay as they were; secondary metrics may be added (issue 22).
+        check_roles_change(
+            current.metrics.model_dump() if current.metrics is not None else None, changes["metrics"]
+        )
+    frozen = sorted(
+        set(changes)
+        - {"description", "traffic_allocation", "namespace_share", "targeting", "metrics", "decision"}
+    )
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
