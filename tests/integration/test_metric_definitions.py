@@ -80,9 +80,10 @@ def load(
                     rows.append((variant["id"], user, metric, value, at + timedelta(hours=hours)))
         if rows:
             conn.execute(
-                "INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, occurred_at)"
-                " SELECT %s, v, u, m, x, t FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::float8[],"
-                " %s::timestamptz[]) AS r(v, u, m, x, t)",
+                "INSERT INTO conversions"
+                " (experiment_id, variant_id, user_id, metric_name, value, occurred_at)"
+                " SELECT %s, v, u, m, x, t FROM unnest(%s::uuid[], %s::text[], %s::text[],"
+                " %s::float8[], %s::timestamptz[]) AS r(v, u, m, x, t)",
                 (experiment["id"], *[list(column) for column in zip(*rows, strict=True)]),
             )
     return ids
@@ -129,7 +130,8 @@ def test_a_clear_goal_win_with_a_holding_guardrail_ships(api: Any, clean_db: str
     assert guardrail["margin"] == 0.02
     assert guardrail["comparisons"][0]["noninferiority"]["outcome"] == "non_inferior"
     secondary = body["secondary"][0]
-    assert secondary["label"] == "secondary: uncorrected" and secondary["corrected"] is False
+    assert secondary["label"] == "secondary: uncorrected"
+    assert secondary["corrected"] is False
     # The event metrics' own analyses are still there, as before.
     assert set(body["metrics"]) == {"checkout", "latency", "revenue"}
 
@@ -322,12 +324,14 @@ def test_definitions_are_created_listed_versioned_and_deleted_with_audit(api: An
     page = api("GET", DEFS, query="limit=2").json
     assert [d["name"] for d in page["metric_definitions"]] == ["metric_0", "metric_1"]
     rest = api("GET", DEFS, query=f"limit=2&cursor={page['next_cursor']}").json
-    assert [d["name"] for d in rest["metric_definitions"]] == ["metric_2"] and rest["next_cursor"] is None
+    assert [d["name"] for d in rest["metric_definitions"]] == ["metric_2"]
+    assert rest["next_cursor"] is None
 
     assert api("POST", DEFS, {"name": "metric_0", "type": "mean"}).status == 409
     edited = api("PUT", f"{DEFS}/metric_0", {"type": "mean", "direction": "lower"})
     assert edited.status == 200, edited
-    assert edited.json["version"] == 2 and edited.json["definition"]["direction"] == "lower"
+    assert edited.json["version"] == 2
+    assert edited.json["definition"]["direction"] == "lower"
     assert api("GET", f"{DEFS}/metric_0", query="version=1").json["definition"]["direction"] == "higher"
     assert api("DELETE", f"{DEFS}/metric_1").status == 204
     assert api("GET", f"{DEFS}/metric_1").status == 404
@@ -335,7 +339,8 @@ def test_definitions_are_created_listed_versioned_and_deleted_with_audit(api: An
     history = api("GET", "/api/v1/audit", query="entity_type=metric_definition").json
     actions = sorted(e["action"] for e in history["events"])
     assert actions.count("metric_definition.create") == 3
-    assert "metric_definition.update" in actions and "metric_definition.delete" in actions
+    assert "metric_definition.update" in actions
+    assert "metric_definition.delete" in actions
 
 
 def test_a_running_experiment_keeps_its_pinned_version_and_the_edit_says_so(api: Any, clean_db: str) -> None:
@@ -349,10 +354,12 @@ def test_a_running_experiment_keeps_its_pinned_version_and_the_edit_says_so(api:
     assert [p["experiment_id"] for p in edited["pinned_by"]] == [experiment["id"]]
     load(clean_db, experiment, [50, 50], shop(0.0))
     guardrail = results(api, experiment)["guardrails"][0]
-    assert guardrail["version"] == 1 and guardrail["direction"] == "lower"
+    assert guardrail["version"] == 1
+    assert guardrail["direction"] == "lower"
     # In use by an experiment not completed: the definition cannot be deleted.
     refused = api("DELETE", f"{DEFS}/latency")
-    assert refused.status == 409 and refused.json["error"] == "metric_definition_in_use"
+    assert refused.status == 409
+    assert refused.json["error"] == "metric_definition_in_use"
 
 
 def test_direction_lookup_for_a_metric_name(clean_db: str) -> None:
@@ -425,15 +432,18 @@ def test_goals_and_guardrails_are_fixed_once_running_secondary_may_be_added(api:
     path = f"{BASE}/{experiment['id']}"
 
     moved = api("PATCH", path, {"metrics": {**ROLES, "goals": ["checkout", "extra"]}})
-    assert moved.status == 409 and moved.json["field"] == "metrics.goals"
+    assert moved.status == 409
+    assert moved.json["field"] == "metrics.goals"
     margin = api("PATCH", path, {"metrics": {**ROLES, "guardrails": [{"name": "latency", "margin": 0.05}]}})
-    assert margin.status == 409 and margin.json["field"] == "metrics.guardrails"
+    assert margin.status == 409
+    assert margin.json["field"] == "metrics.guardrails"
     added = api("PATCH", path, {"metrics": {**ROLES, "secondary": ["revenue", "extra"]}})
     assert added.status == 200, added
     assert added.json["metrics"]["secondary"] == ["revenue", "extra"]
     assert added.json["pinned_metrics"]["extra"] == 1
     decision = api("PATCH", path, {"decision": {"framework": "do_no_harm", "min_days": 3}})
-    assert decision.status == 200 and decision.json["decision"]["framework"] == "do_no_harm"
+    assert decision.status == 200
+    assert decision.json["decision"]["framework"] == "do_no_harm"
 
 
 # --- Where people look ------------------------------------------------------------------------------------
@@ -452,6 +462,7 @@ def test_the_report_leads_with_the_decision_and_the_index_shows_it(api: Any, cle
         < page.index("Guardrails", decision_at)
         < page.index("Secondary metrics", decision_at)
     )
-    assert 'data-action="ship"' in page and 'class="margin">+2.00%' in page
+    assert 'data-action="ship"' in page
+    assert 'class="margin">+2.00%' in page
     index = api("GET", "/api/v1/report").text
     assert "decision-ship" in index

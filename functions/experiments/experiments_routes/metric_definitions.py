@@ -12,12 +12,12 @@ from abtest.domain.metric_definitions import (
     MetricDefinition,
     MetricDefinitionBody,
     MetricDefinitionIn,
-    MetricDefinitionPage,
     MetricDefinitionWrite,
 )
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_router, documented
 from abtest.http.paging import Cursor, PageLimit
+from abtest.http.schemas import MetricDefinitionPage
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 

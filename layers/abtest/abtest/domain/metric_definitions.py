@@ -37,7 +37,6 @@ __all__ = [
     "MetricDefinition",
     "MetricDefinitionBody",
     "MetricDefinitionIn",
-    "MetricDefinitionPage",
     "MetricDefinitionWrite",
     "MetricRoles",
     "PinnedBy",
@@ -165,11 +164,6 @@ class MetricDefinitionWrite(MetricDefinition):
         default_factory=list,
         description="Experiments that started before this edit: they keep analysing their pinned version",
     )
-
-
-class MetricDefinitionPage(BaseModel):
-    metric_definitions: list[MetricDefinition]
-    next_cursor: str | None = None
 
 
 class Guardrail(StrictInput):

@@ -15,6 +15,7 @@ from abtest.domain.audit import AuditEvent
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
+from abtest.domain.metric_definitions import MetricDefinition
 from abtest.domain.namespaces import SurfaceMembership, SurfaceNamespace
 
 
@@ -36,6 +37,13 @@ class AuditPage(BaseModel):
     """Entries newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
 
     events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class MetricDefinitionPage(BaseModel):
+    """Metric definitions by name; pass `next_cursor` back as `cursor` for the next page."""
+
+    metric_definitions: list[MetricDefinition]
     next_cursor: str | None
 
 
