@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from abtest.domain.audit import Actor, AuditEntry
 from abtest.domain.fields import StrictInput
@@ -81,12 +81,19 @@ class MetricDefinitionBody(StrictInput):
     direction: Direction = Field(default="higher", description="Which way is better")
     metric: MetricName | None = Field(
         default=None,
+        validation_alias=AliasChoices("metric", "metric_name"),
         description="The event metric read (conversions' metric_name); defaults to the definition's "
         "name. Not for ratios.",
     )
-    numerator: MetricName | None = Field(default=None, description="Ratio only: the numerator's event metric")
+    numerator: MetricName | None = Field(
+        default=None,
+        validation_alias=AliasChoices("numerator", "numerator_metric"),
+        description="Ratio only: the numerator's event metric",
+    )
     denominator: MetricName | None = Field(
-        default=None, description="Ratio only: the denominator's event metric"
+        default=None,
+        validation_alias=AliasChoices("denominator", "denominator_metric"),
+        description="Ratio only: the denominator's event metric",
     )
     quantile: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = Field(
         default=None, description="Quantile only: which one, e.g. 0.9 for p90"
