@@ -16,7 +16,7 @@ from abtest.analysis.results import ExperimentResults, results_report
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
-from abtest.domain.experiments import Experiment, Status
+from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
@@ -71,7 +71,7 @@ def experiment_results(
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
-    report = _with_roles(report, stats.experiment, alpha=alpha, correction=correction)
+    report = _with_roles(report, stats, alpha=alpha, correction=correction)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -82,16 +82,17 @@ def experiment_results(
 
 def _with_roles(
     report: ExperimentResults,
-    experiment: Experiment,
+    stats: VariantMetrics,
     *,
     alpha: float,
     correction: Correction | None = None,
 ) -> ExperimentResults:
     """The results with goals, guardrails, secondary metrics and the decision, when the experiment has
     metric roles (docs/metrics-and-decisions.md); unchanged otherwise (and nothing more is read)."""
-    if experiment.metrics is None or not experiment.metrics.names():
+    named = stats.experiment.metrics
+    if named is None or not named.names():
         return report
-    inputs = wiring.metric_definitions().role_inputs(report.experiment_id)
+    inputs = wiring.metric_definitions().role_inputs(report.experiment_id, stats)
     if inputs is None:
         return report
     roles = analyse_roles(inputs, srm_flag=report.srm.flag, alpha=alpha, correction=correction)
@@ -159,7 +160,7 @@ def experiment_report(
     overrides = wiring.overrides().counts(experiment_id)
     results = _with_roles(
         results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides),
-        daily.current.experiment,
+        daily.current,
         alpha=alpha,
     )
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
@@ -187,7 +188,7 @@ def report_index() -> Response[str]:
     entries = []
     for experiment in experiments[:INDEX_LIMIT]:
         stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
-        results = _with_roles(results_report(stats), experiment, alpha=0.05) if stats else None
+        results = _with_roles(results_report(stats), stats, alpha=0.05) if stats else None
         entries.append(IndexEntry(experiment, results, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 

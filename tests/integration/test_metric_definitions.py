@@ -272,6 +272,40 @@ def test_a_conversion_outside_window_hours_is_not_counted_one_inside_is(api: Any
     assert [v["estimate"] for v in body["any_buy"]["variants"]] == pytest.approx([0.8, 0.8])
 
 
+def test_rolled_up_and_not_yet_rolled_up_users_give_the_same_results(api: Any, clean_db: str) -> None:
+    define(
+        api,
+        GOAL,
+        LATENCY,
+        {"name": "revenue", "type": "mean", "capping": {"type": "percentile", "value": 0.9}},
+        {"name": "revenue_per_latency", "type": "ratio", "numerator": "revenue", "denominator": "latency"},
+        {"name": "latency_p50", "type": "quantile", "metric": "latency", "quantile": 0.5},
+    )
+    roles = {**ROLES, "secondary": ["revenue", "revenue_per_latency", "latency_p50"]}
+    experiment = launch(api, metrics=roles, decision={"min_days": 0})
+    load(clean_db, experiment, [300, 300], shop(0.0))
+    fresh = results(api, experiment)  # every user is above the rollup horizon: recomputed at read time
+    rollup()
+    stored = results(api, experiment)  # every user from the rollup's stored per-user totals
+
+    def numbers(body: dict[str, Any]) -> list[Any]:
+        return [
+            (m["name"], [v["estimate"] for v in m["variants"]], m["cap"], m["comparisons"][0]["relative"])
+            for role in ("goals", "guardrails", "secondary")
+            for m in body[role]
+        ]
+
+    assert len(numbers(stored)) == 5
+    for (name, values, cap, relative), (name2, values2, cap2, relative2) in zip(
+        numbers(fresh), numbers(stored), strict=True
+    ):
+        assert name == name2
+        assert values == pytest.approx(values2, rel=1e-9), name
+        assert (cap is None) == (cap2 is None)
+        assert relative["estimate"] == pytest.approx(relative2["estimate"], rel=1e-9), name
+    assert fresh["decision"] == stored["decision"]
+
+
 # --- Ratio and quantile against gbstats ----------------------------------------------------------------
 
 

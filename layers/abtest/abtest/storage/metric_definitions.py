@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -49,6 +50,7 @@ from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 
 if TYPE_CHECKING:
+    from abtest.analysis.rollup import VariantMetrics
     from abtest.domain.experiments import Experiment
 
 __all__ = [
@@ -292,14 +294,16 @@ class MetricDefinitionRepository:
         """`definition_direction` in its own read (for the bandits: a bandit's metric must agree)."""
         return self._db.run(lambda conn: definition_direction(conn, metric_name), transaction=False)
 
-    def role_inputs(self, experiment_id: UUID) -> RoleInputs | None:
-        """What the analysis by role reads, in one snapshot; None when the experiment has no roles."""
+    def role_inputs(self, experiment_id: UUID, rolled: VariantMetrics | None = None) -> RoleInputs | None:
+        """What the analysis by role reads, in one snapshot; None when the experiment has no roles.
+        `rolled`: the experiment's exact per-variant statistics (RollupRepository.variant_metrics), which
+        plain proportions and means (no cap, no window) are read from at no further cost."""
         from abtest.storage.experiments import fetch_experiment
 
         def work(conn: Connection) -> RoleInputs | None:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
-            return role_inputs(conn, experiment)
+            return role_inputs(conn, experiment, rolled)
 
         return self._db.run(work)
 
@@ -316,18 +320,54 @@ class MetricDefinitionRepository:
 # --- The inputs of the analysis by role --------------------------------------------------------------
 
 
-def role_inputs(conn: Connection, experiment: Experiment) -> RoleInputs | None:
-    """The inputs of the analysis by role (None without roles), in the caller's snapshot."""
+def role_inputs(
+    conn: Connection, experiment: Experiment, rolled: VariantMetrics | None = None
+) -> RoleInputs | None:
+    """The inputs of the analysis by role (None without roles), in the caller's snapshot (see
+    MetricDefinitionRepository.role_inputs for `rolled`)."""
     roles = experiment.metrics
     if roles is None or not roles.names():
         return None
     definitions = _definitions(conn, roles.names(), experiment.pinned_metrics)
     variant_ids = [v.id for v in experiment.variants]
-    data = {
-        name: defined_metric_data(conn, experiment.id, variant_ids, name, definition.definition)
-        for name, definition in definitions.items()
-    }
+    data: dict[str, DefinedMetricData] = {}
+    tail: _Tail | None = None
+    for name, definition in definitions.items():
+        body = definition.definition
+        if rolled is not None and _plain(body):
+            data[name] = _from_rolled(rolled, variant_ids, body.event_metrics(name)[0], body.type)
+            continue
+        tail = tail or _tail(conn, experiment.id)
+        data[name] = defined_metric_data(conn, experiment.id, variant_ids, name, body, tail)
     return RoleInputs(experiment, roles, definitions, data)
+
+
+def _plain(body: MetricDefinitionBody) -> bool:
+    """A proportion or a mean with neither cap nor window: the rollup's per-variant sums are its own."""
+    return body.type in ("proportion", "mean") and body.capping is None and body.window_hours is None
+
+
+def _from_rolled(
+    rolled: VariantMetrics, variant_ids: Sequence[UUID], metric: str, kind: str
+) -> DefinedMetricData:
+    """A plain proportion or mean from the exact per-variant statistics (exposed users, converted users,
+    sum and sum of squares of the per-user totals), as the event metric's own analyses read them."""
+    data = DefinedMetricData()
+    for variant_id in variant_ids:
+        exposed = rolled.variants[variant_id].users if variant_id in rolled.variants else 0
+        stats = rolled.metrics.get(variant_id, {}).get(metric)
+        data.users.append(exposed)
+        if kind == "proportion":
+            converted = float(min(stats.users, exposed)) if stats is not None else 0.0
+            data.sum_x.append(converted)
+            data.sum_x2.append(converted)
+        else:
+            data.sum_x.append(stats.sum if stats is not None else 0.0)
+            data.sum_x2.append(stats.sum_squares if stats is not None else 0.0)
+        data.sum_y.append(0.0)
+        data.sum_y2.append(0.0)
+        data.sum_xy.append(0.0)
+    return data
 
 
 def _definitions(
@@ -355,25 +395,77 @@ def _definitions(
 # Each exposed user's first exposure (users assigned; forced users' events live in other tables).
 _EXPOSED = """
 exposed AS (
-    SELECT a.variant_id, e.user_id, min(e.occurred_at) AS first_at
-    FROM exposures e JOIN assignments a ON a.experiment_id = e.experiment_id AND a.user_id = e.user_id
-    WHERE e.experiment_id = %(e)s GROUP BY a.variant_id, e.user_id
+    SELECT a.variant_id, x.user_id, x.first_at
+    FROM (SELECT user_id, min(occurred_at) AS first_at FROM exposures WHERE experiment_id = %(e)s
+          GROUP BY user_id) x
+    JOIN assignments a ON a.experiment_id = %(e)s AND a.user_id = x.user_id
 )"""
 
-# Per exposed user: the total of metric x (and y), and x's conversion count, counting conversions at or
-# after the first exposure and (with a window) at most `window` seconds after it.
-_PER_USER = """
+# With a window, from the raw events: per exposed user, the total of metric x (and y) and x's conversion
+# count, counting conversions at or after the first exposure and at most `window` seconds after it.
+_PER_USER_WINDOW = """
 per_user AS (
     SELECT u.variant_id, u.user_id,
         COALESCE(sum(c.value::numeric) FILTER (WHERE c.metric_name = %(x)s), 0)::float8 AS x,
         count(c.id) FILTER (WHERE c.metric_name = %(x)s) AS nx,
         COALESCE(sum(c.value::numeric) FILTER (WHERE c.metric_name = %(y)s), 0)::float8 AS y
-    FROM exposed u LEFT JOIN conversions c
-      ON c.experiment_id = %(e)s AND c.user_id = u.user_id AND c.metric_name IN (%(x)s, %(y)s)
-     AND c.occurred_at >= u.first_at
-     AND c.occurred_at <= u.first_at + make_interval(secs => COALESCE(%(window)s::float8, 1e12))
+    FROM exposed u LEFT JOIN (
+        SELECT id, user_id, metric_name, value, occurred_at FROM conversions
+        WHERE experiment_id = %(e)s AND metric_name IN (%(x)s, %(y)s)
+    ) c ON c.user_id = u.user_id AND c.occurred_at >= u.first_at
+       AND c.occurred_at <= u.first_at + make_interval(secs => %(window)s::float8)
     GROUP BY u.variant_id, u.user_id
 )"""
+
+# Without a window, from the rollup's stored per-user totals (the attribution of /metrics: conversions at
+# or after the first exposure), except the users touched since the last rollup, whose recomputed totals
+# come as arrays (abtest.storage.rollups.tail_users).
+_PER_USER_STORED = """
+per_user AS (
+    SELECT u.variant_id, u.user_id, COALESCE(mx.total, 0) AS x, COALESCE(mx.count, 0) AS nx,
+        CASE WHEN %(y)s = %(x)s THEN COALESCE(mx.total, 0) ELSE COALESCE(my.total, 0) END AS y
+    FROM (SELECT user_id, variant_id FROM rollup_users WHERE experiment_id = %(e)s AND exposures > 0
+          AND NOT (user_id = ANY(%(tail)s::text[]))) u
+    LEFT JOIN (SELECT user_id, total, count FROM rollup_user_metrics
+               WHERE experiment_id = %(e)s AND metric_name = %(x)s) mx ON mx.user_id = u.user_id
+    LEFT JOIN (SELECT user_id, total FROM rollup_user_metrics
+               WHERE experiment_id = %(e)s AND metric_name = %(y)s AND %(y)s <> %(x)s) my
+           ON my.user_id = u.user_id
+    UNION ALL
+    SELECT * FROM unnest(%(tail_variants)s::uuid[], %(tail_users)s::text[], %(tail_x)s::float8[],
+        %(tail_n)s::bigint[], %(tail_y)s::float8[])
+)"""
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The users touched since the last rollup: their recomputed state (see _PER_USER_STORED)."""
+
+    users: dict[str, UUID]  # exposed or not: every touched user is left out of the stored rows
+    exposed: dict[str, UUID]
+    totals: dict[tuple[str, str], tuple[float, int]]  # (user, metric) -> (total, count)
+
+    def params(self, x: str, y: str) -> dict[str, Any]:
+        users = sorted(self.exposed)
+        return {
+            "tail": sorted(self.users),
+            "tail_variants": [self.exposed[u] for u in users],
+            "tail_users": users,
+            "tail_x": [self.totals.get((u, x), (0.0, 0))[0] for u in users],
+            "tail_n": [self.totals.get((u, x), (0.0, 0))[1] for u in users],
+            "tail_y": [self.totals.get((u, y), (0.0, 0))[0] for u in users],
+        }
+
+
+def _tail(conn: Connection, experiment_id: UUID) -> _Tail:
+    from abtest.storage.rollups import tail_users  # the metrics function's read only: it loads analysis
+
+    states, metrics = tail_users(conn, experiment_id)
+    return _Tail(
+        users={user: state.variant_id for (_, user), state in states.items()},
+        exposed={user: state.variant_id for (_, user), state in states.items() if state.exposures > 0},
+        totals={(user, metric): (m.total, m.count) for (_, user, metric), m in metrics.items()},
+    )
 
 
 def _cap_sql(side: str, capping: Any) -> str:
@@ -393,15 +485,22 @@ def defined_metric_data(
     variant_ids: Sequence[UUID],
     name: str,
     definition: MetricDefinitionBody,
+    tail: _Tail | None = None,
 ) -> DefinedMetricData:
-    """Per-variant statistics of a defined metric now (see the module docstring)."""
+    """Per-variant statistics of a defined metric now (see the module docstring); `tail`: the users
+    touched since the last rollup (read here when not given)."""
     metrics = definition.event_metrics(name)
     x_metric, y_metric = metrics[0], metrics[-1]
     window = definition.window_hours * 3600.0 if definition.window_hours is not None else None
     params: dict[str, Any] = {"e": experiment_id, "x": x_metric, "y": y_metric, "window": window}
     x_cap = _cap_sql("x", definition.capping)
     # A ratio's denominator is not capped (its definition caps the numerator, GrowthBook's default).
-    ctes = f"WITH {_EXPOSED}, {_PER_USER}, caps AS (SELECT {x_cap} AS cx)"
+    if window is None:
+        params |= (tail or _tail(conn, experiment_id)).params(x_metric, y_metric)
+        per_user = _PER_USER_STORED
+    else:
+        per_user = f"{_EXPOSED}, {_PER_USER_WINDOW}"
+    ctes = f"WITH {per_user}, caps AS (SELECT {x_cap} AS cx)"
     proportion = definition.type == "proportion"
     value = "CASE WHEN p.nx > 0 THEN 1.0 ELSE 0.0 END" if proportion else "LEAST(p.x, COALESCE(caps.cx, p.x))"
     result = DefinedMetricData()
