@@ -6,13 +6,15 @@ Every write is one transaction with its audit entry (`metric_definition.create|u
 rewritten, so an experiment that pinned one (when it started) keeps it. A definition that an experiment
 not completed names in its roles cannot be deleted (409 metric_definition_in_use).
 
-The statistics of a defined metric are computed when results are read, in one query over the
-experiment's raw events: each exposed user's first exposure, the conversions of the metric(s) at or after
-it (and within `window_hours` of it, when set), then capping (an absolute cap, or a percentile cap pooled
-over variants: PERCENTILE_CONT of every exposed user's total) and the per-variant sums the statistics
-need (for a ratio the per-user cross product sum_xy). The cost follows the experiment's exposures and the
-conversions of the metric (an index scan of each, per read), not the number of metrics of the experiment.
-Quantile metrics read the per-user totals themselves (MAX_QUANTILE_USERS at most, about 8 bytes a user).
+The statistics of a defined metric are computed when results are read, in the caller's snapshot, from
+each user's exact state: the rollup's stored per-user rows (rollup_users, rollup_user_metrics) for users
+not touched since the last rollup, and the recomputed state of those that were
+(abtest.storage.rollups.tail_users). A plain proportion or mean comes from the per-variant sums the
+caller already has; a cap (absolute, or a percentile pooled over variants: PERCENTILE_CONT of every
+exposed user's total), a ratio (the per-user cross product sum_xy) or a quantile need one pass over the
+experiment's users; a conversion window needs the raw events (the per-user rows keep no times): one
+pass over the experiment's exposures and the metric's conversions. Quantile metrics read the per-user
+totals themselves (MAX_QUANTILE_USERS at most, about 8 bytes a user).
 """
 
 from __future__ import annotations
