@@ -79,7 +79,8 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
-            f"(status {current.status.value}); only description, targeting and a higher "
+            f"(status {current.status.value}); only description, targeting, decision, added secondary "
+            "metrics and a higher "
             "traffic_allocation or namespace_share can",
             code=ErrorCode.FIELD_FROZEN,
             field=frozen[0],
