@@ -365,8 +365,8 @@ def test_definitions_are_created_listed_versioned_and_deleted_with_audit(api: An
     edited = api("PUT", f"{DEFS}/metric_0", {"type": "mean", "direction": "lower"})
     assert edited.status == 200, edited
     assert edited.json["version"] == 2
-    assert edited.json["definition"]["direction"] == "lower"
-    assert api("GET", f"{DEFS}/metric_0", query="version=1").json["definition"]["direction"] == "higher"
+    assert edited.json["direction"] == "lower"
+    assert api("GET", f"{DEFS}/metric_0", query="version=1").json["direction"] == "higher"
     assert api("DELETE", f"{DEFS}/metric_1").status == 204
     assert api("GET", f"{DEFS}/metric_1").status == 404
 

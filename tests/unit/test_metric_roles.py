@@ -130,10 +130,8 @@ def experiment(roles: dict[str, Any], decision: dict[str, Any] | None, *, days: 
 
 
 def definition(name: str, type_: str, direction: str = "higher") -> MetricDefinition:
-    return MetricDefinition(
-        name=name,
-        version=1,
-        definition=MetricDefinitionBody.model_validate({"type": type_, "direction": direction}),
+    return MetricDefinition.model_validate(
+        {"name": name, "version": 1, "type": type_, "direction": direction}
     )
 
 

@@ -141,18 +141,33 @@ class MetricDefinitionIn(MetricDefinitionBody):
     name: MetricName = Field(description="The definition's name, as experiments' roles name it")
 
 
-class MetricDefinition(BaseModel):
-    """A stored definition at one version."""
+class MetricDefinition(MetricDefinitionBody):
+    """A stored definition at one version: its name, version and what it says."""
 
     name: str
     version: int = Field(description="Starts at 1; every PUT adds one")
-    definition: MetricDefinitionBody
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
     @property
-    def direction(self) -> Direction:
-        return self.definition.direction
+    def definition(self) -> MetricDefinitionBody:
+        """What it says, without name, version and times."""
+        return MetricDefinitionBody.model_validate(
+            self.model_dump(include=set(MetricDefinitionBody.model_fields))
+        )
+
+    @classmethod
+    def stored(cls, row: dict[str, Any]) -> MetricDefinition:
+        """From a row with name, version, definition (the body as JSON), created_at, updated_at."""
+        return cls.model_validate(
+            {
+                **row["definition"],
+                "name": row["name"],
+                "version": row["version"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+            }
+        )
 
 
 class PinnedBy(BaseModel):
@@ -278,7 +293,7 @@ class RoleInputs:
 
 
 def _snapshot(definition: MetricDefinition) -> dict[str, Any]:
-    dumped: dict[str, Any] = definition.model_dump(mode="json", include={"name", "version", "definition"})
+    dumped: dict[str, Any] = definition.model_dump(mode="json", exclude={"created_at", "updated_at"})
     return dumped
 
 

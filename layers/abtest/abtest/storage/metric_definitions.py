@@ -76,7 +76,7 @@ def _not_found(name: str) -> NotFound:
 
 
 def _model(row: dict[str, Any]) -> MetricDefinition:
-    return MetricDefinition.model_validate(row)
+    return MetricDefinition.stored(row)
 
 
 def roles_json(value: BaseModel | None) -> Jsonb | None:
