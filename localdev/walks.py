@@ -29,6 +29,7 @@ WALK_PAGES = (
     "docs/api/audit.md",
     "docs/api/holdouts.md",
     "docs/bandits.md",
+    "docs/metrics-and-decisions.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

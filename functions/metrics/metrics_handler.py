@@ -15,6 +15,7 @@ from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
@@ -84,12 +85,32 @@ def experiment_results(
     report = results_report(
         stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
     )
+    report = _with_roles(report, stats, alpha=alpha, correction=correction)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def _with_roles(
+    report: ExperimentResults,
+    stats: VariantMetrics,
+    *,
+    alpha: float,
+    correction: Correction | None = None,
+) -> ExperimentResults:
+    """The results with goals, guardrails, secondary metrics and the decision, when the experiment has
+    metric roles (docs/metrics-and-decisions.md); unchanged otherwise (and nothing more is read)."""
+    named = stats.experiment.metrics
+    if named is None or not named.names():
+        return report
+    inputs = wiring.metric_definitions().role_inputs(report.experiment_id, stats)
+    if inputs is None:
+        return report
+    roles = analyse_roles(inputs, srm_flag=report.srm.flag, alpha=alpha, correction=correction)
+    return report.with_roles(roles)
 
 
 @app.get(
@@ -155,12 +176,17 @@ def experiment_report(
     if daily.current.experiment.allocation.is_bandit:
         weighted, estimates = bandit_results(experiment_id)
         results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
+        results = _with_roles(results, weighted, alpha=alpha)
         names = [v.name for v in weighted.experiment.variants]
         section = bandit_section(
             names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
         )
     else:
-        results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+        results = _with_roles(
+            results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides),
+            daily.current,
+            alpha=alpha,
+        )
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -187,7 +213,8 @@ def report_index() -> Response[str]:
     entries = []
     for experiment in experiments[:INDEX_LIMIT]:
         stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
-        entries.append(IndexEntry(experiment, results_report(stats) if stats else None, stats))
+        results = _with_roles(results_report(stats), stats, alpha=0.05) if stats else None
+        entries.append(IndexEntry(experiment, results, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 

@@ -68,6 +68,10 @@ class ErrorCode(StrEnum):
     INVALID_STATISTICS = "invalid_statistics"
     # Bandits
     NOT_A_BANDIT = "not_a_bandit"
+    # Metric definitions and roles (issue 22)
+    METRIC_DEFINITION_NOT_FOUND = "metric_definition_not_found"
+    METRIC_DEFINITION_IN_USE = "metric_definition_in_use"
+    UNKNOWN_METRIC_DEFINITION = "unknown_metric_definition"
 
 
 class DomainError(Exception):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.rollups import RollupRepository
@@ -61,6 +62,11 @@ def saved_groups() -> SavedGroupRepository:
 def holdouts() -> HoldoutRepository:
     """Holdouts and their statistics."""
     return storage.HoldoutRepository(get_database())
+
+
+def metric_definitions() -> MetricDefinitionRepository:
+    """Metric definitions (versioned) and the inputs of the analysis by role."""
+    return storage.MetricDefinitionRepository(get_database())
 
 
 def audit() -> AuditRepository:

@@ -427,6 +427,7 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
                 "experiment": entry.experiment,
                 "users": sum(v.users for v in results.variants) if results else 0,
                 "srm": results.srm if results else None,
+                "decision": results.decision if results else None,
                 "headline": _headline(results, entry.stats),
             }
         )

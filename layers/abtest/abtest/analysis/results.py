@@ -20,6 +20,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.bandits import BanditEstimates
+from abtest.analysis.roles import DecisionOut, RoleMetric, RoleResults
 from abtest.analysis.rollup import RunningAllocation, VariantMetrics
 from abtest.domain.overrides import OverrideCounts
 from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
@@ -68,6 +69,28 @@ class ExperimentResults(BaseModel):
         description="A bandit's period-weighted estimates of its metric (the metrics above are "
         "period-weighted too, and the SRM expects Σ_t N_t · weight_(a,t)); null for fixed allocations",
     )
+    # Issue 22: the analysis by role (empty, and decision null, for an experiment without metric roles).
+    goals: list[RoleMetric] = Field(
+        default_factory=list, description="Goal metrics; the correction runs over goals x treatments only"
+    )
+    guardrails: list[RoleMetric] = Field(
+        default_factory=list, description="Guardrails: non-inferiority against their margins"
+    )
+    secondary: list[RoleMetric] = Field(default_factory=list, description="Secondary metrics, uncorrected")
+    decision: DecisionOut | None = Field(
+        default=None, description="ship, rollback, keep_running or review (null without metric roles)"
+    )
+
+    def with_roles(self, roles: RoleResults) -> ExperimentResults:
+        """These results with the analysis by role and the decision."""
+        return self.model_copy(
+            update={
+                "goals": roles.goals,
+                "guardrails": roles.guardrails,
+                "secondary": roles.secondary,
+                "decision": roles.decision,
+            }
+        )
 
 
 def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:

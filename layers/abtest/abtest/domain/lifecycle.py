@@ -9,6 +9,7 @@ from typing import Any
 
 from abtest.domain.bandits import check_allocation
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.metric_definitions import check_roles_change
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
 
@@ -71,11 +72,20 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             "a completed experiment cannot be edited", code=ErrorCode.EXPERIMENT_COMPLETED, field="status"
         )
-    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share", "targeting"})
+    if "metrics" in changes:
+        # Goals and guardrails stay as they were; secondary metrics may be added (issue 22).
+        check_roles_change(
+            current.metrics.model_dump() if current.metrics is not None else None, changes["metrics"]
+        )
+    frozen = sorted(
+        set(changes)
+        - {"description", "traffic_allocation", "namespace_share", "targeting", "metrics", "decision"}
+    )
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
-            f"(status {current.status.value}); only description, targeting and a higher "
+            f"(status {current.status.value}); only description, targeting, decision, added secondary "
+            "metrics and a higher "
             "traffic_allocation or namespace_share can",
             code=ErrorCode.FIELD_FROZEN,
             field=frozen[0],

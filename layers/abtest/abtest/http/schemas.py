@@ -17,6 +17,7 @@ from abtest.domain.bandits import Allocation, BanditPeriod
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
+from abtest.domain.metric_definitions import MetricDefinition
 from abtest.domain.namespaces import SurfaceMembership, SurfaceNamespace
 
 
@@ -38,6 +39,13 @@ class AuditPage(BaseModel):
     """Entries newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
 
     events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class MetricDefinitionPage(BaseModel):
+    """Metric definitions by name; pass `next_cursor` back as `cursor` for the next page."""
+
+    metric_definitions: list[MetricDefinition]
     next_cursor: str | None
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.rollups import RollupRepository, RollupRun
@@ -38,6 +39,7 @@ _HOMES = {
     "decode_cursor": "abtest.storage.experiments",
     "encode_cursor": "abtest.storage.experiments",
     "HoldoutRepository": "abtest.storage.holdouts",
+    "MetricDefinitionRepository": "abtest.storage.metric_definitions",
     "NamespaceRepository": "abtest.storage.namespaces",
     "OverrideRepository": "abtest.storage.overrides",
     "RollupRepository": "abtest.storage.rollups",
@@ -53,6 +55,7 @@ __all__ = [
     "EventRepository",
     "ExperimentRepository",
     "HoldoutRepository",
+    "MetricDefinitionRepository",
     "NamespaceRepository",
     "OverrideRepository",
     "RecordedConversion",
