@@ -12,8 +12,9 @@ from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
 from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
@@ -21,6 +22,7 @@ from abtest.http.app import API_PREFIX, create_app, documented, documented_html,
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
+from abtest.settings import get_settings
 from abtest.stats import Correction
 
 app = create_app()
@@ -70,6 +72,7 @@ def experiment_results(
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    report.srm = _with_sequential(report.srm, experiment_id)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -96,13 +99,17 @@ def experiment_timeseries(
         experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
     )
     try:
-        return timeseries_report(daily, metric, analysis, alpha)
+        series = timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
             code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         ) from None
+    days = {day: p for day, (p, _) in wiring.alerts().srm_by_day(experiment_id).items()}
+    for point in series.points:
+        point.srm_sequential_p_value = sequential_by_day(days, point.date)
+    return series
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
@@ -138,6 +145,7 @@ def experiment_report(
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
     results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+    results.srm = _with_sequential(results.srm, experiment_id)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -177,6 +185,13 @@ def holdout_results_route(holdout_id: Annotated[UUID, Path()], alpha: Alpha = 0.
             extra={"holdout_id": str(holdout_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def _with_sequential(verdict: SrmVerdict, experiment_id: UUID) -> SrmVerdict:
+    """The sequential SRM p-value of the last rollup beside the chi-squared one (docs/alerts.md)."""
+    return with_sequential(
+        verdict, wiring.alerts().monitor(experiment_id), get_settings().srm_alert_threshold
+    )
 
 
 lambda_handler = entrypoint(app, ROUTE_SCOPES)

@@ -6,6 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.analysis.results import srm_alerts
+from abtest.delivery.dispatch import alerts_tick
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
 from abtest.storage import RollupRepository
@@ -46,5 +47,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if alerts:
         cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(alerts))
     summary["srm_detected"] = [str(alert.experiment_id) for alert in alerts]
+    summary["alerts"] = _alerts_tick()
     logger.info("rollup finished", extra=summary)
     return summary
+
+
+def _alerts_tick() -> dict[str, Any]:
+    """Alerts after the rollup (sequential SRM, transitions, digests, relay: abtest.delivery.dispatch).
+
+    The rollup is committed by now; a failure here is logged and counted, and the next tick retries
+    (the monitor and the outbox are only written in the evaluation's own transaction)."""
+    try:
+        return alerts_tick(get_settings(), get_database())
+    except Exception:
+        logger.exception("alert evaluation failed; the next tick retries")
+        cloudwatch.add_metric(name="AlertTickFailed", unit=MetricUnit.Count, value=1)
+        return {"failed": True}

@@ -66,6 +66,9 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Webhooks (issue 23)
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    TOO_MANY_WEBHOOKS = "too_many_webhooks"
 
 
 class DomainError(Exception):
