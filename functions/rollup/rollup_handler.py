@@ -18,7 +18,7 @@ from abtest.storage.database import get_database
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Run one rollup (which also records the daily snapshots of the experiments it touches), then
-    check every running experiment for a sample ratio mismatch.
+    check every running experiment for a sample ratio mismatch and evaluate the alerts.
 
     Safe to run twice or concurrently: runs serialise and never double count.
     """
@@ -38,16 +38,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if run.failed:
         # Each is logged by the repository; their events stay pending, the rest were folded.
         cloudwatch.add_metric(name="RollupExperimentFailed", unit=MetricUnit.Count, value=len(run.failed))
+    # The chi-squared check of this rollup's totals: logged and listed (srm_detected), as before.
     alerts = srm_alerts(repository.running_allocations())
     for alert in alerts:
         logger.warning(
             "sample ratio mismatch",
             extra={"experiment_id": str(alert.experiment_id), "p_value": alert.p_value, "users": alert.users},
         )
-    if alerts:
-        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(alerts))
     summary["srm_detected"] = [str(alert.experiment_id) for alert in alerts]
-    summary["alerts"] = _alerts_tick()
+    # The alarm's metric counts the experiments the sequential test flags (valid at every look).
+    tick = _alerts_tick()
+    summary["alerts"] = tick
+    flagged = tick.get("srm_flagged", [])
+    if flagged:
+        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(flagged))
     logger.info("rollup finished", extra=summary)
     return summary
 

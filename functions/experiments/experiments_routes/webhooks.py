@@ -84,7 +84,7 @@ def get_webhook(webhook_id: WebhookId) -> Webhook:
 
 @router.patch(f"{API_PREFIX}/webhooks/<webhook_id>", responses=documented(200, WebhookWithSecret, 404, 415))
 @tracer.capture_method(capture_response=False)
-def update_webhook(webhook_id: WebhookId, body: WebhookUpdate) -> Webhook:
+def update_webhook(webhook_id: WebhookId, body: WebhookUpdate) -> WebhookWithSecret | Webhook:
     changes = {name: getattr(body, name) for name in body.model_fields_set if name != "rotate_secret"}
     if changes.get("url") is not None:
         _check_url(changes["url"])

@@ -256,7 +256,7 @@ def alerts_tick(settings: Settings, db: Database, *, deliver: bool = False) -> d
     due digests, relay the outbox; with `deliver` (the local server) also attempt the due messages."""
     now = datetime.now(UTC)
     alerts = AlertRepository(db)
-    raised = alerts.evaluate(
+    evaluation = alerts.evaluate(
         now,
         EvaluationSettings(
             srm_threshold=settings.srm_alert_threshold, no_exposures_hours=settings.no_exposures_hours
@@ -266,7 +266,8 @@ def alerts_tick(settings: Settings, db: Database, *, deliver: bool = False) -> d
     digests = queue_digests(dispatcher.webhooks, alerts, now)
     run = dispatcher.relay()
     summary: dict[str, Any] = {
-        "alerts": [f"{alert.kind.value}:{alert.experiment_id}" for alert in raised],
+        "alerts": [f"{alert.kind.value}:{alert.experiment_id}" for alert in evaluation.alerts],
+        "srm_flagged": [str(experiment_id) for experiment_id in evaluation.srm_flagged],
         "digests": digests,
         "relayed": run.alerts,
         "due_messages": len(run.enqueued),

@@ -56,6 +56,15 @@ PeriodSource = Callable[[Experiment, Monitor | None], Sequence[SrmPeriod] | None
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """What one evaluation stored: the new alerts, and every running experiment whose sequential SRM
+    p-value is below the threshold now (the SrmDetected metric counts them at every tick)."""
+
+    alerts: list[Alert]
+    srm_flagged: list[UUID]
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
     srm_threshold: float = 0.001
     no_exposures_hours: float = 24.0
@@ -174,9 +183,10 @@ class AlertRepository:
         now: datetime,
         settings: EvaluationSettings | None = None,
         periods: PeriodSource | None = None,
-    ) -> list[Alert]:
+    ) -> Evaluation:
         """Check every running experiment once; store and return the alerts that transitions raised."""
         settings = settings or EvaluationSettings()
+        flagged: list[UUID] = []
 
         def work(conn: Connection) -> list[Alert]:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVALUATION_LOCK,))
@@ -229,11 +239,12 @@ class AlertRepository:
                         now,
                         settings,
                         periods,
+                        flagged,
                     )
                 )
             return raised
 
-        return self._db.run(work)
+        return Evaluation(self._db.run(work), flagged)
 
     @staticmethod
     def _evaluate_one(
@@ -246,6 +257,7 @@ class AlertRepository:
         now: datetime,
         settings: EvaluationSettings,
         periods: PeriodSource | None,
+        flagged: list[UUID],
     ) -> list[Alert]:
         variant_ids = [v.id for v in experiment.variants]
         weights = [v.weight for v in experiment.variants]
@@ -268,6 +280,8 @@ class AlertRepository:
                 "sequential SRM check skipped", extra={"experiment_id": str(experiment.id), "error": str(exc)}
             )
             return []
+        if monitor.sequential_p is not None and monitor.sequential_p < settings.srm_threshold:
+            flagged.append(experiment.id)
         row = monitor.to_row()
         conn.execute(
             "INSERT INTO experiment_monitor (experiment_id, variant_ids, srm_state, seen_users,"
