@@ -7,7 +7,6 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from abtest import wiring
-from abtest.analysis.digest_page import digest_page
 from abtest.domain.alerts import AlertKind, DigestSchedule
 from abtest.domain.digests import period_start
 from abtest.http.app import API_PREFIX, create_router, documented, documented_html, html_response
@@ -54,6 +53,9 @@ def digest(
         Literal["day", "week"], Query(description="The period: the last 24 hours or the last 7 days")
     ] = "day",
 ) -> Response[str]:
+    # Jinja2 and the report's filters load with the first page, not on this function's cold start.
+    from abtest.analysis.digest_page import digest_page
+
     now = datetime.now(UTC)
     schedule = DigestSchedule(every=every, hour_utc=now.hour)
     page = digest_page(wiring.alerts().digest(period_start(schedule, now), now), every=every)
