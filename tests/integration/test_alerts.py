@@ -326,3 +326,37 @@ def test_webhook_routes(api: Any) -> None:
     assert api("DELETE", f"/api/v1/webhooks/{hook_id}").status == 204
     assert api("GET", f"/api/v1/webhooks/{hook_id}").json["error"] == "webhook_not_found"
     assert api("DELETE", f"/api/v1/webhooks/{hook_id}").status == 404
+
+
+def test_after_a_rotation_both_secrets_sign_for_the_grace_period(
+    api: Any, clean_db: str, receiver: Receiver
+) -> None:
+    created = api("POST", "/api/v1/webhooks", {"url": receiver.url})
+    old = created.json["secret"]
+    rotated = api("PATCH", f"/api/v1/webhooks/{created.json['id']}", {"rotate_secret": True})
+    new = rotated.json["secret"]
+    audit = api("GET", "/api/v1/audit", query=f"entity_id={created.json['id']}&action=webhook.update")
+    assert audit.json["events"][0]["after"]["secret_rotated"] is True
+    queued = api("POST", f"/api/v1/webhooks/{created.json['id']}/test").json["message_id"]
+    # The routes sealed with the service's box (the local key file), so the delivery opens with it.
+    relay = Dispatcher(
+        OutboxRepository(get_database()), WebhookRepository(get_database()), SETTINGS, box=wiring_box
+    )
+    assert relay.deliver(queued) == "delivered"
+    ((headers, body),) = receiver.requests
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert verify(new, headers, body)
+    assert verify(old, headers, body)  # receivers still on the old secret keep working
+    rows(clean_db, "UPDATE webhooks SET previous_secret_until = now() - interval '1 second'")
+    api("POST", f"/api/v1/webhooks/{created.json['id']}/test")
+    relay.deliver_due()
+    headers, body = receiver.requests[-1]
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    assert verify(new, headers, body)
+    assert not verify(old, headers, body)
+
+
+def wiring_box() -> Any:
+    from abtest import wiring
+
+    return wiring.secret_box()

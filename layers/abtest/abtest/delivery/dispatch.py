@@ -182,10 +182,13 @@ class Dispatcher:
             )
         except UnsafeWebhookUrl as exc:
             return False, None, exc.message
-        secret = self.box().open(claimed.secret_ciphertext)
+        box = self.box()
+        secrets_in_use = [box.open(claimed.secret_ciphertext)]
+        if claimed.previous_secret_ciphertext is not None:  # a rotation's grace period: both sign
+            secrets_in_use.append(box.open(claimed.previous_secret_ciphertext))
         body = claimed.body.encode()
         headers = {
-            **signed_headers(secret, claimed.id, body, now=self.clock()),
+            **signed_headers(secrets_in_use, claimed.id, body, now=self.clock()),
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }

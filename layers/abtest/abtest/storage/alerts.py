@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from abtest.analysis.results import ExperimentResults, results_report, srm_verdict
@@ -42,7 +43,7 @@ from abtest.domain.paging import Listing
 from abtest.errors import InvalidInput
 from abtest.limits import MAX_DIGEST_ALERTS, MAX_DIGEST_EXPERIMENTS
 from abtest.observability import logger
-from abtest.storage.audit import record
+from abtest.storage.audit import AuditWriteFailed, record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_running, statuses_sql
 from abtest.storage.rollups import _rolled_up
@@ -228,20 +229,29 @@ class AlertRepository:
                 )
             raised: list[Alert] = []
             for experiment in experiments:
-                raised.extend(
-                    self._evaluate_one(
-                        conn,
-                        experiment,
-                        totals,
-                        monitors.get(experiment.id),
-                        failures.get(experiment.id),
-                        stored.get(experiment.id, {}),
-                        now,
-                        settings,
-                        periods,
-                        flagged,
+                # A savepoint each: one experiment that cannot be evaluated (its data refused by the
+                # database) is logged and skipped; the others' alerts are stored.
+                try:
+                    with conn.transaction():
+                        raised.extend(
+                            self._evaluate_one(
+                                conn,
+                                experiment,
+                                totals,
+                                monitors.get(experiment.id),
+                                failures.get(experiment.id),
+                                stored.get(experiment.id, {}),
+                                now,
+                                settings,
+                                periods,
+                                flagged,
+                            )
+                        )
+                except (psycopg.errors.DataError, AuditWriteFailed) as exc:
+                    logger.error(
+                        "alert evaluation of an experiment failed",
+                        extra={"experiment_id": str(experiment.id), "error": type(exc).__name__},
                     )
-                )
             return raised
 
         return Evaluation(self._db.run(work), flagged)

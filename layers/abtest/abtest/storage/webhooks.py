@@ -33,6 +33,10 @@ _COLUMNS = (
 )
 
 
+# How long a rotated-out secret still signs beside the new one (docs/api/alerts.md).
+ROTATION_GRACE_SECONDS = 24 * 3600
+
+
 def webhook_not_found(webhook_id: UUID) -> NotFound:
     return NotFound(f"no webhook with id {webhook_id}", code=ErrorCode.WEBHOOK_NOT_FOUND, field="id")
 
@@ -58,6 +62,8 @@ class ClaimedMessage:
     body: str
     attempt: int
     secret_ciphertext: bytes
+    previous_secret_ciphertext: bytes | None = None
+    """The secret before a rotation, while it still signs beside the new one."""
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,12 @@ class WebhookRepository:
                 else:
                     sets.append("disabled_reason = 'disabled by an administrator'")
             if sealed_secret is not None:
-                sets.append("secret_ciphertext = %s")
-                params.append(sealed_secret)
+                # The old secret keeps signing beside the new one for the grace period.
+                sets.append(
+                    "previous_secret_ciphertext = secret_ciphertext,"
+                    " previous_secret_until = now() + make_interval(secs => %s), secret_ciphertext = %s"
+                )
+                params.extend([ROTATION_GRACE_SECONDS, sealed_secret])
             row = conn.execute(
                 f"UPDATE webhooks SET {', '.join(sets)} WHERE id = %s RETURNING {_COLUMNS}".encode(),
                 [*params, webhook_id],
@@ -289,8 +299,9 @@ class WebhookRepository:
                 "UPDATE webhook_messages m SET next_attempt_at = %s"
                 " FROM webhooks w WHERE m.id = %s AND w.id = m.webhook_id AND w.enabled"
                 " AND m.status = 'pending' AND m.next_attempt_at <= %s"
-                " RETURNING m.id, m.webhook_id, w.url, m.type, m.body, m.attempts, w.secret_ciphertext",
-                (now + timedelta(seconds=lease_seconds), msg_id, now),
+                " RETURNING m.id, m.webhook_id, w.url, m.type, m.body, m.attempts, w.secret_ciphertext,"
+                " CASE WHEN w.previous_secret_until > %s THEN w.previous_secret_ciphertext END AS previous",
+                (now + timedelta(seconds=lease_seconds), msg_id, now, now),
             ).fetchone()
             if row is None:
                 return None
@@ -302,6 +313,7 @@ class WebhookRepository:
                 row["body"],
                 row["attempts"] + 1,
                 bytes(row["secret_ciphertext"]),
+                None if row["previous"] is None else bytes(row["previous"]),
             )
 
         return self._db.run(work)

@@ -65,6 +65,10 @@ CREATE TABLE webhooks (
     digest               jsonb,
     description          text NOT NULL DEFAULT '',
     secret_ciphertext    bytea NOT NULL,
+    -- After a rotation the old secret still signs (beside the new one) until previous_secret_until,
+    -- so receivers can switch without dropping deliveries.
+    previous_secret_ciphertext bytea,
+    previous_secret_until      timestamptz,
     enabled              boolean NOT NULL DEFAULT true,
     disabled_reason      text,
     consecutive_failures integer NOT NULL DEFAULT 0,
