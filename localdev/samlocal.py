@@ -81,7 +81,7 @@ LOCAL_ENVIRONMENT = {
     "WEBHOOK_QUEUE_URL": "",
     "ALERT_EVENT_BUS": "",
     "WEBHOOK_LOCAL_MODE": "true",
-    "WEBHOOK_KEY_FILE": "/tmp/abtest-webhook.key",
+    "WEBHOOK_KEY_FILE": "/tmp/abtest-webhook.key",  # noqa: S108 (the only writable folder in a Lambda container)
 }
 
 
