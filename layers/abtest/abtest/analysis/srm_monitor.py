@@ -42,6 +42,7 @@ class Monitor:
     seen_exposures: int
     chi2_p: float | None
     last_exposure_at: datetime | None
+    seen_conversions: int = 0
 
     @property
     def sequential_p(self) -> float | None:
@@ -55,6 +56,7 @@ class Monitor:
             "seen_exposures": self.seen_exposures,
             "chi2_p": self.chi2_p,
             "last_exposure_at": self.last_exposure_at,
+            "seen_conversions": self.seen_conversions,
         }
 
     @classmethod
@@ -67,6 +69,7 @@ class Monitor:
             seen_exposures=int(row["seen_exposures"]),
             chi2_p=row["chi2_p"],
             last_exposure_at=row["last_exposure_at"],
+            seen_conversions=int(row.get("seen_conversions") or 0),
         )
 
 

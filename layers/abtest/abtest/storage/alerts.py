@@ -15,7 +15,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -200,6 +200,14 @@ class AlertRepository:
                     f" ON e.id = r.experiment_id WHERE e.status IN {statuses_sql(ENROLLING)}"
                 )
             }
+            conversions: dict[UUID, int] = {
+                r["experiment_id"]: int(r["n"])
+                for r in conn.execute(
+                    "SELECT m.experiment_id, sum(m.count)::bigint AS n FROM rollup_metrics m"
+                    " WHERE m.experiment_id = ANY(%s) GROUP BY m.experiment_id",
+                    (ids,),
+                )
+            }
             monitors = {
                 r["experiment_id"]: Monitor.from_row(r)
                 for r in conn.execute(
@@ -238,6 +246,7 @@ class AlertRepository:
                                 conn,
                                 experiment,
                                 totals,
+                                conversions.get(experiment.id, 0),
                                 monitors.get(experiment.id),
                                 failures.get(experiment.id),
                                 stored.get(experiment.id, {}),
@@ -261,6 +270,7 @@ class AlertRepository:
         conn: Connection,
         experiment: Experiment,
         totals: dict[UUID, tuple[int, int]],
+        conversions: int,
         previous: Monitor | None,
         failed_rollup: dict[str, Any] | None,
         stored: dict[tuple[str, str], StoredCondition],
@@ -290,16 +300,25 @@ class AlertRepository:
                 "sequential SRM check skipped", extra={"experiment_id": str(experiment.id), "error": str(exc)}
             )
             return []
+        # The results are analysed again only when their statistics moved (users, exposures or
+        # attributed conversions): unchanged statistics cannot change a decision or a significance.
+        moved = previous is None or (
+            monitor.seen_users,
+            monitor.seen_exposures,
+            conversions,
+        ) != (previous.seen_users, previous.seen_exposures, previous.seen_conversions)
+        monitor = replace(monitor, seen_conversions=conversions)
         if monitor.sequential_p is not None and monitor.sequential_p < settings.srm_threshold:
             flagged.append(experiment.id)
         row = monitor.to_row()
         conn.execute(
             "INSERT INTO experiment_monitor (experiment_id, variant_ids, srm_state, seen_users,"
-            " seen_exposures, chi2_p, last_exposure_at, checked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " seen_exposures, chi2_p, last_exposure_at, checked_at, seen_conversions)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (experiment_id) DO UPDATE SET srm_state = EXCLUDED.srm_state,"
             " seen_users = EXCLUDED.seen_users, seen_exposures = EXCLUDED.seen_exposures,"
             " chi2_p = EXCLUDED.chi2_p, last_exposure_at = EXCLUDED.last_exposure_at,"
-            " checked_at = EXCLUDED.checked_at",
+            " checked_at = EXCLUDED.checked_at, seen_conversions = EXCLUDED.seen_conversions",
             (
                 experiment.id,
                 row["variant_ids"],
@@ -309,6 +328,7 @@ class AlertRepository:
                 row["chi2_p"],
                 row["last_exposure_at"],
                 now,
+                conversions,
             ),
         )
         if monitor.sequential_p is not None:
@@ -319,7 +339,7 @@ class AlertRepository:
                 (experiment.id, now.date(), monitor.sequential_p, chi2),
             )
         results = None
-        if sum(users) > 0:
+        if moved and sum(users) > 0:
             try:
                 results = results_report(_rolled_up(conn, experiment))
             except (ArithmeticError, ValueError) as exc:
@@ -332,6 +352,9 @@ class AlertRepository:
         )
         new_alerts = transitions(experiment.id, conditions, stored)
         for condition in conditions:
+            before = stored.get((condition.kind.value, condition.subject))
+            if before is not None and (before.active, before.value) == (condition.active, condition.value):
+                continue  # unchanged: nothing to write
             conn.execute(
                 "INSERT INTO alert_conditions (experiment_id, kind, subject, active, value, changed_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, kind, subject) DO UPDATE"

@@ -9,6 +9,9 @@ CREATE TABLE experiment_monitor (
     srm_state        jsonb,
     seen_users       bigint[] NOT NULL,
     seen_exposures   bigint NOT NULL DEFAULT 0,
+    -- The attributed conversions the last results evaluation saw: unchanged statistics are not
+    -- analysed again (their conditions cannot have changed).
+    seen_conversions bigint NOT NULL DEFAULT 0,
     chi2_p           double precision,
     last_exposure_at timestamptz,
     checked_at       timestamptz NOT NULL DEFAULT now()
