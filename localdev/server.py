@@ -216,6 +216,9 @@ def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 16, check_to
     for route in routes:
         route.load()  # fail at start-up, not on the first request, if a handler cannot import
     server = PooledHTTPServer((host, port), routes, workers=workers, check_tokens=check_tokens)
+    from localdev.ticker import start_ticks
+
+    ticks = start_ticks()  # the rollup and webhook deliveries on timers, as AWS schedules them
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {len(routes)} routes on http://{bound_host!s}:{bound_port}", flush=True)
     for route in sorted(routes, key=lambda r: (r.path, r.method)):
@@ -225,4 +228,6 @@ def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 16, check_to
     except KeyboardInterrupt:
         pass
     finally:
+        if ticks is not None:
+            ticks.set()
         server.server_close()

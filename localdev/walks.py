@@ -30,6 +30,7 @@ WALK_PAGES = (
     "docs/api/holdouts.md",
     "docs/bandits.md",
     "docs/metrics-and-decisions.md",
+    "docs/api/alerts.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

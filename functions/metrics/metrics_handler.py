@@ -14,9 +14,10 @@ from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.experiments import Status
@@ -29,6 +30,7 @@ from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
 from abtest.limits import MAX_SERIES_POINTS
 from abtest.observability import logger, tracer
+from abtest.settings import get_settings
 from abtest.stats import Correction
 
 app = create_app()
@@ -85,6 +87,7 @@ def experiment_results(
     report = results_report(
         stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
     )
+    report.srm = _with_sequential(report.srm, experiment_id)
     report = _with_roles(report, stats, alpha=alpha, correction=correction)
     if report.srm.flag:
         logger.warning(
@@ -131,13 +134,17 @@ def experiment_timeseries(
         experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
     )
     try:
-        return timeseries_report(daily, metric, analysis, alpha)
+        series = timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
             code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         ) from None
+    days = {day: p for day, (p, _) in wiring.alerts().srm_by_day(experiment_id).items()}
+    for point in series.points:
+        point.srm_sequential_p_value = sequential_by_day(days, point.date)
+    return series
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
@@ -176,17 +183,16 @@ def experiment_report(
     if daily.current.experiment.allocation.is_bandit:
         weighted, estimates = bandit_results(experiment_id)
         results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
-        results = _with_roles(results, weighted, alpha=alpha)
         names = [v.name for v in weighted.experiment.variants]
         section = bandit_section(
             names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
         )
+        current = weighted
     else:
-        results = _with_roles(
-            results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides),
-            daily.current,
-            alpha=alpha,
-        )
+        results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+        current = daily.current
+    results.srm = _with_sequential(results.srm, experiment_id)
+    results = _with_roles(results, current, alpha=alpha)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -282,6 +288,13 @@ def bandit_state(
         p_best=latest.p_best if latest is not None else None,
         periods=periods,
         next_cursor=str(periods[-1].number) if more and periods else None,
+    )
+
+
+def _with_sequential(verdict: SrmVerdict, experiment_id: UUID) -> SrmVerdict:
+    """The sequential SRM p-value of the last rollup beside the chi-squared one (docs/alerts.md)."""
+    return with_sequential(
+        verdict, wiring.alerts().monitor(experiment_id), get_settings().srm_alert_threshold
     )
 
 

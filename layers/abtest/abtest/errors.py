@@ -72,6 +72,9 @@ class ErrorCode(StrEnum):
     METRIC_DEFINITION_NOT_FOUND = "metric_definition_not_found"
     METRIC_DEFINITION_IN_USE = "metric_definition_in_use"
     UNKNOWN_METRIC_DEFINITION = "unknown_metric_definition"
+    # Webhooks (issue 23)
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    TOO_MANY_WEBHOOKS = "too_many_webhooks"
 
 
 class DomainError(Exception):

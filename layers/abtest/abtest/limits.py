@@ -103,6 +103,12 @@ MAX_REASON_LENGTH = 1000  # the X-Change-Reason header
 MAX_WEBHOOK_URL_LENGTH = 2048  # characters of a webhook URL
 # What a delivery keeps of the receiver's answer for the delivery log; the rest is not read.
 MAX_WEBHOOK_RESPONSE_BYTES = 4096
+MAX_WEBHOOKS = 100  # subscriptions in all: every alert fans out to each
+MAX_WEBHOOK_DESCRIPTION_LENGTH = 500
+MAX_DELIVERY_ERROR_LENGTH = 500  # characters of a failed attempt's error kept in the delivery log
+MAX_RELAY_BATCH = 500  # outbox rows and due messages one relay tick hands on (the rest: next tick)
+MAX_DIGEST_EXPERIMENTS = 100  # running experiments a digest lists (the most recently started first)
+MAX_DIGEST_ALERTS = 50  # alerts of the period a digest lists (all are counted)
 
 # --- Bandits (docs/bandits.md) ------------------------------------------------------------------------
 MAX_BANDIT_PERIOD_HOURS = 8784  # a bandit's period: at most a (leap) year

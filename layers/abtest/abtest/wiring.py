@@ -24,7 +24,10 @@ from abtest.settings import get_settings
 from abtest.storage.database import get_database
 
 if TYPE_CHECKING:
+    from abtest.delivery.dispatch import Dispatcher
+    from abtest.delivery.secret_box import SecretBox
     from abtest.domain.serving import AssignmentService
+    from abtest.storage.alerts import AlertRepository
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.rollups import RollupRepository
     from abtest.storage.saved_groups import SavedGroupRepository
+    from abtest.storage.webhooks import WebhookRepository
 
 
 def experiments() -> ExperimentRepository:
@@ -97,6 +101,34 @@ def assignments() -> AssignmentRepository:
 def catalog() -> CatalogRepository:
     """The recommender's catalog and user profiles."""
     return storage.CatalogRepository(get_database())
+
+
+def alerts() -> AlertRepository:
+    """Stored alerts, the experiments' monitors (sequential SRM) and the digest."""
+    from abtest.storage.alerts import AlertRepository
+
+    return AlertRepository(get_database())
+
+
+def webhooks() -> WebhookRepository:
+    """Webhook subscriptions, their messages and delivery log."""
+    from abtest.storage.webhooks import WebhookRepository
+
+    return WebhookRepository(get_database())
+
+
+def secret_box() -> SecretBox:
+    """Where webhook secrets are sealed: KMS in AWS, a local key file locally."""
+    from abtest.delivery.secret_box import secret_box_for
+
+    return secret_box_for(get_settings())
+
+
+def dispatcher() -> Dispatcher:
+    """The relay and delivery (with the queue and the event bus in AWS)."""
+    from abtest.delivery.dispatch import dispatcher_for
+
+    return dispatcher_for(get_settings(), get_database())
 
 
 @lru_cache(maxsize=1)
