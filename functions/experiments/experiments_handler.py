@@ -5,10 +5,19 @@ experiments_routes, with its routes and scopes; this module only includes them."
 from abtest.http.app import create_app
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
-from experiments_routes import audit, experiments, holdouts, overrides, saved_groups, surfaces, targeting
+from experiments_routes import (
+    audit,
+    experiments,
+    holdouts,
+    overrides,
+    phases,
+    saved_groups,
+    surfaces,
+    targeting,
+)
 
 # In this order: the OpenAPI document lists the paths as they are registered.
-RESOURCES = (experiments, overrides, surfaces, saved_groups, targeting, holdouts, audit)
+RESOURCES = (experiments, phases, overrides, surfaces, saved_groups, targeting, holdouts, audit)
 
 app = create_app()
 for resource in RESOURCES:

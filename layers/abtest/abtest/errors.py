@@ -66,6 +66,11 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Config schemas of surfaces and config phases of experiments
+    CONFIG_SCHEMA_NOT_FOUND = "config_schema_not_found"
+    CONFIG_SCHEMA_VIOLATED = "config_schema_violated"
+    CONFIG_VERSION_NOT_FOUND = "config_version_not_found"
+    TOO_MANY_PHASES = "too_many_phases"
 
 
 class DomainError(Exception):

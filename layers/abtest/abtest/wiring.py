@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
 def experiments() -> ExperimentRepository:
     """Experiments: create, read, list, edit, change status, delete."""
     return storage.ExperimentRepository(get_database())
+
+
+def config_schemas() -> ConfigSchemaRepository:
+    """Surfaces' config schema versions and experiments' config phases."""
+    return storage.ConfigSchemaRepository(get_database())
 
 
 def overrides() -> OverrideRepository:

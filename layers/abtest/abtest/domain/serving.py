@@ -80,6 +80,13 @@ class Assignment:
     variant: Variant | None = None
     new_assignment: bool = False
     exposure_recorded: bool = False
+    # The variant whose config is served, when it is not `variant` (config_invalid: control's).
+    config_variant: Variant | None = None
+
+    @property
+    def served(self) -> Variant | None:
+        """The variant whose config (and config version) the user is served."""
+        return self.config_variant or self.variant
 
     @property
     def source(self) -> Source | None:
@@ -273,7 +280,7 @@ class AssignmentService:
         if assignment.variant is not None:
             # Never fails (the user is enrolled and exposed by now): known keys apply, others are
             # ignored, so an experiment of another surface cannot break recommendations.
-            config = RecommenderConfig.applying(assignment.variant.config)
+            config = RecommenderConfig.applying(assignment.served.config if assignment.served else {})
         return Recommendations(recommend(catalog, profile, config, limit), assignment)
 
     def _serve(
@@ -342,13 +349,28 @@ class AssignmentService:
             if decision.reason == Reason.NOT_RUNNING and cached in ENROLLING:
                 self._view.invalidate()  # the cache believed it was running
             return Assignment(experiment, decision.reason)
-        return Assignment(
+        assigned = Assignment(
             experiment,
             Reason.ASSIGNED,
             decision.variant,
             new_assignment=enrollment.created,
             exposure_recorded=enrollment.exposed,
         )
+        return _checked_config(assigned)
+
+
+def _checked_config(assigned: Assignment) -> Assignment:
+    """Never serve a config that fails the surface's current schema (its validity is precomputed per
+    config version and schema version, stamped on the variant): the user keeps their variant (intent to
+    treat; the exposure is marked config_fallback by the database) but is served control's config, or
+    untagged defaults if control's fails too."""
+    variant, experiment = assigned.variant, assigned.experiment
+    if variant is None or experiment is None or variant.config_valid:
+        return assigned
+    control = experiment.variants[0]
+    if control.config_valid:
+        return replace(assigned, reason=Reason.CONFIG_INVALID, config_variant=control)
+    return Assignment(experiment, Reason.CONFIG_INVALID, exposure_recorded=assigned.exposure_recorded)
 
 
 def _load_view(store: AssignmentStore) -> ServingView:

@@ -66,6 +66,12 @@ class RecommendationResponse(BaseModel):
         description='Where the variant comes from: "assignment" (the stored assignment), "override" '
         "(a forced user: never stored, excluded from metrics and results); null when none is served",
     )
+    config_version: int | None = Field(
+        default=None, description="Version of the variant config that shaped the recommendations"
+    )
+    schema_version: int | None = Field(
+        default=None, description="The surface's config schema version that config was checked against"
+    )
     recommendations: list[RecommendedItem]
     degraded: bool = Field(description="true when served without the database (untagged, popularity)")
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository, StoredAssignment
     from abtest.storage.audit import AuditRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
     from abtest.storage.holdouts import HoldoutRepository
@@ -30,6 +31,7 @@ _HOMES = {
     "StoredAssignment": "abtest.storage.assignments",
     "AuditRepository": "abtest.storage.audit",
     "CatalogRepository": "abtest.storage.catalog",
+    "ConfigSchemaRepository": "abtest.storage.config_schemas",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
     "ExperimentRepository": "abtest.storage.experiments",
@@ -47,6 +49,7 @@ __all__ = [
     "AssignmentRepository",
     "AuditRepository",
     "CatalogRepository",
+    "ConfigSchemaRepository",
     "EventRepository",
     "ExperimentRepository",
     "HoldoutRepository",
