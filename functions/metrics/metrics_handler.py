@@ -10,11 +10,18 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from abtest import wiring
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
+from abtest.analysis.phases import (
+    PhaseBoundary,
+    PhasedResults,
+    PhasedTimeseries,
+    PhaseLabel,
+    with_phase_banner,
+)
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import results_report
 from abtest.analysis.rollup import VariantMetrics
-from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.analysis.timeseries import metric_names, timeseries_report
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
@@ -38,9 +45,27 @@ ROUTE_SCOPES: dict[str, Scope] = {
 INDEX_LIMIT = 50  # experiments on the index page, newest first
 
 Alpha = Annotated[float, Query(gt=0, le=0.5, description="Significance level")]
+Phase = Annotated[
+    str | None,
+    Query(
+        max_length=8,
+        description="Config phase: a number, or all (every phase pooled); default the latest phase",
+    ),
+]
 AnalysisKind = Annotated[
     Literal["conversion", "value"], Query(description="conversion (binomial) or value (mean per user)")
 ]
+
+
+def _phase_stats(
+    experiment_id: UUID, asked: str | None
+) -> tuple[VariantMetrics, PhaseLabel, list[PhaseBoundary]]:
+    """The statistics of the phase a read asks for (abtest.analysis.phases): the rollups when they are
+    the phase (all pooled, or an experiment with one phase), else that phase from its raw events."""
+    phase, label, starts = wiring.phase_metrics().phase_view(experiment_id, asked)
+    if phase is None or label.current_phase == 1:
+        return wiring.rollups().variant_metrics(experiment_id), label, starts
+    return wiring.phase_metrics().phase_metrics(experiment_id, phase), label, starts
 
 
 @app.get(
@@ -52,9 +77,7 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
     return metrics_report(stats, overrides=wiring.overrides().counts(experiment_id))
 
 
-@app.get(
-    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ExperimentResults, 404)
-)
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, PhasedResults, 404))
 @tracer.capture_method(capture_response=False)
 def experiment_results(
     experiment_id: Annotated[UUID, Path()],
@@ -66,10 +89,12 @@ def experiment_results(
         float | None,
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
-) -> ExperimentResults:
-    stats = wiring.rollups().variant_metrics(experiment_id)
+    phase: Phase = None,
+) -> PhasedResults:
+    stats, label, _ = _phase_stats(experiment_id, phase)
     overrides = wiring.overrides().counts(experiment_id)
-    report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    pooled = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    report = PhasedResults(**dict(pooled), phase=label)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -80,7 +105,7 @@ def experiment_results(
 
 @app.get(
     f"{API_PREFIX}/experiments/<experiment_id>/results/timeseries",
-    responses=documented(200, ExperimentTimeseries, 404),
+    responses=documented(200, PhasedTimeseries, 404),
 )
 @tracer.capture_method(capture_response=False)
 def experiment_timeseries(
@@ -90,13 +115,15 @@ def experiment_timeseries(
     ] = None,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
-) -> ExperimentTimeseries:
+) -> PhasedTimeseries:
     # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
     daily = wiring.rollups().daily_metrics(
         experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
     )
+    _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
-        return timeseries_report(daily, metric, analysis, alpha)
+        series = timeseries_report(daily, metric, analysis, alpha)
+        return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
@@ -119,6 +146,7 @@ def experiment_report(
         str | None,
         Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
     ] = None,
+    phase: Phase = None,
 ) -> Response[str]:
     in_full: list[str] = []
 
@@ -137,14 +165,17 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
-    results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+    stats, label, _ = _phase_stats(experiment_id, phase)
+    if label.current_phase == 1 or label.phase == "all":
+        stats = daily.current  # the same numbers, from the same snapshot as the charts
+    results = results_report(stats, alpha=alpha, mde=mde, overrides=overrides)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
         series = {"": timeseries_report(daily, None, analysis, alpha)}
     page = report_page(
         daily.current.experiment,
-        daily.current,
+        stats,
         results,
         series,
         mde=mde,
@@ -152,7 +183,7 @@ def experiment_report(
         analysis=analysis,
         in_full=in_full,
     )
-    return html_response(page)
+    return html_response(with_phase_banner(page, label))
 
 
 @app.get(f"{API_PREFIX}/report", responses=documented_html())

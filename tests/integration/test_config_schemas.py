@@ -203,3 +203,45 @@ def test_a_config_change_opens_a_phase(api: Any, sql: Any) -> None:
     assert [v["version"] for v in versions["versions"]] == [1, 2, 3]
     history = api("GET", f"{BASE}/{eid}/history").json["events"]
     assert "experiment.phase" in {e["action"] for e in history}
+
+
+def convert(api: Any, experiment_id: str, user: str) -> None:
+    body = {"experiment_id": experiment_id, "user_id": user, "metric_name": "purchase", "value": 1}
+    response = api("POST", "/api/v1/experiments/conversions", body)
+    assert response.status in (200, 201), response
+
+
+def users_by_variant(results: dict[str, Any]) -> dict[str, int]:
+    return {v["name"]: v["users"] for v in results["variants"]}
+
+
+def test_results_default_to_the_latest_phase(api: Any) -> None:
+    created = api("POST", BASE, experiment()).json
+    eid = created["id"]
+    start(api, eid)
+    early = [f"early-{n}" for n in range(12)]
+    for user in early:
+        assign(api, eid, user)
+        convert(api, eid, user)
+    api("POST", f"{BASE}/{eid}/phases", {"variants": [{"name": "treatment", "config": {"button": "red"}}]})
+    late = [f"late-{n}" for n in range(8)]
+    for user in [*late, *early[:3]]:  # three early users come back in phase 2
+        assign(api, eid, user)
+    latest = api("GET", f"{BASE}/{eid}/results").json
+    assert latest["phase"]["phase"] == 2
+    assert latest["phase"]["label"] == "phase 2 of 2 (latest)"
+    assert sum(users_by_variant(latest).values()) == 11
+    assert api("GET", f"{BASE}/{eid}/results", query="phase=2").json["variants"] == latest["variants"]
+    first = api("GET", f"{BASE}/{eid}/results", query="phase=1").json
+    assert sum(users_by_variant(first).values()) == 12
+    # The purchases were all made in phase 1: phase 2 counts none of them, even of returning users.
+    assert "purchase" in first["metrics"]
+    assert "purchase" not in latest["metrics"]
+    pooled = api("GET", f"{BASE}/{eid}/results", query="phase=all").json
+    assert pooled["phase"]["phase"] == "all"
+    assert sum(users_by_variant(pooled).values()) == 20
+    assert api("GET", f"{BASE}/{eid}/results", query="phase=3").status == 422
+    series = api("GET", f"{BASE}/{eid}/results/timeseries").json
+    assert [p["phase"] for p in series["phases"]] == [1, 2]
+    report = api("GET", f"{BASE}/{eid}/report")
+    assert "phase 2 of 2 (latest)" in report.raw["body"]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from abtest.storage.holdouts import HoldoutRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository
     from abtest.storage.saved_groups import SavedGroupRepository
 
@@ -76,6 +77,11 @@ def audit() -> AuditRepository:
 def events() -> EventRepository:
     """Exposures and conversions, alone or in batches."""
     return storage.EventRepository(get_database())
+
+
+def phase_metrics() -> PhaseMetricsRepository:
+    """Statistics of one config phase, and the phase labels of results."""
+    return storage.PhaseMetricsRepository(get_database())
 
 
 def rollups() -> RollupRepository:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from abtest.storage.holdouts import HoldoutRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository, RollupRun
     from abtest.storage.saved_groups import SavedGroupRepository
 
@@ -40,6 +41,7 @@ _HOMES = {
     "HoldoutRepository": "abtest.storage.holdouts",
     "NamespaceRepository": "abtest.storage.namespaces",
     "OverrideRepository": "abtest.storage.overrides",
+    "PhaseMetricsRepository": "abtest.storage.phase_metrics",
     "RollupRepository": "abtest.storage.rollups",
     "RollupRun": "abtest.storage.rollups",
     "SavedGroupRepository": "abtest.storage.saved_groups",
@@ -55,6 +57,7 @@ __all__ = [
     "HoldoutRepository",
     "NamespaceRepository",
     "OverrideRepository",
+    "PhaseMetricsRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",
