@@ -61,7 +61,10 @@ def test_schema_versions_are_immutable_and_readable(api: Any) -> None:
     [
         ({"$ref": "https://example.com/schema.json"}, "schema.$ref"),
         ({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "schema.$defs.a"),
-        ({"properties": {"x": {"type": "string", "pattern": "(?=lookahead)"}}}, "schema.properties.x.pattern"),
+        (
+            {"properties": {"x": {"type": "string", "pattern": "(?=lookahead)"}}},
+            "schema.properties.x.pattern",
+        ),
         ({"properties": {"x": {"$dynamicRef": "#meta"}}}, "schema.properties.x.$dynamicRef"),
         ({"properties": {"x": {"maxLenght": 3}}}, "schema.properties.x.maxLenght"),
         ({"$schema": "http://json-schema.org/draft-07/schema#"}, "schema.$schema"),
@@ -89,7 +92,9 @@ def test_configs_are_checked_at_write_time(api: Any) -> None:
     created = api("POST", BASE, experiment())
     assert created.status == 201, created
     assert [v["schema_version"] for v in created.json["variants"]] == [1, 1]
-    edit = api("PATCH", f"{BASE}/{created.json['id']}", {"variants": experiment(treatment={"button": 1})["variants"]})
+    edit = api(
+        "PATCH", f"{BASE}/{created.json['id']}", {"variants": experiment(treatment={"button": 1})["variants"]}
+    )
     assert edit.status == 422
     assert edit.json["field"] == "variants[1].config.button"
 
@@ -192,7 +197,9 @@ def test_a_config_change_opens_a_phase(api: Any, sql: Any) -> None:
     back = api("POST", f"{BASE}/{eid}/phases", {"variants": [{"name": "treatment", "config_version": 1}]})
     assert back.json["phase"] == 3
     assert back.json["variants"][1]["config"] == {"button": "blue"}
-    patched = api("PATCH", f"{BASE}/{eid}", {"variants": experiment(treatment={"button": "green"})["variants"]})
+    patched = api(
+        "PATCH", f"{BASE}/{eid}", {"variants": experiment(treatment={"button": "green"})["variants"]}
+    )
     assert patched.status == 200, patched
     assert patched.json["phase"] == 4
     phases = api("GET", f"{BASE}/{eid}/phases").json

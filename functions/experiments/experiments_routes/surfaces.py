@@ -7,14 +7,14 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from abtest import wiring
-from abtest.domain.config_versions import PublishMode, SchemaVersion, SchemaVersionPage
+from abtest.domain.config_versions import PublishMode, SchemaVersion
 from abtest.domain.experiments import SURFACE_PATTERN
 from abtest.domain.namespaces import SurfaceNamespace
 from abtest.errors import InvalidInput
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_router, documented
 from abtest.http.paging import Cursor, PageLimit, SurfacesPageLimit
-from abtest.http.schemas import SurfaceList
+from abtest.http.schemas import SchemaVersionPage, SurfaceList
 from abtest.http.scopes import Scope
 from abtest.observability import logger, tracer
 

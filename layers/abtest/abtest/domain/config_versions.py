@@ -70,11 +70,6 @@ class SchemaVersionSummary(BaseModel):
     created_at: datetime
 
 
-class SchemaVersionPage(BaseModel):
-    versions: list[SchemaVersionSummary]
-    next_cursor: str | None = None
-
-
 class PhaseVariantIn(StrictInput):
     """One variant's config in a new phase: a new config, or an earlier `config_version` re-published."""
 

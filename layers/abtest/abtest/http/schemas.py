@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from abtest.domain.assignment import AssignedVariant, Reason
 from abtest.domain.audit import AuditEvent
+from abtest.domain.config_versions import SchemaVersionSummary
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
@@ -110,6 +111,13 @@ class StoredAssignmentResponse(BaseModel):
     enrolled: bool
     variant: AssignedVariant | None
     experiment_variant: str | None
+
+
+class SchemaVersionPage(BaseModel):
+    """A page of a surface's config schema versions, newest first; pass `next_cursor` back as `cursor`."""
+
+    versions: list[SchemaVersionSummary]
+    next_cursor: str | None = None
 
 
 class SurfaceList(BaseModel):
