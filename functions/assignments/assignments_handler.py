@@ -151,7 +151,11 @@ def stored_assignment(
         user_id=user_id,
         enrolled=enrolled,
         variant=AssignedVariant(
-            id=stored.variant_id, name=stored.variant_name, config=stored.variant_config or {}
+            id=stored.variant_id,
+            name=stored.variant_name,
+            config=stored.variant_config or {},
+            config_version=stored.variant_config_version or 1,
+            schema_version=stored.variant_schema_version,
         )
         if stored.variant_id is not None and stored.variant_name is not None
         else None,

@@ -85,6 +85,7 @@ def test_configs_are_checked_at_write_time(api: Any) -> None:
     assert "type" in {e["keyword"] for e in wrong_type.json["errors"]}
     unknown = api("POST", BASE, experiment(treatment={"buton": "blue"}))
     assert unknown.status == 422
+    assert unknown.json["field"] == "variants[1].config.buton"
     assert unknown.json["errors"][0]["keyword"] == "additionalProperties"
     invariant = api("POST", BASE, experiment(treatment={"min_items": 5, "max_items": 2}))
     assert invariant.status == 422
@@ -108,7 +109,7 @@ def test_the_recommendations_surface_ships_its_schema(api: Any) -> None:
     body["variants"][0]["config"] = {"lora_boost": 0.1}
     response = api("POST", BASE, body)
     assert response.status == 422
-    assert response.json["field"] == "variants[1].config"
+    assert response.json["field"] == "variants[1].config.lora_bost"
 
 
 def start(api: Any, experiment_id: str) -> None:

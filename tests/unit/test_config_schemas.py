@@ -177,8 +177,8 @@ def test_the_422_names_the_field_and_keyword_of_every_problem() -> None:
     with pytest.raises(InvalidInput) as raised:
         require_valid_configs(schema, [{"lora_boost": 0.1}, {"lora_boost": "high", "lora_bost": 1}])
     error = raised.value
-    assert error.field in {"variants[1].config", "variants[1].config.lora_boost"}
+    assert error.field in {"variants[1].config.lora_bost", "variants[1].config.lora_boost"}
     assert {(e["field"], e["keyword"]) for e in error.details["errors"]} == {
-        ("variants[1].config", "additionalProperties"),
+        ("variants[1].config.lora_bost", "additionalProperties"),
         ("variants[1].config.lora_boost", "type"),
     }

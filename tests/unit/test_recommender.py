@@ -124,7 +124,7 @@ RECOMMENDER_SCHEMA = check_schema(RECOMMENDER_CONFIG_SCHEMA)
         ({"lora_boost": 1.5}, "variants[1].config.lora_boost", "maximum"),
         ({"lora_boost": "high"}, "variants[1].config.lora_boost", "type"),
         ({"lora_boost": True}, "variants[1].config.lora_boost", "type"),
-        ({"boost": 0.3}, "variants[1].config", "additionalProperties"),
+        ({"boost": 0.3}, "variants[1].config.boost", "additionalProperties"),
         ({"candidate_cap": 0}, "variants[1].config.candidate_cap", "minimum"),
         ({"candidate_cap": 2.5}, "variants[1].config.candidate_cap", "type"),
         ({"diversity": -0.1}, "variants[1].config.diversity", "minimum"),

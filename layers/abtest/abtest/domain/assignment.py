@@ -6,7 +6,7 @@ The stored assignment is the truth once written (sticky), whatever the hash woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -95,6 +95,11 @@ class Enrollment:
     # assignment or membership, and recorded any exposure as a forced one); None: not forced.
     forced_variant_id: UUID | None = None
     holdouts_stale: bool = False  # the caller's running holdouts were not the database's: nothing written
+    # The experiment's config phase and the served variant's schema version as the database holds them
+    # (None: not read); a cache that disagrees is reloaded before serving. Facts about the cache's
+    # freshness, not about the enrollment: left out of comparisons.
+    phase: int | None = field(default=None, compare=False)
+    schema_version: int | None = field(default=None, compare=False)
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:

@@ -70,10 +70,15 @@ class ConfigSchema:
         validator = _validator(json.dumps(self.schema, sort_keys=True))
         found: list[ConfigProblem] = []
         for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
-            path = field_path((*root, *error.absolute_path))
-            found.append(ConfigProblem(path or "config", str(error.validator), error.message[:300]))
+            where = (*root, *error.absolute_path)
+            for key in _unexpected_keys(error):  # name each unknown key itself: `...config.lora_bost`
+                found.append(ConfigProblem(field_path((*where, key)), "additionalProperties", "unknown key"))
+            if error.validator != "additionalProperties" or error.validator_value is not False:
+                found.append(
+                    ConfigProblem(field_path(where) or "config", str(error.validator), error.message[:300])
+                )
             if len(found) >= MAX_ERRORS:
-                return found
+                return found[:MAX_ERRORS]
         for index, condition in enumerate(self.invariants):
             if not evaluate(_resolve_fields(condition, config), config):
                 found.append(
@@ -87,6 +92,22 @@ class ConfigSchema:
 
     def is_valid(self, config: Mapping[str, Any]) -> bool:
         return not self.problems(config)
+
+
+def _unexpected_keys(error: Any) -> list[str]:
+    """The keys an `additionalProperties: false` error is about (those no properties or patternProperties
+    of its schema cover); empty for any other error."""
+    if error.validator != "additionalProperties" or error.validator_value is not False:
+        return []
+    if not isinstance(error.instance, dict) or not isinstance(error.schema, dict):
+        return []
+    known = error.schema.get("properties", {})
+    patterns = error.schema.get("patternProperties", {})
+    return [
+        key
+        for key in error.instance
+        if key not in known and not any(regex_search(p, key, False) for p in patterns)
+    ]
 
 
 def _resolve_fields(condition: Any, config: Mapping[str, Any]) -> Any:

@@ -97,7 +97,11 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
 def only_configs_differ(current: Experiment, variants: list[VariantIn]) -> bool:
     """Whether `variants` are the experiment's variants (names, weights, descriptions, order) with only
     their configs possibly changed: the one edit of variants a started experiment allows."""
-    return len(variants) == len(current.variants) and all(
-        new.name == old.name and new.weight == old.weight and new.description == old.description
-        for new, old in zip(variants, current.variants, strict=True)
+    return (
+        bool(variants)
+        and len(variants) == len(current.variants)
+        and all(
+            new.name == old.name and new.weight == old.weight and new.description == old.description
+            for new, old in zip(variants, current.variants, strict=True)
+        )
     )

@@ -320,7 +320,7 @@ class AssignmentService:
                 first = decide(subject)
                 continue
             attempt += 1
-            if self._unknown(view, enrollment):
+            if self._unknown(view, enrollment) or self._stale_config(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
@@ -332,6 +332,19 @@ class AssignmentService:
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
         return Assignment(None, Reason.NOT_IN_SHARE), None
+
+    @staticmethod
+    def _stale_config(view: ServingView, enrollment: Enrollment) -> bool:
+        """Whether the cache holds an older config phase or schema stamp than the database: a config
+        change or a schema publish since it was loaded (its configs must not be served)."""
+        live = view.experiments.get(enrollment.experiment_id) if enrollment.experiment_id else None
+        if live is None or enrollment.phase is None:
+            return False
+        if live.experiment.phase != enrollment.phase:
+            return True
+        served = enrollment.forced_variant_id or enrollment.variant_id
+        variant = next((v for v in live.experiment.variants if v.id == served), None)
+        return variant is not None and variant.schema_version != enrollment.schema_version
 
     @staticmethod
     def _unknown(view: ServingView, enrollment: Enrollment) -> bool:

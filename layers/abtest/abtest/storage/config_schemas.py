@@ -347,9 +347,7 @@ def change_configs(
         raise Conflict(
             f"only a running or paused experiment's configs change by phase (this one is "
             f"{current.status.value}{'; edit the draft instead' if current.status == Status.DRAFT else ''})",
-            code=ErrorCode.EXPERIMENT_COMPLETED
-            if current.status == Status.COMPLETED
-            else ErrorCode.EXPERIMENT_NOT_RUNNING,
+            code=ErrorCode.EXPERIMENT_COMPLETED if current.status == Status.COMPLETED else ErrorCode.CONFLICT,
             field="status",
         )
     by_name = {v.name: v for v in current.variants}
