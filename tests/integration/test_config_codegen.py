@@ -38,7 +38,8 @@ def generated_model(api: Any, surface: str, tmp_path: Path) -> Any:
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     spec = importlib.util.spec_from_file_location(f"{surface}_config", module_file)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -48,7 +49,9 @@ def generated_model(api: Any, surface: str, tmp_path: Path) -> Any:
 def served_configs(api: Any, experiment_id: str, users: int) -> list[dict[str, Any]]:
     configs = []
     for n in range(users):
-        answer = api("POST", "/api/v1/assignments", {"experiment_id": experiment_id, "user_id": f"u-{n}"}).json
+        answer = api(
+            "POST", "/api/v1/assignments", {"experiment_id": experiment_id, "user_id": f"u-{n}"}
+        ).json
         if answer["variant"] is not None:
             configs.append(answer["variant"]["config"])
     return configs
