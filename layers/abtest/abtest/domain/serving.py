@@ -197,7 +197,8 @@ class AssignmentService:
         answers: dict[str, Assignment] = {}
         for surface, subject, enrollment in zip(surfaces, subjects, enrollments, strict=True):
             final = decide(replace(subject, stored=enrollment))
-            if enrollment.holdouts_stale or self._unknown(view, enrollment) or final.proposal:
+            stale = self._unknown(view, enrollment) or self._stale_config(view, enrollment)
+            if enrollment.holdouts_stale or stale or final.proposal:
                 answers[surface], _ = self._serve(
                     surface, user_id, None, None, False, with_profile=False, attributes=attributes
                 )
