@@ -84,3 +84,16 @@ def with_phase_banner(page: str, phase: PhaseLabel) -> str:
     banner = f'\n  <p class="phase" id="phase">{escape(text)}</p>'
     head, marker, tail = page.partition("</h1>")
     return head + marker + banner + tail if marker else page
+
+
+def pooled(phase: PhaseLabel) -> PhaseLabel:
+    """The label of an analysis that spans every phase whatever was asked (a bandit's period-weighted
+    estimate: its periods, not the phases, split it)."""
+    return phase.model_copy(
+        update={
+            "phase": ALL_PHASES,
+            "label": label(None, phase.current_phase),
+            "started_at": None,
+            "ended_at": None,
+        }
+    )

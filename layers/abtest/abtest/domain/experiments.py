@@ -16,8 +16,11 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
+from abtest.domain.bandits import Allocation, BanditServing, serving_weights
 from abtest.domain.config_schemas import ConfigSchema, require_valid_configs
+from abtest.domain.decisions import DecisionSettings
 from abtest.domain.fields import StrictInput
+from abtest.domain.metric_definitions import MetricRoles
 from abtest.limits import MAX_CONFIG_BYTES, MAX_VARIANTS, MIN_SHARE, json_size_limit, json_value
 
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
@@ -127,6 +130,18 @@ class ExperimentCreate(StrictInput):
     )
     namespace_share: NamespaceShare = 1.0
     targeting: Targeting = Field(default_factory=dict)
+    allocation: Allocation = Field(
+        default_factory=Allocation,
+        description="fixed (the variants' weights) or bandit (docs/bandits.md); the weights start the bandit",
+    )
+    metrics: MetricRoles | None = Field(
+        default=None,
+        description="Metric definitions by role: goals, guardrails (with margins), secondary "
+        "(docs/metrics-and-decisions.md); goals and guardrails are fixed once the experiment starts",
+    )
+    decision: DecisionSettings | None = Field(
+        default=None, description="How /results decides: framework, min_days, target_mde"
+    )
 
 
 class ExperimentPatch(StrictInput):
@@ -139,6 +154,9 @@ class ExperimentPatch(StrictInput):
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None
+    allocation: Allocation | None = None
+    metrics: MetricRoles | None = None
+    decision: DecisionSettings | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -206,6 +224,24 @@ class Experiment(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    allocation: Allocation = Field(default_factory=Allocation, description="fixed or bandit")
+    bandit: BanditServing | None = Field(
+        default=None, description="A bandit's open period and current weights (null for fixed allocations)"
+    )
+
+    def serving_weights(self) -> list[float]:
+        """The weights a new user is bucketed with (a bandit's current ones, else the variants')."""
+        return serving_weights([variant.weight for variant in self.variants], self.bandit)
+
+    metrics: MetricRoles | None = Field(
+        default=None, description="Metric definitions by role (none: as before)"
+    )
+    decision: DecisionSettings | None = Field(
+        default=None, description="Decision settings (none: the defaults)"
+    )
+    pinned_metrics: dict[str, int] = Field(
+        default_factory=dict, description="Definition versions pinned when the experiment started, by name"
+    )
 
 
 class _HasConfig(Protocol):
