@@ -12,13 +12,21 @@ from abtest.analysis.bandit_report import bandit_section
 from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
+from abtest.analysis.phases import (
+    PhaseBoundary,
+    PhasedResults,
+    PhasedTimeseries,
+    PhaseLabel,
+    pooled,
+    with_phase_banner,
+)
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
-from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.analysis.timeseries import metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
@@ -50,9 +58,27 @@ ROUTE_SCOPES: dict[str, Scope] = {
 INDEX_LIMIT = 50  # experiments on the index page, newest first
 
 Alpha = Annotated[float, Query(gt=0, le=0.5, description="Significance level")]
+Phase = Annotated[
+    str | None,
+    Query(
+        max_length=8,
+        description="Config phase: a number, or all (every phase pooled); default the latest phase",
+    ),
+]
 AnalysisKind = Annotated[
     Literal["conversion", "value"], Query(description="conversion (binomial) or value (mean per user)")
 ]
+
+
+def _phase_stats(
+    experiment_id: UUID, asked: str | None
+) -> tuple[VariantMetrics, PhaseLabel, list[PhaseBoundary]]:
+    """The statistics of the phase a read asks for (abtest.analysis.phases): the rollups when they are
+    the phase (all pooled, or an experiment with one phase), else that phase from its raw events."""
+    phase, label, starts = wiring.phase_metrics().phase_view(experiment_id, asked)
+    if phase is None or label.current_phase == 1:
+        return wiring.rollups().variant_metrics(experiment_id), label, starts
+    return wiring.phase_metrics().phase_metrics(experiment_id, phase), label, starts
 
 
 @app.get(
@@ -64,9 +90,7 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
     return metrics_report(stats, overrides=wiring.overrides().counts(experiment_id))
 
 
-@app.get(
-    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ExperimentResults, 404)
-)
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, PhasedResults, 404))
 @tracer.capture_method(capture_response=False)
 def experiment_results(
     experiment_id: Annotated[UUID, Path()],
@@ -78,17 +102,21 @@ def experiment_results(
         float | None,
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
-) -> ExperimentResults:
-    stats = wiring.rollups().variant_metrics(experiment_id)
+    phase: Phase = None,
+) -> PhasedResults:
+    stats, label, _ = _phase_stats(experiment_id, phase)
     overrides = wiring.overrides().counts(experiment_id)
     bandit = None
     if stats.experiment.allocation.is_bandit:
+        # A bandit's period-weighted estimate spans every phase: it is labelled as pooled.
         stats, bandit = bandit_results(experiment_id)
+        label = pooled(label)
     report = results_report(
         stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
     )
     report.srm = _with_sequential(report.srm, experiment_id)
     report = _with_roles(report, stats, alpha=alpha, correction=correction)
+    report = PhasedResults(**dict(report), phase=label)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
@@ -118,7 +146,7 @@ def _with_roles(
 
 @app.get(
     f"{API_PREFIX}/experiments/<experiment_id>/results/timeseries",
-    responses=documented(200, ExperimentTimeseries, 404),
+    responses=documented(200, PhasedTimeseries, 404),
 )
 @tracer.capture_method(capture_response=False)
 def experiment_timeseries(
@@ -128,11 +156,12 @@ def experiment_timeseries(
     ] = None,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
-) -> ExperimentTimeseries:
+) -> PhasedTimeseries:
     # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
     daily = wiring.rollups().daily_metrics(
         experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
     )
+    _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
         series = timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
@@ -144,7 +173,7 @@ def experiment_timeseries(
     days = {day: p for day, (p, _) in wiring.alerts().srm_by_day(experiment_id).items()}
     for point in series.points:
         point.srm_sequential_p_value = sequential_by_day(days, point.date)
-    return series
+    return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
@@ -161,6 +190,7 @@ def experiment_report(
         str | None,
         Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
     ] = None,
+    phase: Phase = None,
 ) -> Response[str]:
     in_full: list[str] = []
 
@@ -179,9 +209,13 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
+    stats, label, _ = _phase_stats(experiment_id, phase)
+    if label.current_phase == 1 or label.phase == "all":
+        stats = daily.current  # the same numbers, from the same snapshot as the charts
     section = None
     if daily.current.experiment.allocation.is_bandit:
         weighted, estimates = bandit_results(experiment_id)
+        label = pooled(label)
         results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
         names = [v.name for v in weighted.experiment.variants]
         section = bandit_section(
@@ -189,8 +223,8 @@ def experiment_report(
         )
         current = weighted
     else:
-        results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
-        current = daily.current
+        results = results_report(stats, alpha=alpha, mde=mde, overrides=overrides)
+        current = stats
     results.srm = _with_sequential(results.srm, experiment_id)
     results = _with_roles(results, current, alpha=alpha)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
@@ -199,7 +233,7 @@ def experiment_report(
         series = {"": timeseries_report(daily, None, analysis, alpha)}
     page = report_page(
         daily.current.experiment,
-        daily.current,
+        stats,
         results,
         series,
         mde=mde,
@@ -208,7 +242,7 @@ def experiment_report(
         in_full=in_full,
         bandit_section=section,
     )
-    return html_response(page)
+    return html_response(with_phase_banner(page, label))
 
 
 @app.get(f"{API_PREFIX}/report", responses=documented_html())

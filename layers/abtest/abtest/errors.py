@@ -75,6 +75,11 @@ class ErrorCode(StrEnum):
     # Webhooks (issue 23)
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     TOO_MANY_WEBHOOKS = "too_many_webhooks"
+    # Config schemas of surfaces and config phases of experiments
+    CONFIG_SCHEMA_NOT_FOUND = "config_schema_not_found"
+    CONFIG_SCHEMA_VIOLATED = "config_schema_violated"
+    CONFIG_VERSION_NOT_FOUND = "config_version_not_found"
+    TOO_MANY_PHASES = "too_many_phases"
 
 
 class DomainError(Exception):

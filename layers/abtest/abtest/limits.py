@@ -72,6 +72,16 @@ MAX_CONDITION_DEPTH = 10  # nested JSON objects and arrays, the condition itself
 MAX_CONDITION_BYTES = 16_384  # compact UTF-8 JSON
 MAX_REGEX_LENGTH = 256  # characters of a pattern
 
+# --- Config schemas of surfaces (abtest.domain.config_schemas) and config phases ----------------------
+MAX_SCHEMA_BYTES = 65_536  # a schema as compact JSON, its invariants included
+MAX_SCHEMA_DEPTH = 32  # nested JSON objects and arrays of a schema
+# Subschemas one instance location can be checked against through $ref and the in-place applicators
+# (allOf, anyOf, oneOf, not, if/then/else, dependentSchemas): a chain of refs doubling at each step
+# would otherwise make validation exponential.
+MAX_SCHEMA_EXPANSION = 1000
+MAX_INVARIANTS = 20  # cross-field conditions beside a schema
+MAX_PHASES = 100  # config phases of one experiment (each a new config version of some variants)
+
 # --- Saved groups --------------------------------------------------------------------------------
 MAX_GROUP_VALUES = 10_000
 MAX_GROUP_VALUE_LENGTH = 256

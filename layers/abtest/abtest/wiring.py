@@ -32,12 +32,14 @@ if TYPE_CHECKING:
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository
     from abtest.storage.saved_groups import SavedGroupRepository
     from abtest.storage.webhooks import WebhookRepository
@@ -46,6 +48,11 @@ if TYPE_CHECKING:
 def experiments() -> ExperimentRepository:
     """Experiments: create, read, list, edit, change status, delete."""
     return storage.ExperimentRepository(get_database())
+
+
+def config_schemas() -> ConfigSchemaRepository:
+    """Surfaces' config schema versions and experiments' config phases."""
+    return storage.ConfigSchemaRepository(get_database())
 
 
 def overrides() -> OverrideRepository:
@@ -81,6 +88,11 @@ def audit() -> AuditRepository:
 def events() -> EventRepository:
     """Exposures and conversions, alone or in batches."""
     return storage.EventRepository(get_database())
+
+
+def phase_metrics() -> PhaseMetricsRepository:
+    """Statistics of one config phase, and the phase labels of results."""
+    return storage.PhaseMetricsRepository(get_database())
 
 
 def rollups() -> RollupRepository:

@@ -86,6 +86,13 @@ class Assignment:
     variant: Variant | None = None
     new_assignment: bool = False
     exposure_recorded: bool = False
+    # The variant whose config is served, when it is not `variant` (config_invalid: control's).
+    config_variant: Variant | None = None
+
+    @property
+    def served(self) -> Variant | None:
+        """The variant whose config (and config version) the user is served."""
+        return self.config_variant or self.variant
 
     @property
     def source(self) -> Source | None:
@@ -196,7 +203,8 @@ class AssignmentService:
         answers: dict[str, Assignment] = {}
         for surface, subject, enrollment in zip(surfaces, subjects, enrollments, strict=True):
             final = decide(replace(subject, stored=enrollment))
-            if enrollment.holdouts_stale or self._unknown(view, enrollment) or final.proposal:
+            stale = self._unknown(view, enrollment) or self._stale_config(view, enrollment)
+            if enrollment.holdouts_stale or stale or final.proposal:
                 answers[surface], _ = self._serve(
                     surface, user_id, None, None, False, with_profile=False, attributes=attributes
                 )
@@ -280,7 +288,7 @@ class AssignmentService:
         if assignment.variant is not None:
             # Never fails (the user is enrolled and exposed by now): known keys apply, others are
             # ignored, so an experiment of another surface cannot break recommendations.
-            config = RecommenderConfig.applying(assignment.variant.config)
+            config = RecommenderConfig.applying(assignment.served.config if assignment.served else {})
         return Recommendations(recommend(catalog, profile, config, limit), assignment)
 
     def _serve(
@@ -320,7 +328,7 @@ class AssignmentService:
                 first = decide(subject)
                 continue
             attempt += 1
-            if self._unknown(view, enrollment):
+            if self._unknown(view, enrollment) or self._stale_config(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
@@ -332,6 +340,19 @@ class AssignmentService:
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
         return Assignment(None, Reason.NOT_IN_SHARE), None
+
+    @staticmethod
+    def _stale_config(view: ServingView, enrollment: Enrollment) -> bool:
+        """Whether the cache holds an older config phase or schema stamp than the database: a config
+        change or a schema publish since it was loaded (its configs must not be served)."""
+        live = view.experiments.get(enrollment.experiment_id) if enrollment.experiment_id else None
+        if live is None or enrollment.phase is None:
+            return False
+        if live.experiment.phase != enrollment.phase:
+            return True
+        served = enrollment.forced_variant_id or enrollment.variant_id
+        variant = next((v for v in live.experiment.variants if v.id == served), None)
+        return variant is not None and variant.schema_version != enrollment.schema_version
 
     @staticmethod
     def _unknown(view: ServingView, enrollment: Enrollment) -> bool:
@@ -349,13 +370,28 @@ class AssignmentService:
             if decision.reason == Reason.NOT_RUNNING and cached in ENROLLING:
                 self._view.invalidate()  # the cache believed it was running
             return Assignment(experiment, decision.reason)
-        return Assignment(
+        assigned = Assignment(
             experiment,
             Reason.ASSIGNED,
             decision.variant,
             new_assignment=enrollment.created,
             exposure_recorded=enrollment.exposed,
         )
+        return _checked_config(assigned)
+
+
+def _checked_config(assigned: Assignment) -> Assignment:
+    """Never serve a config that fails the surface's current schema (its validity is precomputed per
+    config version and schema version, stamped on the variant): the user keeps their variant (intent to
+    treat; the exposure is marked config_fallback by the database) but is served control's config, or
+    untagged defaults if control's fails too."""
+    variant, experiment = assigned.variant, assigned.experiment
+    if variant is None or experiment is None or variant.config_valid:
+        return assigned
+    control = experiment.variants[0]
+    if control.config_valid:
+        return replace(assigned, reason=Reason.CONFIG_INVALID, config_variant=control)
+    return Assignment(experiment, Reason.CONFIG_INVALID, exposure_recorded=assigned.exposure_recorded)
 
 
 def _load_view(store: AssignmentStore) -> ServingView:

@@ -128,11 +128,14 @@ def evaluation(surface: str, assignment: Assignment) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if experiment is not None:
         metadata = {"experimentId": str(experiment.id), "experimentName": experiment.name}
-    if assignment.variant is not None and assignment.tag is not None:
+    if assignment.served is not None and assignment.tag is not None:
         reason = _REASONS.get(assignment.reason, "SPLIT")
+        metadata["configVersion"] = assignment.served.config_version
+        if assignment.reason == Reason.CONFIG_INVALID:
+            metadata["abtestReason"] = assignment.reason.value
         return {
             "key": surface,
-            "value": assignment.variant.config,
+            "value": assignment.served.config,
             "variant": assignment.tag,
             "reason": reason,
             "metadata": metadata,

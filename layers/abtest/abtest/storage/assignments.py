@@ -72,7 +72,7 @@ WITH holdout_check AS (
 ), target AS (
     -- [experiment] The experiment decided about: the override's, else (surface) the membership's,
     -- else the one asked for or proposed. [running] Its status, the database's word over the cache's.
-    SELECT e.id, e.status FROM experiments e
+    SELECT e.id, e.status, e.phase FROM experiments e
     WHERE e.id = COALESCE((SELECT experiment_id FROM forced),
                           CASE WHEN %(follow_membership)s
                                THEN COALESCE((SELECT experiment_id FROM member), %(experiment_id)s::uuid)
@@ -140,7 +140,13 @@ SELECT (SELECT id FROM target) AS experiment_id,
         WHERE %(with_profile)s AND user_id = %(user_id)s
           AND (EXISTS (SELECT 1 FROM chosen) OR EXISTS (SELECT 1 FROM forced))) AS profile,
        (SELECT variant_id FROM forced) AS forced_variant_id,
-       NOT (SELECT fresh FROM holdout_check) AS holdouts_stale
+       NOT (SELECT fresh FROM holdout_check) AS holdouts_stale,
+       -- What the served config depends on, so a cache older than a config phase or a schema publish
+       -- is noticed on the very next request: the experiment's phase, the served variant's schema stamp.
+       (SELECT phase FROM target) AS phase,
+       (SELECT v.schema_version FROM variants v
+        WHERE v.id = COALESCE((SELECT variant_id FROM forced), (SELECT variant_id FROM chosen)))
+           AS schema_version
 """
 
 ENROLL = Routine(
@@ -192,6 +198,8 @@ def _enrollment(row: Mapping[str, Any]) -> Enrollment:
         profile=list(row["profile"]) if row["profile"] is not None else None,
         forced_variant_id=row["forced_variant_id"],
         holdouts_stale=row["holdouts_stale"],
+        phase=row.get("phase"),
+        schema_version=row.get("schema_version"),
     )
 
 
@@ -201,6 +209,8 @@ class StoredAssignment:
     variant_id: UUID | None
     variant_name: str | None
     variant_config: dict[str, Any] | None
+    variant_config_version: int | None = None
+    variant_schema_version: int | None = None
 
 
 class AssignmentRepository:
@@ -299,7 +309,8 @@ class AssignmentRepository:
         def work(conn: Connection) -> StoredAssignment:
             row = conn.execute(
                 "SELECT e.name AS experiment_name, v.id AS variant_id, v.name AS variant_name,"
-                " v.config AS variant_config"
+                " v.config AS variant_config, v.config_version AS variant_config_version,"
+                " v.schema_version AS variant_schema_version"
                 " FROM experiments e"
                 " LEFT JOIN assignments a ON a.experiment_id = e.id AND a.user_id = %(user_id)s"
                 " LEFT JOIN variants v ON v.id = a.variant_id"
