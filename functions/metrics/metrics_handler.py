@@ -8,18 +8,21 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
+from abtest.analysis.breakdowns import ResultsWithBreakdown, breakdown_report, post_stratified_report
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import results_report
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
+from abtest.limits import MAX_DIMENSION_PATH_LENGTH
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
 
@@ -53,7 +56,7 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
 
 
 @app.get(
-    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ExperimentResults, 404)
+    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ResultsWithBreakdown, 404)
 )
 @tracer.capture_method(capture_response=False)
 def experiment_results(
@@ -66,7 +69,14 @@ def experiment_results(
         float | None,
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
-) -> ExperimentResults:
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Break the results down by this dimension"),
+    ] = None,
+    metric: Annotated[
+        str | None, Query(max_length=64, description="Only this metric in the breakdown")
+    ] = None,
+) -> ResultsWithBreakdown:
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
     report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
@@ -75,7 +85,23 @@ def experiment_results(
             "sample ratio mismatch",
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
-    return report
+    if metric is not None and metric not in report.metrics:
+        raise NotFound(
+            f"experiment {experiment_id} has no conversions of metric {metric!r}",
+            code=ErrorCode.METRIC_NOT_FOUND,
+            field="metric",
+        )
+    picked = [metric] if metric is not None else None
+    breakdown = None
+    if dimension is not None:
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
+        breakdown = breakdown_report(slices, alpha=alpha, correction=correction, metric=metric)
+    design = stats.experiment.assignment
+    strata = None
+    if isinstance(design, StratifiedAssignment):
+        by_stratum = wiring.breakdowns().slice_metrics(experiment_id, design.stratum, picked)
+        strata = post_stratified_report(by_stratum, alpha=alpha, metrics=picked)
+    return ResultsWithBreakdown(**dict(report), breakdown=breakdown, post_stratified=strata)
 
 
 @app.get(

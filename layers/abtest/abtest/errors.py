@@ -66,6 +66,10 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Breakdowns and stratified assignment
+    BLOCK_TOO_LARGE = "block_too_large"
+    STRATIFIED_BANDIT = "stratified_bandit"
+    UNKNOWN_DIMENSION = "unknown_dimension"
 
 
 class DomainError(Exception):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from abtest.domain.serving import AssignmentService
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
+    from abtest.storage.breakdowns import BreakdownRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
@@ -75,6 +76,13 @@ def events() -> EventRepository:
 def rollups() -> RollupRepository:
     """Per-variant and daily metrics (rollups plus the tail)."""
     return storage.RollupRepository(get_database())
+
+
+def breakdowns() -> BreakdownRepository:
+    """Per-slice statistics of a dimension (rollups plus the tail)."""
+    from abtest.storage.breakdowns import BreakdownRepository
+
+    return BreakdownRepository(get_database())
 
 
 def assignments() -> AssignmentRepository:

@@ -67,6 +67,13 @@ class EnrollRequest:
     with_profile: bool = False
     holdout_ids: tuple[UUID, ...] = ()
     holdout_members: tuple[tuple[UUID, str], ...] = ()
+    # Breakdowns and strata (abtest.domain.breakdowns): the values to capture with a new assignment
+    # (None: the experiment has no dimensions), and for a stratified experiment the variant of each
+    # block slot (abtest.contract.blocks.block_slots) and the dimension whose value is the stratum. The
+    # statement then stores the block's variant instead of `variant_id` (which only says "enroll").
+    dimensions: dict[str, str] | None = None
+    block_slots: tuple[UUID, ...] = ()
+    stratum_dimension: str | None = None
 
 
 @dataclass(frozen=True)

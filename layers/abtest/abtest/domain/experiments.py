@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
+from abtest.domain.breakdowns import AssignmentDesign, Dimensions, HashAssignment
 from abtest.domain.fields import StrictInput
 from abtest.domain.recommender_config import RecommenderConfig
 from abtest.errors import InvalidInput
@@ -129,6 +130,8 @@ class ExperimentCreate(StrictInput):
     )
     namespace_share: NamespaceShare = 1.0
     targeting: Targeting = Field(default_factory=dict)
+    dimensions: Dimensions = Field(default_factory=list)
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
 
 
 class ExperimentPatch(StrictInput):
@@ -141,6 +144,8 @@ class ExperimentPatch(StrictInput):
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None
+    dimensions: Dimensions | None = None
+    assignment: AssignmentDesign | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -191,6 +196,10 @@ class Experiment(BaseModel):
     targeting: dict[str, Any] = Field(
         default_factory=dict, description="Who may be enrolled (GrowthBook condition; {} = everyone)"
     )
+    dimensions: list[str] = Field(
+        default_factory=list, description="Attribute paths captured at enrollment (breakdowns)"
+    )
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from abtest.domain.breakdowns import check_design
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
@@ -40,6 +41,9 @@ def check_transition(current: Status, target: Status) -> None:
 def check_create(new: ExperimentCreate) -> ExperimentCreate:
     """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
     check_definition(new.surface, new.variants)
+    new.dimensions = check_design(
+        new.dimensions, new.assignment, [v.weight for v in new.variants], getattr(new, "allocation", None)
+    )
     require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
@@ -61,6 +65,15 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
             check_definition(
                 changes.get("surface", current.surface), changes.get("variants", current.variants)
             )
+        if {"variants", "dimensions", "assignment"} & set(changes):
+            dimensions = check_design(
+                changes.get("dimensions", current.dimensions),
+                changes.get("assignment", current.assignment),
+                [v.weight for v in changes.get("variants", current.variants)],
+                changes.get("allocation", getattr(current, "allocation", None)),
+            )
+            if "dimensions" in changes or dimensions != current.dimensions:
+                changes["dimensions"] = dimensions
         return changes
     if current.status == Status.COMPLETED:
         raise Conflict(

@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.targeting, e.dimensions, e.assignment, e.created_at, e.updated_at, e.started_at, e.completed_at,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', v.id, 'name', v.name, 'description', v.description,
@@ -119,8 +119,9 @@ class ExperimentRepository:
             _check_saved_groups(conn, new.targeting)
             conn.execute(
                 "INSERT INTO experiments"
-                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
+                " dimensions, assignment)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -130,6 +131,8 @@ class ExperimentRepository:
                     new.surface,
                     new.namespace_share,
                     Jsonb(new.targeting),
+                    new.dimensions,
+                    Jsonb(new.assignment.model_dump()),
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -248,6 +251,8 @@ class ExperimentRepository:
             if "targeting" in changes:
                 _check_saved_groups(conn, changes["targeting"])
                 changes["targeting"] = Jsonb(changes["targeting"])
+            if "assignment" in changes:
+                changes["assignment"] = Jsonb(changes["assignment"].model_dump())
             variants = changes.pop("variants", None)
             removed: list[Override] = []
             if variants is not None:
