@@ -28,6 +28,7 @@ WALK_PAGES = (
     "docs/api/targeting.md",
     "docs/api/audit.md",
     "docs/api/holdouts.md",
+    "docs/breakdowns-and-strata.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -262,3 +262,18 @@ def test_stratified_results_carry_post_stratified_estimates(api: Any) -> None:
     block = post["metrics"]["purchase"]["conversion"][0]["relative"]
     assert block["error"] is None
     assert block["ci"][0] < block["estimate"] < block["ci"][1]
+
+
+def test_the_database_block_order_matches_the_golden_vectors(sql: Any) -> None:
+    from pathlib import Path
+
+    vectors = json.loads((Path(__file__).parents[1] / "golden" / "block_vectors.json").read_text("utf-8"))
+    for case in vectors["cases"]:
+        size = case["size"]
+        for block, order in enumerate(case["orders"]):
+            got = sql(
+                "SELECT array_agg(abtest_block_slot(%s, %s, %s, p, %s) ORDER BY p)"
+                " FROM generate_series(0, %s - 1) p",
+                (case["salt"], case["stratum"], block, size, size),
+            )
+            assert got == [(order,)], (case["salt"], case["stratum"], block)

@@ -107,6 +107,7 @@ WITH holdout_check AS (
                    AND v.dimension = d.key AND v.value = d.value) AS known
     FROM joined j, jsonb_each_text(COALESCE(%(dimensions)s::jsonb, '{{}}'::jsonb)) d
 ), dimension_final AS (
+    -- [variant] The values stored: a known value, or a new one while the dimension has room.
     SELECT s.experiment_id, s.dimension,
            CASE WHEN s.known OR (SELECT count(*) FROM (
                     SELECT 1 FROM dimension_values v WHERE v.experiment_id = s.experiment_id
@@ -114,6 +115,7 @@ WITH holdout_check AS (
                 THEN s.value ELSE '{OTHER_VALUE}' END AS value
     FROM dimension_seen s
 ), dimension_kept AS (
+    -- [variant] Remember the new values (the cap's memory).
     INSERT INTO dimension_values (experiment_id, dimension, value)
     SELECT experiment_id, dimension, value FROM dimension_final
     ON CONFLICT DO NOTHING
