@@ -76,7 +76,8 @@ def run_case(prepared: Sequence[Request], threads: int) -> tuple[float, list[flo
             raw = item.send()
             mine.append((time.perf_counter() - began) * 1000)
             reply = Request.reply(raw)
-            assert reply.status == 200 and reply.body["new_assignment"], reply
+            assert reply.status == 200, reply
+            assert reply.body["new_assignment"], reply
         with lock:
             samples.extend(mine)
 
