@@ -18,11 +18,11 @@ from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
 from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
-from abtest.errors import ErrorCode, NotFound
+from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
-from abtest.limits import MAX_DIMENSION_PATH_LENGTH
+from abtest.limits import MAX_DIMENSION_PATH_LENGTH, MAX_DIMENSION_VALUE_LENGTH
 from abtest.observability import logger, tracer
 from abtest.stats import Correction
 
@@ -116,11 +116,25 @@ def experiment_timeseries(
     ] = None,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="The series of one slice: its dimension"),
+    ] = None,
+    value: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_VALUE_LENGTH, description="The slice's value (with dimension)"),
+    ] = None,
 ) -> ExperimentTimeseries:
-    # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
-    daily = wiring.rollups().daily_metrics(
-        experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
-    )
+    if dimension is not None or value is not None:
+        if dimension is None or value is None:
+            missing = "value" if value is None else "dimension"
+            raise InvalidInput("dimension and value go together: the series of one slice", field=missing)
+        daily = wiring.breakdowns().daily_slice_metrics(experiment_id, dimension, value, metric)
+    else:
+        # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
+        daily = wiring.rollups().daily_metrics(
+            experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
+        )
     try:
         return timeseries_report(daily, metric, analysis, alpha)
     except KeyError:

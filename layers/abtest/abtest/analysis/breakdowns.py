@@ -28,8 +28,18 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.results import ExperimentResults, metric_analysis, srm_verdict
-from abtest.analysis.rollup import ExposureTotals, Fold, MetricStats, VariantMetrics
-from abtest.domain.breakdowns import OTHER_VALUE, StratifiedAssignment
+from abtest.analysis.rollup import (
+    ExposureTotals,
+    Fold,
+    MetricStats,
+    UserKey,
+    UserMetric,
+    UserMetricKey,
+    UserState,
+    VariantMetrics,
+    fold,
+)
+from abtest.domain.breakdowns import NONE_VALUE, OTHER_VALUE, StratifiedAssignment
 from abtest.domain.experiments import Experiment
 from abtest.limits import MAX_BREAKDOWN_METRICS, MAX_BREAKDOWN_SLICES
 from abtest.stats import Correction, adjust_p_values
@@ -392,3 +402,45 @@ class ResultsWithBreakdown(ExperimentResults):
     post_stratified: PostStratified | None = Field(
         default=None, description="Only for a stratified experiment"
     )
+
+
+# -- the rollup per slice ---------------------------------------------------------------------------
+
+SliceKey = tuple[str, str]  # (dimension, value)
+_FoldInputs = tuple[
+    dict[UserKey, UserState],
+    dict[UserMetricKey, UserMetric],
+    dict[UserKey, UserState],
+    dict[UserMetricKey, UserMetric],
+]
+
+
+def slice_folds(
+    dimensions: list[str],
+    values: dict[str, dict[str, str]],
+    old_users: dict[UserKey, UserState],
+    old_metrics: dict[UserMetricKey, UserMetric],
+    new_users: dict[UserKey, UserState],
+    new_metrics: dict[UserMetricKey, UserMetric],
+    *,
+    check_finite: bool = True,
+) -> dict[SliceKey, Fold]:
+    """The rollup's fold (stored -> recomputed per-user state) grouped by each user's value of each
+    dimension (`values`: user id -> {dimension: value}; a user without one is "(none)")."""
+    old_by_user: dict[UserKey, dict[UserMetricKey, UserMetric]] = {}
+    for mkey, metric in old_metrics.items():
+        old_by_user.setdefault((mkey[0], mkey[1]), {})[mkey] = metric
+    new_by_user: dict[UserKey, dict[UserMetricKey, UserMetric]] = {}
+    for mkey, metric in new_metrics.items():
+        new_by_user.setdefault((mkey[0], mkey[1]), {})[mkey] = metric
+    groups: dict[SliceKey, _FoldInputs] = {}
+    for key, state in new_users.items():
+        captured = values.get(key[1]) or {}
+        for dimension in dimensions:
+            group = groups.setdefault((dimension, captured.get(dimension, NONE_VALUE)), ({}, {}, {}, {}))
+            if key in old_users:
+                group[0][key] = old_users[key]
+            group[1].update(old_by_user.get(key, {}))
+            group[2][key] = state
+            group[3].update(new_by_user.get(key, {}))
+    return {slice_key: fold(*inputs, check_finite=check_finite) for slice_key, inputs in groups.items()}

@@ -48,3 +48,56 @@ BEGIN
     RETURN perm[pos + 1];
 END
 $$;
+
+-- Per-slice sufficient statistics, kept by the scheduled rollup exactly as rollup_variants and
+-- rollup_metrics are (deltas of the touched users' recomputed per-user state, grouped by the value
+-- each user had at enrollment), and their daily snapshots (as snapshot_variants, snapshot_metrics).
+CREATE TABLE IF NOT EXISTS rollup_slice_variants (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    dimension     text NOT NULL,
+    value         text NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    exposures     bigint NOT NULL DEFAULT 0,
+    users         bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, dimension, value, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS rollup_slice_metrics (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    dimension     text NOT NULL,
+    value         text NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    metric_name   text NOT NULL,
+    count         bigint NOT NULL DEFAULT 0,
+    sum           double precision NOT NULL DEFAULT 0,
+    sum_squares   double precision NOT NULL DEFAULT 0,
+    users         bigint NOT NULL DEFAULT 0,
+    unattributed  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, dimension, value, variant_id, metric_name)
+);
+
+CREATE TABLE IF NOT EXISTS snapshot_slice_variants (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    dimension     text NOT NULL,
+    value         text NOT NULL,
+    day           date NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    exposures     bigint NOT NULL,
+    users         bigint NOT NULL,
+    PRIMARY KEY (experiment_id, dimension, value, day, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS snapshot_slice_metrics (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    dimension     text NOT NULL,
+    value         text NOT NULL,
+    day           date NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    metric_name   text NOT NULL,
+    count         bigint NOT NULL,
+    sum           double precision NOT NULL,
+    sum_squares   double precision NOT NULL,
+    users         bigint NOT NULL,
+    unattributed  bigint NOT NULL,
+    PRIMARY KEY (experiment_id, dimension, value, day, variant_id, metric_name)
+);
