@@ -8,7 +8,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
-from abtest.analysis.breakdowns import ResultsWithBreakdown, breakdown_report, post_stratified_report
+from abtest.analysis.breakdowns import (
+    ResultsWithBreakdown,
+    breakdown_report,
+    post_stratified_report,
+    with_breakdown,
+)
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
@@ -159,6 +164,10 @@ def experiment_report(
         str | None,
         Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
     ] = None,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Add the results by this dimension"),
+    ] = None,
 ) -> Response[str]:
     in_full: list[str] = []
 
@@ -192,6 +201,9 @@ def experiment_report(
         analysis=analysis,
         in_full=in_full,
     )
+    if dimension is not None:
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, [metric] if metric else None)
+        page = with_breakdown(page, breakdown_report(slices, alpha=alpha, metric=metric))
     return html_response(page)
 
 

@@ -265,6 +265,13 @@ def test_results_by_dimension_equal_a_by_hand_analysis(api: Any, sql: Any) -> No
     lonely = api("GET", f"{BASE}/{experiment['id']}/results/timeseries", query="dimension=country")
     assert (lonely.status, lonely.json["field"]) == (422, "value")
 
+    page = api("GET", f"{BASE}/{experiment['id']}/report", query="dimension=country")
+    assert page.status == 200
+    html = page.text
+    assert 'id="breakdown"' in html
+    assert html.count('<tr data-value="') == 21
+    assert 'data-value="(other)"' in html
+
     narrowed = api("GET", f"{BASE}/{experiment['id']}/results", query="dimension=country&metric=purchase")
     assert narrowed.status == 200
     unknown = api("GET", f"{BASE}/{experiment['id']}/results", query="dimension=device")

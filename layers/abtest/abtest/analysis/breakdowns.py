@@ -444,3 +444,18 @@ def slice_folds(
             group[2][key] = state
             group[3].update(new_by_user.get(key, {}))
     return {slice_key: fold(*inputs, check_finite=check_finite) for slice_key, inputs in groups.items()}
+
+
+def with_breakdown(page: str, breakdown: Breakdown) -> str:
+    """The report page with the breakdown's section added at the end of its body."""
+    from abtest.analysis.report import _environment
+
+    names = sorted({name for piece in breakdown.slices for name in piece.metrics})
+    variants = [v.name for v in breakdown.slices[0].variants] if breakdown.slices else []
+    section = (
+        _environment()
+        .get_template("breakdown.html.j2")
+        .render(breakdown=breakdown, metric_names=names, variant_names=variants)
+    )
+    head, tail = page.rsplit("</body>", 1)
+    return head + section + "</body>" + tail
