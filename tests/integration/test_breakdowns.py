@@ -312,3 +312,44 @@ def test_the_database_block_order_matches_the_golden_vectors(sql: Any) -> None:
                 (case["salt"], case["stratum"], block, size, size),
             )
             assert got == [(order,)], (case["salt"], case["stratum"], block)
+
+
+def test_openfeature_contexts_are_captured_single_and_bulk(api: Any, sql: Any) -> None:
+    from tests.integration.test_ofrep import FLAGS, evaluate, post
+
+    single = start(api, dimensions=["country"])
+    assert evaluate("checkout", {"targetingKey": "of-1", "country": "FR"}).status == 200
+    evaluate("checkout", {"targetingKey": "of-1", "country": "US"})
+    assert captured(sql, single["id"], "of-1") == {"country": "FR"}
+    other = api(
+        "POST",
+        BASE,
+        experiment_body(name="bulk_one", surface="search", traffic_allocation=1.0, dimensions=["plan"]),
+    ).json
+    api("PUT", f"{BASE}/{other['id']}/status", {"status": "running"})
+    assert post(FLAGS, '{"context": {"targetingKey": "of-2", "plan": "pro", "country": "DE"}}').status == 200
+    assert captured(sql, other["id"], "of-2") == {"plan": "pro"}
+    assert captured(sql, single["id"], "of-2") == {"country": "DE"}
+
+
+def test_batch_exposures_dated_earlier_never_change_the_captured_values(api: Any, sql: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import time
+
+    experiment = start(api, dimensions=["country"])
+    time.sleep(1.5)  # so that an exposure dated before the assignment is still after the start
+    assign(api, experiment["id"], "b-1", {"country": "FR"})
+    earlier = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    event = {
+        "type": "exposure",
+        "experiment_id": experiment["id"],
+        "user_id": "b-1",
+        "event_id": "early-1",
+        "timestamp": earlier,
+    }
+    batch = api("POST", "/api/v1/events", {"events": [event]})
+    assert batch.json["results"][0]["status"] == "accepted", batch
+    assign(api, experiment["id"], "b-1", {"country": "US"})
+    assert captured(sql, experiment["id"], "b-1") == {"country": "FR"}
+    assert sql("SELECT count(*) FROM exposures WHERE user_id = 'b-1'") == [(3,)]
