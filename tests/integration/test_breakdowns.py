@@ -333,9 +333,8 @@ def test_openfeature_contexts_are_captured_single_and_bulk(api: Any, sql: Any) -
 
 
 def test_batch_exposures_dated_earlier_never_change_the_captured_values(api: Any, sql: Any) -> None:
-    from datetime import UTC, datetime, timedelta
-
     import time
+    from datetime import UTC, datetime, timedelta
 
     experiment = start(api, dimensions=["country"])
     time.sleep(1.5)  # so that an exposure dated before the assignment is still after the start
