@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from abtest import wiring
 from abtest.analysis.breakdowns import (
     ResultsWithBreakdown,
+    breakdown_metrics,
     breakdown_report,
     post_stratified_report,
     with_breakdown,
@@ -96,11 +97,13 @@ def experiment_results(
             code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         )
-    picked = [metric] if metric is not None else None
+    # Only the metrics a breakdown can show are read (bounded for any number of metrics and values).
+    picked, _ = breakdown_metrics(list(report.metrics), len(report.variants), metric)
     breakdown = None
     if dimension is not None:
         slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
         breakdown = breakdown_report(slices, alpha=alpha, correction=correction, metric=metric)
+        breakdown.metrics_omitted = breakdown_metrics(list(report.metrics), len(report.variants), metric)[1]
     design = stats.experiment.assignment
     strata = None
     if isinstance(design, StratifiedAssignment):
@@ -202,7 +205,10 @@ def experiment_report(
         in_full=in_full,
     )
     if dimension is not None:
-        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, [metric] if metric else None)
+        picked, _ = breakdown_metrics(
+            metric_names(daily.current), len(daily.current.experiment.variants), metric
+        )
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
         page = with_breakdown(page, breakdown_report(slices, alpha=alpha, metric=metric))
     return html_response(page)
 

@@ -11,6 +11,7 @@ import pytest
 
 from abtest.analysis.breakdowns import (
     SliceMetrics,
+    breakdown_metrics,
     breakdown_report,
     empty_stats,
     heterogeneity,
@@ -235,3 +236,22 @@ def test_the_report_flags_a_real_difference_in_one_slice() -> None:
     assert min(p_values, key=lambda v: p_values[v] or 1.0) == "v0"
     p_adjusted = [c.relative.p_value_adjusted for s in report.slices for c in s.metrics["m"].conversion]
     assert all(p is not None for p in p_adjusted)
+
+
+def test_the_metrics_shown_shrink_with_the_variants_and_stay_bounded() -> None:
+    names = [f"m{i:03d}" for i in range(100)]
+    assert breakdown_metrics(names, 2, None) == (names[:10], names[10:])
+    assert len(breakdown_metrics(names, 3, None)[0]) == 10
+    assert len(breakdown_metrics(names, 20, None)[0]) == 1
+    assert breakdown_metrics(names, 20, "m050") == (["m050"], [])
+    experiment = make_experiment(weights=tuple([0.05] * 20))
+    slices = SliceMetrics(experiment, "country")
+    for i in range(300):
+        stats = slices.slice(f"v{i}")
+        for variant in experiment.variants:
+            stats.variants[variant.id] = ExposureTotals(50, 50)
+            stats.metrics[variant.id] = {name: MetricStats(5, 5.0, 5.0, 5) for name in names}
+    report = breakdown_report(slices)
+    assert len(report.slices) == 21
+    assert len(report.metrics_omitted) == 99
+    assert len(report.model_dump_json()) < 1_000_000

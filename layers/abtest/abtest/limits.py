@@ -190,4 +190,7 @@ MAX_DIMENSION_VALUE_LENGTH = 64  # characters kept of a captured value (longer o
 MAX_DIMENSION_VALUES = 1000  # distinct values captured per dimension; later new values become "(other)"
 MAX_BREAKDOWN_SLICES = 20  # slices of a breakdown by users; the rest are folded into "(other)"
 MAX_BREAKDOWN_METRICS = 10  # metrics in one breakdown answer (`metric=` picks one)
+# Comparisons (slices x metrics x treatments) in one breakdown answer: with many variants, fewer
+# metrics (at least one), so the answer's size and time stay bounded.
+MAX_BREAKDOWN_COMPARISONS = 420
 MAX_BLOCK_SIZE = 20  # variants per permuted block of a stratified experiment

@@ -12,8 +12,9 @@ exposed users are shown; the others (and values past the capture cap) are summed
   experiment (every other user), with Satterthwaite's degrees of freedom counting each effect's
   smaller arm. A slice is flagged when p < alpha / k, k = slices x metrics x treatments x 2 analyses
   (Bonferroni over everything tested), so an A/A experiment flags any slice at most alpha of the time.
-- Bounds: slices <= MAX_BREAKDOWN_SLICES + 1, metrics <= MAX_BREAKDOWN_METRICS (`metric=` picks one);
-  the answer says which metrics it left out.
+- Bounds: slices <= MAX_BREAKDOWN_SLICES + 1, metrics <= MAX_BREAKDOWN_METRICS and fewer with many
+  variants (slices x metrics x treatments <= MAX_BREAKDOWN_COMPARISONS, at least one metric);
+  `metric=` picks one, and the answer names the metrics it left out.
 
 Post-stratification (stratified experiments): abtest.stats.post_stratification over the strata.
 """
@@ -41,7 +42,7 @@ from abtest.analysis.rollup import (
 )
 from abtest.domain.breakdowns import NONE_VALUE, OTHER_VALUE, StratifiedAssignment
 from abtest.domain.experiments import Experiment
-from abtest.limits import MAX_BREAKDOWN_METRICS, MAX_BREAKDOWN_SLICES
+from abtest.limits import MAX_BREAKDOWN_COMPARISONS, MAX_BREAKDOWN_METRICS, MAX_BREAKDOWN_SLICES
 from abtest.stats import Correction, adjust_p_values
 from abtest.stats.distributions import t_sf
 from abtest.stats.outputs import FrequentistBlock
@@ -176,7 +177,8 @@ class Breakdown(BaseModel):
     values: int = Field(description="Distinct captured values, before folding into (other)")
     slices: list[Slice]
     metrics_omitted: list[str] = Field(
-        description=f"Metrics left out past {MAX_BREAKDOWN_METRICS} (ask one with metric=)"
+        description=f"Metrics left out: at most {MAX_BREAKDOWN_METRICS} are shown, fewer with many variants "
+        "(ask for one with metric=)"
     )
 
 
@@ -223,6 +225,20 @@ def heterogeneity(
     return e_r, min(1.0, 2 * t_sf(abs(t), df))
 
 
+def breakdown_metrics(names: list[str], variants: int, metric: str | None) -> tuple[list[str], list[str]]:
+    """The metrics a breakdown shows (the first by name, as many as MAX_BREAKDOWN_COMPARISONS allows
+    over MAX_BREAKDOWN_SLICES + 1 slices and the treatments, at most MAX_BREAKDOWN_METRICS, at least
+    one) and the ones it leaves out; `metric`: that one alone."""
+    if metric is not None:
+        return [metric], []
+    treatments = max(1, variants - 1)
+    room = max(
+        1, min(MAX_BREAKDOWN_METRICS, MAX_BREAKDOWN_COMPARISONS // ((MAX_BREAKDOWN_SLICES + 1) * treatments))
+    )
+    ordered = sorted(names)
+    return ordered[:room], ordered[room:]
+
+
 def breakdown_report(
     slices: SliceMetrics,
     *,
@@ -233,15 +249,27 @@ def breakdown_report(
     """The per-slice analysis of one dimension (see the module docstring). A slice's rest is every
     other value (the slices add up to the experiment: each user has exactly one value)."""
     experiment = slices.experiment
-    overall = empty_stats(experiment)
-    for stats in slices.slices.values():
-        _add_into(overall, stats)
     variants = experiment.variants
     control = variants[0]
     names = sorted({n for s in slices.slices.values() for per in s.metrics.values() for n in per})
-    if metric is not None:
-        names = [metric]
-    shown_names, omitted = names[:MAX_BREAKDOWN_METRICS], names[MAX_BREAKDOWN_METRICS:]
+    shown_names, omitted = breakdown_metrics(names, len(variants), metric)
+    # Only the metrics shown are summed (the rest, the overall and "(other)"): bounded work.
+    keep = set(shown_names)
+    slices = SliceMetrics(
+        experiment,
+        slices.dimension,
+        {
+            value: VariantMetrics(
+                experiment,
+                stats.variants,
+                {vid: {n: m for n, m in per.items() if n in keep} for vid, per in stats.metrics.items()},
+            )
+            for value, stats in slices.slices.items()
+        },
+    )
+    overall = empty_stats(experiment)
+    for stats in slices.slices.values():
+        _add_into(overall, stats)
     shown = top_slices(slices)
     tests = max(1, len(shown) * len(shown_names) * (len(variants) - 1) * len(KINDS))
     method: Correction = correction or "holm"
