@@ -32,6 +32,7 @@ WALK_PAGES = (
     "docs/metrics-and-decisions.md",
     "docs/api/alerts.md",
     "docs/api/config-schemas.md",
+    "docs/breakdowns-and-strata.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -80,6 +80,10 @@ class ErrorCode(StrEnum):
     CONFIG_SCHEMA_VIOLATED = "config_schema_violated"
     CONFIG_VERSION_NOT_FOUND = "config_version_not_found"
     TOO_MANY_PHASES = "too_many_phases"
+    # Breakdowns and stratified assignment
+    BLOCK_TOO_LARGE = "block_too_large"
+    STRATIFIED_BANDIT = "stratified_bandit"
+    UNKNOWN_DIMENSION = "unknown_dimension"
 
 
 class DomainError(Exception):

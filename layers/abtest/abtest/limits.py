@@ -209,3 +209,16 @@ def storable_text(value: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+# --- Breakdowns and stratified assignment (docs/breakdowns-and-strata.md) ---------------------------
+MAX_DIMENSIONS = 5  # attribute paths an experiment breaks its results down by
+MAX_DIMENSION_PATH_LENGTH = 128  # characters of one path
+MAX_DIMENSION_VALUE_LENGTH = 64  # characters kept of a captured value (longer ones are cut)
+MAX_DIMENSION_VALUES = 1000  # distinct values captured per dimension; later new values become "(other)"
+MAX_BREAKDOWN_SLICES = 20  # slices of a breakdown by users; the rest are folded into "(other)"
+MAX_BREAKDOWN_METRICS = 10  # metrics in one breakdown answer (`metric=` picks one)
+# Comparisons (slices x metrics x treatments) in one breakdown answer: with many variants, fewer
+# metrics (at least one), so the answer's size and time stay bounded.
+MAX_BREAKDOWN_COMPARISONS = 420
+MAX_BLOCK_SIZE = 20  # variants per permuted block of a stratified experiment

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
+    from abtest.storage.breakdowns import BreakdownRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository
@@ -103,6 +104,13 @@ def rollups() -> RollupRepository:
 def bandits() -> BanditRepository:
     """Bandit reweights and their periods."""
     return storage.BanditRepository(get_database())
+
+
+def breakdowns() -> BreakdownRepository:
+    """Per-slice statistics of a dimension (rollups plus the tail)."""
+    from abtest.storage.breakdowns import BreakdownRepository
+
+    return BreakdownRepository(get_database())
 
 
 def assignments() -> AssignmentRepository:

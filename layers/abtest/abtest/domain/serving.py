@@ -34,6 +34,7 @@ from abtest.domain.assignment import (
     Reason,
     experiment_variant_tag,
 )
+from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.experiments import Experiment, Variant
@@ -242,6 +243,11 @@ class AssignmentService:
     ) -> EnrollRequest:
         """The enrollment statement's request for what the cache's decision proposed."""
         proposal = first if first.proposal else None
+        design = (
+            enrollment_design(first.experiment.experiment, subject.attributes)
+            if proposal is not None and first.experiment is not None
+            else EnrollmentDesign()
+        )
         return EnrollRequest(
             surface=subject.namespace.surface,
             user_id=subject.user_id,
@@ -255,6 +261,9 @@ class AssignmentService:
             holdout_ids=tuple(h.id for h in subject.holdouts),
             holdout_members=memberships(subject.holdouts, subject.user_id),
             bandit_period=_bandit_period(first.experiment) if proposal is not None else None,
+            dimensions=design.dimensions,
+            block_slots=design.block_slots,
+            stratum_dimension=design.stratum_dimension,
         )
 
     def recommendations(
