@@ -38,6 +38,7 @@ TABLES = (
     "alerts",
     "srm_daily",
     "experiment_monitor",
+    "ingest_outcomes",
     "refused_events",
     "override_conversions",
     "override_exposures",

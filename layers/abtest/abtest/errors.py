@@ -84,6 +84,9 @@ class ErrorCode(StrEnum):
     BLOCK_TOO_LARGE = "block_too_large"
     STRATIFIED_BANDIT = "stratified_bandit"
     UNKNOWN_DIMENSION = "unknown_dimension"
+    # Buffered ingestion (issue 27)
+    EVENT_OUTCOME_NOT_FOUND = "event_outcome_not_found"
+    OVERLOADED = "overloaded"
 
 
 class DomainError(Exception):

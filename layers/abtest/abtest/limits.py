@@ -222,3 +222,9 @@ MAX_BREAKDOWN_METRICS = 10  # metrics in one breakdown answer (`metric=` picks o
 # metrics (at least one), so the answer's size and time stay bounded.
 MAX_BREAKDOWN_COMPARISONS = 420
 MAX_BLOCK_SIZE = 20  # variants per permuted block of a stratified experiment
+
+# Buffered ingestion (abtest.ingest): one queue message holds at most this many bytes of JSON (SQS takes
+# 256 KiB per message and per SendMessageBatch call; the margin is for the envelope), and the outcome of
+# each queued event stays readable this long.
+MAX_QUEUE_MESSAGE_BYTES = 240_000
+INGEST_OUTCOME_RETENTION_DAYS = 7

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from abtest.delivery.dispatch import Dispatcher
     from abtest.delivery.secret_box import SecretBox
     from abtest.domain.serving import AssignmentService
+    from abtest.ingest.queue import EventQueue
     from abtest.storage.alerts import AlertRepository
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.ingest import IngestRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
@@ -165,9 +167,25 @@ def assignment_service() -> AssignmentService:
     )
 
 
+def ingest() -> IngestRepository:
+    """Buffered ingestion's writes (queued events and their outcomes) and outcome reads."""
+    from abtest.storage.ingest import IngestRepository
+
+    return IngestRepository(get_database())
+
+
+@lru_cache(maxsize=1)
+def event_queue() -> EventQueue:
+    """Where buffered ingestion queues events (SQS, or the local server's in-process queue)."""
+    from abtest.ingest.queue import queue_for
+
+    return queue_for(get_settings())
+
+
 def reset() -> None:
     """Forget the cached settings, database and services: the next request reads the environment again."""
     get_database().close()
     get_database.cache_clear()
     get_settings.cache_clear()
     assignment_service.cache_clear()
+    event_queue.cache_clear()
