@@ -32,17 +32,16 @@ from abtest.domain.assignment import (
     EnrollRequest,
     LiveExperiment,
     Reason,
-    experiment_variant_tag,
 )
 from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
-from abtest.domain.experiments import Experiment, Variant
+from abtest.domain.experiments import Experiment
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
-from abtest.domain.overrides import Source
 from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
+from abtest.domain.served import Assignment, checked_config
 from abtest.domain.targeting_checks import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
@@ -76,38 +75,6 @@ class CatalogStore(Protocol):
     """The recommender's catalog (CatalogRepository; a fake in unit tests)."""
 
     def catalog(self) -> list[CatalogItem]: ...
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """The outcome of deciding about one user: the experiment it concerns (if any) and why."""
-
-    experiment: Experiment | None
-    reason: Reason
-    variant: Variant | None = None
-    new_assignment: bool = False
-    exposure_recorded: bool = False
-    # The variant whose config is served, when it is not `variant` (config_invalid: control's).
-    config_variant: Variant | None = None
-
-    @property
-    def served(self) -> Variant | None:
-        """The variant whose config (and config version) the user is served."""
-        return self.config_variant or self.variant
-
-    @property
-    def source(self) -> Source | None:
-        """Where the served variant comes from: the stored assignment, an override, or none."""
-        if self.variant is None:
-            return None
-        return "override" if self.reason == Reason.OVERRIDE else "assignment"
-
-    @property
-    def tag(self) -> str | None:
-        """ "experiment_name:variant_name" when the user is enrolled."""
-        if self.variant is None or self.experiment is None:
-            return None
-        return experiment_variant_tag(self.experiment.name, self.variant.name)
 
 
 @dataclass(frozen=True)
@@ -386,21 +353,7 @@ class AssignmentService:
             new_assignment=enrollment.created,
             exposure_recorded=enrollment.exposed,
         )
-        return _checked_config(assigned)
-
-
-def _checked_config(assigned: Assignment) -> Assignment:
-    """Never serve a config that fails the surface's current schema (its validity is precomputed per
-    config version and schema version, stamped on the variant): the user keeps their variant (intent to
-    treat; the exposure is marked config_fallback by the database) but is served control's config, or
-    untagged defaults if control's fails too."""
-    variant, experiment = assigned.variant, assigned.experiment
-    if variant is None or experiment is None or variant.config_valid:
-        return assigned
-    control = experiment.variants[0]
-    if control.config_valid:
-        return replace(assigned, reason=Reason.CONFIG_INVALID, config_variant=control)
-    return Assignment(experiment, Reason.CONFIG_INVALID, exposure_recorded=assigned.exposure_recorded)
+        return checked_config(assigned)
 
 
 def _load_view(store: AssignmentStore) -> ServingView:
