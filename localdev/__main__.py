@@ -30,6 +30,9 @@ LOCAL_ENVIRONMENT = {
     # "Local, no auth": scopes are not checked, and the server refuses to bind beyond 127.0.0.1.
     # Start it with --auth jwt to check development tokens (python -m localdev token) instead.
     "AUTH_MODE": "none",
+    # Webhooks (docs/alerts.md): http to 127.0.0.1 allowed, secrets sealed with a local key file.
+    "WEBHOOK_LOCAL_MODE": "true",
+    "WEBHOOK_KEY_FILE": str(PROJECT_ROOT / ".webhook-key"),
 }
 
 

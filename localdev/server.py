@@ -297,7 +297,13 @@ def serve(
     print(f"serving {len(routes)} routes on http://{bound_host!s}:{bound_port}", flush=True)
     for route in sorted(routes, key=lambda r: (r.path, r.method)):
         print(f"  {route.method:<6} {route.path}  -> {route.function}", flush=True)
+    parent = os.getpid()
     children = _fork(processes - 1)
+    ticks = None
+    if os.getpid() == parent:  # after the fork: one process runs the timers, never a copy per child
+        from localdev.ticker import start_ticks
+
+        ticks = start_ticks()  # the rollup and webhook deliveries on timers, as AWS schedules them
     if children:
         print(f"{processes} processes x {workers} worker threads", flush=True)
 
@@ -310,6 +316,8 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        if ticks is not None:
+            ticks.set()
         server.server_close()
         for pid in children:
             os.kill(pid, signal.SIGTERM)

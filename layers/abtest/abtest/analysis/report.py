@@ -209,6 +209,7 @@ def report_page(
     waiting: Waiting,
     analysis: Analysis = "conversion",
     in_full: list[str] | None = None,
+    bandit_section: Markup | None = None,
 ) -> str:
     """The results page of one experiment: `stats` are its statistics now, `results` their verdict
     computed with `mde`, `series` the time series of each metric shown. `in_full` (default: every
@@ -275,6 +276,7 @@ def report_page(
         .render(
             experiment=experiment,
             results=results,
+            bandit_section=bandit_section,
             metrics=metrics,
             users_svg=users_svg,
             users_rows=users_rows,
@@ -322,6 +324,15 @@ def _progress(results: ExperimentResults, mde: float) -> dict[str, Any] | None:
 
 def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarning]:
     warnings = []
+    if results.srm.sequential_flag and not results.srm.flag:
+        warnings.append(
+            HealthWarning(
+                "srm",
+                f"Sample ratio mismatch (sequential test, p = {pvalue(results.srm.sequential_p_value)}): "
+                "the users per variant drifted from the weights. Do not trust these results until the "
+                "cause is found.",
+            )
+        )
     if results.srm.flag:
         warnings.append(
             HealthWarning(
@@ -425,6 +436,7 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
                 "experiment": entry.experiment,
                 "users": sum(v.users for v in results.variants) if results else 0,
                 "srm": results.srm if results else None,
+                "decision": results.decision if results else None,
                 "headline": _headline(results, entry.stats),
             }
         )
