@@ -392,3 +392,16 @@ def test_the_scheduled_rollup_closes_a_period_once_period_hours_have_passed(api:
     assert state["open_period"] == 2
     assert state["periods"][0]["trigger"] == "schedule"
     assert rollup()["bandit_periods_closed"] == []  # period 2 has just begun
+
+
+def test_a_bandit_closes_at_most_the_limit_of_periods(api: Any, sql: Any) -> None:
+    experiment = start_bandit(api)
+    sql("UPDATE experiments SET bandit_period = 501 WHERE id = %s RETURNING id", (experiment["id"],))
+    refused = api("POST", f"{BASE}/{experiment['id']}/bandit/reweight")
+    assert refused.status == 409
+    assert refused.json["field"] == "period"
+    sql(
+        "UPDATE experiments SET started_at = now() - interval '2 days' WHERE id = %s RETURNING id",
+        (experiment["id"],),
+    )
+    assert rollup()["bandit_periods_closed"] == []  # not due: the schedule leaves it alone

@@ -28,6 +28,7 @@ from abtest.domain.bandits import BanditPeriod
 from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS
 from abtest.errors import Conflict, ErrorCode
+from abtest.limits import MAX_BANDIT_PERIODS
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, statuses_sql
@@ -190,6 +191,12 @@ class BanditRepository:
                         field="period",
                     )
                 return _period_row(row), False
+            if experiment.bandit.period > MAX_BANDIT_PERIODS:
+                raise Conflict(
+                    f"this bandit has closed {MAX_BANDIT_PERIODS} periods, the most one may: complete it",
+                    code=ErrorCode.CONFLICT,
+                    field="period",
+                )
             if experiment.status not in HOLDING_BUCKETS or experiment.bandit.period_started_at is None:
                 raise Conflict(
                     f"only a running or paused bandit is reweighted (this one is {experiment.status.value})",
@@ -354,6 +361,7 @@ class BanditRepository:
         rows = self._db.run(
             lambda conn: conn.execute(
                 "SELECT id, bandit_period FROM experiments WHERE bandit_period IS NOT NULL"
+                f" AND bandit_period <= {MAX_BANDIT_PERIODS}"
                 f" AND status IN {statuses_sql(ENROLLING)} AND allocation ->> 'type' = 'bandit'"
                 " AND COALESCE(bandit_period_started_at, started_at)"
                 "     + make_interval(secs => (allocation ->> 'period_hours')::float8 * 3600) <= now()"
