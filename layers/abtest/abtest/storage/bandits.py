@@ -63,7 +63,8 @@ SELECT COALESCE(a.bandit_period, 1) AS period, u.variant_id, count(*) AS users,
        sum(u.exposures)::bigint AS exposures
 FROM rollup_users u
 JOIN assignments a ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
-WHERE u.experiment_id = %(e)s AND u.exposures > 0 AND NOT (u.user_id = ANY(%(touched)s))
+WHERE u.experiment_id = %(e)s AND u.exposures > 0
+  AND u.user_id NOT IN (SELECT unnest(%(touched)s::text[]))  -- a hashed anti-join
 GROUP BY 1, 2
 """
 
@@ -74,7 +75,8 @@ SELECT COALESCE(a.bandit_period, 1) AS period, m.variant_id, m.metric_name,
 FROM rollup_user_metrics m
 JOIN rollup_users u ON u.experiment_id = m.experiment_id AND u.user_id = m.user_id
 JOIN assignments a ON a.experiment_id = m.experiment_id AND a.user_id = m.user_id
-WHERE m.experiment_id = %(e)s AND u.exposures > 0 AND NOT (m.user_id = ANY(%(touched)s))
+WHERE m.experiment_id = %(e)s AND u.exposures > 0
+  AND m.user_id NOT IN (SELECT unnest(%(touched)s::text[]))
   AND (%(metrics)s::text[] IS NULL OR m.metric_name = ANY(%(metrics)s::text[]))
 GROUP BY 1, 2, 3
 """
