@@ -324,6 +324,15 @@ def _progress(results: ExperimentResults, mde: float) -> dict[str, Any] | None:
 
 def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarning]:
     warnings = []
+    if results.srm.sequential_flag and not results.srm.flag:
+        warnings.append(
+            HealthWarning(
+                "srm",
+                f"Sample ratio mismatch (sequential test, p = {pvalue(results.srm.sequential_p_value)}): "
+                "the users per variant drifted from the weights. Do not trust these results until the "
+                "cause is found.",
+            )
+        )
     if results.srm.flag:
         warnings.append(
             HealthWarning(
@@ -427,6 +436,7 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
                 "experiment": entry.experiment,
                 "users": sum(v.users for v in results.variants) if results else 0,
                 "srm": results.srm if results else None,
+                "decision": results.decision if results else None,
                 "headline": _headline(results, entry.stats),
             }
         )

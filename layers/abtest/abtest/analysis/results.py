@@ -20,6 +20,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.bandits import BanditEstimates
+from abtest.analysis.roles import DecisionOut, RoleMetric, RoleResults
 from abtest.analysis.rollup import RunningAllocation, VariantMetrics
 from abtest.domain.overrides import OverrideCounts
 from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
@@ -40,6 +41,14 @@ class SrmVerdict(BaseModel):
         description="Chi-squared goodness of fit of exposed users to the weights; null without users"
     )
     flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
+    sequential_p_value: float | None = Field(
+        default=None,
+        description="Anytime-valid (sequential) SRM p-value as of the last rollup: never rises over the "
+        "experiment's life; null before the first check (docs/alerts.md)",
+    )
+    sequential_flag: bool = Field(
+        default=False, description="sequential_p_value below the alarm threshold (0.001 by default)"
+    )
 
 
 class MetricResults(BaseModel):
@@ -68,6 +77,28 @@ class ExperimentResults(BaseModel):
         description="A bandit's period-weighted estimates of its metric (the metrics above are "
         "period-weighted too, and the SRM expects Σ_t N_t · weight_(a,t)); null for fixed allocations",
     )
+    # Issue 22: the analysis by role (empty, and decision null, for an experiment without metric roles).
+    goals: list[RoleMetric] = Field(
+        default_factory=list, description="Goal metrics; the correction runs over goals x treatments only"
+    )
+    guardrails: list[RoleMetric] = Field(
+        default_factory=list, description="Guardrails: non-inferiority against their margins"
+    )
+    secondary: list[RoleMetric] = Field(default_factory=list, description="Secondary metrics, uncorrected")
+    decision: DecisionOut | None = Field(
+        default=None, description="ship, rollback, keep_running or review (null without metric roles)"
+    )
+
+    def with_roles(self, roles: RoleResults) -> ExperimentResults:
+        """These results with the analysis by role and the decision."""
+        return self.model_copy(
+            update={
+                "goals": roles.goals,
+                "guardrails": roles.guardrails,
+                "secondary": roles.secondary,
+                "decision": roles.decision,
+            }
+        )
 
 
 def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:

@@ -17,11 +17,14 @@ if TYPE_CHECKING:
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository, RollupRun
     from abtest.storage.saved_groups import SavedGroupRepository
 
@@ -32,14 +35,17 @@ _HOMES = {
     "AuditRepository": "abtest.storage.audit",
     "BanditRepository": "abtest.storage.bandits",
     "CatalogRepository": "abtest.storage.catalog",
+    "ConfigSchemaRepository": "abtest.storage.config_schemas",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
     "ExperimentRepository": "abtest.storage.experiments",
     "decode_cursor": "abtest.storage.experiments",
     "encode_cursor": "abtest.storage.experiments",
     "HoldoutRepository": "abtest.storage.holdouts",
+    "MetricDefinitionRepository": "abtest.storage.metric_definitions",
     "NamespaceRepository": "abtest.storage.namespaces",
     "OverrideRepository": "abtest.storage.overrides",
+    "PhaseMetricsRepository": "abtest.storage.phase_metrics",
     "RollupRepository": "abtest.storage.rollups",
     "RollupRun": "abtest.storage.rollups",
     "SavedGroupRepository": "abtest.storage.saved_groups",
@@ -50,11 +56,14 @@ __all__ = [
     "AuditRepository",
     "BanditRepository",
     "CatalogRepository",
+    "ConfigSchemaRepository",
     "EventRepository",
     "ExperimentRepository",
     "HoldoutRepository",
+    "MetricDefinitionRepository",
     "NamespaceRepository",
     "OverrideRepository",
+    "PhaseMetricsRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",
