@@ -405,3 +405,20 @@ def test_a_bandit_closes_at_most_the_limit_of_periods(api: Any, sql: Any) -> Non
         (experiment["id"],),
     )
     assert rollup()["bandit_periods_closed"] == []  # not due: the schedule leaves it alone
+
+
+def test_a_bandits_direction_must_agree_with_its_metric_definition(api: Any) -> None:
+    defined = api(
+        "POST", "/api/v1/metric-definitions", {"name": "purchase", "type": "proportion", "direction": "lower"}
+    )
+    assert defined.status == 201, defined
+    refused = api("POST", BASE, bandit_body())  # direction defaults to higher
+    assert refused.status == 422, refused
+    assert refused.json["field"] == "allocation.direction"
+    agreed = api("POST", BASE, bandit_body(direction="lower"))
+    assert agreed.status == 201, agreed
+    plain = {key: value for key, value in bandit_body("later").items() if key != "allocation"}
+    draft = api("POST", BASE, plain).json
+    patched = api("PATCH", f"{BASE}/{draft['id']}", {"allocation": bandit_body()["allocation"]})
+    assert patched.status == 422
+    assert patched.json["field"] == "allocation.direction"
