@@ -246,6 +246,10 @@ def test_the_acceptance_three_arms_move_to_the_best_and_estimates_stay_honest(
     summary = rollup()
     assert summary["bandit_periods_closed"] == []
     assert experiment["id"] not in summary["bandit_srm_detected"]
+    # Nor does the rollup's sequential SRM test: each period's users against that period's weights.
+    after = api("GET", f"{BASE}/{experiment['id']}/results").json["srm"]
+    assert after["sequential_p_value"] is not None
+    assert after["sequential_flag"] is False, after
     # Audited.
     history = api("GET", f"{BASE}/{experiment['id']}/history").json
     actions = [e["action"] for e in history["events"]]

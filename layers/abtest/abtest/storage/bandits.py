@@ -14,14 +14,17 @@ their assignment records and their variant, plus the touched users recomputed fr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.analysis.bandit_srm import srm_periods
 from abtest.analysis.bandits import PeriodStats, arm_stats
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+from abtest.analysis.srm_monitor import Monitor, SrmPeriod, tested_variants
 from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry
 from abtest.domain.bandit_reweight import PeriodDecision, decide
 from abtest.domain.bandits import BanditPeriod
@@ -35,6 +38,8 @@ from abtest.storage.experiments import fetch_experiment, statuses_sql
 from abtest.storage.rollups import _current, _horizon, _recompute, _tail_touched
 
 Trigger = Literal["api", "schedule"]
+# The alerts' hook (abtest.storage.alerts.PeriodSource): experiment, last check -> periods to test.
+PeriodSource = Callable[[Experiment, Monitor | None], Sequence[SrmPeriod] | None]
 
 
 @dataclass(frozen=True)
@@ -83,14 +88,15 @@ GROUP BY 1, 2, 3
 
 
 def period_stats(
-    conn: Connection, experiment: Experiment, metrics: list[str] | None = None
+    conn: Connection, experiment: Experiment, metrics: list[str] | None = None, *, tail: bool = True
 ) -> dict[int, PeriodStats]:
-    """Per period number the exact statistics now (rollups plus the tail), of `metrics` (None: all).
+    """Per period number the exact statistics now (rollups plus the tail), of `metrics` (None: all);
+    without `tail`, the rolled-up users only (what the rollup's own checks count).
 
     An assignment without a period (stored before the experiment was a bandit) counts in period 1.
     """
     horizon = _horizon(conn)
-    touched = set(_tail_touched(conn, experiment.id, horizon))
+    touched = set(_tail_touched(conn, experiment.id, horizon)) if tail else set()
     touched_ids = sorted(user for (_, user) in touched)
     periods: dict[int, PeriodStats] = {}
 
@@ -356,6 +362,40 @@ class BanditRepository:
             )
 
         return self._db.run(work)
+
+    def srm_source(self) -> PeriodSource:
+        """The rollup's sequential SRM input for running bandits (abtest.analysis.bandit_srm): their
+        rolled-up users per period and the weights of each, read now; other experiments get None (the
+        monitor's default: one period at the experiment's weights)."""
+
+        def work(conn: Connection) -> dict[UUID, PeriodAllocation]:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            found = {}
+            for row in conn.execute(
+                "SELECT id FROM experiments WHERE bandit_period IS NOT NULL"
+                f" AND status IN {statuses_sql(ENROLLING)}"
+            ).fetchall():
+                experiment = fetch_experiment(conn, row["id"])
+                stats = period_stats(conn, experiment, [], tail=False)
+                found[experiment.id] = period_allocation(conn, experiment, stats)
+            return found
+
+        allocations = self._db.run(work)
+
+        def source(experiment: Experiment, previous: Monitor | None) -> list[SrmPeriod] | None:
+            allocation = allocations.get(experiment.id)
+            if allocation is None:
+                return None
+            ids = [v.id for v in experiment.variants]
+            tested = (
+                previous.variant_ids
+                if previous is not None
+                else tested_variants(ids, [v.weight for v in experiment.variants])
+            )
+            seen = previous.seen_users if previous is not None else None
+            return srm_periods(ids, tested, allocation.period_users, allocation.period_weights, seen)
+
+        return source
 
     def due(self) -> list[tuple[UUID, int]]:
         """Running bandits whose open period has lasted their period_hours, with that period's number
