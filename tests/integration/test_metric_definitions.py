@@ -414,6 +414,26 @@ def test_direction_lookup_for_a_metric_name(clean_db: str) -> None:
     assert repository.direction("unknown") is None
 
 
+def test_a_bandit_must_agree_with_its_metrics_definition(api: Any, clean_db: str) -> None:
+    define(api, {"name": "latency", "type": "mean", "direction": "lower"})
+    body = experiment_body(
+        name="bandit_latency",
+        allocation={"type": "bandit", "metric": "latency", "analysis": "value", "period_hours": 1},
+    )
+    refused = api("POST", BASE, body)  # direction defaults to higher; the definition says lower
+    assert refused.status == 422, refused
+    assert refused.json["field"] == "allocation.direction"
+    agreed = api("POST", BASE, {**body, "allocation": {**body["allocation"], "direction": "lower"}})
+    assert agreed.status == 201, agreed
+    undefined = {**body["allocation"], "metric": "clicks", "direction": "higher"}
+    assert api("POST", BASE, {**body, "name": "bandit_clicks", "allocation": undefined}).status == 201
+    flipped = api(
+        "PATCH", f"{BASE}/{agreed.json['id']}", {"allocation": {**body["allocation"], "direction": "higher"}}
+    )
+    assert flipped.status == 422, flipped
+    assert flipped.json["field"] == "allocation.direction"
+
+
 # --- Validation ------------------------------------------------------------------------------------------
 
 
