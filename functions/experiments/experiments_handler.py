@@ -7,18 +7,33 @@ from abtest.http.app import create_app
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from experiments_routes import (
+    alerts,
     audit,
     experiments,
     holdouts,
     metric_definitions,
     overrides,
+    phases,
     saved_groups,
     surfaces,
     targeting,
+    webhooks,
 )
 
 # In this order: the OpenAPI document lists the paths as they are registered.
-RESOURCES = (experiments, overrides, surfaces, saved_groups, targeting, holdouts, audit, metric_definitions)
+RESOURCES = (
+    experiments,
+    phases,
+    overrides,
+    surfaces,
+    saved_groups,
+    targeting,
+    holdouts,
+    audit,
+    metric_definitions,
+    alerts,
+    webhooks,
+)
 
 app = create_app()
 for resource in RESOURCES:

@@ -11,9 +11,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from abtest.domain.alerts import Alert, Delivery, Webhook
 from abtest.domain.assignment import AssignedVariant, Reason
 from abtest.domain.audit import AuditEvent
 from abtest.domain.bandits import Allocation, BanditPeriod
+from abtest.domain.config_versions import SchemaVersionSummary
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
@@ -76,6 +78,12 @@ class RecommendationResponse(BaseModel):
         description='Where the variant comes from: "assignment" (the stored assignment), "override" '
         "(a forced user: never stored, excluded from metrics and results); null when none is served",
     )
+    config_version: int | None = Field(
+        default=None, description="Version of the variant config that shaped the recommendations"
+    )
+    schema_version: int | None = Field(
+        default=None, description="The surface's config schema version that config was checked against"
+    )
     recommendations: list[RecommendedItem]
     degraded: bool = Field(description="true when served without the database (untagged, popularity)")
 
@@ -116,6 +124,13 @@ class StoredAssignmentResponse(BaseModel):
     experiment_variant: str | None
 
 
+class SchemaVersionPage(BaseModel):
+    """A page of a surface's config schema versions, newest first; pass `next_cursor` back as `cursor`."""
+
+    versions: list[SchemaVersionSummary]
+    next_cursor: str | None = None
+
+
 class SurfaceList(BaseModel):
     """A page of surfaces by name; pass `next_cursor` back as `cursor` for the next page."""
 
@@ -151,3 +166,30 @@ class BanditPage(BaseModel):
     p_best: list[float] | None = Field(description="P(best) at the latest reweight (null before one)")
     periods: list[BanditPeriod]
     next_cursor: str | None
+
+
+class AlertPage(BaseModel):
+    """Alerts newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
+
+    alerts: list[Alert]
+    next_cursor: str | None
+
+
+class WebhookList(BaseModel):
+    """Every webhook subscription, oldest first (there are at most 100); never their secrets."""
+
+    webhooks: list[Webhook]
+
+
+class DeliveryPage(BaseModel):
+    """A subscription's delivery attempts, newest first; pass `next_cursor` back as `cursor`."""
+
+    deliveries: list[Delivery]
+    next_cursor: str | None
+
+
+class TestDeliveryResponse(BaseModel):
+    """The test event queued for delivery: its message id is the `webhook-id` it arrives with."""
+
+    message_id: str
+    type: str
