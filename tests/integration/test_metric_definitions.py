@@ -387,6 +387,12 @@ def test_definitions_are_created_listed_versioned_and_deleted_with_audit(api: An
     assert edited.json["version"] == 2
     assert edited.json["direction"] == "lower"
     assert api("GET", f"{DEFS}/metric_0", query="version=1").json["direction"] == "higher"
+    same_body = api("PUT", f"{DEFS}/metric_0", {"name": "metric_0", "type": "mean", "direction": "lower"})
+    assert same_body.status == 200
+    assert same_body.json["version"] == 2
+    renamed = api("PUT", f"{DEFS}/metric_0", {"name": "other", "type": "mean"})
+    assert renamed.status == 422
+    assert renamed.json["field"] == "name"
     assert api("DELETE", f"{DEFS}/metric_1").status == 204
     assert api("GET", f"{DEFS}/metric_1").status == 404
 
