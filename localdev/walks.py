@@ -28,6 +28,8 @@ WALK_PAGES = (
     "docs/api/targeting.md",
     "docs/api/audit.md",
     "docs/api/holdouts.md",
+    "docs/bandits.md",
+    "docs/metrics-and-decisions.md",
     "docs/api/alerts.md",
 )
 

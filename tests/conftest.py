@@ -65,6 +65,8 @@ TABLES = (
     "audit_events",
     "items",
     "user_profiles",
+    "metric_definitions",
+    "metric_definition_versions",
 )
 
 

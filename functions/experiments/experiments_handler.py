@@ -1,5 +1,6 @@
 """ExperimentsFunction: experiments and their status, per-user overrides, the surfaces' namespaces, saved
-groups and the targeting QA route, holdouts, and the audit log. Each resource is one Router of
+groups and the targeting QA route, holdouts, the audit log, metric definitions, and alerts and
+webhooks. Each resource is one Router of
 experiments_routes, with its routes and scopes; this module only includes them."""
 
 from abtest.http.app import create_app
@@ -10,6 +11,7 @@ from experiments_routes import (
     audit,
     experiments,
     holdouts,
+    metric_definitions,
     overrides,
     saved_groups,
     surfaces,
@@ -18,7 +20,18 @@ from experiments_routes import (
 )
 
 # In this order: the OpenAPI document lists the paths as they are registered.
-RESOURCES = (experiments, overrides, surfaces, saved_groups, targeting, holdouts, audit, alerts, webhooks)
+RESOURCES = (
+    experiments,
+    overrides,
+    surfaces,
+    saved_groups,
+    targeting,
+    holdouts,
+    audit,
+    metric_definitions,
+    alerts,
+    webhooks,
+)
 
 app = create_app()
 for resource in RESOURCES:

@@ -8,19 +8,27 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from abtest import wiring
+from abtest.analysis.bandit_report import bandit_section
+from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
+from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
 from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.experiments import Status
 from abtest.errors import ErrorCode, NotFound
+from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
+from abtest.http.paging import Cursor, PageLimit
+from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
+from abtest.limits import MAX_SERIES_POINTS
 from abtest.observability import logger, tracer
 from abtest.settings import get_settings
 from abtest.stats import Correction
@@ -35,6 +43,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "GET /api/v1/experiments/{experiment_id}/report": "read",
     "GET /api/v1/report": "read",
     "GET /api/v1/holdouts/{holdout_id}/results": "read",
+    "POST /api/v1/experiments/{experiment_id}/bandit/reweight": "admin",
+    "GET /api/v1/experiments/{experiment_id}/bandit": "read",
 }
 
 INDEX_LIMIT = 50  # experiments on the index page, newest first
@@ -71,7 +81,13 @@ def experiment_results(
 ) -> ExperimentResults:
     stats = wiring.rollups().variant_metrics(experiment_id)
     overrides = wiring.overrides().counts(experiment_id)
-    report = results_report(stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides)
+    bandit = None
+    if stats.experiment.allocation.is_bandit:
+        stats, bandit = bandit_results(experiment_id)
+    report = results_report(
+        stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
+    )
+    report = _with_roles(report, stats, alpha=alpha, correction=correction)
     report.srm = _with_sequential(report.srm, experiment_id)
     if report.srm.flag:
         logger.warning(
@@ -79,6 +95,25 @@ def experiment_results(
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def _with_roles(
+    report: ExperimentResults,
+    stats: VariantMetrics,
+    *,
+    alpha: float,
+    correction: Correction | None = None,
+) -> ExperimentResults:
+    """The results with goals, guardrails, secondary metrics and the decision, when the experiment has
+    metric roles (docs/metrics-and-decisions.md); unchanged otherwise (and nothing more is read)."""
+    named = stats.experiment.metrics
+    if named is None or not named.names():
+        return report
+    inputs = wiring.metric_definitions().role_inputs(report.experiment_id, stats)
+    if inputs is None:
+        return report
+    roles = analyse_roles(inputs, srm_flag=report.srm.flag, alpha=alpha, correction=correction)
+    return report.with_roles(roles)
 
 
 @app.get(
@@ -144,7 +179,21 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
-    results = results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides)
+    section = None
+    if daily.current.experiment.allocation.is_bandit:
+        weighted, estimates = bandit_results(experiment_id)
+        results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
+        results = _with_roles(results, weighted, alpha=alpha)
+        names = [v.name for v in weighted.experiment.variants]
+        section = bandit_section(
+            names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
+        )
+    else:
+        results = _with_roles(
+            results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides),
+            daily.current,
+            alpha=alpha,
+        )
     results.srm = _with_sequential(results.srm, experiment_id)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
@@ -159,6 +208,7 @@ def experiment_report(
         waiting=Waiting(daily.waiting_users, daily.waiting_conversions),
         analysis=analysis,
         in_full=in_full,
+        bandit_section=section,
     )
     return html_response(page)
 
@@ -171,7 +221,8 @@ def report_index() -> Response[str]:
     entries = []
     for experiment in experiments[:INDEX_LIMIT]:
         stats = None if experiment.status == Status.DRAFT else rollups.variant_metrics(experiment.id)
-        entries.append(IndexEntry(experiment, results_report(stats) if stats else None, stats))
+        results = _with_roles(results_report(stats), stats, alpha=0.05) if stats else None
+        entries.append(IndexEntry(experiment, results, stats))
     return html_response(index_page(entries, truncated=len(experiments) > INDEX_LIMIT))
 
 
@@ -185,6 +236,61 @@ def holdout_results_route(holdout_id: Annotated[UUID, Path()], alpha: Alpha = 0.
             extra={"holdout_id": str(holdout_id), "p_value": report.srm.p_value},
         )
     return report
+
+
+def bandit_results(experiment_id: UUID) -> tuple[VariantMetrics, BanditEstimates]:
+    """A bandit's period-weighted statistics and estimates (docs/bandits.md), in one snapshot."""
+    inputs = wiring.bandits().results_inputs(experiment_id)
+    estimates = bandit_estimates(
+        inputs.pooled.experiment, inputs.periods, inputs.period_weights, inputs.p_best
+    )
+    return period_weighted(inputs.pooled, inputs.periods), estimates
+
+
+@app.post(
+    f"{API_PREFIX}/experiments/<experiment_id>/bandit/reweight",
+    responses=documented(200, BanditReweightResponse, 404, 409),
+)
+@tracer.capture_method(capture_response=False)
+def bandit_reweight(experiment_id: Annotated[UUID, Path()]) -> BanditReweightResponse:
+    """Close the bandit's open period now ("update now"): two at once close one period."""
+    repository = wiring.bandits()
+    period, created = repository.reweight(experiment_id, actor=current_actor(app), trigger="api")
+    logger.info(
+        "bandit reweight",
+        extra={
+            "experiment_id": str(experiment_id),
+            "period": period.number,
+            "outcome": period.outcome,
+            "created": created,
+        },
+    )
+    return BanditReweightResponse(
+        created=created, period=period, open_period=period.number + 1, weights=period.weights_after
+    )
+
+
+@app.get(f"{API_PREFIX}/experiments/<experiment_id>/bandit", responses=documented(200, BanditPage, 404, 409))
+@tracer.capture_method(capture_response=False)
+def bandit_state(
+    experiment_id: Annotated[UUID, Path()],
+    limit: PageLimit = 50,
+    cursor: Cursor = None,
+) -> BanditPage:
+    after = decode_period_cursor(cursor)
+    experiment, periods, latest, more = wiring.bandits().periods(experiment_id, limit=limit, after=after)
+    assert experiment.bandit is not None
+    return BanditPage(
+        experiment_id=experiment.id,
+        allocation=experiment.allocation,
+        open_period=experiment.bandit.period,
+        period_started_at=experiment.bandit.period_started_at,
+        weights=experiment.serving_weights(),
+        variants=[v.name for v in experiment.variants],
+        p_best=latest.p_best if latest is not None else None,
+        periods=periods,
+        next_cursor=str(periods[-1].number) if more and periods else None,
+    )
 
 
 def _with_sequential(verdict: SrmVerdict, experiment_id: UUID) -> SrmVerdict:

@@ -7,9 +7,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.analysis.results import srm_alerts
 from abtest.delivery.dispatch import alerts_tick
+from abtest.domain.bandit_reweight import bandit_srm
+from abtest.errors import DomainError
 from abtest.observability import cloudwatch, logger, tracer
 from abtest.settings import get_settings
-from abtest.storage import RollupRepository
+from abtest.storage import BanditRepository, RollupRepository
 from abtest.storage.database import get_database
 
 
@@ -46,6 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             extra={"experiment_id": str(alert.experiment_id), "p_value": alert.p_value, "users": alert.users},
         )
     summary["srm_detected"] = [str(alert.experiment_id) for alert in alerts]
+    summary.update(_bandits())
     # The alarm's metric counts the experiments the sequential test flags (valid at every look).
     tick = _alerts_tick()
     summary["alerts"] = tick
@@ -54,6 +57,40 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(flagged))
     logger.info("rollup finished", extra=summary)
     return summary
+
+
+def _bandits() -> dict[str, Any]:
+    """Close every bandit period that has lasted its period_hours, then check every running bandit's
+    users against the weights each period had (a bandit's weights move: the fixed check would flag it)."""
+    bandits = BanditRepository(get_database())
+    closed = []
+    for experiment_id, period in bandits.due():
+        try:
+            row, created = bandits.reweight(experiment_id, trigger="schedule", period=period)
+        except DomainError as exc:  # completed or edited in between: nothing to close
+            logger.info(
+                "bandit reweight skipped", extra={"experiment_id": str(experiment_id), "error": exc.code}
+            )
+            continue
+        if created:
+            closed.append({"experiment_id": str(experiment_id), "period": row.number, "outcome": row.outcome})
+    flagged = []
+    for experiment_id in bandits.running():
+        allocation = bandits.allocation(experiment_id)
+        users = [
+            sum(counts[a] for counts in allocation.period_users)
+            for a in range(len(allocation.experiment.variants))
+        ]
+        verdict = bandit_srm(users, allocation.period_users, allocation.period_weights)
+        if verdict is not None and verdict.flag:
+            logger.warning(
+                "sample ratio mismatch in a bandit",
+                extra={"experiment_id": str(experiment_id), "p_value": verdict.p_value, "users": users},
+            )
+            flagged.append(str(experiment_id))
+    if flagged:
+        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(flagged))
+    return {"bandit_periods_closed": closed, "bandit_srm_detected": flagged}
 
 
 def _alerts_tick() -> dict[str, Any]:

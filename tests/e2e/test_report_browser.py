@@ -222,3 +222,104 @@ def test_the_index_lists_the_experiment_and_links_to_its_report(
     row.find_element(By.TAG_NAME, "a").click()
     assert browser.current_url.endswith(f"/api/v1/experiments/{demo}/report")
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("demo_checkout_redesign")
+
+
+@pytest.fixture(scope="module")
+def bandit(server: Http, demo: str) -> str:
+    """A three-arm bandit with two closed periods (after the demo, which empties the database)."""
+    import random
+    import time
+
+    status, _, experiment = server.request(
+        "POST",
+        "/api/v1/experiments",
+        {
+            "name": "browser_bandit",
+            "surface": "browser_bandit",
+            "variants": [
+                {"name": "a", "weight": 0.34},
+                {"name": "b", "weight": 0.33},
+                {"name": "c", "weight": 0.33},
+            ],
+            "allocation": {
+                "type": "bandit",
+                "metric": "purchase",
+                "analysis": "conversion",
+                "period_hours": 24,
+                "min_users_per_arm": 20,
+            },
+        },
+    )
+    assert status == 201, experiment
+    experiment_id: str = experiment["id"]
+    server.request("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "running"})
+    rng = random.Random(7)
+    rates = {"a": 0.05, "b": 0.1, "c": 0.3}
+    for period in range(2):
+        events = []
+        for n in range(period * 150, (period + 1) * 150):
+            user = f"b{n}"
+            _, _, body = server.request(
+                "POST", "/api/v1/assignments", {"experiment_id": experiment_id, "user_id": user}
+            )
+            if rng.random() < rates[body["variant"]["name"]]:
+                events.append(
+                    {
+                        "type": "conversion",
+                        "experiment_id": experiment_id,
+                        "user_id": user,
+                        "event_id": f"c-{user}",
+                        "metric_name": "purchase",
+                    }
+                )
+        status, _, _ = server.request("POST", "/api/v1/events", {"events": events})
+        assert status == 200
+        status, _, answer = server.request("POST", f"/api/v1/experiments/{experiment_id}/bandit/reweight")
+        assert status == 200, answer
+        time.sleep(1.1)  # the local server's experiment cache: the next users get the new weights
+    return experiment_id
+
+
+def test_a_bandits_report_draws_its_weights_over_time_and_p_best(
+    browser: Any, server: Http, bandit: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    # Given the bandit's state and results over HTTP
+    status, _, state = server.request("GET", f"/api/v1/experiments/{bandit}/bandit")
+    assert status == 200
+    assert [p["number"] for p in state["periods"]] == [1, 2]
+    status, _, results = server.request("GET", f"/api/v1/experiments/{bandit}/results")
+    assert status == 200
+
+    # When its report is opened in a browser
+    _load(browser, f"{server.base_url}/api/v1/experiments/{bandit}/report", "report-bandit.png")
+
+    # Then the stacked chart has one bar per period (two closed, one open), each arm a segment, and
+    # each bar's segments are that period's weights, stacked to the full height
+    chart = browser.find_element(By.CSS_SELECTOR, "#bandit svg.bandit-weights")
+    assert chart.size["width"] > 300
+    segments = chart.find_elements(By.CSS_SELECTOR, "rect.weight")
+    assert len(segments) == 3 * 3
+    bars: dict[str, list[float]] = {}
+    for segment in segments:
+        bars.setdefault(segment.get_attribute("data-period"), []).append(
+            float(segment.get_attribute("data-weight"))
+        )
+    expected = [p["weights_before"] for p in state["periods"]] + [state["weights"]]
+    assert list(bars.values()) == expected
+    heights = [
+        sum(float(s.get_attribute("height")) for s in segments if s.get_attribute("data-period") == period)
+        for period in bars
+    ]
+    assert max(heights) - min(heights) < 0.5  # every bar fills the plot (rounding to 0.1 px per segment)
+
+    # And P(best), the weights and the period-weighted estimates are printed as /bandit and /results say
+    for index, arm in enumerate(results["bandit"]["arms"]):
+        row = browser.find_element(By.CSS_SELECTOR, f'#bandit-arms tr[data-arm="{arm["name"]}"]')
+        _check_close(row.find_element(By.CLASS_NAME, "p-best").text, state["p_best"][index], 1)
+        _check_close(row.find_element(By.CLASS_NAME, "weight").text, state["weights"][index], 1)
+        assert float(row.find_element(By.CLASS_NAME, "mean").text) == pytest.approx(arm["mean"], rel=1e-3)
+    # And the sample ratio check uses the bandit's expectation: no mismatch
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-warning="srm"]') == []
+    assert results["srm"]["flag"] is False

@@ -81,6 +81,8 @@ class FakeStore:
     groups: dict[str, list[Any]] = field(default_factory=dict)
     holdouts: list[Holdout] = field(default_factory=list)
     holdout_members: dict[tuple[UUID, str], str] = field(default_factory=dict)
+    # (experiment_id, user_id) -> the bandit period an assignment recorded (a fixed one records None)
+    periods: dict[tuple[UUID, str], int | None] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False
 
@@ -223,6 +225,7 @@ class FakeStore:
         ):
             self.members[key] = target.id
             self.assignments[(target.id, request.user_id)] = request.variant_id
+            self.periods[(target.id, request.user_id)] = request.bandit_period
             stored, created, member = request.variant_id, True, target.id
         if forced is not None:  # never stored; the exposure is a forced one
             exposed = request.record_exposure and target.status in EXPOSING and fresh

@@ -66,6 +66,12 @@ class ErrorCode(StrEnum):
     # The statistics CLI (python -m abtest.stats); it also answers invalid_json and internal_error
     INVALID_INPUT = "invalid_input"
     INVALID_STATISTICS = "invalid_statistics"
+    # Bandits
+    NOT_A_BANDIT = "not_a_bandit"
+    # Metric definitions and roles (issue 22)
+    METRIC_DEFINITION_NOT_FOUND = "metric_definition_not_found"
+    METRIC_DEFINITION_IN_USE = "metric_definition_in_use"
+    UNKNOWN_METRIC_DEFINITION = "unknown_metric_definition"
     # Webhooks (issue 23)
     WEBHOOK_NOT_FOUND = "webhook_not_found"
     TOO_MANY_WEBHOOKS = "too_many_webhooks"

@@ -58,6 +58,14 @@ MIN_SHARE = 0.001
 # --- Decision frameworks (custom rules in GrowthBook's shape, abtest.domain.decisions) ----------------
 MAX_DECISION_RULES = 20
 MAX_DECISION_CONDITIONS = 10  # conditions in one rule
+# Metric roles of one experiment (issue 22): each is analysed for every treatment in /results.
+MAX_GOALS = 10
+MAX_GUARDRAILS = 10
+MAX_SECONDARY_METRICS = 20
+MAX_WINDOW_HOURS = 24 * 365  # a metric definition's conversion window
+# Per-user values a quantile metric reads at request time (one sort per variant, about 8 bytes a user
+# as a float array plus the driver's rows while reading): above this the metric reports too_many_users.
+MAX_QUANTILE_USERS = 1_000_000
 
 # --- Targeting conditions (write time; evaluation applies the regex length cap too) ------------------
 MAX_CONDITION_DEPTH = 10  # nested JSON objects and arrays, the condition itself being level 1
@@ -101,6 +109,10 @@ MAX_DELIVERY_ERROR_LENGTH = 500  # characters of a failed attempt's error kept i
 MAX_RELAY_BATCH = 500  # outbox rows and due messages one relay tick hands on (the rest: next tick)
 MAX_DIGEST_EXPERIMENTS = 100  # running experiments a digest lists (the most recently started first)
 MAX_DIGEST_ALERTS = 50  # alerts of the period a digest lists (all are counted)
+
+# --- Bandits (docs/bandits.md) ------------------------------------------------------------------------
+MAX_BANDIT_PERIOD_HOURS = 8784  # a bandit's period: at most a (leap) year
+MAX_BANDIT_MIN_USERS = 1_000_000_000  # min_users_per_arm
 
 # --- Deployment --------------------------------------------------------------------------------------
 # The failure reason the migrate custom resource sends CloudFormation is cut to this many characters

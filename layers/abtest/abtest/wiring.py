@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from abtest.storage.alerts import AlertRepository
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
+    from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.rollups import RollupRepository
@@ -66,6 +68,11 @@ def holdouts() -> HoldoutRepository:
     return storage.HoldoutRepository(get_database())
 
 
+def metric_definitions() -> MetricDefinitionRepository:
+    """Metric definitions (versioned) and the inputs of the analysis by role."""
+    return storage.MetricDefinitionRepository(get_database())
+
+
 def audit() -> AuditRepository:
     """The audit log's reads (writes are recorded by each repository in its own transaction)."""
     return storage.AuditRepository(get_database())
@@ -79,6 +86,11 @@ def events() -> EventRepository:
 def rollups() -> RollupRepository:
     """Per-variant and daily metrics (rollups plus the tail)."""
     return storage.RollupRepository(get_database())
+
+
+def bandits() -> BanditRepository:
+    """Bandit reweights and their periods."""
+    return storage.BanditRepository(get_database())
 
 
 def assignments() -> AssignmentRepository:

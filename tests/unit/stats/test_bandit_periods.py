@@ -58,6 +58,20 @@ def test_two_periods_against_a_direct_computation() -> None:
         assert estimate.variance_of_mean == pytest.approx(float(np.sum(w**2 * variances / n)), rel=1e-13)
 
 
+def test_a_period_without_variance_takes_the_arms_pooled_variance() -> None:
+    # Arm 0 kept 8 users after the weights moved away from it, none converted: s² = 0 there.
+    periods = [[conv(200, 10), conv(200, 40)], [conv(8, 0), conv(992, 200)]]
+    estimate = period_weighted_estimates(periods)[0]
+    pooled = (199 * sample_variance(conv(200, 10)) + 7 * 0.0) / (199 + 7)
+    w = np.array([400.0, 1000.0]) / 1400.0
+    expected = w[0] ** 2 * sample_variance(conv(200, 10)) / 200 + w[1] ** 2 * pooled / 8
+    assert estimate.variance_of_mean == pytest.approx(expected, rel=1e-13)
+    assert estimate.mean == pytest.approx(w[0] * 0.05, rel=1e-14)
+    # An arm without variance in any period keeps 0.
+    flat = period_weighted_estimates([[conv(10, 0), conv(10, 5)], [conv(10, 0), conv(10, 5)]])[0]
+    assert flat.variance_of_mean == 0.0
+
+
 def test_period_weighting_undoes_simpsons_paradox() -> None:
     # Both arms convert at 10% in period 1 and at 20% in period 2; arm 1 got most of its users in
     # the better period. Pooled, arm 1 looks far better (19% vs 11%); weighted, they are equal.

@@ -209,6 +209,7 @@ def report_page(
     waiting: Waiting,
     analysis: Analysis = "conversion",
     in_full: list[str] | None = None,
+    bandit_section: Markup | None = None,
 ) -> str:
     """The results page of one experiment: `stats` are its statistics now, `results` their verdict
     computed with `mde`, `series` the time series of each metric shown. `in_full` (default: every
@@ -275,6 +276,7 @@ def report_page(
         .render(
             experiment=experiment,
             results=results,
+            bandit_section=bandit_section,
             metrics=metrics,
             users_svg=users_svg,
             users_rows=users_rows,
@@ -434,6 +436,7 @@ def index_page(entries: list[IndexEntry], *, truncated: bool = False) -> str:
                 "experiment": entry.experiment,
                 "users": sum(v.users for v in results.variants) if results else 0,
                 "srm": results.srm if results else None,
+                "decision": results.decision if results else None,
                 "headline": _headline(results, entry.stats),
             }
         )

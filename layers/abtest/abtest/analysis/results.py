@@ -19,6 +19,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from abtest.analysis.bandits import BanditEstimates
+from abtest.analysis.roles import DecisionOut, RoleMetric, RoleResults
 from abtest.analysis.rollup import RunningAllocation, VariantMetrics
 from abtest.domain.overrides import OverrideCounts
 from abtest.stats import BinomialStats, Correction, MeanStats, adjust_p_values, analyze, srm_check
@@ -70,6 +72,33 @@ class ExperimentResults(BaseModel):
         default_factory=OverrideCounts,
         description="Forced users (overrides): counted here, never in the analysis above",
     )
+    bandit: BanditEstimates | None = Field(
+        default=None,
+        description="A bandit's period-weighted estimates of its metric (the metrics above are "
+        "period-weighted too, and the SRM expects Σ_t N_t · weight_(a,t)); null for fixed allocations",
+    )
+    # Issue 22: the analysis by role (empty, and decision null, for an experiment without metric roles).
+    goals: list[RoleMetric] = Field(
+        default_factory=list, description="Goal metrics; the correction runs over goals x treatments only"
+    )
+    guardrails: list[RoleMetric] = Field(
+        default_factory=list, description="Guardrails: non-inferiority against their margins"
+    )
+    secondary: list[RoleMetric] = Field(default_factory=list, description="Secondary metrics, uncorrected")
+    decision: DecisionOut | None = Field(
+        default=None, description="ship, rollback, keep_running or review (null without metric roles)"
+    )
+
+    def with_roles(self, roles: RoleResults) -> ExperimentResults:
+        """These results with the analysis by role and the decision."""
+        return self.model_copy(
+            update={
+                "goals": roles.goals,
+                "guardrails": roles.guardrails,
+                "secondary": roles.secondary,
+                "decision": roles.decision,
+            }
+        )
 
 
 def srm_verdict(users: list[int], weights: list[float]) -> SrmVerdict:
@@ -90,9 +119,11 @@ def results_report(
     correction: Correction | None = None,
     mde: float | None = None,
     overrides: OverrideCounts | None = None,
+    bandit: BanditEstimates | None = None,
 ) -> ExperimentResults:
     """Analyse every metric of an experiment (variant 0 is the control); `overrides`: the experiment's
-    forced users, reported apart (none if not given)."""
+    forced users, reported apart (none if not given). For a bandit, pass period-weighted `stats`
+    (abtest.analysis.bandits.period_weighted) and its `bandit` estimates, whose SRM verdict is used."""
     experiment = stats.experiment
     variants = experiment.variants
     users = [stats.variants[v.id].users for v in variants]
@@ -113,7 +144,9 @@ def results_report(
         status=experiment.status.value,
         alpha=alpha,
         correction=correction,
-        srm=srm_verdict(users, weights),
+        srm=srm_verdict(users, weights)
+        if bandit is None
+        else SrmVerdict(p_value=bandit.srm_p_value, flag=bandit.srm_flag),
         variants=[
             VariantUsers(
                 id=v.id, name=v.name, weight=v.weight, users=n, exposures=stats.variants[v.id].exposures
@@ -123,6 +156,7 @@ def results_report(
         metrics=metrics,
         computed_at=datetime.now(UTC),
         overrides=overrides or OverrideCounts(),
+        bandit=bandit,
     )
 
 
@@ -209,6 +243,8 @@ def srm_alerts(allocations: Iterable[RunningAllocation]) -> list[SrmAlert]:
     """The running experiments flagged for a sample ratio mismatch (the rollup logs and counts them)."""
     alerts = []
     for allocation in allocations:
+        if allocation.experiment.allocation.is_bandit:
+            continue  # its weights move: the rollup checks it against Σ_t N_t · weight_(a,t)
         weights = [variant.weight for variant in allocation.experiment.variants]
         verdict = srm_verdict(allocation.users, weights)
         if verdict.flag and verdict.p_value is not None:  # flagged implies users, so a p-value

@@ -67,6 +67,9 @@ class EnrollRequest:
     with_profile: bool = False
     holdout_ids: tuple[UUID, ...] = ()
     holdout_members: tuple[tuple[UUID, str], ...] = ()
+    # A bandit's open period as the caller's cache knows it: the period whose weights chose
+    # `variant_id`, stored with the assignment (None for a fixed allocation).
+    bandit_period: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,8 @@ class LiveExperiment:
 
     @classmethod
     def of(cls, experiment: Experiment) -> LiveExperiment:
-        weights = [variant.weight for variant in experiment.variants]
-        return cls(experiment, Allocation(weights, experiment.traffic_allocation))
+        # A bandit's current weights (its open period's), else the variants' weights.
+        return cls(experiment, Allocation(experiment.serving_weights(), experiment.traffic_allocation))
 
     @property
     def id(self) -> UUID:

@@ -16,7 +16,10 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
+from abtest.domain.bandits import Allocation, BanditServing, serving_weights
+from abtest.domain.decisions import DecisionSettings
 from abtest.domain.fields import StrictInput
+from abtest.domain.metric_definitions import MetricRoles
 from abtest.domain.recommender_config import RecommenderConfig
 from abtest.errors import InvalidInput
 from abtest.field_path import field_path
@@ -129,6 +132,18 @@ class ExperimentCreate(StrictInput):
     )
     namespace_share: NamespaceShare = 1.0
     targeting: Targeting = Field(default_factory=dict)
+    allocation: Allocation = Field(
+        default_factory=Allocation,
+        description="fixed (the variants' weights) or bandit (docs/bandits.md); the weights start the bandit",
+    )
+    metrics: MetricRoles | None = Field(
+        default=None,
+        description="Metric definitions by role: goals, guardrails (with margins), secondary "
+        "(docs/metrics-and-decisions.md); goals and guardrails are fixed once the experiment starts",
+    )
+    decision: DecisionSettings | None = Field(
+        default=None, description="How /results decides: framework, min_days, target_mde"
+    )
 
 
 class ExperimentPatch(StrictInput):
@@ -141,6 +156,9 @@ class ExperimentPatch(StrictInput):
     surface: Surface | None = None
     namespace_share: NamespaceShare | None = None
     targeting: Targeting | None = None
+    allocation: Allocation | None = None
+    metrics: MetricRoles | None = None
+    decision: DecisionSettings | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -195,6 +213,24 @@ class Experiment(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    allocation: Allocation = Field(default_factory=Allocation, description="fixed or bandit")
+    bandit: BanditServing | None = Field(
+        default=None, description="A bandit's open period and current weights (null for fixed allocations)"
+    )
+
+    def serving_weights(self) -> list[float]:
+        """The weights a new user is bucketed with (a bandit's current ones, else the variants')."""
+        return serving_weights([variant.weight for variant in self.variants], self.bandit)
+
+    metrics: MetricRoles | None = Field(
+        default=None, description="Metric definitions by role (none: as before)"
+    )
+    decision: DecisionSettings | None = Field(
+        default=None, description="Decision settings (none: the defaults)"
+    )
+    pinned_metrics: dict[str, int] = Field(
+        default_factory=dict, description="Definition versions pinned when the experiment started, by name"
+    )
 
 
 class _HasConfig(Protocol):

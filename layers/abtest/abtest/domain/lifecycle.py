@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from abtest.domain.bandits import check_allocation
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.metric_definitions import check_roles_change
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
 
@@ -40,6 +42,7 @@ def check_transition(current: Status, target: Status) -> None:
 def check_create(new: ExperimentCreate) -> ExperimentCreate:
     """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
     check_definition(new.surface, new.variants)
+    new.allocation = check_allocation(new.allocation, len(new.variants))
     require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
@@ -57,6 +60,9 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
     if "targeting" in changes and current.status != Status.COMPLETED:
         require_valid_condition(changes["targeting"])
     if current.status == Status.DRAFT:
+        if "allocation" in changes:
+            variants = changes.get("variants", current.variants)
+            changes["allocation"] = check_allocation(changes["allocation"], len(variants))
         if "variants" in changes or "surface" in changes:
             check_definition(
                 changes.get("surface", current.surface), changes.get("variants", current.variants)
@@ -66,11 +72,20 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             "a completed experiment cannot be edited", code=ErrorCode.EXPERIMENT_COMPLETED, field="status"
         )
-    frozen = sorted(set(changes) - {"description", "traffic_allocation", "namespace_share", "targeting"})
+    if "metrics" in changes:
+        # Goals and guardrails stay as they were; secondary metrics may be added (issue 22).
+        check_roles_change(
+            current.metrics.model_dump() if current.metrics is not None else None, changes["metrics"]
+        )
+    frozen = sorted(
+        set(changes)
+        - {"description", "traffic_allocation", "namespace_share", "targeting", "metrics", "decision"}
+    )
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
-            f"(status {current.status.value}); only description, targeting and a higher "
+            f"(status {current.status.value}); only description, targeting, decision, added secondary "
+            "metrics and a higher "
             "traffic_allocation or namespace_share can",
             code=ErrorCode.FIELD_FROZEN,
             field=frozen[0],

@@ -27,7 +27,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from abtest.domain.assignment import Enrollment, EnrollRequest, Reason, experiment_variant_tag
+from abtest.domain.assignment import (
+    Enrollment,
+    EnrollRequest,
+    LiveExperiment,
+    Reason,
+    experiment_variant_tag,
+)
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.experiments import Experiment, Variant
@@ -240,6 +246,7 @@ class AssignmentService:
             with_profile=with_profile,
             holdout_ids=tuple(h.id for h in subject.holdouts),
             holdout_members=memberships(subject.holdouts, subject.user_id),
+            bandit_period=_bandit_period(first.experiment) if proposal is not None else None,
         )
 
     def recommendations(
@@ -359,3 +366,10 @@ def _load_view(store: AssignmentStore) -> ServingView:
     keys = sorted(set().union(*(referenced_groups(e.targeting) for e in experiments)))
     groups = store.saved_groups(keys) if keys else {}
     return build_view(experiments, store.namespaces(), groups, running_holdouts(store.serving_holdouts()))
+
+
+def _bandit_period(live: LiveExperiment | None) -> int | None:
+    """The open period of a bandit as this cache knows it: its weights chose the proposed variant."""
+    if live is None or live.experiment.bandit is None:
+        return None
+    return live.experiment.bandit.period

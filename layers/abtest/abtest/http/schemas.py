@@ -5,6 +5,7 @@ Entities, commands and events live with their aggregate in abtest.domain; a view
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -13,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from abtest.domain.alerts import Alert, Delivery, Webhook
 from abtest.domain.assignment import AssignedVariant, Reason
 from abtest.domain.audit import AuditEvent
+from abtest.domain.bandits import Allocation, BanditPeriod
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
+from abtest.domain.metric_definitions import MetricDefinition
 from abtest.domain.namespaces import SurfaceMembership, SurfaceNamespace
 
 
@@ -37,6 +40,13 @@ class AuditPage(BaseModel):
     """Entries newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
 
     events: list[AuditEvent]
+    next_cursor: str | None
+
+
+class MetricDefinitionPage(BaseModel):
+    """Metric definitions by name; pass `next_cursor` back as `cursor` for the next page."""
+
+    metric_definitions: list[MetricDefinition]
     next_cursor: str | None
 
 
@@ -116,6 +126,32 @@ class SurfaceList(BaseModel):
 
 class SurfaceAssignmentResponse(SurfaceMembership):
     """Which experiment and variant of a surface a user is in, looked up without enrolling."""
+
+
+class BanditReweightResponse(BaseModel):
+    """The period a reweight closed, and the weights new users are bucketed with from now on."""
+
+    created: bool = Field(
+        description="True: this request closed the period; false: a concurrent reweight had (its stored row)"
+    )
+    period: BanditPeriod
+    open_period: int = Field(description="The period now open")
+    weights: list[float] = Field(description="The open period's weights, in variant order")
+
+
+class BanditPage(BaseModel):
+    """A bandit's settings, current weights and P(best), and a page of its closed periods, oldest first;
+    pass `next_cursor` back as `cursor` for the next."""
+
+    experiment_id: UUID
+    allocation: Allocation
+    open_period: int
+    period_started_at: datetime | None
+    weights: list[float] = Field(description="Current weights (the open period's), in variant order")
+    variants: list[str] = Field(description="Variant names, in the order of every per-arm list")
+    p_best: list[float] | None = Field(description="P(best) at the latest reweight (null before one)")
+    periods: list[BanditPeriod]
+    next_cursor: str | None
 
 
 class AlertPage(BaseModel):

@@ -9,7 +9,9 @@ of all users: with N_t the users of all arms enrolled in period t and N = Σ_t N
     mean_a            = Σ_t w_t · mean_(a,t)
     variance of mean  = Σ_t w_t² · s²_(a,t) / n_(a,t)
 
-(s² the sample variance with n - 1). This is GrowthBook's estimator for bandits. A period in which
+(s² the sample variance with n - 1; a period in which the arm's sample variance is 0 takes the arm's
+pooled within-period variance, so a few users without a conversion do not make the estimate look
+exact). This is GrowthBook's estimator for bandits. A period in which
 some arm has fewer than 2 users (no users, or one user whose variance is unknown) is merged into the
 next period (the last one into the one before it), so that every term is defined.
 
@@ -135,6 +137,7 @@ def period_weighted_estimates(
         if total <= 0 or users == 0:
             estimates.append(PeriodWeightedArm(users, 0.0, 0.0))
             continue
+        pooled = _pooled_variance([arms[a] for arms, _ in merged])
         mean_terms, variance_terms = [], []
         for arms, period_total in merged:
             arm = arms[a]
@@ -142,9 +145,22 @@ def period_weighted_estimates(
                 continue
             share = period_total / total
             mean_terms.append(share * arm.mean)
-            variance_terms.append(share * share * sample_variance(arm) / arm.users)
+            # A period in which the arm's values are all equal (no conversion among its few users
+            # since the weights moved away from it) says nothing about the spread: its variance
+            # would be 0 and the arm's estimate falsely precise. It takes the arm's pooled
+            # within-period variance instead, as the bandit does for an arm without variance.
+            variance = sample_variance(arm) or pooled
+            variance_terms.append(share * share * variance / arm.users)
         estimates.append(PeriodWeightedArm(users, math.fsum(mean_terms), math.fsum(variance_terms)))
     return tuple(estimates)
+
+
+def _pooled_variance(periods: Sequence[ArmStats]) -> float:
+    """An arm's pooled within-period variance Σ(n_t - 1)·s²_t / Σ(n_t - 1) (0 with no degrees of freedom)."""
+    degrees = math.fsum(max(arm.users - 1, 0) for arm in periods)
+    if degrees <= 0:
+        return 0.0
+    return math.fsum(max(arm.users - 1, 0) * sample_variance(arm) for arm in periods) / degrees
 
 
 def expected_users(

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from abtest.storage.assignments import AssignmentRepository, StoredAssignment
     from abtest.storage.audit import AuditRepository
+    from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.rollups import RollupRepository, RollupRun
@@ -29,6 +31,7 @@ _HOMES = {
     "AssignmentRepository": "abtest.storage.assignments",
     "StoredAssignment": "abtest.storage.assignments",
     "AuditRepository": "abtest.storage.audit",
+    "BanditRepository": "abtest.storage.bandits",
     "CatalogRepository": "abtest.storage.catalog",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
@@ -36,6 +39,7 @@ _HOMES = {
     "decode_cursor": "abtest.storage.experiments",
     "encode_cursor": "abtest.storage.experiments",
     "HoldoutRepository": "abtest.storage.holdouts",
+    "MetricDefinitionRepository": "abtest.storage.metric_definitions",
     "NamespaceRepository": "abtest.storage.namespaces",
     "OverrideRepository": "abtest.storage.overrides",
     "RollupRepository": "abtest.storage.rollups",
@@ -46,10 +50,12 @@ _HOMES = {
 __all__ = [
     "AssignmentRepository",
     "AuditRepository",
+    "BanditRepository",
     "CatalogRepository",
     "EventRepository",
     "ExperimentRepository",
     "HoldoutRepository",
+    "MetricDefinitionRepository",
     "NamespaceRepository",
     "OverrideRepository",
     "RecordedConversion",

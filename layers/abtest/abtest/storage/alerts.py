@@ -24,6 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from abtest.analysis.results import ExperimentResults, results_report, srm_verdict
+from abtest.analysis.roles import analyse_roles
 from abtest.analysis.srm_monitor import Monitor, SrmPeriod, check
 from abtest.domain.alerts import (
     Alert,
@@ -46,6 +47,7 @@ from abtest.observability import logger
 from abtest.storage.audit import AuditWriteFailed, record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_running, statuses_sql
+from abtest.storage.metric_definitions import role_inputs
 from abtest.storage.rollups import _rolled_up
 
 _EVALUATION_LOCK = 7_412_039_553
@@ -141,11 +143,9 @@ def conditions_of(
     )
     if results is None:
         return conditions
-    decision = decision_of(results)
+    decision, full = decision_of(results)
     if decision is not None:
-        conditions.append(
-            Condition(AlertKind.DECISION_CHANGED, "", True, {"decision": decision}, value=decision)
-        )
+        conditions.append(Condition(AlertKind.DECISION_CHANGED, "", True, {"decision": full}, value=decision))
     else:
         for name, metric in results.metrics.items():
             significant = [
@@ -284,6 +284,13 @@ class AlertRepository:
         users = [totals.get(v, (0, 0))[0] for v in variant_ids]
         exposures = sum(totals.get(v, (0, 0))[1] for v in variant_ids)
         chi2 = srm_verdict(users, weights).p_value
+        # A bandit's shares move: tested against its stored weights it would look mismatched. Until its
+        # periods are given (`periods`), it gets no sequential SRM check here (the rollup checks it
+        # against each period's weights), and its pooled statistics are not analysed for alerts.
+        bandit = experiment.allocation.is_bandit
+        given = None if periods is None else periods(experiment, previous)
+        if bandit and given is None:
+            given = []
         try:
             monitor = check(
                 previous,
@@ -293,7 +300,7 @@ class AlertRepository:
                 exposures=exposures,
                 chi2_p=chi2,
                 now=now,
-                periods=None if periods is None else periods(experiment, previous),
+                periods=given,
             )
         except ValueError as exc:  # unusable shares from a period source: keep the last state
             logger.error(
@@ -339,9 +346,15 @@ class AlertRepository:
                 (experiment.id, now.date(), monitor.sequential_p, chi2),
             )
         results = None
-        if moved and sum(users) > 0:
+        if moved and sum(users) > 0 and not bandit:
             try:
-                results = results_report(_rolled_up(conn, experiment))
+                stats = _rolled_up(conn, experiment)
+                results = results_report(stats)
+                # Goals, guardrails and the decision (issue 22), when the experiment has metric roles.
+                inputs = role_inputs(conn, experiment, stats)
+                if inputs is not None:
+                    roles = analyse_roles(inputs, srm_flag=results.srm.flag, alpha=results.alpha)
+                    results = results.with_roles(roles)
             except (ArithmeticError, ValueError) as exc:
                 logger.warning(
                     "results not evaluated for alerts",

@@ -99,8 +99,9 @@ WITH holdout_check AS (
     RETURNING m.experiment_id
 ), inserted AS (
     -- [variant] The assignment itself, with the membership just joined.
-    INSERT INTO assignments (experiment_id, user_id, variant_id, context)
-    SELECT experiment_id, %(user_id)s, %(variant_id)s, %(context)s FROM joined
+    -- A bandit's assignment records the period whose weights chose the variant (the caller's cache's).
+    INSERT INTO assignments (experiment_id, user_id, variant_id, context, bandit_period)
+    SELECT experiment_id, %(user_id)s, %(variant_id)s, %(context)s, %(bandit_period)s FROM joined
     ON CONFLICT (experiment_id, user_id) DO NOTHING
     RETURNING variant_id
 ), chosen AS (
@@ -157,6 +158,7 @@ ENROLL = Routine(
         ("holdout_ids", "uuid[]"),
         ("holdout_member_ids", "uuid[]"),
         ("holdout_member_groups", "text[]"),
+        ("bandit_period", "integer"),
     ),
     settings={"plan_cache_mode": "force_generic_plan"},
 )
@@ -167,12 +169,14 @@ ENROLL = Routine(
 # no context, no exposure, no profile.
 _ENROLL_SURFACES = f"""
 SELECT r.* FROM unnest(%(surfaces)s::text[], %(experiment_ids)s::uuid[], %(variant_ids)s::uuid[],
-                       %(holdout_ids)s::text[], %(member_ids)s::text[], %(member_groups)s::text[])
-     WITH ORDINALITY AS q(surface, experiment_id, variant_id, holdout_ids, member_ids, member_groups, n)
+                       %(holdout_ids)s::text[], %(member_ids)s::text[], %(member_groups)s::text[],
+                       %(bandit_periods)s::integer[])
+     WITH ORDINALITY AS q(surface, experiment_id, variant_id, holdout_ids, member_ids, member_groups,
+                          bandit_period, n)
 CROSS JOIN LATERAL {ENROLL.name}(
     q.surface, %(user_id)s::text, q.experiment_id, q.variant_id, true, NULL::jsonb, false, false,
     string_to_array(q.holdout_ids, ',')::uuid[], string_to_array(q.member_ids, ',')::uuid[],
-    string_to_array(q.member_groups, ',')::text[]) AS r
+    string_to_array(q.member_groups, ',')::text[], q.bandit_period) AS r
 ORDER BY q.n
 """
 
@@ -248,6 +252,7 @@ class AssignmentRepository:
             "holdout_ids": sorted(request.holdout_ids),
             "holdout_member_ids": [holdout_id for holdout_id, _ in request.holdout_members],
             "holdout_member_groups": [group for _, group in request.holdout_members],
+            "bandit_period": request.bandit_period,
         }
 
         def work(conn: Connection) -> Enrollment:
@@ -279,6 +284,7 @@ class AssignmentRepository:
             "holdout_ids": [",".join(str(h) for h in sorted(r.holdout_ids)) for r in requests],
             "member_ids": [",".join(str(h) for h, _ in r.holdout_members) for r in requests],
             "member_groups": [",".join(g for _, g in r.holdout_members) for r in requests],
+            "bandit_periods": [r.bandit_period for r in requests],
         }
 
         def work(conn: Connection) -> list[Enrollment]:

@@ -32,13 +32,18 @@ from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
+from abtest.storage.metric_definitions import check_roles, pin_definitions, roles_json
 from abtest.storage.saved_groups import lock_group_keys
 
 T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at, e.allocation,
+       CASE WHEN e.bandit_period IS NOT NULL THEN jsonb_build_object(
+           'period', e.bandit_period, 'weights', e.bandit_weights,
+           'period_started_at', COALESCE(e.bandit_period_started_at, e.started_at)) END AS bandit,
+       e.metric_roles AS metrics, e.decision_settings AS decision, e.pinned_metrics,
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', v.id, 'name', v.name, 'description', v.description,
@@ -117,10 +122,13 @@ class ExperimentRepository:
                     field="salt",
                 )
             _check_saved_groups(conn, new.targeting)
+            if new.metrics is not None:
+                check_roles(conn, new.metrics)  # 422 naming a definition that does not exist
             conn.execute(
                 "INSERT INTO experiments"
-                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
+                " allocation, bandit_period, metric_roles, decision_settings)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -130,6 +138,10 @@ class ExperimentRepository:
                     new.surface,
                     new.namespace_share,
                     Jsonb(new.targeting),
+                    Jsonb(new.allocation.model_dump(exclude_none=True)),
+                    1 if new.allocation.is_bandit else None,  # a bandit opens its period 1
+                    roles_json(new.metrics),
+                    roles_json(new.decision),
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -211,6 +223,8 @@ class ExperimentRepository:
             if target not in HOLDING_BUCKETS and current in HOLDING_BUCKETS:
                 released = release_buckets(conn, experiment_id)
                 held = (released, 0)
+            if current == Status.DRAFT and target == Status.RUNNING and experiment.metrics is not None:
+                pin_definitions(conn, experiment_id, experiment.metrics.names())  # issue 22
             if current != target:
                 conn.execute(
                     "UPDATE experiments SET status = %(target)s, updated_at = now(),"
@@ -248,6 +262,17 @@ class ExperimentRepository:
             if "targeting" in changes:
                 _check_saved_groups(conn, changes["targeting"])
                 changes["targeting"] = Jsonb(changes["targeting"])
+            if "allocation" in changes:
+                allocation = changes["allocation"]
+                changes["allocation"] = Jsonb(allocation.model_dump(exclude_none=True))
+                changes["bandit_period"] = 1 if allocation.is_bandit else None
+            if "metrics" in changes:
+                check_roles(conn, changes["metrics"])  # 422 naming a definition that does not exist
+                if current.status != Status.DRAFT:  # secondary metrics added while running: pin them
+                    pin_definitions(conn, experiment_id, changes["metrics"].names())
+                changes["metric_roles"] = roles_json(changes.pop("metrics"))
+            if "decision" in changes:
+                changes["decision_settings"] = roles_json(changes.pop("decision"))
             variants = changes.pop("variants", None)
             removed: list[Override] = []
             if variants is not None:

@@ -634,3 +634,13 @@ def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID,
     else:
         rows = conn.execute(query.encode())
     return {r["experiment_id"]: int(r["since"]) for r in rows}
+
+
+def tail_users(
+    conn: Connection, experiment_id: UUID
+) -> tuple[dict[UserKey, UserState], dict[UserMetricKey, UserMetric]]:
+    """The experiment's users touched above the horizon (or since its rollup failed), recomputed from
+    their raw events in the caller's snapshot. With the stored per-user rows (rollup_users,
+    rollup_user_metrics) of every other user, this is each user's exact state now: the per-user reads of
+    metric definitions (abtest.storage.metric_definitions) combine the two."""
+    return _recompute(conn, set(_tail_touched(conn, experiment_id, _horizon(conn))), None)

@@ -1,0 +1,195 @@
+"""Bandit experiments' results: period-weighted estimates and the SRM under changing weights (pure).
+
+A bandit changes its weights from period to period, so pooling an arm's users across periods is
+biased (docs/bandits.md, "Period-weighted estimates"). For a bandit experiment the results, the time
+series and the report analyse, per metric and arm, the period-weighted mean and variance of the mean
+(abtest.stats.bandit_periods), written back as sufficient statistics with the same mean and variance:
+
+- value: users n, sum = n·m, sum_squares = (n - 1)·n·v + n·m² (the Welch test then sees m and v);
+- conversion: users n and conversions round(n·m), the period-weighted rate as a count.
+
+The SRM check compares each arm's users with Σ_t N_t · weight_(a,t), the weights in force in period t.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+from abtest.domain.experiments import Experiment
+from abtest.stats.bandit import ArmStats
+from abtest.stats.bandit_periods import (
+    InvalidPeriodStatistics,
+    PeriodWeightedArm,
+    expected_users,
+    period_weighted_estimates,
+)
+from abtest.stats.srm import srm_check
+
+
+@dataclass
+class PeriodStats:
+    """One period's exposed users per variant, and per variant and metric their statistics."""
+
+    variants: dict[UUID, ExposureTotals]
+    metrics: dict[UUID, dict[str, MetricStats]]
+
+
+def arm_stats(
+    experiment: Experiment, stats: PeriodStats, metric: str, analysis: Literal["conversion", "value"]
+) -> list[ArmStats]:
+    """Each arm's (users, sum, sum_squares) in one period: a conversion counts converting users."""
+    arms = []
+    for variant in experiment.variants:
+        users = stats.variants.get(variant.id, ExposureTotals()).users
+        m = stats.metrics.get(variant.id, {}).get(metric)
+        if analysis == "conversion":
+            arms.append(ArmStats.from_conversions(users, min(m.users if m else 0, users)))
+        else:
+            arms.append(ArmStats(users, m.sum if m else 0.0, m.sum_squares if m else 0.0))
+    return arms
+
+
+def _estimates(
+    experiment: Experiment,
+    periods: Mapping[int, PeriodStats],
+    metric: str,
+    analysis: Literal["conversion", "value"],
+) -> tuple[PeriodWeightedArm, ...] | None:
+    ordered = [periods[t] for t in sorted(periods)]
+    if not ordered:
+        return None
+    try:
+        return period_weighted_estimates([arm_stats(experiment, p, metric, analysis) for p in ordered])
+    except InvalidPeriodStatistics:
+        return None  # non-finite legacy sums: the pooled statistics report them as errors
+
+
+def period_weighted(pooled: VariantMetrics, periods: Mapping[int, PeriodStats]) -> VariantMetrics:
+    """`pooled` with every metric's per-arm statistics replaced by period-weighted equivalents
+    (module docstring). Exposed users and event counts stay as they are."""
+    experiment = pooled.experiment
+    names = sorted({name for per in pooled.metrics.values() for name in per})
+    metrics: dict[UUID, dict[str, MetricStats]] = {v.id: {} for v in experiment.variants}
+    for name in names:
+        conversion = _estimates(experiment, periods, name, "conversion")
+        value = _estimates(experiment, periods, name, "value")
+        for index, variant in enumerate(experiment.variants):
+            original = pooled.metrics.get(variant.id, {}).get(name)
+            if original is None:
+                continue
+            if conversion is None or value is None:
+                metrics[variant.id][name] = original
+                continue
+            rate, mean = conversion[index], value[index]
+            n = mean.users
+            as_value = mean.as_stats()
+            metrics[variant.id][name] = MetricStats(
+                count=original.count,
+                sum=as_value.sum,
+                sum_squares=as_value.sum_squares,
+                users=min(n, max(0, round(n * rate.mean))),
+                unattributed=original.unattributed,
+            )
+    return VariantMetrics(experiment, dict(pooled.variants), metrics)
+
+
+class BanditArm(BaseModel):
+    """One arm of a bandit: its users, the period-weighted estimate of the bandit metric, its share."""
+
+    id: UUID
+    name: str
+    users: int = Field(description="Exposed users over all periods")
+    expected_users: float = Field(description="Σ_t N_t · weight in period t: what the SRM check expects")
+    mean: float | None = Field(description="Period-weighted mean of the bandit metric (null: not computable)")
+    standard_error: float | None = Field(
+        description="Square root of the period-weighted variance of the mean"
+    )
+    weight: float = Field(description="The weight new users are bucketed with now")
+    p_best: float | None = Field(description="P(best) at the last reweight (null before the first)")
+
+
+class BanditEstimates(BaseModel):
+    """A bandit experiment's period-weighted view of its own metric, and its SRM check."""
+
+    metric: str
+    analysis: Literal["conversion", "value"]
+    direction: Literal["higher", "lower"]
+    period: int = Field(description="The open period")
+    periods_with_users: int
+    arms: list[BanditArm]
+    srm_p_value: float | None = Field(description="Users against Σ_t N_t · weight_(a,t); null without users")
+    srm_flag: bool
+
+
+def bandit_estimates(
+    experiment: Experiment,
+    periods: Mapping[int, PeriodStats],
+    period_weights: Mapping[int, Sequence[float]],
+    p_best: Sequence[float] | None,
+) -> BanditEstimates:
+    """The bandit block of /results: per arm the period-weighted estimate and the expected users.
+
+    `period_weights[t]` are the weights of closed period t (weights_before of its row); periods not
+    closed yet were bucketed with the current weights.
+    """
+    allocation = experiment.allocation
+    assert allocation.is_bandit
+    assert experiment.bandit is not None
+    assert allocation.metric is not None
+    assert allocation.analysis is not None
+    assert allocation.direction is not None
+    current = experiment.serving_weights()
+    numbers = sorted(t for t, s in periods.items() if any(v.users for v in s.variants.values()))
+    users = [
+        sum(periods[t].variants.get(v.id, ExposureTotals()).users for t in numbers)
+        for v in experiment.variants
+    ]
+    n_t = [sum(v.users for v in periods[t].variants.values()) for t in numbers]
+    weights_t = [list(period_weights.get(t, current)) for t in numbers]
+    expected = list(expected_users(n_t, weights_t)) if numbers else [0.0] * len(users)
+    estimates = _estimates(
+        experiment, {t: periods[t] for t in numbers}, allocation.metric, allocation.analysis
+    )
+    srm_p, srm_flag = _srm(users, expected)
+    arms = []
+    for index, variant in enumerate(experiment.variants):
+        estimate = estimates[index] if estimates is not None else None
+        finite = estimate is not None and estimate.users > 0 and math.isfinite(estimate.mean)
+        arms.append(
+            BanditArm(
+                id=variant.id,
+                name=variant.name,
+                users=users[index],
+                expected_users=expected[index],
+                mean=estimate.mean if finite and estimate else None,
+                standard_error=math.sqrt(estimate.variance_of_mean) if finite and estimate else None,
+                weight=current[index],
+                p_best=p_best[index] if p_best is not None else None,
+            )
+        )
+    return BanditEstimates(
+        metric=allocation.metric,
+        analysis=allocation.analysis,
+        direction=allocation.direction,
+        period=experiment.bandit.period,
+        periods_with_users=len(numbers),
+        arms=arms,
+        srm_p_value=srm_p,
+        srm_flag=srm_flag,
+    )
+
+
+def _srm(users: Sequence[int], expected: Sequence[float]) -> tuple[float | None, bool]:
+    """The chi-squared SRM over the arms expected to have users; (None, False) without users."""
+    live = [(n, e) for n, e in zip(users, expected, strict=True) if e > 0]
+    if len(live) < 2 or sum(n for n, _ in live) == 0:
+        return (None, False) if sum(users) == 0 else (1.0, False)
+    result = srm_check([n for n, _ in live], [e for _, e in live])
+    return result.p_value, result.flag
