@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         default="none",
         help="none: local, no auth (127.0.0.1 only); jwt: check scopes of development tokens",
     )
+    parser.add_argument("--workers", type=int, default=16, help="serve: worker threads per process")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="serve: server processes sharing the port (forked)"
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        help="serve: requests waiting or running per process before 503 overloaded (default 8 x workers)",
+    )
     parser.add_argument(
         "--no-demo", action="store_true", help="serve: do not create the demo experiment when it is missing"
     )
@@ -138,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from localdev.server import serve
 
-        serve(args.host, args.port, check_tokens=args.auth == "jwt")
+        serve(
+            args.host,
+            args.port,
+            workers=args.workers,
+            check_tokens=args.auth == "jwt",
+            processes=args.processes,
+            max_pending=args.max_pending,
+        )
     return 0
 
 

@@ -31,6 +31,8 @@ WALK_PAGES = (
     "docs/bandits.md",
     "docs/metrics-and-decisions.md",
     "docs/api/alerts.md",
+    "docs/api/config-schemas.md",
+    "docs/breakdowns-and-strata.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -10,7 +10,7 @@ import ofrep_routes
 from abtest import wiring
 from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
 from abtest.domain.experiments import SURFACE_PATTERN
-from abtest.domain.serving import Assignment
+from abtest.domain.served import Assignment
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
 from abtest.http.path_params import PathUserId
@@ -40,6 +40,9 @@ ROUTE_SCOPES: dict[str, Scope] = {
 
 
 def _count(assignment: Assignment | None) -> None:
+    if assignment is not None and assignment.reason == Reason.CONFIG_INVALID:
+        # A stored config that fails its surface's current schema: control's config (or defaults) served.
+        cloudwatch.add_metric(name="ConfigInvalidServed", unit=MetricUnit.Count, value=1)
     if assignment is None or assignment.variant is None:
         return
     if assignment.source == "override":  # forced users are counted apart, as they are analysed apart
@@ -79,11 +82,27 @@ def recommendations(body: RecommendationRequest) -> RecommendationResponse:
         experiment_variant=tag,
         reason=reason,
         source=enrolled.source if enrolled is not None else None,
+        config_version=enrolled.served.config_version if enrolled is not None and enrolled.served else None,
+        schema_version=enrolled.served.schema_version if enrolled is not None and enrolled.served else None,
         recommendations=[
             RecommendedItem(item_id=item.item_id, title=item.title, score=item.score, experiment_variant=tag)
             for item in result.items
         ],
         degraded=result.degraded,
+    )
+
+
+def _assigned_variant(result: Assignment) -> AssignedVariant:
+    variant, served = result.variant, result.served
+    assert variant is not None
+    assert served is not None
+    return AssignedVariant(
+        id=variant.id,
+        name=variant.name,
+        config=served.config,
+        config_version=served.config_version,
+        schema_version=served.schema_version,
+        config_from=served.name if served is not variant else None,
     )
 
 
@@ -107,7 +126,7 @@ def assign(body: AssignmentRequest) -> AssignmentResponse:
         user_id=body.user_id,
         enrolled=variant is not None,
         reason=result.reason,
-        variant=AssignedVariant(id=variant.id, name=variant.name, config=variant.config) if variant else None,
+        variant=_assigned_variant(result) if variant else None,
         experiment_variant=result.tag,
         new_assignment=result.new_assignment,
         exposure_recorded=result.exposure_recorded,
@@ -132,7 +151,11 @@ def stored_assignment(
         user_id=user_id,
         enrolled=enrolled,
         variant=AssignedVariant(
-            id=stored.variant_id, name=stored.variant_name, config=stored.variant_config or {}
+            id=stored.variant_id,
+            name=stored.variant_name,
+            config=stored.variant_config or {},
+            config_version=stored.variant_config_version or 1,
+            schema_version=stored.variant_schema_version,
         )
         if stored.variant_id is not None and stored.variant_name is not None
         else None,

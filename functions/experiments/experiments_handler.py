@@ -13,6 +13,7 @@ from experiments_routes import (
     holdouts,
     metric_definitions,
     overrides,
+    phases,
     saved_groups,
     surfaces,
     targeting,
@@ -22,6 +23,7 @@ from experiments_routes import (
 # In this order: the OpenAPI document lists the paths as they are registered.
 RESOURCES = (
     experiments,
+    phases,
     overrides,
     surfaces,
     saved_groups,

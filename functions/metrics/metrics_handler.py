@@ -10,25 +10,41 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from abtest import wiring
 from abtest.analysis.bandit_report import bandit_section
 from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
+from abtest.analysis.breakdowns import (
+    ResultsWithBreakdown,
+    breakdown_metrics,
+    breakdown_report,
+    post_stratified_report,
+    with_breakdown,
+)
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
+from abtest.analysis.phases import (
+    PhaseBoundary,
+    PhasedResults,
+    PhasedTimeseries,
+    PhaseLabel,
+    pooled,
+    with_phase_banner,
+)
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
 from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
-from abtest.analysis.timeseries import ExperimentTimeseries, metric_names, timeseries_report
+from abtest.analysis.timeseries import metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
+from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
-from abtest.errors import ErrorCode, NotFound
+from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.paging import Cursor, PageLimit
 from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
-from abtest.limits import MAX_SERIES_POINTS
+from abtest.limits import MAX_DIMENSION_PATH_LENGTH, MAX_DIMENSION_VALUE_LENGTH, MAX_SERIES_POINTS
 from abtest.observability import logger, tracer
 from abtest.settings import get_settings
 from abtest.stats import Correction
@@ -50,9 +66,27 @@ ROUTE_SCOPES: dict[str, Scope] = {
 INDEX_LIMIT = 50  # experiments on the index page, newest first
 
 Alpha = Annotated[float, Query(gt=0, le=0.5, description="Significance level")]
+Phase = Annotated[
+    str | None,
+    Query(
+        max_length=8,
+        description="Config phase: a number, or all (every phase pooled); default the latest phase",
+    ),
+]
 AnalysisKind = Annotated[
     Literal["conversion", "value"], Query(description="conversion (binomial) or value (mean per user)")
 ]
+
+
+def _phase_stats(
+    experiment_id: UUID, asked: str | None
+) -> tuple[VariantMetrics, PhaseLabel, list[PhaseBoundary]]:
+    """The statistics of the phase a read asks for (abtest.analysis.phases): the rollups when they are
+    the phase (all pooled, or an experiment with one phase), else that phase from its raw events."""
+    phase, label, starts = wiring.phase_metrics().phase_view(experiment_id, asked)
+    if phase is None or label.current_phase == 1:
+        return wiring.rollups().variant_metrics(experiment_id), label, starts
+    return wiring.phase_metrics().phase_metrics(experiment_id, phase), label, starts
 
 
 @app.get(
@@ -65,7 +99,7 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
 
 
 @app.get(
-    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ExperimentResults, 404)
+    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ResultsWithBreakdown, 404)
 )
 @tracer.capture_method(capture_response=False)
 def experiment_results(
@@ -78,23 +112,52 @@ def experiment_results(
         float | None,
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
-) -> ExperimentResults:
-    stats = wiring.rollups().variant_metrics(experiment_id)
+    phase: Phase = None,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Break the results down by this dimension"),
+    ] = None,
+    metric: Annotated[
+        str | None, Query(max_length=64, description="Only this metric in the breakdown")
+    ] = None,
+) -> ResultsWithBreakdown:
+    stats, label, _ = _phase_stats(experiment_id, phase)
     overrides = wiring.overrides().counts(experiment_id)
     bandit = None
     if stats.experiment.allocation.is_bandit:
+        # A bandit's period-weighted estimate spans every phase: it is labelled as pooled.
         stats, bandit = bandit_results(experiment_id)
+        label = pooled(label)
     report = results_report(
         stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
     )
-    report = _with_roles(report, stats, alpha=alpha, correction=correction)
     report.srm = _with_sequential(report.srm, experiment_id)
+    report = _with_roles(report, stats, alpha=alpha, correction=correction)
+    report = PhasedResults(**dict(report), phase=label)
     if report.srm.flag:
         logger.warning(
             "sample ratio mismatch",
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
-    return report
+    if metric is not None and metric not in report.metrics:
+        raise NotFound(
+            f"experiment {experiment_id} has no conversions of metric {metric!r}",
+            code=ErrorCode.METRIC_NOT_FOUND,
+            field="metric",
+        )
+    # Only the metrics a breakdown can show are read (bounded for any number of metrics and values).
+    picked, _ = breakdown_metrics(list(report.metrics), len(report.variants), metric)
+    breakdown = None
+    if dimension is not None:
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
+        breakdown = breakdown_report(slices, alpha=alpha, correction=correction, metric=metric)
+        breakdown.metrics_omitted = breakdown_metrics(list(report.metrics), len(report.variants), metric)[1]
+    design = stats.experiment.assignment
+    strata = None
+    if isinstance(design, StratifiedAssignment):
+        by_stratum = wiring.breakdowns().slice_metrics(experiment_id, design.stratum, picked)
+        strata = post_stratified_report(by_stratum, alpha=alpha, metrics=picked)
+    return ResultsWithBreakdown(**dict(report), breakdown=breakdown, post_stratified=strata)
 
 
 def _with_roles(
@@ -118,7 +181,7 @@ def _with_roles(
 
 @app.get(
     f"{API_PREFIX}/experiments/<experiment_id>/results/timeseries",
-    responses=documented(200, ExperimentTimeseries, 404),
+    responses=documented(200, PhasedTimeseries, 404),
 )
 @tracer.capture_method(capture_response=False)
 def experiment_timeseries(
@@ -128,11 +191,26 @@ def experiment_timeseries(
     ] = None,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
-) -> ExperimentTimeseries:
-    # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
-    daily = wiring.rollups().daily_metrics(
-        experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
-    )
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="The series of one slice: its dimension"),
+    ] = None,
+    value: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_VALUE_LENGTH, description="The slice's value (with dimension)"),
+    ] = None,
+) -> PhasedTimeseries:
+    if dimension is not None or value is not None:
+        if dimension is None or value is None:
+            missing = "value" if value is None else "dimension"
+            raise InvalidInput("dimension and value go together: the series of one slice", field=missing)
+        daily = wiring.breakdowns().daily_slice_metrics(experiment_id, dimension, value, metric)
+    else:
+        # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
+        daily = wiring.rollups().daily_metrics(
+            experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
+        )
+    _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
         series = timeseries_report(daily, metric, analysis, alpha)
     except KeyError:
@@ -144,7 +222,7 @@ def experiment_timeseries(
     days = {day: p for day, (p, _) in wiring.alerts().srm_by_day(experiment_id).items()}
     for point in series.points:
         point.srm_sequential_p_value = sequential_by_day(days, point.date)
-    return series
+    return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
@@ -160,6 +238,11 @@ def experiment_report(
     metric: Annotated[
         str | None,
         Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
+    ] = None,
+    phase: Phase = None,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Add the results by this dimension"),
     ] = None,
 ) -> Response[str]:
     in_full: list[str] = []
@@ -179,29 +262,31 @@ def experiment_report(
 
     daily = wiring.rollups().daily_metrics(experiment_id, pick)
     overrides = wiring.overrides().counts(experiment_id)
+    stats, label, _ = _phase_stats(experiment_id, phase)
+    if label.current_phase == 1 or label.phase == "all":
+        stats = daily.current  # the same numbers, from the same snapshot as the charts
     section = None
     if daily.current.experiment.allocation.is_bandit:
         weighted, estimates = bandit_results(experiment_id)
+        label = pooled(label)
         results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
-        results = _with_roles(results, weighted, alpha=alpha)
         names = [v.name for v in weighted.experiment.variants]
         section = bandit_section(
             names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
         )
+        current = weighted
     else:
-        results = _with_roles(
-            results_report(daily.current, alpha=alpha, mde=mde, overrides=overrides),
-            daily.current,
-            alpha=alpha,
-        )
+        results = results_report(stats, alpha=alpha, mde=mde, overrides=overrides)
+        current = stats
     results.srm = _with_sequential(results.srm, experiment_id)
+    results = _with_roles(results, current, alpha=alpha)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
         series = {"": timeseries_report(daily, None, analysis, alpha)}
     page = report_page(
         daily.current.experiment,
-        daily.current,
+        stats,
         results,
         series,
         mde=mde,
@@ -210,7 +295,13 @@ def experiment_report(
         in_full=in_full,
         bandit_section=section,
     )
-    return html_response(page)
+    if dimension is not None:
+        picked, _ = breakdown_metrics(
+            metric_names(daily.current), len(daily.current.experiment.variants), metric
+        )
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
+        page = with_breakdown(page, breakdown_report(slices, alpha=alpha, metric=metric))
+    return html_response(with_phase_banner(page, label))
 
 
 @app.get(f"{API_PREFIX}/report", responses=documented_html())

@@ -63,7 +63,11 @@ def test_a_running_experiments_user_gets_the_variant_config_and_tag(api: Any, sq
         "value": variant["config"],
         "variant": tag,
         "reason": "SPLIT",
-        "metadata": {"experimentId": experiment["id"], "experimentName": experiment["name"]},
+        "metadata": {
+            "experimentId": experiment["id"],
+            "experimentName": experiment["name"],
+            "configVersion": 1,
+        },
     }
     assert again.json == first.json
     assert sql("SELECT count(*) FROM assignments") == [(1,)]

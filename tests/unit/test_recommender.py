@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abtest.domain.experiments import check_variant_configs
+from abtest.domain.config_schemas import check_schema, require_valid_configs
 from abtest.domain.recommender import Catalog, recommend, similarity
-from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
+from abtest.domain.recommender_config import RECOMMENDER_CONFIG_SCHEMA, CatalogItem, RecommenderConfig
 from abtest.errors import InvalidInput
 
 ITEMS = [
@@ -113,21 +115,46 @@ def test_results_are_unique_sorted_when_not_diverse_and_bounded(
     assert all(0.0 <= r.score <= 1.0 for r in diverse)
 
 
+RECOMMENDER_SCHEMA = check_schema(RECOMMENDER_CONFIG_SCHEMA)
+
+
 @pytest.mark.parametrize(
-    ("config", "field"),
+    ("config", "field", "keyword"),
     [
-        ({"lora_boost": 1.5}, "variants[1].config.lora_boost"),
-        ({"lora_boost": "high"}, "variants[1].config.lora_boost"),
-        ({"boost": 0.3}, "variants[1].config.boost"),
-        ({"candidate_cap": 0}, "variants[1].config.candidate_cap"),
-        ({"diversity": -0.1}, "variants[1].config.diversity"),
+        ({"lora_boost": 1.5}, "variants[1].config.lora_boost", "maximum"),
+        ({"lora_boost": "high"}, "variants[1].config.lora_boost", "type"),
+        ({"lora_boost": True}, "variants[1].config.lora_boost", "type"),
+        ({"boost": 0.3}, "variants[1].config.boost", "additionalProperties"),
+        ({"candidate_cap": 0}, "variants[1].config.candidate_cap", "minimum"),
+        ({"candidate_cap": 2.5}, "variants[1].config.candidate_cap", "type"),
+        ({"diversity": -0.1}, "variants[1].config.diversity", "minimum"),
     ],
 )
-def test_recommendation_surface_configs_are_validated(config: dict[str, object], field: str) -> None:
+def test_recommendation_surface_configs_are_validated(
+    config: dict[str, object], field: str, keyword: str
+) -> None:
+    # The recommendations surface's schema (migration 0015) is the one home of these checks.
     with pytest.raises(InvalidInput) as raised:
-        check_variant_configs("recommendations", [{"lora_boost": 0.3}, config])
+        require_valid_configs(RECOMMENDER_SCHEMA, [{"lora_boost": 0.3}, config])
     assert raised.value.field == field
+    assert raised.value.details["errors"][0]["keyword"] == keyword
 
 
-def test_other_surfaces_accept_any_config() -> None:
-    check_variant_configs("checkout", [{"button": "green"}, {"anything": [1, 2]}])
+def test_every_config_the_schema_accepts_is_one_the_recommender_reads_as_given() -> None:
+    for config in ({}, {"lora_boost": 0, "diversity": 1}, {"candidate_cap": 10_000, "lora_boost": 0.25}):
+        require_valid_configs(RECOMMENDER_SCHEMA, [config])
+        applied = RecommenderConfig.applying(config)
+        assert all(getattr(applied, key) == value for key, value in config.items())
+    assert set(RECOMMENDER_CONFIG_SCHEMA["properties"]) == set(RecommenderConfig.model_fields)
+
+
+def test_the_migration_installs_the_recommender_schema() -> None:
+    from importlib import resources
+
+    text = (resources.files("abtest.storage.migrations") / "0015_config_schemas.sql").read_text()
+    body = text.split("$schema$")[1]
+    assert json.loads(body) == RECOMMENDER_CONFIG_SCHEMA
+
+
+def test_surfaces_without_a_schema_accept_any_config() -> None:
+    require_valid_configs(None, [{"button": "green"}, {"anything": [1, 2]}])

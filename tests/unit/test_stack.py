@@ -56,6 +56,7 @@ FUNCTIONS = {
     "RollupFunction": ("functions/rollup/", "rollup_handler.lambda_handler"),
     "MigrateFunction": ("functions/migrate/", "migrate_handler.lambda_handler"),
     "DeliveryFunction": ("functions/delivery/", "delivery_handler.lambda_handler"),
+    "IngestFunction": ("functions/ingest/", "ingest_handler.lambda_handler"),
 }
 # Beyond the database policy: the alerts' managed policies (issue 23), each for the functions that need it.
 ALERT_POLICIES = {
@@ -239,8 +240,12 @@ def test_routes_are_explicit_and_authorized() -> None:
 
 
 def test_every_function_gets_only_the_database_policy() -> None:
+    # ...and the events function, with buffered ingestion, may send to its queue (issue 27).
+    send = {"Fn::If": ["BufferedIngest", {"Ref": "IngestQueueSendPolicy"}, {"Ref": "AWS::NoValue"}]}
     for logical_id, function in functions().items():
         extra = [{"Ref": name} for name in ALERT_POLICIES.get(logical_id, [])]
+        if logical_id == "EventsFunction":
+            extra.append(send)
         assert function["Policies"] == [{"Ref": "DatabaseAccessPolicy"}, *extra], logical_id
 
 

@@ -72,6 +72,16 @@ MAX_CONDITION_DEPTH = 10  # nested JSON objects and arrays, the condition itself
 MAX_CONDITION_BYTES = 16_384  # compact UTF-8 JSON
 MAX_REGEX_LENGTH = 256  # characters of a pattern
 
+# --- Config schemas of surfaces (abtest.domain.config_schemas) and config phases ----------------------
+MAX_SCHEMA_BYTES = 65_536  # a schema as compact JSON, its invariants included
+MAX_SCHEMA_DEPTH = 32  # nested JSON objects and arrays of a schema
+# Subschemas one instance location can be checked against through $ref and the in-place applicators
+# (allOf, anyOf, oneOf, not, if/then/else, dependentSchemas): a chain of refs doubling at each step
+# would otherwise make validation exponential.
+MAX_SCHEMA_EXPANSION = 1000
+MAX_INVARIANTS = 20  # cross-field conditions beside a schema
+MAX_PHASES = 100  # config phases of one experiment (each a new config version of some variants)
+
 # --- Saved groups --------------------------------------------------------------------------------
 MAX_GROUP_VALUES = 10_000
 MAX_GROUP_VALUE_LENGTH = 256
@@ -199,3 +209,22 @@ def storable_text(value: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+# --- Breakdowns and stratified assignment (docs/breakdowns-and-strata.md) ---------------------------
+MAX_DIMENSIONS = 5  # attribute paths an experiment breaks its results down by
+MAX_DIMENSION_PATH_LENGTH = 128  # characters of one path
+MAX_DIMENSION_VALUE_LENGTH = 64  # characters kept of a captured value (longer ones are cut)
+MAX_DIMENSION_VALUES = 1000  # distinct values captured per dimension; later new values become "(other)"
+MAX_BREAKDOWN_SLICES = 20  # slices of a breakdown by users; the rest are folded into "(other)"
+MAX_BREAKDOWN_METRICS = 10  # metrics in one breakdown answer (`metric=` picks one)
+# Comparisons (slices x metrics x treatments) in one breakdown answer: with many variants, fewer
+# metrics (at least one), so the answer's size and time stay bounded.
+MAX_BREAKDOWN_COMPARISONS = 420
+MAX_BLOCK_SIZE = 20  # variants per permuted block of a stratified experiment
+
+# Buffered ingestion (abtest.ingest): one queue message holds at most this many bytes of JSON (SQS takes
+# 256 KiB per message and per SendMessageBatch call; the margin is for the envelope), and the outcome of
+# each queued event stays readable this long.
+MAX_QUEUE_MESSAGE_BYTES = 240_000
+INGEST_OUTCOME_RETENTION_DAYS = 7

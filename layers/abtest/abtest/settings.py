@@ -52,6 +52,10 @@ class Settings(BaseModel):
     webhook_lease_seconds: float = Field(default=60.0, ge=0.05, le=900)
     srm_alert_threshold: float = Field(default=0.001, gt=0, lt=1)
     no_exposures_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    # "buffered": POST /events and conversions are queued (SQS at INGEST_QUEUE_URL; without one, and
+    # only on the local server, an in-process queue) and written by the ingest writer (abtest.ingest).
+    ingest_mode: Literal["direct", "buffered"] = "direct"
+    ingest_queue_url: str | None = None
 
 
 _ENV_NAMES = {
@@ -83,6 +87,8 @@ _ENV_NAMES = {
     "webhook_lease_seconds": "WEBHOOK_LEASE_SECONDS",
     "srm_alert_threshold": "SRM_ALERT_THRESHOLD",
     "no_exposures_hours": "NO_EXPOSURES_HOURS",
+    "ingest_mode": "INGEST_MODE",
+    "ingest_queue_url": "INGEST_QUEUE_URL",
 }
 
 

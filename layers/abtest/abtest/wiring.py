@@ -27,17 +27,22 @@ if TYPE_CHECKING:
     from abtest.delivery.dispatch import Dispatcher
     from abtest.delivery.secret_box import SecretBox
     from abtest.domain.serving import AssignmentService
+    from abtest.ingest.queue import EventQueue
     from abtest.storage.alerts import AlertRepository
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
+    from abtest.storage.breakdowns import BreakdownRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.ingest import IngestRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository
     from abtest.storage.saved_groups import SavedGroupRepository
     from abtest.storage.webhooks import WebhookRepository
@@ -46,6 +51,11 @@ if TYPE_CHECKING:
 def experiments() -> ExperimentRepository:
     """Experiments: create, read, list, edit, change status, delete."""
     return storage.ExperimentRepository(get_database())
+
+
+def config_schemas() -> ConfigSchemaRepository:
+    """Surfaces' config schema versions and experiments' config phases."""
+    return storage.ConfigSchemaRepository(get_database())
 
 
 def overrides() -> OverrideRepository:
@@ -83,6 +93,11 @@ def events() -> EventRepository:
     return storage.EventRepository(get_database())
 
 
+def phase_metrics() -> PhaseMetricsRepository:
+    """Statistics of one config phase, and the phase labels of results."""
+    return storage.PhaseMetricsRepository(get_database())
+
+
 def rollups() -> RollupRepository:
     """Per-variant and daily metrics (rollups plus the tail)."""
     return storage.RollupRepository(get_database())
@@ -91,6 +106,13 @@ def rollups() -> RollupRepository:
 def bandits() -> BanditRepository:
     """Bandit reweights and their periods."""
     return storage.BanditRepository(get_database())
+
+
+def breakdowns() -> BreakdownRepository:
+    """Per-slice statistics of a dimension (rollups plus the tail)."""
+    from abtest.storage.breakdowns import BreakdownRepository
+
+    return BreakdownRepository(get_database())
 
 
 def assignments() -> AssignmentRepository:
@@ -145,9 +167,25 @@ def assignment_service() -> AssignmentService:
     )
 
 
+def ingest() -> IngestRepository:
+    """Buffered ingestion's writes (queued events and their outcomes) and outcome reads."""
+    from abtest.storage.ingest import IngestRepository
+
+    return IngestRepository(get_database())
+
+
+@lru_cache(maxsize=1)
+def event_queue() -> EventQueue:
+    """Where buffered ingestion queues events (SQS, or the local server's in-process queue)."""
+    from abtest.ingest.queue import queue_for
+
+    return queue_for(get_settings())
+
+
 def reset() -> None:
     """Forget the cached settings, database and services: the next request reads the environment again."""
     get_database().close()
     get_database.cache_clear()
     get_settings.cache_clear()
     assignment_service.cache_clear()
+    event_queue.cache_clear()

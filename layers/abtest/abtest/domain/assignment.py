@@ -6,12 +6,12 @@ The stored assignment is the truth once written (sticky), whatever the hash woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from abtest.contract.bucketing import Allocation
 from abtest.domain.experiments import Experiment, Status, Variant
@@ -30,12 +30,23 @@ class Reason(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"  # served without the database (fail open)
     OVERRIDE = "override"  # forced by an override: served its variant, never stored as an assignment
     HOLDOUT = "holdout"  # held out by a running holdout covering the surface: defaults, never enrolled
+    # The assigned variant's config fails the surface's current schema (after a `warn` publish): served
+    # control's config (or, if control's fails too, untagged defaults); still in the variant for analysis
+    CONFIG_INVALID = "config_invalid"
 
 
 class AssignedVariant(BaseModel):
     id: UUID
     name: str
     config: dict[str, Any]
+    config_version: int = Field(default=1, description="Version of the config served")
+    schema_version: int | None = Field(
+        default=None, description="The surface's config schema version the served config was checked against"
+    )
+    config_from: str | None = Field(
+        default=None,
+        description="The variant whose config is served when it is not this one's (reason config_invalid)",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,13 @@ class EnrollRequest:
     # A bandit's open period as the caller's cache knows it: the period whose weights chose
     # `variant_id`, stored with the assignment (None for a fixed allocation).
     bandit_period: int | None = None
+    # Breakdowns and strata (abtest.domain.breakdowns): the values to capture with a new assignment
+    # (None: the experiment has no dimensions), and for a stratified experiment the variant of each
+    # block slot (abtest.contract.blocks.block_slots) and the dimension whose value is the stratum. The
+    # statement then stores the block's variant instead of `variant_id` (which only says "enroll").
+    dimensions: dict[str, str] | None = None
+    block_slots: tuple[UUID, ...] = ()
+    stratum_dimension: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,11 @@ class Enrollment:
     # assignment or membership, and recorded any exposure as a forced one); None: not forced.
     forced_variant_id: UUID | None = None
     holdouts_stale: bool = False  # the caller's running holdouts were not the database's: nothing written
+    # The experiment's config phase and the served variant's schema version as the database holds them
+    # (None: not read); a cache that disagrees is reloaded before serving. Facts about the cache's
+    # freshness, not about the enrollment: left out of comparisons.
+    phase: int | None = field(default=None, compare=False)
+    schema_version: int | None = field(default=None, compare=False)
 
 
 def experiment_variant_tag(experiment_name: str, variant_name: str) -> str:

@@ -13,16 +13,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
 from abtest.domain.bandits import Allocation, BanditServing, serving_weights
+from abtest.domain.breakdowns import AssignmentDesign, Dimensions, HashAssignment
+from abtest.domain.config_schemas import ConfigSchema, require_valid_configs
 from abtest.domain.decisions import DecisionSettings
 from abtest.domain.fields import StrictInput
 from abtest.domain.metric_definitions import MetricRoles
-from abtest.domain.recommender_config import RecommenderConfig
-from abtest.errors import InvalidInput
-from abtest.field_path import field_path
 from abtest.limits import MAX_CONFIG_BYTES, MAX_VARIANTS, MIN_SHARE, json_size_limit, json_value
 
 # Names end up in tags like "experiment_name:variant_name", so neither may contain ':' or spaces.
@@ -144,6 +143,8 @@ class ExperimentCreate(StrictInput):
     decision: DecisionSettings | None = Field(
         default=None, description="How /results decides: framework, min_days, target_mde"
     )
+    dimensions: Dimensions = Field(default_factory=list)
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
 
 
 class ExperimentPatch(StrictInput):
@@ -159,6 +160,8 @@ class ExperimentPatch(StrictInput):
     allocation: Allocation | None = None
     metrics: MetricRoles | None = None
     decision: DecisionSettings | None = None
+    dimensions: Dimensions | None = None
+    assignment: AssignmentDesign | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -189,6 +192,18 @@ class Variant(BaseModel):
     weight: float
     config: dict[str, Any]
     position: int
+    config_version: int = Field(
+        default=1,
+        description="Version of this variant's config: a change of a started experiment's config adds one",
+    )
+    schema_version: int | None = Field(
+        default=None, description="The surface's config schema version the config was checked against"
+    )
+    config_valid: bool = Field(
+        default=True,
+        description="Whether the config matches that schema (false only after a `warn` publish: "
+        "its users are served control's config, reason config_invalid)",
+    )
 
 
 class Experiment(BaseModel):
@@ -206,9 +221,14 @@ class Experiment(BaseModel):
         description="Share of the surface's namespace asked for (held as buckets while running or paused)",
     )
     variants: list[Variant]
+    phase: int = Field(default=1, description="The current config phase (a config change starts the next)")
     targeting: dict[str, Any] = Field(
         default_factory=dict, description="Who may be enrolled (GrowthBook condition; {} = everyone)"
     )
+    dimensions: list[str] = Field(
+        default_factory=list, description="Attribute paths captured at enrollment (breakdowns)"
+    )
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -237,35 +257,13 @@ class _HasConfig(Protocol):
     config: dict[str, Any]
 
 
-def check_definition(surface: str, variants: Sequence[_HasConfig]) -> None:
-    """The one door for the rules that tie an experiment's variants to its surface, for a new experiment
-    (lifecycle.check_create) and an edited draft (lifecycle.check_patch) alike.
+def check_definition(variants: Sequence[_HasConfig], schema: ConfigSchema | None) -> None:
+    """The one door for the rules that tie an experiment's variants to its surface, for a new experiment,
+    an edited draft and a config change of a running one alike: every variant's config must match the
+    surface's current config schema (None: the surface has none). Raises InvalidInput naming the
+    offending field and the schema keyword that failed, e.g. `variants[1].config.lora_boost` (type).
 
-    Variants of the recommendations surface must hold valid recommender configs; raises InvalidInput
-    naming the offending key, e.g. `variants[1].config.lora_boost`.
+    The recommendations surface's schema (migration 0015, RECOMMENDER_CONFIG_SCHEMA) holds the built-in
+    recommender's checks.
     """
-    check_variant_configs(surface, [variant.config for variant in variants])
-
-
-def check_variant_configs(surface: str, configs: list[dict[str, Any]]) -> None:
-    """Variant configs against the surface (see check_definition, the door every caller uses).
-
-    Variants of the recommendations surface must hold valid recommender configs (strict JSON types:
-    `true` or `"0.5"` is not a number). Each config is rewritten in place in its canonical types
-    (`{"lora_boost": 1}` is stored as `{"lora_boost": 1.0}`), so SDKs read what the recommender uses.
-    """
-    if surface != RECOMMENDATIONS_SURFACE:
-        return
-    for index, config in enumerate(configs):
-        try:
-            canonical = RecommenderConfig.model_validate(config).model_dump(include=set(config))
-            config.clear()
-            config.update(canonical)
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = field_path(("variants", index, "config", *problem["loc"]))
-            message = problem["msg"]
-            if problem["type"] == "extra_forbidden":
-                allowed = ", ".join(RecommenderConfig.model_fields)
-                message = f"unknown recommender setting; the recommendations surface accepts {allowed}"
-            raise InvalidInput(f"{field}: {message}", field=field) from exc
+    require_valid_configs(schema, [variant.config for variant in variants])

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from abtest.domain.bandits import check_allocation
-from abtest.domain.experiments import Experiment, ExperimentCreate, Status, check_definition
+from abtest.domain.breakdowns import check_design
+from abtest.domain.experiments import Experiment, ExperimentCreate, Status, VariantIn
 from abtest.domain.metric_definitions import check_roles_change
 from abtest.domain.targeting_checks import require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidTransition
@@ -40,9 +41,12 @@ def check_transition(current: Status, target: Status) -> None:
 
 
 def check_create(new: ExperimentCreate) -> ExperimentCreate:
-    """Validate a new experiment beyond its schema (the same definition rules an edited draft meets)."""
-    check_definition(new.surface, new.variants)
+    """Validate a new experiment beyond its schema (the repository checks the variants' configs against the
+    surface's config schema in its transaction: experiments.check_definition)."""
     new.allocation = check_allocation(new.allocation, len(new.variants))
+    new.dimensions = check_design(
+        new.dimensions, new.assignment, [v.weight for v in new.variants], new.allocation
+    )
     require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
@@ -63,11 +67,16 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         if "allocation" in changes:
             variants = changes.get("variants", current.variants)
             changes["allocation"] = check_allocation(changes["allocation"], len(variants))
-        if "variants" in changes or "surface" in changes:
-            check_definition(
-                changes.get("surface", current.surface), changes.get("variants", current.variants)
+        if {"variants", "dimensions", "assignment", "allocation"} & set(changes):
+            dimensions = check_design(
+                changes.get("dimensions", current.dimensions),
+                changes.get("assignment", current.assignment),
+                [v.weight for v in changes.get("variants", current.variants)],
+                changes.get("allocation", current.allocation),
             )
-        return changes
+            if "dimensions" in changes or dimensions != current.dimensions:
+                changes["dimensions"] = dimensions
+        return changes  # configs against the surface's schema: the repository, in its transaction
     if current.status == Status.COMPLETED:
         raise Conflict(
             "a completed experiment cannot be edited", code=ErrorCode.EXPERIMENT_COMPLETED, field="status"
@@ -77,16 +86,16 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         check_roles_change(
             current.metrics.model_dump() if current.metrics is not None else None, changes["metrics"]
         )
-    frozen = sorted(
-        set(changes)
-        - {"description", "traffic_allocation", "namespace_share", "targeting", "metrics", "decision"}
-    )
+    editable = {"description", "traffic_allocation", "namespace_share", "targeting", "metrics", "decision"}
+    if "variants" in changes and only_configs_differ(current, changes["variants"]):
+        editable.add("variants")  # a config change: a new phase (the repository's change_configs)
+    frozen = sorted(set(changes) - editable)
     if frozen:
         raise Conflict(
             f"{', '.join(frozen)} cannot change once an experiment has started "
             f"(status {current.status.value}); only description, targeting, decision, added secondary "
-            "metrics and a higher "
-            "traffic_allocation or namespace_share can",
+            "metrics, a higher traffic_allocation or namespace_share, and the variants' configs (same "
+            "names and weights, in the same order: a new phase) can",
             code=ErrorCode.FIELD_FROZEN,
             field=frozen[0],
         )
@@ -107,3 +116,16 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
             field="namespace_share",
         )
     return changes
+
+
+def only_configs_differ(current: Experiment, variants: list[VariantIn]) -> bool:
+    """Whether `variants` are the experiment's variants (names, weights, descriptions, order) with only
+    their configs possibly changed: the one edit of variants a started experiment allows."""
+    return (
+        bool(variants)
+        and len(variants) == len(current.variants)
+        and all(
+            new.name == old.name and new.weight == old.weight and new.description == old.description
+            for new, old in zip(variants, current.variants, strict=True)
+        )
+    )

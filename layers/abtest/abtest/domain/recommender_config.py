@@ -59,3 +59,40 @@ class RecommenderConfig(BaseModel):
                     continue
                 known[key] = config[key]
         return cls.model_validate(known)
+
+
+# The one home of the checks on the recommendations surface's configs: its config schema (version 1,
+# installed by migration 0015_config_schemas, which holds this same JSON; tests/unit/test_config_schemas.py
+# ties the two and checks RecommenderConfig accepts what it accepts). Writes validate configs against the
+# surface's current schema; `applying` above only keeps a config that another schema let through from
+# breaking the ranking.
+RECOMMENDER_CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "RecommenderConfig",
+    "description": "Variant config keys the built-in recommender reads; every key is optional.",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "lora_boost": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.0,
+            "description": "Weight of profile similarity against popularity (0 = popularity only)",
+        },
+        "diversity": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.0,
+            "description": "MMR trade-off (0 = pure relevance)",
+        },
+        "candidate_cap": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000,
+            "default": 200,
+            "description": "How many top-scored items diversity re-ranks",
+        },
+    },
+}

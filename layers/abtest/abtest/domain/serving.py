@@ -32,16 +32,16 @@ from abtest.domain.assignment import (
     EnrollRequest,
     LiveExperiment,
     Reason,
-    experiment_variant_tag,
 )
+from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
 from abtest.domain.decision import Decision, Subject, decide
-from abtest.domain.experiments import Experiment, Variant
+from abtest.domain.experiments import Experiment
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
-from abtest.domain.overrides import Source
 from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
+from abtest.domain.served import Assignment, checked_config
 from abtest.domain.targeting_checks import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
@@ -75,31 +75,6 @@ class CatalogStore(Protocol):
     """The recommender's catalog (CatalogRepository; a fake in unit tests)."""
 
     def catalog(self) -> list[CatalogItem]: ...
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """The outcome of deciding about one user: the experiment it concerns (if any) and why."""
-
-    experiment: Experiment | None
-    reason: Reason
-    variant: Variant | None = None
-    new_assignment: bool = False
-    exposure_recorded: bool = False
-
-    @property
-    def source(self) -> Source | None:
-        """Where the served variant comes from: the stored assignment, an override, or none."""
-        if self.variant is None:
-            return None
-        return "override" if self.reason == Reason.OVERRIDE else "assignment"
-
-    @property
-    def tag(self) -> str | None:
-        """ "experiment_name:variant_name" when the user is enrolled."""
-        if self.variant is None or self.experiment is None:
-            return None
-        return experiment_variant_tag(self.experiment.name, self.variant.name)
 
 
 @dataclass(frozen=True)
@@ -196,7 +171,8 @@ class AssignmentService:
         answers: dict[str, Assignment] = {}
         for surface, subject, enrollment in zip(surfaces, subjects, enrollments, strict=True):
             final = decide(replace(subject, stored=enrollment))
-            if enrollment.holdouts_stale or self._unknown(view, enrollment) or final.proposal:
+            stale = self._unknown(view, enrollment) or self._stale_config(view, enrollment)
+            if enrollment.holdouts_stale or stale or final.proposal:
                 answers[surface], _ = self._serve(
                     surface, user_id, None, None, False, with_profile=False, attributes=attributes
                 )
@@ -234,6 +210,11 @@ class AssignmentService:
     ) -> EnrollRequest:
         """The enrollment statement's request for what the cache's decision proposed."""
         proposal = first if first.proposal else None
+        design = (
+            enrollment_design(first.experiment.experiment, subject.attributes)
+            if proposal is not None and first.experiment is not None
+            else EnrollmentDesign()
+        )
         return EnrollRequest(
             surface=subject.namespace.surface,
             user_id=subject.user_id,
@@ -247,6 +228,9 @@ class AssignmentService:
             holdout_ids=tuple(h.id for h in subject.holdouts),
             holdout_members=memberships(subject.holdouts, subject.user_id),
             bandit_period=_bandit_period(first.experiment) if proposal is not None else None,
+            dimensions=design.dimensions,
+            block_slots=design.block_slots,
+            stratum_dimension=design.stratum_dimension,
         )
 
     def recommendations(
@@ -280,7 +264,7 @@ class AssignmentService:
         if assignment.variant is not None:
             # Never fails (the user is enrolled and exposed by now): known keys apply, others are
             # ignored, so an experiment of another surface cannot break recommendations.
-            config = RecommenderConfig.applying(assignment.variant.config)
+            config = RecommenderConfig.applying(assignment.served.config if assignment.served else {})
         return Recommendations(recommend(catalog, profile, config, limit), assignment)
 
     def _serve(
@@ -320,7 +304,7 @@ class AssignmentService:
                 first = decide(subject)
                 continue
             attempt += 1
-            if self._unknown(view, enrollment):
+            if self._unknown(view, enrollment) or self._stale_config(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
@@ -332,6 +316,19 @@ class AssignmentService:
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
         return Assignment(None, Reason.NOT_IN_SHARE), None
+
+    @staticmethod
+    def _stale_config(view: ServingView, enrollment: Enrollment) -> bool:
+        """Whether the cache holds an older config phase or schema stamp than the database: a config
+        change or a schema publish since it was loaded (its configs must not be served)."""
+        live = view.experiments.get(enrollment.experiment_id) if enrollment.experiment_id else None
+        if live is None or enrollment.phase is None:
+            return False
+        if live.experiment.phase != enrollment.phase:
+            return True
+        served = enrollment.forced_variant_id or enrollment.variant_id
+        variant = next((v for v in live.experiment.variants if v.id == served), None)
+        return variant is not None and variant.schema_version != enrollment.schema_version
 
     @staticmethod
     def _unknown(view: ServingView, enrollment: Enrollment) -> bool:
@@ -349,13 +346,14 @@ class AssignmentService:
             if decision.reason == Reason.NOT_RUNNING and cached in ENROLLING:
                 self._view.invalidate()  # the cache believed it was running
             return Assignment(experiment, decision.reason)
-        return Assignment(
+        assigned = Assignment(
             experiment,
             Reason.ASSIGNED,
             decision.variant,
             new_assignment=enrollment.created,
             exposure_recorded=enrollment.exposed,
         )
+        return checked_config(assigned)
 
 
 def _load_view(store: AssignmentStore) -> ServingView:

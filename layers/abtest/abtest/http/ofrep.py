@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from abtest.domain.assignment import Reason
-from abtest.domain.serving import Assignment
+from abtest.domain.served import Assignment
 from abtest.http.body import BodyError, check_body, dumps, loads
 from abtest.limits import MAX_CONTEXT_BYTES, MAX_USER_ID_LENGTH, json_problem, text_problem
 
@@ -128,11 +128,14 @@ def evaluation(surface: str, assignment: Assignment) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if experiment is not None:
         metadata = {"experimentId": str(experiment.id), "experimentName": experiment.name}
-    if assignment.variant is not None and assignment.tag is not None:
+    if assignment.served is not None and assignment.tag is not None:
         reason = _REASONS.get(assignment.reason, "SPLIT")
+        metadata["configVersion"] = assignment.served.config_version
+        if assignment.reason == Reason.CONFIG_INVALID:
+            metadata["abtestReason"] = assignment.reason.value
         return {
             "key": surface,
-            "value": assignment.variant.config,
+            "value": assignment.served.config,
             "variant": assignment.tag,
             "reason": reason,
             "metadata": metadata,

@@ -15,6 +15,7 @@ from abtest.domain.alerts import Alert, Delivery, Webhook
 from abtest.domain.assignment import AssignedVariant, Reason
 from abtest.domain.audit import AuditEvent
 from abtest.domain.bandits import Allocation, BanditPeriod
+from abtest.domain.config_versions import SchemaVersionSummary
 from abtest.domain.experiments import RECOMMENDATIONS_SURFACE, Experiment, Surface
 from abtest.domain.fields import Attributes, Context, UserId
 from abtest.domain.holdouts import Holdout
@@ -77,6 +78,12 @@ class RecommendationResponse(BaseModel):
         description='Where the variant comes from: "assignment" (the stored assignment), "override" '
         "(a forced user: never stored, excluded from metrics and results); null when none is served",
     )
+    config_version: int | None = Field(
+        default=None, description="Version of the variant config that shaped the recommendations"
+    )
+    schema_version: int | None = Field(
+        default=None, description="The surface's config schema version that config was checked against"
+    )
     recommendations: list[RecommendedItem]
     degraded: bool = Field(description="true when served without the database (untagged, popularity)")
 
@@ -115,6 +122,13 @@ class StoredAssignmentResponse(BaseModel):
     enrolled: bool
     variant: AssignedVariant | None
     experiment_variant: str | None
+
+
+class SchemaVersionPage(BaseModel):
+    """A page of a surface's config schema versions, newest first; pass `next_cursor` back as `cursor`."""
+
+    versions: list[SchemaVersionSummary]
+    next_cursor: str | None = None
 
 
 class SurfaceList(BaseModel):

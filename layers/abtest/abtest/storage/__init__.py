@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
     from abtest.storage.catalog import CatalogRepository
+    from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository, RecordedConversion
     from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
     from abtest.storage.holdouts import HoldoutRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
+    from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository, RollupRun
     from abtest.storage.saved_groups import SavedGroupRepository
 
@@ -33,6 +35,7 @@ _HOMES = {
     "AuditRepository": "abtest.storage.audit",
     "BanditRepository": "abtest.storage.bandits",
     "CatalogRepository": "abtest.storage.catalog",
+    "ConfigSchemaRepository": "abtest.storage.config_schemas",
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
     "ExperimentRepository": "abtest.storage.experiments",
@@ -42,6 +45,7 @@ _HOMES = {
     "MetricDefinitionRepository": "abtest.storage.metric_definitions",
     "NamespaceRepository": "abtest.storage.namespaces",
     "OverrideRepository": "abtest.storage.overrides",
+    "PhaseMetricsRepository": "abtest.storage.phase_metrics",
     "RollupRepository": "abtest.storage.rollups",
     "RollupRun": "abtest.storage.rollups",
     "SavedGroupRepository": "abtest.storage.saved_groups",
@@ -52,12 +56,14 @@ __all__ = [
     "AuditRepository",
     "BanditRepository",
     "CatalogRepository",
+    "ConfigSchemaRepository",
     "EventRepository",
     "ExperimentRepository",
     "HoldoutRepository",
     "MetricDefinitionRepository",
     "NamespaceRepository",
     "OverrideRepository",
+    "PhaseMetricsRepository",
     "RecordedConversion",
     "RollupRepository",
     "RollupRun",

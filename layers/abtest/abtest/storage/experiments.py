@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at, e.allocation,
+       e.targeting, e.dimensions, e.assignment, e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.phase, e.allocation,
        CASE WHEN e.bandit_period IS NOT NULL THEN jsonb_build_object(
            'period', e.bandit_period, 'weights', e.bandit_weights,
            'period_started_at', COALESCE(e.bandit_period_started_at, e.started_at)) END AS bandit,
@@ -47,7 +48,9 @@ SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.su
        COALESCE((
            SELECT jsonb_agg(jsonb_build_object(
                       'id', v.id, 'name', v.name, 'description', v.description,
-                      'weight', v.weight, 'config', v.config, 'position', v.position)
+                      'weight', v.weight, 'config', v.config, 'position', v.position,
+                      'config_version', v.config_version, 'schema_version', v.schema_version,
+                      'config_valid', v.config_valid)
                   ORDER BY v.position)
            FROM variants v WHERE v.experiment_id = e.id
        ), '[]'::jsonb) AS variants
@@ -127,8 +130,8 @@ class ExperimentRepository:
             conn.execute(
                 "INSERT INTO experiments"
                 " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
-                " allocation, bandit_period, metric_roles, decision_settings)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " allocation, bandit_period, metric_roles, decision_settings, dimensions, assignment)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -142,9 +145,12 @@ class ExperimentRepository:
                     1 if new.allocation.is_bandit else None,  # a bandit opens its period 1
                     roles_json(new.metrics),
                     roles_json(new.decision),
+                    new.dimensions,
+                    Jsonb(new.assignment.model_dump()),
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
+            _check_configs(conn, experiment_id, new.surface, new.variants)
             created = fetch_experiment(conn, experiment_id)
             record(conn, experiment_created(actor, created))
             return created
@@ -254,6 +260,9 @@ class ExperimentRepository:
         def work(conn: Connection) -> Experiment:
             current = fetch_experiment(conn, experiment_id, lock=True)
             changes = check_patch(current, patch.changes())
+            if "variants" in changes or "surface" in changes:
+                # Before any variant row is touched: a schema publish holds the lock, then updates them.
+                _lock_schemas(conn, {current.surface, changes.get("surface", current.surface)})
             edited = set(changes)
             held = (0, 0)
             share = changes.get("namespace_share")
@@ -273,14 +282,26 @@ class ExperimentRepository:
                 changes["metric_roles"] = roles_json(changes.pop("metrics"))
             if "decision" in changes:
                 changes["decision_settings"] = roles_json(changes.pop("decision"))
+            if "assignment" in changes:
+                changes["assignment"] = Jsonb(changes["assignment"].model_dump())
             variants = changes.pop("variants", None)
             removed: list[Override] = []
-            if variants is not None:
+            if variants is not None and current.status != Status.DRAFT:
+                # Only the configs differ (lifecycle.check_patch): a new phase, weights untouched.
+                _change_configs(conn, current, {v.name: v.config for v in variants}, actor)
+            elif variants is not None:
                 # Deleting the variants deletes the overrides naming them (ON DELETE CASCADE): the
                 # update's entry lists them, so the history shows where they went.
                 removed = overrides_of(conn, experiment_id)
                 conn.execute("DELETE FROM variants WHERE experiment_id = %s", (experiment_id,))
                 _insert_variants(conn, experiment_id, variants)
+            if current.status == Status.DRAFT and (variants is not None or "surface" in changes):
+                _check_configs(
+                    conn,
+                    experiment_id,
+                    changes.get("surface", current.surface),
+                    variants if variants is not None else current.variants,
+                )
             assignments = [
                 sql.SQL("{} = {}").format(sql.Identifier(field), sql.Placeholder(field))
                 for field in sorted(changes)
@@ -374,6 +395,25 @@ def overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:
         (experiment_id,),
     ).fetchall()
     return [Override.model_validate(row) for row in rows]
+
+
+def _lock_schemas(conn: Connection, surfaces: set[str]) -> None:
+    from abtest.storage.config_schemas import lock_surface_schema
+
+    for surface in sorted(surfaces):
+        lock_surface_schema(conn, surface)
+
+
+def _check_configs(conn: Connection, experiment_id: UUID, surface: str, variants: Sequence[Any]) -> None:
+    from abtest.storage.config_schemas import check_and_stamp  # it reads experiments with this module
+
+    check_and_stamp(conn, experiment_id, surface, list(variants))
+
+
+def _change_configs(conn: Connection, current: Experiment, configs: dict[str, Any], actor: Actor) -> None:
+    from abtest.storage.config_schemas import change_configs
+
+    change_configs(conn, current, configs, actor=actor)
 
 
 def _insert_variants(conn: Connection, experiment_id: UUID, variants: Sequence[VariantIn]) -> None:
