@@ -277,6 +277,8 @@ def test_repeated_failures_disable_the_subscription_and_say_so_in_the_audit_log(
     assert len(audit.json["events"]) == 1
     clock.now += timedelta(hours=1)
     assert relay.deliver_due() == {}  # disabled: nothing more is sent
+    refused = api("POST", f"/api/v1/webhooks/{hook.id}/test")
+    assert (refused.status, refused.json["error"], refused.json["field"]) == (409, "conflict", "enabled")
     answer = api("PATCH", f"/api/v1/webhooks/{hook.id}", {"enabled": True})
     assert (answer.status, answer.json["enabled"], answer.json["consecutive_failures"]) == (200, True, 0)
 
