@@ -1,6 +1,6 @@
 """ExperimentsFunction: experiments and their status, per-user overrides, the surfaces' namespaces, saved
-groups and the targeting QA route, holdouts, the audit log, and metric
-definitions. Each resource is one Router of
+groups and the targeting QA route, holdouts, the audit log, metric definitions, and alerts and
+webhooks. Each resource is one Router of
 experiments_routes, with its routes and scopes; this module only includes them."""
 
 from abtest.http.app import create_app

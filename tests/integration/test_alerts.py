@@ -277,6 +277,8 @@ def test_repeated_failures_disable_the_subscription_and_say_so_in_the_audit_log(
     assert len(audit.json["events"]) == 1
     clock.now += timedelta(hours=1)
     assert relay.deliver_due() == {}  # disabled: nothing more is sent
+    refused = api("POST", f"/api/v1/webhooks/{hook.id}/test")
+    assert (refused.status, refused.json["error"], refused.json["field"]) == (409, "conflict", "enabled")
     answer = api("PATCH", f"/api/v1/webhooks/{hook.id}", {"enabled": True})
     assert (answer.status, answer.json["enabled"], answer.json["consecutive_failures"]) == (200, True, 0)
 
@@ -360,3 +362,36 @@ def wiring_box() -> Any:
     from abtest import wiring
 
     return wiring.secret_box()
+
+
+def test_a_decision_and_a_breached_guardrail_raise_their_alerts_once(api: Any, clean_db: str) -> None:
+    from tests.integration.test_metric_definitions import (
+        GOAL,
+        LATENCY,
+        REVENUE,
+        ROLES,
+        define,
+        launch,
+        load,
+        shop,
+    )
+
+    define(api, GOAL, LATENCY, REVENUE)
+    experiment = launch(api, metrics=ROLES, decision={"min_days": 0})
+    load(clean_db, experiment, [2000, 2000], shop(10.0))  # +10% latency against a 2% margin: rollback
+    if RollupRepository(get_database()).roll_up().users == 0:
+        pytest.skip("another session's open transaction holds the rollup horizon back (by design)")
+    alerts = AlertRepository(get_database())
+    raised = alerts.evaluate(datetime.now(UTC)).alerts
+    assert alerts.evaluate(datetime.now(UTC)).alerts == []  # once per transition
+    by_kind = {alert.kind: alert for alert in raised}
+    assert set(by_kind) == {AlertKind.DECISION_CHANGED, AlertKind.GUARDRAIL_BREACHED}
+    decision = by_kind[AlertKind.DECISION_CHANGED].evidence
+    assert decision["decision"]["action"] == "rollback"
+    assert decision["previous"] is None
+    assert any("latency" in reason for reason in decision["decision"]["reasons"])
+    guardrail = by_kind[AlertKind.GUARDRAIL_BREACHED]
+    assert guardrail.subject == "latency"
+    assert guardrail.evidence["guardrail"]["inferior"][0]["noninferiority"]["outcome"] == "inferior"
+    # With a decision, significance is the decision's business: no significance_reached alerts.
+    assert alerts.page(kind=AlertKind.SIGNIFICANCE_REACHED).items == []

@@ -151,6 +151,9 @@ def test_a_decision_fires_when_it_changes() -> None:
     (first,) = transitions(A, [decision], {})
     assert first.evidence == {"decision": ship, "previous": None}
     assert transitions(A, [decision], {("decision_changed", ""): StoredCondition(True, ship)}) == []
+    running = {"action": "keep_running", "variant": None}
+    starting = Condition(AlertKind.DECISION_CHANGED, "", True, {}, value=running)
+    assert transitions(A, [starting], {}) == []  # where every experiment starts: stored, not raised
     before = {"action": "keep_running"}
     (changed,) = transitions(A, [decision], {("decision_changed", ""): StoredCondition(True, before)})
     assert changed.evidence["previous"] == before
@@ -167,14 +170,22 @@ class _Results:
 
 
 def test_the_decision_and_guardrail_hooks_read_what_the_results_carry() -> None:
-    assert decision_of(_Results()) is None
-    assert decision_of(_Results(decision={"action": "ship", "computed_at": "x"})) == {"action": "ship"}
+    assert decision_of(_Results()) == (None, None)
+    assert decision_of(_Results(decision=None)) == (None, None)
+    decision = {"action": "ship", "variant": "b", "reasons": ["b won purchase (p = 0.001)"]}
+    assert decision_of(_Results(decision=decision)) == ({"action": "ship", "variant": "b"}, decision)
     assert guardrail_breaches(_Results()) == []
     outcomes = [_Outcome(metric="latency", breached=True), _Outcome(metric="errors", breached=False)]
     assert guardrail_breaches(_Results(guardrails=outcomes)) == [{"metric": "latency", "breached": True}]
-    by_metric = {"latency": {"breached": True, "lift": 0.2}}
-    assert guardrail_breaches(_Results(guardrails=by_metric)) == [
-        {"metric": "latency", "breached": True, "lift": 0.2}
+    # The analysis by role's guardrails (issue 22): a treatment's non-inferiority test says "inferior".
+    inferior = {"outcome": "inferior", "margin": 0.02}
+    by_role = [
+        {"name": "latency", "comparisons": [{"variant": "b", "noninferiority": inferior}]},
+        {"name": "errors", "comparisons": [{"variant": "b", "noninferiority": {"outcome": "non_inferior"}}]},
+        {"name": "crashes", "comparisons": [{"variant": "b", "noninferiority": None}]},
+    ]
+    assert guardrail_breaches(_Results(guardrails=by_role)) == [
+        {"metric": "latency", "inferior": [{"variant": "b", "noninferiority": inferior}]}
     ]
 
 

@@ -111,7 +111,9 @@ def delete_webhook(webhook_id: WebhookId) -> Response[None]:
     return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body=None)
 
 
-@router.post(f"{API_PREFIX}/webhooks/<webhook_id>/test", responses=documented(202, TestDeliveryResponse, 404))
+@router.post(
+    f"{API_PREFIX}/webhooks/<webhook_id>/test", responses=documented(202, TestDeliveryResponse, 404, 409)
+)
 @tracer.capture_method(capture_response=False)
 def test_webhook(webhook_id: WebhookId) -> Response[TestDeliveryResponse]:
     now = datetime.now(UTC)

@@ -106,7 +106,8 @@ def transitions(
     """The alerts raised by the conditions that changed since the last evaluation.
 
     A condition fires when it holds now and did not at the last evaluation (or never was evaluated);
-    a decision fires when its value differs from the stored one (the first non-empty decision too).
+    a decision fires when its value differs from the stored one (the first one too, unless it is to
+    keep running, where every experiment starts).
     A condition that stops holding fires nothing, and fires again if it comes back.
     """
     alerts = []
@@ -114,7 +115,13 @@ def transitions(
         before = stored.get((condition.kind.value, condition.subject))
         if condition.kind is AlertKind.DECISION_CHANGED:
             previous = None if before is None else before.value
-            if condition.value is not None and condition.value != previous:
+            # "Keep running" as the first decision is where every experiment starts: not news.
+            starting = (
+                previous is None
+                and isinstance(condition.value, dict)
+                and (condition.value.get("action") == "keep_running")
+            )
+            if condition.value is not None and condition.value != previous and not starting:
                 evidence = {**condition.evidence, "previous": previous}
                 alerts.append(NewAlert(experiment_id, condition.kind, condition.subject, evidence))
         elif condition.active and (before is None or not before.active):
@@ -128,28 +135,48 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def decision_of(results: Any) -> Any:
-    """The results' `decision` (issue 22) as plain JSON, or None when the results carry none."""
+def decision_of(results: Any) -> tuple[Any, Any]:
+    """The results' `decision` (issue 22): (what changes it, the whole decision as plain JSON), or
+    (None, None) when the results carry none. What changes it is the action and the variant; the
+    reasons (numbers that move at every rollup) are evidence only."""
     decision = _plain(getattr(results, "decision", None))
     if isinstance(decision, dict):
-        # The headline (e.g. {"action": "ship", "variant": "b"}); computed_at-like fields would change
-        # at every rollup and fire for nothing.
-        return {key: value for key, value in decision.items() if not key.endswith("_at")}
-    return decision
+        if "action" in decision:
+            return {"action": decision["action"], "variant": decision.get("variant")}, decision
+        return {key: value for key, value in decision.items() if not key.endswith("_at")}, decision
+    return decision, decision
 
 
 def guardrail_breaches(results: Any) -> list[dict[str, Any]]:
-    """The hook for guardrail outcomes: `results.guardrails`, when present, is a list (or a mapping by
-    metric) of outcomes each with a `metric` name and a boolean `breached` (models or dicts). Returns
-    the breached ones as plain JSON, each with its metric."""
+    """The breached guardrails of `results.guardrails` (issue 22), as plain JSON with their `metric`.
+
+    A guardrail is the analysis by role's (`name`, and per treatment a `noninferiority` test whose
+    `outcome` is "inferior" when breached), or any outcome with a `metric` and a boolean `breached`;
+    a list of them or a mapping by metric name."""
     guardrails = _plain(getattr(results, "guardrails", None))
     if guardrails is None:
         return []
+    items: list[Any]
     if isinstance(guardrails, dict):
         items = [{"metric": name, **(_plain(item) or {})} for name, item in guardrails.items()]
     else:
         items = [_plain(item) for item in guardrails]
-    return [item for item in items if isinstance(item, dict) and item.get("breached") is True]
+    breached = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        inferior = [
+            {"variant": c.get("variant"), "noninferiority": c["noninferiority"]}
+            for c in item.get("comparisons") or []
+            if isinstance(c, dict)
+            and isinstance(c.get("noninferiority"), dict)
+            and c["noninferiority"].get("outcome") == "inferior"
+        ]
+        if inferior:
+            breached.append({"metric": item.get("metric", item.get("name")), "inferior": inferior})
+        elif item.get("breached") is True:
+            breached.append({**item, "metric": item.get("metric", item.get("name"))})
+    return breached
 
 
 # --- Webhook subscriptions ---------------------------------------------------------------------------

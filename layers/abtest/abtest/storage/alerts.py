@@ -144,11 +144,9 @@ def conditions_of(
     )
     if results is None:
         return conditions
-    decision = decision_of(results)
+    decision, full = decision_of(results)
     if decision is not None:
-        conditions.append(
-            Condition(AlertKind.DECISION_CHANGED, "", True, {"decision": decision}, value=decision)
-        )
+        conditions.append(Condition(AlertKind.DECISION_CHANGED, "", True, {"decision": full}, value=decision))
     else:
         for name, metric in results.metrics.items():
             significant = [
@@ -287,6 +285,13 @@ class AlertRepository:
         users = [totals.get(v, (0, 0))[0] for v in variant_ids]
         exposures = sum(totals.get(v, (0, 0))[1] for v in variant_ids)
         chi2 = srm_verdict(users, weights).p_value
+        # A bandit's shares move: tested against its stored weights it would look mismatched. Until its
+        # periods are given (`periods`), it gets no sequential SRM check here (the rollup checks it
+        # against each period's weights), and its pooled statistics are not analysed for alerts.
+        bandit = experiment.allocation.is_bandit
+        given = None if periods is None else periods(experiment, previous)
+        if bandit and given is None:
+            given = []
         try:
             monitor = check(
                 previous,
@@ -296,7 +301,7 @@ class AlertRepository:
                 exposures=exposures,
                 chi2_p=chi2,
                 now=now,
-                periods=None if periods is None else periods(experiment, previous),
+                periods=given,
             )
         except ValueError as exc:  # unusable shares from a period source: keep the last state
             logger.error(
@@ -342,7 +347,7 @@ class AlertRepository:
                 (experiment.id, now.date(), monitor.sequential_p, chi2),
             )
         results = None
-        if moved and sum(users) > 0:
+        if moved and sum(users) > 0 and not bandit:
             try:
                 rolled = _rolled_up(conn, experiment)
                 results = _with_decision(conn, results_report(rolled), rolled)

@@ -268,8 +268,13 @@ class WebhookRepository:
         msg_id = message_id()
 
         def work(conn: Connection) -> None:
-            if conn.execute("SELECT 1 FROM webhooks WHERE id = %s", (webhook_id,)).fetchone() is None:
+            row = conn.execute("SELECT enabled FROM webhooks WHERE id = %s", (webhook_id,)).fetchone()
+            if row is None:
                 raise webhook_not_found(webhook_id)
+            if not row["enabled"]:  # it would never be sent: say so instead of queueing it
+                raise Conflict(
+                    f"webhook {webhook_id} is disabled; PATCH it with enabled: true first", field="enabled"
+                )
             conn.execute(
                 "INSERT INTO webhook_messages (id, webhook_id, type, body) VALUES (%s, %s, %s, %s)",
                 (msg_id, webhook_id, kind, body),
