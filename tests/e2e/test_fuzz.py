@@ -50,7 +50,7 @@ def test_no_server_errors_and_json_client_errors(case: Any, server: Http) -> Non
         content_type = headers["content-type"]
         content_type = content_type[0] if isinstance(content_type, list) else content_type
         # The report pages answer HTML (as their OpenAPI responses say); everything else JSON.
-        expected = "text/html" if case.path.endswith("/report") else "application/json"
+        expected = "text/html" if case.path.endswith(("/report", "/digest")) else "application/json"
         assert content_type.startswith(expected)
         if expected == "text/html":
             assert response.text.startswith("<!DOCTYPE html>")
