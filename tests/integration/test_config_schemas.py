@@ -191,6 +191,14 @@ def test_a_config_change_opens_a_phase(api: Any, sql: Any) -> None:
     assert treated["variant"]["config"] == {"button": "red"}
     assert treated["variant"]["config_version"] == 2
     assert sql("SELECT DISTINCT phase FROM exposures ORDER BY phase") == [(1,), (2,)]
+    # Any other writer of exposures (batch events) gets the phase from the trigger.
+    sql(
+        "INSERT INTO exposures (experiment_id, variant_id, user_id)"
+        " SELECT experiment_id, id, 'batch-user' FROM variants WHERE experiment_id = %s LIMIT 1"
+        " RETURNING phase",
+        (eid,),
+    )
+    assert sql("SELECT phase FROM exposures WHERE user_id = 'batch-user'") == [(2,)]
     # Weights stay frozen; re-publishing version 1 is phase 3; PATCH with only configs changed is phase 4.
     weights = experiment()["variants"]
     weights[0]["weight"], weights[1]["weight"] = 0.4, 0.6
