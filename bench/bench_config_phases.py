@@ -42,6 +42,7 @@ def main() -> int:
 
     url = prepare(DATABASE)
     import psycopg
+
     from assignments_handler import lambda_handler as assignments
 
     experiment_id = create_running_experiment(
