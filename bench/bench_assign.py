@@ -159,12 +159,13 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
+    from abtest import wiring
     from abtest.domain.assignment import EnrollRequest
     from abtest.storage import AssignmentRepository
     from abtest.storage.database import get_database
 
     experiment_id = UUID(client.experiment_id)
-    server = assignments_handler.server()
+    server = wiring.assignment_service()
     repository = AssignmentRepository(get_database())
     # The returning users' stored variants, so enroll() gets the arguments AssignmentService would give it.
     variant_ids = {}

@@ -100,11 +100,12 @@ def layer_probes(
 ) -> dict[str, Callable[[int], Probe]]:
     """The same returning-user request at each layer, from the floor outwards to the whole handler."""
     import assignments_handler
+    from abtest import wiring
     from abtest.domain.assignment import EnrollRequest
     from abtest.storage import AssignmentRepository
     from abtest.storage.database import get_database
 
-    server = assignments_handler.server()
+    server = wiring.assignment_service()
     repository = AssignmentRepository(get_database())
     experiment_id = UUID(client.experiment_id)
     variant_ids = {}
@@ -142,11 +143,11 @@ def layer_probes(
 def ranking_only(pool: Sequence[str], iterations: int) -> Latency:
     """recommend() alone on the container's cached catalog, for a demo profile and a variant's config:
     the CPU cost of ranking the whole catalog per request."""
-    import assignments_handler
+    from abtest import wiring
     from abtest.domain.recommender import recommend
     from abtest.domain.recommender_config import RecommenderConfig
 
-    server = assignments_handler.server()
+    server = wiring.assignment_service()
     result = server.recommendations(pool[0], LIMIT, surface=SURFACE)
     assert result.assignment is not None
     assert result.assignment.variant is not None
@@ -172,9 +173,9 @@ def demo_profile() -> list[float]:
 def catalog_reload_ms(client: RecommendationsClient, pool: Sequence[str], repeats: int = 5) -> float:
     """Median time of a warm request that finds the catalog cache expired (every 300 s per container):
     it reloads and rebuilds the whole catalog before answering."""
-    import assignments_handler
+    from abtest import wiring
 
-    catalog_cache = assignments_handler.server()._catalog  # private: expire it as the TTL would
+    catalog_cache = wiring.assignment_service()._catalog  # private: expire it as the TTL would
     samples = []
     for user_id in pool[:repeats]:
         catalog_cache.invalidate()

@@ -30,6 +30,9 @@ LOCAL_ENVIRONMENT = {
     # "Local, no auth": scopes are not checked, and the server refuses to bind beyond 127.0.0.1.
     # Start it with --auth jwt to check development tokens (python -m localdev token) instead.
     "AUTH_MODE": "none",
+    # Webhooks (docs/alerts.md): http to 127.0.0.1 allowed, secrets sealed with a local key file.
+    "WEBHOOK_LOCAL_MODE": "true",
+    "WEBHOOK_KEY_FILE": str(PROJECT_ROOT / ".webhook-key"),
 }
 
 
@@ -80,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=["none", "jwt"],
         default="none",
         help="none: local, no auth (127.0.0.1 only); jwt: check scopes of development tokens",
+    )
+    parser.add_argument("--workers", type=int, default=16, help="serve: worker threads per process")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="serve: server processes sharing the port (forked)"
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=None,
+        help="serve: requests waiting or running per process before 503 overloaded (default 8 x workers)",
     )
     parser.add_argument(
         "--no-demo", action="store_true", help="serve: do not create the demo experiment when it is missing"
@@ -135,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from localdev.server import serve
 
-        serve(args.host, args.port, check_tokens=args.auth == "jwt")
+        serve(
+            args.host,
+            args.port,
+            workers=args.workers,
+            check_tokens=args.auth == "jwt",
+            processes=args.processes,
+            max_pending=args.max_pending,
+        )
     return 0
 
 

@@ -75,6 +75,13 @@ LOCAL_ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": "ABTestLocal",
     # As under `make run`: a started experiment shows up within a second in a warm container.
     "EXPERIMENT_CACHE_TTL_SECONDS": "1",
+    # No KMS key, queue or bus locally (empty values count as unset): webhooks as under `make run`,
+    # sealed with a key file inside the container.
+    "WEBHOOK_KMS_KEY_ID": "",
+    "WEBHOOK_QUEUE_URL": "",
+    "ALERT_EVENT_BUS": "",
+    "WEBHOOK_LOCAL_MODE": "true",
+    "WEBHOOK_KEY_FILE": "/tmp/abtest-webhook.key",  # noqa: S108 (the only writable folder in a Lambda container)
 }
 
 

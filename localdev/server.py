@@ -3,13 +3,23 @@
 Each HTTP request becomes an HTTP API v2 event for the handler that serves that route in AWS (routes
 are read from template.yaml) and is invoked in-process. Requests run on a small pool of worker
 threads; each thread keeps its own database connection, like one warm Lambda container each.
+`--processes N` forks N such servers on one listening socket (the load benchmark's setting).
+
+Overload is refused, never queued without bound: a request that finds `max_pending` requests already
+waiting or running, or that waited in the queue longer than `max_wait` seconds, is answered at once
+with 503 `overloaded` and `Retry-After` (as API Gateway and Lambda throttle before any handler in AWS).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -30,27 +40,65 @@ class _BodyTooLarge(ValueError):
     """The body is larger than API Gateway accepts (413, unlike a malformed length: 400)."""
 
 
+RETRY_AFTER_SECONDS = 1
+
+
 class PooledHTTPServer(HTTPServer):
-    """HTTPServer that serves requests on a bounded thread pool."""
+    """HTTPServer that serves requests on a bounded thread pool and sheds what it cannot start soon."""
 
     request_queue_size = 256
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], routes: list[Route], workers: int = 16, check_tokens: bool = False
+        self,
+        address: tuple[str, int],
+        routes: list[Route],
+        workers: int = 16,
+        check_tokens: bool = False,
+        max_pending: int | None = None,
+        max_wait: float = 5.0,
     ) -> None:
         super().__init__(address, LambdaProxyHandler)
         self.routes = routes
         self.check_tokens = check_tokens
         self.openapi = render(build_spec()).encode()
+        self.max_pending = max_pending if max_pending is not None else workers * 8
+        self.max_wait = max_wait
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.shed = 0  # requests answered 503 overloaded
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
+        # Refusals are cheap but still read the request (a client must see the 503, not a reset).
+        self._shedders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shed")
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self._pool.submit(self._serve, request, client_address)
+        with self._lock:
+            admitted = self._pending < self.max_pending
+            if admitted:
+                self._pending += 1
+        if admitted:
+            self._pool.submit(self._serve, request, client_address, time.monotonic())
+        else:
+            self._shedders.submit(self._refuse, request, client_address)
 
-    def _serve(self, request: Any, client_address: Any) -> None:
+    def _serve(self, request: Any, client_address: Any, queued_at: float) -> None:
         try:
+            if time.monotonic() - queued_at > self.max_wait:
+                self._refuse(request, client_address)
+                return
             self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            with self._lock:
+                self._pending -= 1
+            self.shutdown_request(request)
+
+    def _refuse(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self.shed += 1
+        try:
+            OverloadedHandler(request, client_address, self)
         except Exception:
             self.handle_error(request, client_address)
         finally:
@@ -67,6 +115,7 @@ class PooledHTTPServer(HTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._shedders.shutdown(wait=False, cancel_futures=True)
 
 
 class LambdaProxyHandler(BaseHTTPRequestHandler):
@@ -198,6 +247,25 @@ class LambdaProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+class OverloadedHandler(LambdaProxyHandler):
+    """Reads the request (so the client sees the answer, not a reset) and answers 503 overloaded."""
+
+    timeout = 2
+
+    def _proxy(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._read_body()
+        body = json.dumps(
+            {
+                "error": ErrorCode.OVERLOADED,
+                "message": "the server is at capacity; retry after the Retry-After delay",
+            }
+        ).encode()
+        self.close_connection = True
+        headers = {"Content-Type": "application/json", "Retry-After": str(RETRY_AFTER_SECONDS)}
+        self._send(503, headers, body)
+
+
 def _http_response(result: Any) -> tuple[int, dict[str, str], bytes]:
     """Turn a Lambda proxy (v2) result into status, headers and body, as API Gateway does."""
     if not isinstance(result, dict) or "statusCode" not in result:
@@ -210,19 +278,75 @@ def _http_response(result: Any) -> tuple[int, dict[str, str], bytes]:
     return int(result["statusCode"]), headers, raw
 
 
-def serve(host: str = "127.0.0.1", port: int = 3000, workers: int = 16, check_tokens: bool = False) -> None:
-    """Serve every route of template.yaml until interrupted."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    workers: int = 16,
+    check_tokens: bool = False,
+    processes: int = 1,
+    max_pending: int | None = None,
+) -> None:
+    """Serve every route of template.yaml until interrupted (in `processes` forked processes)."""
     routes = http_routes()
     for route in routes:
         route.load()  # fail at start-up, not on the first request, if a handler cannot import
-    server = PooledHTTPServer((host, port), routes, workers=workers, check_tokens=check_tokens)
+    server = PooledHTTPServer(
+        (host, port), routes, workers=workers, check_tokens=check_tokens, max_pending=max_pending
+    )
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {len(routes)} routes on http://{bound_host!s}:{bound_port}", flush=True)
     for route in sorted(routes, key=lambda r: (r.path, r.method)):
         print(f"  {route.method:<6} {route.path}  -> {route.function}", flush=True)
+    parent = os.getpid()
+    children = _fork(processes - 1)
+    ticks = None
+    if os.getpid() == parent:  # after the fork: one process runs the timers, never a copy per child
+        from localdev.ticker import start_ticks
+
+        ticks = start_ticks()  # the rollup and webhook deliveries on timers, as AWS schedules them
+    if children:
+        print(f"{processes} processes x {workers} worker threads", flush=True)
+
+        def stop(*_: Any) -> None:
+            raise KeyboardInterrupt  # the finally below stops the children too
+
+        signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
+        if ticks is not None:
+            ticks.set()
         server.server_close()
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
+
+
+def _exit_with(parent: int) -> None:
+    """A child's watch: end when the parent is gone (killed without the chance to stop us)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _fork(count: int) -> list[int]:
+    """Fork `count` copies of this server (after the socket is bound, before any connection is
+    opened: the database connection of the start-up is closed first); the children's ids."""
+    if count <= 0:
+        return []
+    from abtest import wiring
+
+    wiring.reset()  # no connection may be shared by two processes
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # a child: serve until the parent sends SIGTERM (or Ctrl-C reaches the group)
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+            parent = os.getppid()
+            threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+            return []
+        children.append(pid)
+    return children

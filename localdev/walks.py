@@ -30,7 +30,9 @@ WALK_PAGES = (
     "docs/api/holdouts.md",
     "docs/bandits.md",
     "docs/metrics-and-decisions.md",
+    "docs/api/alerts.md",
     "docs/api/config-schemas.md",
+    "docs/breakdowns-and-strata.md",
 )
 
 _BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -21,12 +21,24 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # Every test starts from a truncated database: containers must not trust their caches across tests.
 os.environ.setdefault("EXPERIMENT_CACHE_TTL_SECONDS", "0")
 os.environ.setdefault("CATALOG_CACHE_TTL_SECONDS", "0")
+# Webhooks as the local server runs them: http to 127.0.0.1 allowed, secrets sealed with a local key.
+os.environ.setdefault("WEBHOOK_LOCAL_MODE", "true")
+os.environ.setdefault("WEBHOOK_KEY_FILE", str(Path(__file__).resolve().parent.parent / ".webhook-key"))
 # The handler modules, importable by their bare names as in Lambda (folders read from template.yaml).
 use_function_folders()
 
 # One test database per checkout, so two clones (a developer's and CI's) never truncate each other's.
 TEST_DATABASE = "abtest_test_" + hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
 TABLES = (
+    "webhook_deliveries",
+    "webhook_messages",
+    "webhooks",
+    "alert_outbox",
+    "alert_conditions",
+    "alerts",
+    "srm_daily",
+    "experiment_monitor",
+    "ingest_outcomes",
     "refused_events",
     "override_conversions",
     "override_exposures",

@@ -10,7 +10,7 @@ import ofrep_routes
 from abtest import wiring
 from abtest.domain.assignment import AssignedVariant, Reason, experiment_variant_tag
 from abtest.domain.experiments import SURFACE_PATTERN
-from abtest.domain.serving import Assignment
+from abtest.domain.served import Assignment
 from abtest.http.app import API_PREFIX, create_app, documented, hot_route
 from abtest.http.entrypoint import entrypoint
 from abtest.http.path_params import PathUserId

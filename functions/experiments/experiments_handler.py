@@ -7,6 +7,7 @@ from abtest.http.app import create_app
 from abtest.http.entrypoint import entrypoint
 from abtest.http.scopes import Scope
 from experiments_routes import (
+    alerts,
     audit,
     experiments,
     holdouts,
@@ -16,6 +17,7 @@ from experiments_routes import (
     saved_groups,
     surfaces,
     targeting,
+    webhooks,
 )
 
 # In this order: the OpenAPI document lists the paths as they are registered.
@@ -29,6 +31,8 @@ RESOURCES = (
     holdouts,
     audit,
     metric_definitions,
+    alerts,
+    webhooks,
 )
 
 app = create_app()

@@ -10,6 +10,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from abtest import wiring
 from abtest.analysis.bandit_report import bandit_section
 from abtest.analysis.bandits import BanditEstimates, bandit_estimates, period_weighted
+from abtest.analysis.breakdowns import (
+    ResultsWithBreakdown,
+    breakdown_metrics,
+    breakdown_report,
+    post_stratified_report,
+    with_breakdown,
+)
 from abtest.analysis.holdouts import HoldoutResults, holdout_results
 from abtest.analysis.metrics_report import ExperimentMetrics, metrics_report
 from abtest.analysis.phases import (
@@ -22,21 +29,24 @@ from abtest.analysis.phases import (
 )
 from abtest.analysis.report import DEFAULT_MDE, IndexEntry, Waiting, index_page, report_page
 from abtest.analysis.report_pages import metrics_in_full
-from abtest.analysis.results import ExperimentResults, results_report
+from abtest.analysis.results import ExperimentResults, SrmVerdict, results_report
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
 from abtest.analysis.timeseries import metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
+from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
-from abtest.errors import ErrorCode, NotFound
+from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
 from abtest.http.entrypoint import entrypoint
 from abtest.http.paging import Cursor, PageLimit
 from abtest.http.schemas import BanditPage, BanditReweightResponse
 from abtest.http.scopes import Scope
-from abtest.limits import MAX_SERIES_POINTS
+from abtest.limits import MAX_DIMENSION_PATH_LENGTH, MAX_DIMENSION_VALUE_LENGTH, MAX_SERIES_POINTS
 from abtest.observability import logger, tracer
+from abtest.settings import get_settings
 from abtest.stats import Correction
 
 app = create_app()
@@ -88,7 +98,9 @@ def experiment_metrics(experiment_id: Annotated[UUID, Path()]) -> ExperimentMetr
     return metrics_report(stats, overrides=wiring.overrides().counts(experiment_id))
 
 
-@app.get(f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, PhasedResults, 404))
+@app.get(
+    f"{API_PREFIX}/experiments/<experiment_id>/results", responses=documented(200, ResultsWithBreakdown, 404)
+)
 @tracer.capture_method(capture_response=False)
 def experiment_results(
     experiment_id: Annotated[UUID, Path()],
@@ -101,7 +113,14 @@ def experiment_results(
         Query(gt=0, le=10, description="Relative minimum detectable effect for the power section"),
     ] = None,
     phase: Phase = None,
-) -> PhasedResults:
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Break the results down by this dimension"),
+    ] = None,
+    metric: Annotated[
+        str | None, Query(max_length=64, description="Only this metric in the breakdown")
+    ] = None,
+) -> ResultsWithBreakdown:
     stats, label, _ = _phase_stats(experiment_id, phase)
     overrides = wiring.overrides().counts(experiment_id)
     bandit = None
@@ -112,6 +131,7 @@ def experiment_results(
     report = results_report(
         stats, alpha=alpha, correction=correction, mde=mde, overrides=overrides, bandit=bandit
     )
+    report.srm = _with_sequential(report.srm, experiment_id)
     report = _with_roles(report, stats, alpha=alpha, correction=correction)
     report = PhasedResults(**dict(report), phase=label)
     if report.srm.flag:
@@ -119,7 +139,25 @@ def experiment_results(
             "sample ratio mismatch",
             extra={"experiment_id": str(experiment_id), "p_value": report.srm.p_value},
         )
-    return report
+    if metric is not None and metric not in report.metrics:
+        raise NotFound(
+            f"experiment {experiment_id} has no conversions of metric {metric!r}",
+            code=ErrorCode.METRIC_NOT_FOUND,
+            field="metric",
+        )
+    # Only the metrics a breakdown can show are read (bounded for any number of metrics and values).
+    picked, _ = breakdown_metrics(list(report.metrics), len(report.variants), metric)
+    breakdown = None
+    if dimension is not None:
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
+        breakdown = breakdown_report(slices, alpha=alpha, correction=correction, metric=metric)
+        breakdown.metrics_omitted = breakdown_metrics(list(report.metrics), len(report.variants), metric)[1]
+    design = stats.experiment.assignment
+    strata = None
+    if isinstance(design, StratifiedAssignment):
+        by_stratum = wiring.breakdowns().slice_metrics(experiment_id, design.stratum, picked)
+        strata = post_stratified_report(by_stratum, alpha=alpha, metrics=picked)
+    return ResultsWithBreakdown(**dict(report), breakdown=breakdown, post_stratified=strata)
 
 
 def _with_roles(
@@ -153,21 +191,38 @@ def experiment_timeseries(
     ] = None,
     analysis: AnalysisKind = "conversion",
     alpha: Alpha = 0.05,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="The series of one slice: its dimension"),
+    ] = None,
+    value: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_VALUE_LENGTH, description="The slice's value (with dimension)"),
+    ] = None,
 ) -> PhasedTimeseries:
-    # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
-    daily = wiring.rollups().daily_metrics(
-        experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
-    )
+    if dimension is not None or value is not None:
+        if dimension is None or value is None:
+            missing = "value" if value is None else "dimension"
+            raise InvalidInput("dimension and value go together: the series of one slice", field=missing)
+        daily = wiring.breakdowns().daily_slice_metrics(experiment_id, dimension, value, metric)
+    else:
+        # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
+        daily = wiring.rollups().daily_metrics(
+            experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
+        )
     _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
         series = timeseries_report(daily, metric, analysis, alpha)
-        return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
             code=ErrorCode.METRIC_NOT_FOUND,
             field="metric",
         ) from None
+    days = {day: p for day, (p, _) in wiring.alerts().srm_by_day(experiment_id).items()}
+    for point in series.points:
+        point.srm_sequential_p_value = sequential_by_day(days, point.date)
+    return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))
@@ -185,6 +240,10 @@ def experiment_report(
         Query(max_length=64, description="Show this metric in full (a page over many metrics links to each)"),
     ] = None,
     phase: Phase = None,
+    dimension: Annotated[
+        str | None,
+        Query(max_length=MAX_DIMENSION_PATH_LENGTH, description="Add the results by this dimension"),
+    ] = None,
 ) -> Response[str]:
     in_full: list[str] = []
 
@@ -211,17 +270,16 @@ def experiment_report(
         weighted, estimates = bandit_results(experiment_id)
         label = pooled(label)
         results = results_report(weighted, alpha=alpha, mde=mde, overrides=overrides, bandit=estimates)
-        results = _with_roles(results, weighted, alpha=alpha)
         names = [v.name for v in weighted.experiment.variants]
         section = bandit_section(
             names, wiring.bandits().latest_periods(experiment_id, MAX_SERIES_POINTS), estimates
         )
+        current = weighted
     else:
-        results = _with_roles(
-            results_report(stats, alpha=alpha, mde=mde, overrides=overrides),
-            stats,
-            alpha=alpha,
-        )
+        results = results_report(stats, alpha=alpha, mde=mde, overrides=overrides)
+        current = stats
+    results.srm = _with_sequential(results.srm, experiment_id)
+    results = _with_roles(results, current, alpha=alpha)
     # The users chart needs one series even when no metric is shown in full (its users are per variant).
     series = {name: timeseries_report(daily, name, analysis, alpha) for name in in_full}
     if not series:
@@ -237,6 +295,12 @@ def experiment_report(
         in_full=in_full,
         bandit_section=section,
     )
+    if dimension is not None:
+        picked, _ = breakdown_metrics(
+            metric_names(daily.current), len(daily.current.experiment.variants), metric
+        )
+        slices = wiring.breakdowns().slice_metrics(experiment_id, dimension, picked)
+        page = with_breakdown(page, breakdown_report(slices, alpha=alpha, metric=metric))
     return html_response(with_phase_banner(page, label))
 
 
@@ -317,6 +381,13 @@ def bandit_state(
         p_best=latest.p_best if latest is not None else None,
         periods=periods,
         next_cursor=str(periods[-1].number) if more and periods else None,
+    )
+
+
+def _with_sequential(verdict: SrmVerdict, experiment_id: UUID) -> SrmVerdict:
+    """The sequential SRM p-value of the last rollup beside the chi-squared one (docs/alerts.md)."""
+    return with_sequential(
+        verdict, wiring.alerts().monitor(experiment_id), get_settings().srm_alert_threshold
     )
 
 

@@ -6,6 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.analysis.results import srm_alerts
+from abtest.delivery.dispatch import alerts_tick
 from abtest.domain.bandit_reweight import bandit_srm
 from abtest.errors import DomainError
 from abtest.observability import cloudwatch, logger, tracer
@@ -19,7 +20,7 @@ from abtest.storage.database import get_database
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Run one rollup (which also records the daily snapshots of the experiments it touches), then
-    check every running experiment for a sample ratio mismatch.
+    check every running experiment for a sample ratio mismatch and evaluate the alerts.
 
     Safe to run twice or concurrently: runs serialise and never double count.
     """
@@ -39,16 +40,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if run.failed:
         # Each is logged by the repository; their events stay pending, the rest were folded.
         cloudwatch.add_metric(name="RollupExperimentFailed", unit=MetricUnit.Count, value=len(run.failed))
+    # The chi-squared check of this rollup's totals: logged and listed (srm_detected), as before.
     alerts = srm_alerts(repository.running_allocations())
     for alert in alerts:
         logger.warning(
             "sample ratio mismatch",
             extra={"experiment_id": str(alert.experiment_id), "p_value": alert.p_value, "users": alert.users},
         )
-    if alerts:
-        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(alerts))
     summary["srm_detected"] = [str(alert.experiment_id) for alert in alerts]
     summary.update(_bandits())
+    # The alarm's metric counts the experiments the sequential test flags (valid at every look).
+    tick = _alerts_tick()
+    summary["alerts"] = tick
+    flagged = tick.get("srm_flagged", [])
+    if flagged:
+        cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(flagged))
     logger.info("rollup finished", extra=summary)
     return summary
 
@@ -85,3 +91,16 @@ def _bandits() -> dict[str, Any]:
     if flagged:
         cloudwatch.add_metric(name="SrmDetected", unit=MetricUnit.Count, value=len(flagged))
     return {"bandit_periods_closed": closed, "bandit_srm_detected": flagged}
+
+
+def _alerts_tick() -> dict[str, Any]:
+    """Alerts after the rollup (sequential SRM, transitions, digests, relay: abtest.delivery.dispatch).
+
+    The rollup is committed by now; a failure here is logged and counted, and the next tick retries
+    (the monitor and the outbox are only written in the evaluation's own transaction)."""
+    try:
+        return alerts_tick(get_settings(), get_database())
+    except Exception:
+        logger.exception("alert evaluation failed; the next tick retries")
+        cloudwatch.add_metric(name="AlertTickFailed", unit=MetricUnit.Count, value=1)
+        return {"failed": True}

@@ -57,10 +57,17 @@ class Http:
 
 
 @contextlib.contextmanager
-def start_server(database_url: str, *args: str) -> Iterator[Http]:
-    """Run `python -m localdev serve` on a free port until the block ends."""
+def start_server(database_url: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Http]:
+    """Run `python -m localdev serve` on a free port until the block ends; `env` adds variables (the
+    timers of localdev/ticker.py are off unless `env` turns them on: other tests truncate the tables)."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "LOCAL_TICKS": "off",
+        **(env or {}),
+    }
     # The server's log goes to a file: an unread pipe would fill up and block the server.
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in the finally below
     process = subprocess.Popen(

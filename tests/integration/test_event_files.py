@@ -63,11 +63,17 @@ def function_for(event: dict[str, Any]) -> str:
     if "routeKey" in event:
         (route,) = [route for route in http_routes() if route.route_key == event["routeKey"]]
         return route.function
+    # Several functions run on schedules (the rollup, the alerts' delivery sweep): the event's rule
+    # names its function, as EventBridge's rule ARN does (".../rule/<stack>-<Function><Event>").
+    rule = str(event.get("resources", [""])[0]).rpartition("/")[2]
     (scheduled,) = [
         name
         for name, resource in load_template()["Resources"].items()
         if resource["Type"] == "AWS::Serverless::Function"
-        and any(e["Type"] == "Schedule" for e in resource["Properties"].get("Events", {}).values())
+        and any(
+            e["Type"] == "Schedule" and rule.endswith(name + event_name)
+            for event_name, e in resource["Properties"].get("Events", {}).items()
+        )
     ]
     return scheduled
 

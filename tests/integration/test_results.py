@@ -160,7 +160,12 @@ def test_results_without_users_have_errors_not_nans(api: Any) -> None:
     experiment = start(api)
     response = api("GET", f"{BASE}/{experiment['id']}/results")
     assert response.status == 200
-    assert response.json["srm"] == {"p_value": None, "flag": False}  # no users: no evidence
+    assert response.json["srm"] == {  # no users: no evidence
+        "p_value": None,
+        "flag": False,
+        "sequential_p_value": None,
+        "sequential_flag": False,
+    }
     assert response.json["metrics"] == {}
     assert "NaN" not in json.dumps(response.json)
 

@@ -141,6 +141,10 @@ def test_a_multi_day_run_gives_one_point_per_day_whose_last_is_results(api: Any,
         (experiment["id"],),
     ) == list(zip(days, totals, strict=True))
     after = series(api, experiment["id"])
+    # Except the sequential SRM p-value, which only a rollup's check computes (null before the first).
+    checked = [p.pop("srm_sequential_p_value") for p in after["points"]]
+    assert checked[-1] is not None
+    assert [p.pop("srm_sequential_p_value") for p in before["points"]] == [None] * len(days)
     assert after["points"] == before["points"]
     for kind in ("conversion", "value"):
         assert_last_point_is_results(api, experiment["id"], kind)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from abtest.contract.blocks import stratified_variant
 from abtest.contract.namespaces import NAMESPACE_BUCKETS, bucket_ranges
 from abtest.domain.assignment import Enrollment, EnrollRequest
 from abtest.domain.experiments import Experiment, Status, Variant
@@ -70,6 +71,9 @@ class FakeStore:
     )
     profiles: dict[str, list[float]] = field(default_factory=dict)
     assignments: dict[tuple[UUID, str], UUID] = field(default_factory=dict)
+    # Breakdowns and strata (the statement's dimension_final, block and inserted parts).
+    captured: dict[tuple[UUID, str], dict[str, str] | None] = field(default_factory=dict)
+    stratum_counters: dict[tuple[UUID, str], int] = field(default_factory=dict)
     members: dict[tuple[str, str], UUID] = field(default_factory=dict)
     salts: dict[str, str] = field(default_factory=dict)
     owners: dict[str, list[UUID | None]] = field(default_factory=dict)
@@ -224,9 +228,17 @@ class FakeStore:
             and fresh
         ):
             self.members[key] = target.id
-            self.assignments[(target.id, request.user_id)] = request.variant_id
+            variant_id = request.variant_id
+            if request.block_slots:  # stratified: the stratum's next block slot
+                stratum = (request.dimensions or {}).get(request.stratum_dimension or "", "(none)")
+                position = self.stratum_counters.get((target.id, stratum), 0)
+                self.stratum_counters[(target.id, stratum)] = position + 1
+                index = stratified_variant(target.salt, stratum, position, range(len(request.block_slots)))
+                variant_id = request.block_slots[index]
+            self.assignments[(target.id, request.user_id)] = variant_id
             self.periods[(target.id, request.user_id)] = request.bandit_period
-            stored, created, member = request.variant_id, True, target.id
+            self.captured[(target.id, request.user_id)] = request.dimensions
+            stored, created, member = variant_id, True, target.id
         if forced is not None:  # never stored; the exposure is a forced one
             exposed = request.record_exposure and target.status in EXPOSING and fresh
             self.forced_exposures += exposed

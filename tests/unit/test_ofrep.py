@@ -11,7 +11,7 @@ import pytest
 
 from abtest.domain.assignment import Reason
 from abtest.domain.experiments import Variant
-from abtest.domain.serving import Assignment
+from abtest.domain.served import Assignment
 from abtest.http.ofrep import CODE_DEFAULT_REASON, EvaluationContext, Failure, evaluation, parse_context
 
 

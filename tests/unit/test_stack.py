@@ -55,6 +55,14 @@ FUNCTIONS = {
     "MetricsFunction": ("functions/metrics/", "metrics_handler.lambda_handler"),
     "RollupFunction": ("functions/rollup/", "rollup_handler.lambda_handler"),
     "MigrateFunction": ("functions/migrate/", "migrate_handler.lambda_handler"),
+    "DeliveryFunction": ("functions/delivery/", "delivery_handler.lambda_handler"),
+    "IngestFunction": ("functions/ingest/", "ingest_handler.lambda_handler"),
+}
+# Beyond the database policy: the alerts' managed policies (issue 23), each for the functions that need it.
+ALERT_POLICIES = {
+    "ExperimentsFunction": ["AlertRelayPolicy", "WebhookSecretsEncryptPolicy"],
+    "RollupFunction": ["AlertRelayPolicy"],
+    "DeliveryFunction": ["AlertRelayPolicy", "WebhookSecretsDecryptPolicy"],
 }
 
 
@@ -232,8 +240,13 @@ def test_routes_are_explicit_and_authorized() -> None:
 
 
 def test_every_function_gets_only_the_database_policy() -> None:
+    # ...and the events function, with buffered ingestion, may send to its queue (issue 27).
+    send = {"Fn::If": ["BufferedIngest", {"Ref": "IngestQueueSendPolicy"}, {"Ref": "AWS::NoValue"}]}
     for logical_id, function in functions().items():
-        assert function["Policies"] == [{"Ref": "DatabaseAccessPolicy"}], logical_id
+        extra = [{"Ref": name} for name in ALERT_POLICIES.get(logical_id, [])]
+        if logical_id == "EventsFunction":
+            extra.append(send)
+        assert function["Policies"] == [{"Ref": "DatabaseAccessPolicy"}, *extra], logical_id
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -264,7 +277,8 @@ def test_no_iam_statement_uses_wildcards_or_put_metric_data() -> None:
             return [s for value in node for s in statements(value)]
         return []
 
-    found = statements(RESOURCES)
+    # A KMS key policy names its own key as "*" (the only form it takes): it is not a wildcard grant.
+    found = statements({k: r for k, r in RESOURCES.items() if r["Type"] != "AWS::KMS::Key"})
     assert found
     for statement in found:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

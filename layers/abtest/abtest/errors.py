@@ -72,11 +72,21 @@ class ErrorCode(StrEnum):
     METRIC_DEFINITION_NOT_FOUND = "metric_definition_not_found"
     METRIC_DEFINITION_IN_USE = "metric_definition_in_use"
     UNKNOWN_METRIC_DEFINITION = "unknown_metric_definition"
+    # Webhooks (issue 23)
+    WEBHOOK_NOT_FOUND = "webhook_not_found"
+    TOO_MANY_WEBHOOKS = "too_many_webhooks"
     # Config schemas of surfaces and config phases of experiments
     CONFIG_SCHEMA_NOT_FOUND = "config_schema_not_found"
     CONFIG_SCHEMA_VIOLATED = "config_schema_violated"
     CONFIG_VERSION_NOT_FOUND = "config_version_not_found"
     TOO_MANY_PHASES = "too_many_phases"
+    # Breakdowns and stratified assignment
+    BLOCK_TOO_LARGE = "block_too_large"
+    STRATIFIED_BANDIT = "stratified_bandit"
+    UNKNOWN_DIMENSION = "unknown_dimension"
+    # Buffered ingestion (issue 27)
+    EVENT_OUTCOME_NOT_FOUND = "event_outcome_not_found"
+    OVERLOADED = "overloaded"
 
 
 class DomainError(Exception):

@@ -113,6 +113,12 @@ MAX_REASON_LENGTH = 1000  # the X-Change-Reason header
 MAX_WEBHOOK_URL_LENGTH = 2048  # characters of a webhook URL
 # What a delivery keeps of the receiver's answer for the delivery log; the rest is not read.
 MAX_WEBHOOK_RESPONSE_BYTES = 4096
+MAX_WEBHOOKS = 100  # subscriptions in all: every alert fans out to each
+MAX_WEBHOOK_DESCRIPTION_LENGTH = 500
+MAX_DELIVERY_ERROR_LENGTH = 500  # characters of a failed attempt's error kept in the delivery log
+MAX_RELAY_BATCH = 500  # outbox rows and due messages one relay tick hands on (the rest: next tick)
+MAX_DIGEST_EXPERIMENTS = 100  # running experiments a digest lists (the most recently started first)
+MAX_DIGEST_ALERTS = 50  # alerts of the period a digest lists (all are counted)
 
 # --- Bandits (docs/bandits.md) ------------------------------------------------------------------------
 MAX_BANDIT_PERIOD_HOURS = 8784  # a bandit's period: at most a (leap) year
@@ -203,3 +209,22 @@ def storable_text(value: str) -> str:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+# --- Breakdowns and stratified assignment (docs/breakdowns-and-strata.md) ---------------------------
+MAX_DIMENSIONS = 5  # attribute paths an experiment breaks its results down by
+MAX_DIMENSION_PATH_LENGTH = 128  # characters of one path
+MAX_DIMENSION_VALUE_LENGTH = 64  # characters kept of a captured value (longer ones are cut)
+MAX_DIMENSION_VALUES = 1000  # distinct values captured per dimension; later new values become "(other)"
+MAX_BREAKDOWN_SLICES = 20  # slices of a breakdown by users; the rest are folded into "(other)"
+MAX_BREAKDOWN_METRICS = 10  # metrics in one breakdown answer (`metric=` picks one)
+# Comparisons (slices x metrics x treatments) in one breakdown answer: with many variants, fewer
+# metrics (at least one), so the answer's size and time stay bounded.
+MAX_BREAKDOWN_COMPARISONS = 420
+MAX_BLOCK_SIZE = 20  # variants per permuted block of a stratified experiment
+
+# Buffered ingestion (abtest.ingest): one queue message holds at most this many bytes of JSON (SQS takes
+# 256 KiB per message and per SendMessageBatch call; the margin is for the envelope), and the outcome of
+# each queued event stays readable this long.
+MAX_QUEUE_MESSAGE_BYTES = 240_000
+INGEST_OUTCOME_RETENTION_DAYS = 7

@@ -38,6 +38,24 @@ class Settings(BaseModel):
     scope_prefix: str = DEFAULT_SCOPE_PREFIX
     # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
     rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
+    # Alerts and webhooks (docs/alerts.md). The local server sets webhook_local_mode (http to
+    # 127.0.0.1 allowed) and a key file; in AWS the template sets the KMS key, the queue and the bus.
+    webhook_local_mode: bool = False
+    webhook_kms_key_id: str | None = None
+    webhook_key_file: str | None = None
+    webhook_queue_url: str | None = None
+    alert_event_bus: str | None = None
+    webhook_retry_base_seconds: float = Field(default=30.0, ge=0.05, le=3600)
+    webhook_retry_cap_seconds: float = Field(default=3600.0, ge=0.05, le=86_400)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_disable_after_failures: int = Field(default=20, ge=1, le=1000)
+    webhook_lease_seconds: float = Field(default=60.0, ge=0.05, le=900)
+    srm_alert_threshold: float = Field(default=0.001, gt=0, lt=1)
+    no_exposures_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    # "buffered": POST /events and conversions are queued (SQS at INGEST_QUEUE_URL; without one, and
+    # only on the local server, an in-process queue) and written by the ingest writer (abtest.ingest).
+    ingest_mode: Literal["direct", "buffered"] = "direct"
+    ingest_queue_url: str | None = None
 
 
 _ENV_NAMES = {
@@ -57,6 +75,20 @@ _ENV_NAMES = {
     "auth_mode": "AUTH_MODE",
     "scope_prefix": "SCOPE_PREFIX",
     "rollup_statement_timeout_ms": "ROLLUP_STATEMENT_TIMEOUT_MS",
+    "webhook_local_mode": "WEBHOOK_LOCAL_MODE",
+    "webhook_kms_key_id": "WEBHOOK_KMS_KEY_ID",
+    "webhook_key_file": "WEBHOOK_KEY_FILE",
+    "webhook_queue_url": "WEBHOOK_QUEUE_URL",
+    "alert_event_bus": "ALERT_EVENT_BUS",
+    "webhook_retry_base_seconds": "WEBHOOK_RETRY_BASE_SECONDS",
+    "webhook_retry_cap_seconds": "WEBHOOK_RETRY_CAP_SECONDS",
+    "webhook_max_attempts": "WEBHOOK_MAX_ATTEMPTS",
+    "webhook_disable_after_failures": "WEBHOOK_DISABLE_AFTER_FAILURES",
+    "webhook_lease_seconds": "WEBHOOK_LEASE_SECONDS",
+    "srm_alert_threshold": "SRM_ALERT_THRESHOLD",
+    "no_exposures_hours": "NO_EXPOSURES_HOURS",
+    "ingest_mode": "INGEST_MODE",
+    "ingest_queue_url": "INGEST_QUEUE_URL",
 }
 
 

@@ -24,21 +24,28 @@ from abtest.settings import get_settings
 from abtest.storage.database import get_database
 
 if TYPE_CHECKING:
+    from abtest.delivery.dispatch import Dispatcher
+    from abtest.delivery.secret_box import SecretBox
     from abtest.domain.serving import AssignmentService
+    from abtest.ingest.queue import EventQueue
+    from abtest.storage.alerts import AlertRepository
     from abtest.storage.assignments import AssignmentRepository
     from abtest.storage.audit import AuditRepository
     from abtest.storage.bandits import BanditRepository
+    from abtest.storage.breakdowns import BreakdownRepository
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository
     from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
+    from abtest.storage.ingest import IngestRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
     from abtest.storage.overrides import OverrideRepository
     from abtest.storage.phase_metrics import PhaseMetricsRepository
     from abtest.storage.rollups import RollupRepository
     from abtest.storage.saved_groups import SavedGroupRepository
+    from abtest.storage.webhooks import WebhookRepository
 
 
 def experiments() -> ExperimentRepository:
@@ -101,6 +108,13 @@ def bandits() -> BanditRepository:
     return storage.BanditRepository(get_database())
 
 
+def breakdowns() -> BreakdownRepository:
+    """Per-slice statistics of a dimension (rollups plus the tail)."""
+    from abtest.storage.breakdowns import BreakdownRepository
+
+    return BreakdownRepository(get_database())
+
+
 def assignments() -> AssignmentRepository:
     """Stored assignments (the read-only lookup; enrollment goes through the assignment service)."""
     return storage.AssignmentRepository(get_database())
@@ -109,6 +123,34 @@ def assignments() -> AssignmentRepository:
 def catalog() -> CatalogRepository:
     """The recommender's catalog and user profiles."""
     return storage.CatalogRepository(get_database())
+
+
+def alerts() -> AlertRepository:
+    """Stored alerts, the experiments' monitors (sequential SRM) and the digest."""
+    from abtest.storage.alerts import AlertRepository
+
+    return AlertRepository(get_database())
+
+
+def webhooks() -> WebhookRepository:
+    """Webhook subscriptions, their messages and delivery log."""
+    from abtest.storage.webhooks import WebhookRepository
+
+    return WebhookRepository(get_database())
+
+
+def secret_box() -> SecretBox:
+    """Where webhook secrets are sealed: KMS in AWS, a local key file locally."""
+    from abtest.delivery.secret_box import secret_box_for
+
+    return secret_box_for(get_settings())
+
+
+def dispatcher() -> Dispatcher:
+    """The relay and delivery (with the queue and the event bus in AWS)."""
+    from abtest.delivery.dispatch import dispatcher_for
+
+    return dispatcher_for(get_settings(), get_database())
 
 
 @lru_cache(maxsize=1)
@@ -125,9 +167,25 @@ def assignment_service() -> AssignmentService:
     )
 
 
+def ingest() -> IngestRepository:
+    """Buffered ingestion's writes (queued events and their outcomes) and outcome reads."""
+    from abtest.storage.ingest import IngestRepository
+
+    return IngestRepository(get_database())
+
+
+@lru_cache(maxsize=1)
+def event_queue() -> EventQueue:
+    """Where buffered ingestion queues events (SQS, or the local server's in-process queue)."""
+    from abtest.ingest.queue import queue_for
+
+    return queue_for(get_settings())
+
+
 def reset() -> None:
     """Forget the cached settings, database and services: the next request reads the environment again."""
     get_database().close()
     get_database.cache_clear()
     get_settings.cache_clear()
     assignment_service.cache_clear()
+    event_queue.cache_clear()

@@ -324,6 +324,15 @@ def _progress(results: ExperimentResults, mde: float) -> dict[str, Any] | None:
 
 def _warnings(results: ExperimentResults, waiting: Waiting) -> list[HealthWarning]:
     warnings = []
+    if results.srm.sequential_flag and not results.srm.flag:
+        warnings.append(
+            HealthWarning(
+                "srm",
+                f"Sample ratio mismatch (sequential test, p = {pvalue(results.srm.sequential_p_value)}): "
+                "the users per variant drifted from the weights. Do not trust these results until the "
+                "cause is found.",
+            )
+        )
     if results.srm.flag:
         warnings.append(
             HealthWarning(

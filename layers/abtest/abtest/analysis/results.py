@@ -41,6 +41,14 @@ class SrmVerdict(BaseModel):
         description="Chi-squared goodness of fit of exposed users to the weights; null without users"
     )
     flag: bool = Field(description="p < 0.001 once every variant has at least 8 users")
+    sequential_p_value: float | None = Field(
+        default=None,
+        description="Anytime-valid (sequential) SRM p-value as of the last rollup: never rises over the "
+        "experiment's life; null before the first check (docs/alerts.md)",
+    )
+    sequential_flag: bool = Field(
+        default=False, description="sequential_p_value below the alarm threshold (0.001 by default)"
+    )
 
 
 class MetricResults(BaseModel):

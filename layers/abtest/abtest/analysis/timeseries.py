@@ -68,6 +68,9 @@ class SeriesPoint(BaseModel):
     date: date
     srm_p_value: float
     srm_flag: bool
+    srm_sequential_p_value: float | None = Field(
+        default=None, description="The sequential SRM p-value at the day's last rollup (null before it)"
+    )
     variants: list[SeriesVariant] = Field(description="In stored order; the first is the control")
     comparisons: list[SeriesComparison] = Field(description="Each treatment against the control")
 

@@ -81,6 +81,13 @@ class EnrollRequest:
     # A bandit's open period as the caller's cache knows it: the period whose weights chose
     # `variant_id`, stored with the assignment (None for a fixed allocation).
     bandit_period: int | None = None
+    # Breakdowns and strata (abtest.domain.breakdowns): the values to capture with a new assignment
+    # (None: the experiment has no dimensions), and for a stratified experiment the variant of each
+    # block slot (abtest.contract.blocks.block_slots) and the dimension whose value is the stratum. The
+    # statement then stores the block's variant instead of `variant_id` (which only says "enroll").
+    dimensions: dict[str, str] | None = None
+    block_slots: tuple[UUID, ...] = ()
+    stratum_dimension: str | None = None
 
 
 @dataclass(frozen=True)

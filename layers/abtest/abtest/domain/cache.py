@@ -15,11 +15,13 @@ class TTLCache(Generic[T]):
 
     If a reload fails, the error propagates and the stale value stays available through `stale()`,
     so a caller can choose to fail open with the last good value.
+
+    The age is measured on the wall clock: a monotonic clock restarts with a SnapStart snapshot, so a
+    value loaded before it could look fresh long after. A clock that went back (a restore, an NTP
+    step) counts as expired.
     """
 
-    def __init__(
-        self, load: Callable[[], T], ttl: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, load: Callable[[], T], ttl: float, clock: Callable[[], float] = time.time) -> None:
         self._load = load
         self._ttl = ttl
         self._clock = clock
@@ -31,7 +33,7 @@ class TTLCache(Generic[T]):
         """The cached value, reloading it first if it has expired (one loader at a time)."""
         with self._lock:
             now = self._clock()
-            if self._value is None or self._loaded_at is None or now - self._loaded_at >= self._ttl:
+            if self._value is None or self._loaded_at is None or not 0 <= now - self._loaded_at < self._ttl:
                 self._value = self._load()
                 self._loaded_at = now
             return self._value

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 
 from abtest.contract.bucketing import WEIGHT_SUM_TOLERANCE
 from abtest.domain.bandits import Allocation, BanditServing, serving_weights
+from abtest.domain.breakdowns import AssignmentDesign, Dimensions, HashAssignment
 from abtest.domain.config_schemas import ConfigSchema, require_valid_configs
 from abtest.domain.decisions import DecisionSettings
 from abtest.domain.fields import StrictInput
@@ -142,6 +143,8 @@ class ExperimentCreate(StrictInput):
     decision: DecisionSettings | None = Field(
         default=None, description="How /results decides: framework, min_days, target_mde"
     )
+    dimensions: Dimensions = Field(default_factory=list)
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
 
 
 class ExperimentPatch(StrictInput):
@@ -157,6 +160,8 @@ class ExperimentPatch(StrictInput):
     allocation: Allocation | None = None
     metrics: MetricRoles | None = None
     decision: DecisionSettings | None = None
+    dimensions: Dimensions | None = None
+    assignment: AssignmentDesign | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExperimentPatch:
@@ -220,6 +225,10 @@ class Experiment(BaseModel):
     targeting: dict[str, Any] = Field(
         default_factory=dict, description="Who may be enrolled (GrowthBook condition; {} = everyone)"
     )
+    dimensions: list[str] = Field(
+        default_factory=list, description="Attribute paths captured at enrollment (breakdowns)"
+    )
+    assignment: AssignmentDesign = Field(default_factory=HashAssignment)
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from abtest.domain.bandits import check_allocation
+from abtest.domain.breakdowns import check_design
 from abtest.domain.experiments import Experiment, ExperimentCreate, Status, VariantIn
 from abtest.domain.metric_definitions import check_roles_change
 from abtest.domain.targeting_checks import require_valid_condition
@@ -43,6 +44,9 @@ def check_create(new: ExperimentCreate) -> ExperimentCreate:
     """Validate a new experiment beyond its schema (the repository checks the variants' configs against the
     surface's config schema in its transaction: experiments.check_definition)."""
     new.allocation = check_allocation(new.allocation, len(new.variants))
+    new.dimensions = check_design(
+        new.dimensions, new.assignment, [v.weight for v in new.variants], new.allocation
+    )
     require_valid_condition(new.targeting)  # saved groups are checked by the repository, in its transaction
     return new
 
@@ -63,6 +67,15 @@ def check_patch(current: Experiment, changes: dict[str, Any]) -> dict[str, Any]:
         if "allocation" in changes:
             variants = changes.get("variants", current.variants)
             changes["allocation"] = check_allocation(changes["allocation"], len(variants))
+        if {"variants", "dimensions", "assignment", "allocation"} & set(changes):
+            dimensions = check_design(
+                changes.get("dimensions", current.dimensions),
+                changes.get("assignment", current.assignment),
+                [v.weight for v in changes.get("variants", current.variants)],
+                changes.get("allocation", current.allocation),
+            )
+            if "dimensions" in changes or dimensions != current.dimensions:
+                changes["dimensions"] = dimensions
         return changes  # configs against the surface's schema: the repository, in its transaction
     if current.status == Status.COMPLETED:
         raise Conflict(

@@ -32,17 +32,17 @@ from abtest.domain.assignment import (
     EnrollRequest,
     LiveExperiment,
     Reason,
-    experiment_variant_tag,
 )
+from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
 from abtest.domain.config_serving import checked_config, stale_config
 from abtest.domain.decision import Decision, Subject, decide
-from abtest.domain.experiments import Experiment, Variant
+from abtest.domain.experiments import Experiment
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, ServingView, build_view
-from abtest.domain.overrides import Source
 from abtest.domain.recommender_config import CatalogItem, RecommenderConfig
+from abtest.domain.served import Assignment, checked_config
 from abtest.domain.targeting_checks import referenced_groups
 from abtest.errors import Unavailable
 from abtest.observability import logger
@@ -76,38 +76,6 @@ class CatalogStore(Protocol):
     """The recommender's catalog (CatalogRepository; a fake in unit tests)."""
 
     def catalog(self) -> list[CatalogItem]: ...
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """The outcome of deciding about one user: the experiment it concerns (if any) and why."""
-
-    experiment: Experiment | None
-    reason: Reason
-    variant: Variant | None = None
-    new_assignment: bool = False
-    exposure_recorded: bool = False
-    # The variant whose config is served, when it is not `variant` (config_invalid: control's).
-    config_variant: Variant | None = None
-
-    @property
-    def served(self) -> Variant | None:
-        """The variant whose config (and config version) the user is served."""
-        return self.config_variant or self.variant
-
-    @property
-    def source(self) -> Source | None:
-        """Where the served variant comes from: the stored assignment, an override, or none."""
-        if self.variant is None:
-            return None
-        return "override" if self.reason == Reason.OVERRIDE else "assignment"
-
-    @property
-    def tag(self) -> str | None:
-        """ "experiment_name:variant_name" when the user is enrolled."""
-        if self.variant is None or self.experiment is None:
-            return None
-        return experiment_variant_tag(self.experiment.name, self.variant.name)
 
 
 @dataclass(frozen=True)
@@ -243,6 +211,11 @@ class AssignmentService:
     ) -> EnrollRequest:
         """The enrollment statement's request for what the cache's decision proposed."""
         proposal = first if first.proposal else None
+        design = (
+            enrollment_design(first.experiment.experiment, subject.attributes)
+            if proposal is not None and first.experiment is not None
+            else EnrollmentDesign()
+        )
         return EnrollRequest(
             surface=subject.namespace.surface,
             user_id=subject.user_id,
@@ -256,6 +229,9 @@ class AssignmentService:
             holdout_ids=tuple(h.id for h in subject.holdouts),
             holdout_members=memberships(subject.holdouts, subject.user_id),
             bandit_period=_bandit_period(first.experiment) if proposal is not None else None,
+            dimensions=design.dimensions,
+            block_slots=design.block_slots,
+            stratum_dimension=design.stratum_dimension,
         )
 
     def recommendations(

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from abtest.http.app import refuse
 from abtest.http.scopes import Scope
 from abtest.observability import cloudwatch, logger, tracer
+from abtest.snapstart import register as register_snapstart_hooks
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -37,4 +38,7 @@ def entrypoint(
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return refuser(event, route_scopes) or app.resolve(event, context)
 
+    # SnapStart (where the runtime has its hooks): prime every route before the snapshot, and
+    # forget connections, credentials and caches around it (abtest.snapstart).
+    register_snapstart_hooks(app, route_scopes)
     return lambda_handler

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from abtest.domain.assignment import Reason
-from abtest.domain.serving import Assignment
+from abtest.domain.served import Assignment
 from abtest.http.body import BodyError, check_body, dumps, loads
 from abtest.limits import MAX_CONTEXT_BYTES, MAX_USER_ID_LENGTH, json_problem, text_problem
 

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from abtest.domain.alerts import Alert, Delivery, Webhook
 from abtest.domain.assignment import AssignedVariant, Reason
 from abtest.domain.audit import AuditEvent
 from abtest.domain.bandits import Allocation, BanditPeriod
@@ -165,3 +166,30 @@ class BanditPage(BaseModel):
     p_best: list[float] | None = Field(description="P(best) at the latest reweight (null before one)")
     periods: list[BanditPeriod]
     next_cursor: str | None
+
+
+class AlertPage(BaseModel):
+    """Alerts newest first; pass `next_cursor` back as `cursor` for the next (older) page."""
+
+    alerts: list[Alert]
+    next_cursor: str | None
+
+
+class WebhookList(BaseModel):
+    """Every webhook subscription, oldest first (there are at most 100); never their secrets."""
+
+    webhooks: list[Webhook]
+
+
+class DeliveryPage(BaseModel):
+    """A subscription's delivery attempts, newest first; pass `next_cursor` back as `cursor`."""
+
+    deliveries: list[Delivery]
+    next_cursor: str | None
+
+
+class TestDeliveryResponse(BaseModel):
+    """The test event queued for delivery: its message id is the `webhook-id` it arrives with."""
+
+    message_id: str
+    type: str

@@ -10,11 +10,13 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from abtest.domain.assignment import Enrollment, EnrollRequest
+from abtest.domain.breakdowns import OTHER_VALUE
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout
 from abtest.domain.lifecycle import ENROLLING, EXPOSING, HOLDING_BUCKETS
 from abtest.domain.namespaces import NamespaceAllocation
 from abtest.errors import experiment_not_found
+from abtest.limits import MAX_DIMENSION_VALUES
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT, fetch_experiment, statuses_sql
 from abtest.storage.holdouts import HoldoutRepository
@@ -97,11 +99,51 @@ WITH holdout_check AS (
         SET experiment_id = excluded.experiment_id, joined_at = now()
         WHERE (SELECT status FROM experiments WHERE id = m.experiment_id) = 'completed'
     RETURNING m.experiment_id
+), dimension_seen AS (
+    -- [variant] Breakdowns: the values captured with a new assignment, each checked against the
+    -- dimension's distinct values so far (a new value past MAX_DIMENSION_VALUES becomes "(other)").
+    SELECT j.experiment_id, d.key AS dimension, d.value,
+           EXISTS (SELECT 1 FROM dimension_values v WHERE v.experiment_id = j.experiment_id
+                   AND v.dimension = d.key AND v.value = d.value) AS known
+    FROM joined j, jsonb_each_text(COALESCE(%(dimensions)s::jsonb, '{{}}'::jsonb)) d
+), dimension_final AS (
+    -- [variant] The values stored: a known value, or a new one while the dimension has room.
+    SELECT s.experiment_id, s.dimension,
+           CASE WHEN s.known OR (SELECT count(*) FROM (
+                    SELECT 1 FROM dimension_values v WHERE v.experiment_id = s.experiment_id
+                    AND v.dimension = s.dimension LIMIT {MAX_DIMENSION_VALUES}) c) < {MAX_DIMENSION_VALUES}
+                THEN s.value ELSE '{OTHER_VALUE}' END AS value
+    FROM dimension_seen s
+), dimension_kept AS (
+    -- [variant] Remember the new values (the cap's memory).
+    INSERT INTO dimension_values (experiment_id, dimension, value)
+    SELECT experiment_id, dimension, value FROM dimension_final
+    ON CONFLICT DO NOTHING
+), block AS (
+    -- [variant] Stratified: the stratum's next block position, bumped here, in this transaction
+    -- (the row lock serialises the stratum's new users; a rollback leaves no gap).
+    INSERT INTO stratum_counters AS c (experiment_id, stratum, next)
+    SELECT j.experiment_id,
+           COALESCE((SELECT value FROM dimension_final WHERE dimension = %(stratum_dimension)s), '(none)'), 1
+    FROM joined j WHERE cardinality(%(block_slots)s::uuid[]) > 0
+    ON CONFLICT (experiment_id, stratum) DO UPDATE SET next = c.next + 1
+    RETURNING c.experiment_id, c.stratum, c.next - 1 AS position
 ), inserted AS (
-    -- [variant] The assignment itself, with the membership just joined.
+    -- [variant] The assignment itself, with the membership just joined: the proposal, or for a
+    -- stratified experiment the slot of the stratum's block (abtest.contract.blocks).
     -- A bandit's assignment records the period whose weights chose the variant (the caller's cache's).
-    INSERT INTO assignments (experiment_id, user_id, variant_id, context, bandit_period)
-    SELECT experiment_id, %(user_id)s, %(variant_id)s, %(context)s, %(bandit_period)s FROM joined
+    INSERT INTO assignments (experiment_id, user_id, variant_id, context, dimensions, bandit_period)
+    SELECT j.experiment_id, %(user_id)s,
+           COALESCE((SELECT (%(block_slots)s::uuid[])[1 + abtest_block_slot(
+                         e.salt, b.stratum, b.position / cardinality(%(block_slots)s::uuid[]),
+                         (b.position %% cardinality(%(block_slots)s::uuid[]))::integer,
+                         cardinality(%(block_slots)s::uuid[]))]
+                     FROM block b JOIN experiments e ON e.id = b.experiment_id),
+                    %(variant_id)s),
+           %(context)s,
+           (SELECT jsonb_object_agg(dimension, value) FROM dimension_final),
+           %(bandit_period)s
+    FROM joined j
     ON CONFLICT (experiment_id, user_id) DO NOTHING
     RETURNING variant_id
 ), chosen AS (
@@ -168,6 +210,9 @@ ENROLL = Routine(
         ("holdout_member_ids", "uuid[]"),
         ("holdout_member_groups", "text[]"),
         ("bandit_period", "integer"),
+        ("dimensions", "jsonb"),
+        ("block_slots", "uuid[]"),
+        ("stratum_dimension", "text"),
     ),
     settings={"plan_cache_mode": "force_generic_plan"},
 )
@@ -179,13 +224,15 @@ ENROLL = Routine(
 _ENROLL_SURFACES = f"""
 SELECT r.* FROM unnest(%(surfaces)s::text[], %(experiment_ids)s::uuid[], %(variant_ids)s::uuid[],
                        %(holdout_ids)s::text[], %(member_ids)s::text[], %(member_groups)s::text[],
-                       %(bandit_periods)s::integer[])
+                       %(bandit_periods)s::integer[], %(dimensions)s::jsonb[], %(block_slots)s::text[],
+                       %(stratum_dimensions)s::text[])
      WITH ORDINALITY AS q(surface, experiment_id, variant_id, holdout_ids, member_ids, member_groups,
-                          bandit_period, n)
+                          bandit_period, dimensions, block_slots, stratum_dimension, n)
 CROSS JOIN LATERAL {ENROLL.name}(
     q.surface, %(user_id)s::text, q.experiment_id, q.variant_id, true, NULL::jsonb, false, false,
     string_to_array(q.holdout_ids, ',')::uuid[], string_to_array(q.member_ids, ',')::uuid[],
-    string_to_array(q.member_groups, ',')::text[], q.bandit_period) AS r
+    string_to_array(q.member_groups, ',')::text[], q.bandit_period, q.dimensions,
+    string_to_array(q.block_slots, ',')::uuid[], q.stratum_dimension) AS r
 ORDER BY q.n
 """
 
@@ -266,6 +313,9 @@ class AssignmentRepository:
             "holdout_member_ids": [holdout_id for holdout_id, _ in request.holdout_members],
             "holdout_member_groups": [group for _, group in request.holdout_members],
             "bandit_period": request.bandit_period,
+            "dimensions": Jsonb(request.dimensions) if request.dimensions is not None else None,
+            "block_slots": list(request.block_slots),
+            "stratum_dimension": request.stratum_dimension,
         }
 
         def work(conn: Connection) -> Enrollment:
@@ -298,6 +348,9 @@ class AssignmentRepository:
             "member_ids": [",".join(str(h) for h, _ in r.holdout_members) for r in requests],
             "member_groups": [",".join(g for _, g in r.holdout_members) for r in requests],
             "bandit_periods": [r.bandit_period for r in requests],
+            "dimensions": [Jsonb(r.dimensions) if r.dimensions is not None else None for r in requests],
+            "block_slots": [",".join(str(v) for v in r.block_slots) for r in requests],
+            "stratum_dimensions": [r.stratum_dimension for r in requests],
         }
 
         def work(conn: Connection) -> list[Enrollment]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -382,8 +383,13 @@ class EventRepository:
         # A conversion without event_id cannot be told from its retry: never resent on a dropped link.
         return self._db.run(work, transaction=False, retry=new.event_id is not None)
 
-    def record_batch(self, events: Sequence[ExposureEvent | ConversionEvent]) -> list[EventResult]:
-        """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone."""
+    def record_batch(
+        self, events: Sequence[ExposureEvent | ConversionEvent], *, received_at: datetime | None = None
+    ) -> list[EventResult]:
+        """Write a batch in one statement; each event is accepted, a duplicate, or rejected alone.
+
+        `received_at` (buffered ingestion: when the door accepted the events) stands for "now" for an
+        event sent without a timestamp; the payload hash is still the event's as sent."""
         results: dict[int, EventResult] = {}
         seen: dict[tuple[str, UUID, str], str] = {}
         columns: dict[str, list[Any]] = {name: [] for name in _BATCH_COLUMNS}
@@ -403,7 +409,7 @@ class EventRepository:
             columns["experiment_id"].append(event.experiment_id)
             columns["user_id"].append(event.user_id)
             columns["event_id"].append(event.event_id)
-            columns["occurred_at"].append(event.timestamp)
+            columns["occurred_at"].append(event.timestamp or received_at)
             columns["metric_name"].append(event.metric_name if isinstance(event, ConversionEvent) else None)
             columns["value"].append(float(event.value) if isinstance(event, ConversionEvent) else None)
             columns["payload"].append(Jsonb(payload) if payload is not None else None)

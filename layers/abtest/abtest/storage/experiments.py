@@ -39,7 +39,8 @@ T = TypeVar("T")
 
 SELECT_EXPERIMENT = """
 SELECT e.id, e.name, e.description, e.status, e.traffic_allocation, e.salt, e.surface, e.namespace_share,
-       e.targeting, e.created_at, e.updated_at, e.started_at, e.completed_at, e.phase, e.allocation,
+       e.targeting, e.dimensions, e.assignment, e.created_at, e.updated_at, e.started_at, e.completed_at,
+       e.phase, e.allocation,
        CASE WHEN e.bandit_period IS NOT NULL THEN jsonb_build_object(
            'period', e.bandit_period, 'weights', e.bandit_weights,
            'period_started_at', COALESCE(e.bandit_period_started_at, e.started_at)) END AS bandit,
@@ -129,8 +130,8 @@ class ExperimentRepository:
             conn.execute(
                 "INSERT INTO experiments"
                 " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
-                " allocation, bandit_period, metric_roles, decision_settings)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " allocation, bandit_period, metric_roles, decision_settings, dimensions, assignment)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     experiment_id,
                     new.name,
@@ -144,6 +145,8 @@ class ExperimentRepository:
                     1 if new.allocation.is_bandit else None,  # a bandit opens its period 1
                     roles_json(new.metrics),
                     roles_json(new.decision),
+                    new.dimensions,
+                    Jsonb(new.assignment.model_dump()),
                 ),
             )
             _insert_variants(conn, experiment_id, new.variants)
@@ -279,6 +282,8 @@ class ExperimentRepository:
                 changes["metric_roles"] = roles_json(changes.pop("metrics"))
             if "decision" in changes:
                 changes["decision_settings"] = roles_json(changes.pop("decision"))
+            if "assignment" in changes:
+                changes["assignment"] = Jsonb(changes["assignment"].model_dump())
             variants = changes.pop("variants", None)
             removed: list[Override] = []
             if variants is not None and current.status != Status.DRAFT:

@@ -377,6 +377,7 @@ class RollupRepository:
         take longer than a request may: pass the rollup's own statement timeout.
         """
         started = time.perf_counter()
+        from abtest.storage.breakdowns import SliceRollup  # it imports this module
 
         def work(conn: Connection) -> RollupRun:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLLUP_LOCK,))
@@ -399,9 +400,14 @@ class RollupRepository:
                     with conn.transaction():  # a savepoint: a failure undoes this experiment only
                         # Day by day (see the module docstring): each day's snapshot is exact per user.
                         walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
+                        slices = SliceRollup(conn, experiment_id)  # per dimension value (breakdowns)
                         for day, users in walk:
-                            _store(conn, _fold_users(conn, users, high, _end_of(day)))
+                            before = slices.before(users)  # the stored per-user state, before _store
+                            result = _fold_users(conn, users, high, _end_of(day))
+                            _store(conn, result)
+                            slices.store(before, result)
                             _record_snapshot(conn, experiment_id, day)
+                            slices.snapshot(day)
                         if experiment_id in failed_before:
                             conn.execute(
                                 "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
