@@ -1,5 +1,6 @@
-"""Serve-time side of config schemas: never serve a config that fails its surface's current schema, and
-notice a cache older than the database's configs (abtest.domain.serving calls both on every decision).
+"""Serve-time side of config schemas: notice a cache older than the database's configs (abtest.domain.serving
+calls it on every decision; the rule that never serves a config failing its schema is
+abtest.domain.served.checked_config).
 
 Validity is never computed here: it is stamped on each variant when its config or the surface's schema
 is written (`config_valid`, `schema_version`: abtest.storage.config_schemas), once per config version and
@@ -8,29 +9,12 @@ schema version.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from abtest.domain.assignment import Enrollment, Reason
+from abtest.domain.assignment import Enrollment
 
 if TYPE_CHECKING:
     from abtest.domain.namespaces import ServingView
-    from abtest.domain.serving import Assignment
-
-
-def checked_config(assigned: Assignment) -> Assignment:
-    """The assignment as served: a variant whose config fails the schema keeps the user (intent to treat;
-    the database marks the exposure config_fallback) but is served control's config, reason
-    config_invalid; if control's fails too, untagged defaults (no variant), still config_invalid."""
-    variant, experiment = assigned.variant, assigned.experiment
-    if variant is None or experiment is None or variant.config_valid:
-        return assigned
-    control = experiment.variants[0]
-    if control.config_valid:
-        return replace(assigned, reason=Reason.CONFIG_INVALID, config_variant=control)
-    return replace(
-        assigned, reason=Reason.CONFIG_INVALID, variant=None, config_variant=None, new_assignment=False
-    )
 
 
 def stale_config(view: ServingView, enrollment: Enrollment) -> bool:

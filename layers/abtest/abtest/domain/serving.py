@@ -35,7 +35,7 @@ from abtest.domain.assignment import (
 )
 from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
-from abtest.domain.config_serving import checked_config, stale_config
+from abtest.domain.config_serving import stale_config
 from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.experiments import Experiment
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
