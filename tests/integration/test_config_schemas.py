@@ -261,3 +261,35 @@ def test_results_default_to_the_latest_phase(api: Any) -> None:
     assert [p["phase"] for p in series["phases"]] == [1, 2]
     report = api("GET", f"{BASE}/{eid}/report")
     assert "phase 2 of 2 (latest)" in report.raw["body"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"lora_boost": 1},
+        {"lora_boost": 1.5},
+        {"lora_boost": "0.5"},
+        {"lora_boost": True},
+        {"lora_boost": None},
+        {"diversity": -0.1},
+        {"candidate_cap": 5.0},
+        {"candidate_cap": 5.5},
+        {"candidate_cap": 0},
+        {"algo": "bm25"},
+        {"diversity": 1, "lora_boost": 0, "candidate_cap": 10000},
+    ],
+)
+def test_the_migration_stamps_old_recommender_configs_as_the_schema_judges_them(
+    sql: Any, config: dict[str, Any]
+) -> None:
+    import json
+    from importlib import resources
+
+    from abtest.domain.config_schemas import check_schema
+    from abtest.domain.recommender_config import RECOMMENDER_CONFIG_SCHEMA
+
+    text = (resources.files("abtest.storage.migrations") / "0015_config_schemas.sql").read_text()
+    predicate = text.split("-- predicate:begin")[1].split("-- predicate:end")[0]
+    (row,) = sql(f"SELECT {predicate} FROM (SELECT %s::jsonb AS c) AS t", (json.dumps(config),))
+    assert row[0] is check_schema(RECOMMENDER_CONFIG_SCHEMA).is_valid(config)

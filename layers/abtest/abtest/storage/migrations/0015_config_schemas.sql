@@ -122,5 +122,23 @@ VALUES ('recommendations', 1, $schema$
 }
 $schema$::jsonb, 'migration 0015')
 ON CONFLICT DO NOTHING;
-UPDATE variants v SET schema_version = 1
+-- The recommendations surface's variants are stamped with version 1 and whether they pass it: the
+-- schema's rules written in SQL (the checks before this migration enforced the same on every write, so
+-- only configs older than them can fail). tests/integration/test_config_schemas.py runs this predicate
+-- and the schema on the same configs.
+UPDATE variants v SET schema_version = 1, config_valid = (
+    SELECT
+    -- predicate:begin
+    NOT EXISTS (SELECT 1 FROM jsonb_object_keys(c) AS k
+                WHERE k NOT IN ('lora_boost', 'diversity', 'candidate_cap'))
+    AND (NOT c ? 'lora_boost' OR (jsonb_typeof(c -> 'lora_boost') = 'number'
+         AND (c ->> 'lora_boost')::numeric BETWEEN 0 AND 1))
+    AND (NOT c ? 'diversity' OR (jsonb_typeof(c -> 'diversity') = 'number'
+         AND (c ->> 'diversity')::numeric BETWEEN 0 AND 1))
+    AND (NOT c ? 'candidate_cap' OR (jsonb_typeof(c -> 'candidate_cap') = 'number'
+         AND (c ->> 'candidate_cap')::numeric BETWEEN 1 AND 10000
+         AND (c ->> 'candidate_cap')::numeric = trunc((c ->> 'candidate_cap')::numeric)))
+    -- predicate:end
+    FROM (SELECT v.config AS c) AS t
+)
 FROM experiments e WHERE e.id = v.experiment_id AND e.surface = 'recommendations';
