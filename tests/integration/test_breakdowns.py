@@ -125,6 +125,21 @@ def test_stratified_design_is_checked(api: Any) -> None:
     assert ok.json["dimensions"] == ["country"]  # the stratum is always captured
 
 
+def test_a_stratified_bandit_is_refused(api: Any, sql: Any) -> None:
+    body = experiment_body(
+        surface="checkout",
+        assignment={"type": "stratified", "stratum": "country"},
+        allocation={"type": "bandit", "metric": "m", "analysis": "value", "period_hours": 1},
+    )
+    refused = api("POST", BASE, body)
+    assert (refused.status, refused.json["error"], refused.json["field"]) == (
+        422,
+        "stratified_bandit",
+        "assignment",
+    )
+    assert sql("SELECT count(*) FROM experiments") == [(0,)]
+
+
 def test_fifty_way_bursts_in_three_strata_stay_within_one_block(api: Any, sql: Any) -> None:
     experiment = start(api, variants=THREE_WAY, assignment={"type": "stratified", "stratum": "country"})
     weights = [v["weight"] for v in THREE_WAY]

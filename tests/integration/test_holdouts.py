@@ -435,7 +435,8 @@ def test_results_of_a_holdout_without_members(api: Any) -> None:
     holdout = new_holdout(api)
     body = api("GET", f"{HOLDOUTS}/{holdout['id']}/results").json
     assert [g["users"] for g in body["groups"]] == [0, 0]
-    assert (body["srm"], body["metrics"]) == ({"p_value": None, "flag": False}, {})
+    srm = {"p_value": None, "flag": False, "sequential_p_value": None, "sequential_flag": False}
+    assert (body["srm"], body["metrics"]) == (srm, {})
     assert api("GET", f"{HOLDOUTS}/{holdout['id']}/results", query="alpha=2").status == 422
 
 

@@ -234,8 +234,9 @@ def test_the_report_flags_a_real_difference_in_one_slice() -> None:
     assert flags["v0"] is True
     p_values = {s.value: s.metrics["m"].conversion[0].heterogeneity.p_value for s in report.slices}
     assert min(p_values, key=lambda v: p_values[v] or 1.0) == "v0"
-    p_adjusted = [c.relative.p_value_adjusted for s in report.slices for c in s.metrics["m"].conversion]
-    assert all(p is not None for p in p_adjusted)
+    for difference in ("relative", "absolute"):
+        blocks = [getattr(c, difference) for s in report.slices for c in s.metrics["m"].conversion]
+        assert all(b.p_value_adjusted is not None and b.p_value_adjusted >= b.p_value for b in blocks)
 
 
 def test_the_metrics_shown_shrink_with_the_variants_and_stay_bounded() -> None:

@@ -340,14 +340,24 @@ def _variant_metric(metric: MetricStats | None, users: int) -> SliceVariantMetri
 
 
 def _adjust(slices: list[Slice], method: Correction) -> None:
-    """Adjust relative p-values across slices x metrics x treatments, per analysis."""
+    """Adjust the relative and the absolute p-values across slices x metrics x treatments, per analysis
+    (each family apart). In small slices the relative (delta-method) p-values run low; the absolute
+    ones keep the family-wise rate (bench/bench_breakdowns_aa.py measures both)."""
     for kind in KINDS:
-        blocks = [
-            comparison.relative
-            for piece in slices
-            for results in piece.metrics.values()
-            for comparison in getattr(results, kind)
-        ]
+        for difference in ("relative", "absolute"):
+            _adjust_blocks(
+                [
+                    getattr(comparison, difference)
+                    for piece in slices
+                    for results in piece.metrics.values()
+                    for comparison in getattr(results, kind)
+                ],
+                method,
+            )
+
+
+def _adjust_blocks(blocks: list[FrequentistBlock], method: Correction) -> None:
+    if blocks:
         adjusted = adjust_p_values([block.p_value for block in blocks], method)
         for block, value in zip(blocks, adjusted, strict=True):
             block.p_value_adjusted = value
