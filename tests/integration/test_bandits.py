@@ -246,6 +246,10 @@ def test_the_acceptance_three_arms_move_to_the_best_and_estimates_stay_honest(
     summary = rollup()
     assert summary["bandit_periods_closed"] == []
     assert experiment["id"] not in summary["bandit_srm_detected"]
+    # Nor does the rollup's sequential SRM test: each period's users against that period's weights.
+    after = api("GET", f"{BASE}/{experiment['id']}/results").json["srm"]
+    assert after["sequential_p_value"] is not None
+    assert after["sequential_flag"] is False, after
     # Audited.
     history = api("GET", f"{BASE}/{experiment['id']}/history").json
     actions = [e["action"] for e in history["events"]]
@@ -392,3 +396,33 @@ def test_the_scheduled_rollup_closes_a_period_once_period_hours_have_passed(api:
     assert state["open_period"] == 2
     assert state["periods"][0]["trigger"] == "schedule"
     assert rollup()["bandit_periods_closed"] == []  # period 2 has just begun
+
+
+def test_a_bandit_closes_at_most_the_limit_of_periods(api: Any, sql: Any) -> None:
+    experiment = start_bandit(api)
+    sql("UPDATE experiments SET bandit_period = 501 WHERE id = %s RETURNING id", (experiment["id"],))
+    refused = api("POST", f"{BASE}/{experiment['id']}/bandit/reweight")
+    assert refused.status == 409
+    assert refused.json["field"] == "period"
+    sql(
+        "UPDATE experiments SET started_at = now() - interval '2 days' WHERE id = %s RETURNING id",
+        (experiment["id"],),
+    )
+    assert rollup()["bandit_periods_closed"] == []  # not due: the schedule leaves it alone
+
+
+def test_a_bandits_direction_must_agree_with_its_metric_definition(api: Any) -> None:
+    defined = api(
+        "POST", "/api/v1/metric-definitions", {"name": "purchase", "type": "proportion", "direction": "lower"}
+    )
+    assert defined.status == 201, defined
+    refused = api("POST", BASE, bandit_body())  # direction defaults to higher
+    assert refused.status == 422, refused
+    assert refused.json["field"] == "allocation.direction"
+    agreed = api("POST", BASE, bandit_body(direction="lower"))
+    assert agreed.status == 201, agreed
+    plain = {key: value for key, value in bandit_body("later").items() if key != "allocation"}
+    draft = api("POST", BASE, plain).json
+    patched = api("PATCH", f"{BASE}/{draft['id']}", {"allocation": bandit_body()["allocation"]})
+    assert patched.status == 422
+    assert patched.json["field"] == "allocation.direction"

@@ -5,6 +5,7 @@ never blocks its batch."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,6 +132,7 @@ def requests(experiment_id: str) -> list[tuple[str, dict[str, Any]]]:
         {**conversions[1], "value": 99.0},  # a reused id, another payload: rejected
         {**conversions[2], "user_id": "nobody", "event_id": "c-nobody"},  # not assigned: rejected
         {**conversions[3], "metric_name": "signup", "event_id": "s-3"},
+        {**conversions[4], "experiment_id": str(uuid.uuid4()), "event_id": "c-elsewhere"},  # no experiment
     ]
     singles = [
         {
@@ -144,6 +146,12 @@ def requests(experiment_id: str) -> list[tuple[str, dict[str, Any]]]:
     ] + [
         {"experiment_id": experiment_id, "user_id": USERS[27], "metric_name": "revenue", "value": 3.0},
         {"experiment_id": experiment_id, "user_id": "stranger", "metric_name": "revenue", "event_id": "r-x"},
+        {
+            "experiment_id": str(uuid.uuid4()),
+            "user_id": USERS[0],
+            "metric_name": "revenue",
+            "event_id": "r-0",
+        },
     ]
     return [
         ("/api/v1/events", {"events": exposures}),
@@ -187,9 +195,11 @@ def test_buffered_gives_the_metrics_and_results_of_direct_replays_included(
         conn.execute(f"TRUNCATE {EVENT_TABLES}".encode())
     mode(monkeypatch, "buffered", queue.url)
     answers = [call("POST", path, body) for path, body in requests(experiment["id"])]
-    assert {a.status for a in answers} == {202}
+    assert [a.status for a in answers].count(404) == 1  # the conversion for no experiment, as in direct
+    assert {a.status for a in answers} == {202, 404}
     batch = answers[1].json
-    assert (batch["queued"], batch["duplicates"], batch["rejected"]) == (22, 1, 1)
+    assert (batch["queued"], batch["duplicates"], batch["rejected"]) == (22, 1, 2)
+    assert batch["results"][-1]["error"] == "experiment_not_found"
     assert sql("SELECT count(*) FROM conversions")[0][0] == 0  # nothing written before the writer runs
     messages = queue.receive()
     assert len(messages) == 3 + 9
@@ -212,7 +222,7 @@ def test_buffered_gives_the_metrics_and_results_of_direct_replays_included(
     rejected = outcome("c-nobody").json["outcomes"][0]
     assert (rejected["status"], rejected["error"]) == ("rejected", "user_not_assigned")
     assert outcome("r-x").json["outcomes"][0]["error"] == "user_not_assigned"
-    service_id = answers[-3].json["event_id"]  # the conversion sent without event_id got one
+    service_id = answers[-4].json["event_id"]  # the conversion sent without event_id got one
     assert service_id.startswith("svc-")
     assert outcome(service_id).json["outcomes"][0]["status"] == "accepted"
     missing = outcome("never-sent")
@@ -256,3 +266,25 @@ def test_the_door_refuses_what_it_can_check_and_fails_whole_when_the_queue_is_un
     refused = call("POST", "/api/v1/events", {"events": [event]})
     assert refused.status == 503, refused
     assert refused.headers.get("Retry-After")
+
+
+def test_the_door_keeps_accepting_while_the_database_is_down(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch, outage: Any
+) -> None:
+    experiment = started()
+    body = {"experiment_id": experiment["id"], "user_id": "u1", "record_exposure": False}
+    assert call("POST", "/api/v1/assignments", body).status == 200
+    mode(monkeypatch, "buffered", queue.url)
+    event = {"type": "exposure", "experiment_id": experiment["id"], "user_id": "u1", "event_id": "while-down"}
+    outage(True)
+    accepted = call("POST", "/api/v1/events", {"events": [event]})
+    assert accepted.status == 202, accepted
+    messages = queue.receive()
+    failures = queue.deliver(messages)  # the writer cannot write now: the message stays queued
+    assert [f["itemIdentifier"] for f in failures] == [messages[0]["MessageId"]]
+    outage(False)
+    wiring.reset()
+    assert queue.deliver(messages) == []  # redelivered once the database is back
+    query = f"experiment_id={experiment['id']}&event_id=while-down"
+    stored = call("GET", "/api/v1/events/outcome", query=query)
+    assert stored.json["outcomes"][0]["status"] == "accepted"

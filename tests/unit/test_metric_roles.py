@@ -245,3 +245,9 @@ def test_runtime_counts_from_the_start_to_completion_or_now() -> None:
     finished = running.model_copy(update={"completed_at": NOW - timedelta(days=1)})
     assert math.isclose(runtime_days(finished, NOW), 1.5)
     assert DecisionSettings().min_days == 7
+
+
+def test_every_alpha_results_accept_is_analysed() -> None:
+    for alpha in (0.001, 0.1, 0.5):
+        result = analyse_roles(inputs(WIN, HOLDS), srm_flag=False, alpha=alpha, now=NOW)
+        assert result.guardrails[0].comparisons[0].noninferiority is not None

@@ -10,8 +10,8 @@ from abtest import wiring
 from abtest.domain.metric_definitions import (
     METRIC_NAME_PATTERN,
     MetricDefinition,
-    MetricDefinitionBody,
     MetricDefinitionIn,
+    MetricDefinitionPut,
     MetricDefinitionWrite,
 )
 from abtest.http.actor import current_actor
@@ -73,8 +73,8 @@ def get_metric_definition(
     responses=documented(200, MetricDefinitionWrite, 400, 404, 415),
 )
 @tracer.capture_method(capture_response=False)
-def replace_metric_definition(name: DefinitionName, body: MetricDefinitionBody) -> MetricDefinitionWrite:
-    definition = wiring.metric_definitions().replace(name, body, actor=current_actor(router))
+def replace_metric_definition(name: DefinitionName, body: MetricDefinitionPut) -> MetricDefinitionWrite:
+    definition = wiring.metric_definitions().replace(name, body.body(name), actor=current_actor(router))
     logger.info(
         "metric definition replaced", extra={"metric_definition": name, "version": definition.version}
     )

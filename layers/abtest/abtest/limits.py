@@ -123,6 +123,9 @@ MAX_DIGEST_ALERTS = 50  # alerts of the period a digest lists (all are counted)
 # --- Bandits (docs/bandits.md) ------------------------------------------------------------------------
 MAX_BANDIT_PERIOD_HOURS = 8784  # a bandit's period: at most a (leap) year
 MAX_BANDIT_MIN_USERS = 1_000_000_000  # min_users_per_arm
+# Periods one bandit may close: /results, the report and a reweight read every period's statistics
+# (periods x arms x metrics rows), so their number is bounded; 500 daily periods are well over a year.
+MAX_BANDIT_PERIODS = 500
 
 # --- Deployment --------------------------------------------------------------------------------------
 # The failure reason the migrate custom resource sends CloudFormation is cut to this many characters

@@ -166,3 +166,6 @@ def forget() -> None:
     from abtest import wiring
 
     wiring.reset()
+    door = sys.modules.get("abtest.ingest.door")
+    if door is not None:
+        door.forget()  # the known experiment ids: data, re-learnt after a restore

@@ -194,8 +194,9 @@ def _metric(
         comparison = RoleComparison(variant=variant.name, **compared)
         if role == "guardrail":
             assert margin is not None
+            # One-sided at alpha, which the test needs below 0.5 (/results accepts 0.5 for two-sided tests).
             test = noninferiority_test(
-                control, treatment, margin=margin, direction=body.direction, alpha=alpha
+                control, treatment, margin=margin, direction=body.direction, alpha=min(alpha, 0.49)
             )
             comparison.noninferiority = test.to_dict()
         metric.comparisons.append(comparison)

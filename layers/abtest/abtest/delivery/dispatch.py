@@ -30,6 +30,7 @@ from abtest.limits import MAX_RELAY_BATCH
 from abtest.observability import logger
 from abtest.settings import Settings
 from abtest.storage.alerts import AlertRepository, EvaluationSettings, OutboxRepository
+from abtest.storage.bandits import BanditRepository
 from abtest.storage.database import Database
 from abtest.storage.webhooks import ClaimedMessage, WebhookRepository
 
@@ -264,6 +265,8 @@ def alerts_tick(settings: Settings, db: Database, *, deliver: bool = False) -> d
         EvaluationSettings(
             srm_threshold=settings.srm_alert_threshold, no_exposures_hours=settings.no_exposures_hours
         ),
+        # A bandit's new users are tested against the weights of the period that enrolled them.
+        periods=BanditRepository(db).srm_source(),
     )
     dispatcher = dispatcher_for(settings, db)
     digests = queue_digests(dispatcher.webhooks, alerts, now)

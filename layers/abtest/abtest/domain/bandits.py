@@ -134,8 +134,8 @@ def check_metric_direction(allocation: Allocation, defined_direction: str | None
     """A bandit's direction must agree with its metric's definition, if one exists (issue 22 defines
     metrics; `defined_direction` is that definition's "higher"/"lower", None without a definition).
 
-    Raises InvalidInput naming `allocation.direction`. Not wired yet: the metric definitions land
-    separately, and their repository is what looks the direction up.
+    Raises InvalidInput naming `allocation.direction`. The experiments' repository calls it on create
+    and on an allocation edit, with abtest.storage.metric_definitions.definition_direction.
     """
     if not allocation.is_bandit or defined_direction is None:
         return

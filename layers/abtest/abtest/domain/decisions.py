@@ -364,7 +364,8 @@ def evaluate(
             "review", None, ("sample ratio mismatch: the traffic split does not match the weights",)
         )
     if runtime_days < min_days:
-        return Decision("keep_running", None, (f"ran {runtime_days:.1f} of the minimum {min_days} days",))
+        # No runtime figure in the words: the decision (alerts compare it) stays the same until it changes.
+        return Decision("keep_running", None, (f"younger than the minimum runtime of {min_days} days",))
     if not treatments:
         return Decision("review", None, ("no treatment to compare with the control",))
     if not any(treatment.goals for treatment in treatments):

@@ -22,7 +22,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from abtest.domain.audit import Actor, AuditEntry
 from abtest.domain.fields import StrictInput
-from abtest.errors import Conflict, ErrorCode
+from abtest.errors import Conflict, ErrorCode, InvalidInput
 from abtest.limits import MAX_GOALS, MAX_GUARDRAILS, MAX_SECONDARY_METRICS, MAX_WINDOW_HOURS
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "MetricDefinition",
     "MetricDefinitionBody",
     "MetricDefinitionIn",
+    "MetricDefinitionPut",
     "MetricDefinitionWrite",
     "MetricRoles",
     "PinnedBy",
@@ -139,6 +140,21 @@ class MetricDefinitionIn(MetricDefinitionBody):
     """Body of POST /api/v1/metric-definitions."""
 
     name: MetricName = Field(description="The definition's name, as experiments' roles name it")
+
+
+class MetricDefinitionPut(MetricDefinitionBody):
+    """Body of PUT /api/v1/metric-definitions/{name}: what the definition says (a `name`, if given, must
+    be the path's: a definition is not renamed)."""
+
+    name: MetricName | None = None
+
+    def body(self, name: str) -> MetricDefinitionBody:
+        """What it says, for the definition `name`; 422 naming `name` when it names another."""
+        if self.name is not None and self.name != name:
+            raise InvalidInput(
+                f"name: {self.name!r} is not the path's {name!r} (a definition is not renamed)", field="name"
+            )
+        return MetricDefinitionBody.model_validate(self.model_dump(exclude={"name"}))
 
 
 class MetricDefinition(MetricDefinitionBody):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints
@@ -271,12 +272,30 @@ def _body_model(func: Callable[..., Any]) -> type[BaseModel]:
 
 
 class Resolver(APIGatewayHttpResolver):
-    """Powertools' HTTP API resolver, with a fast path for hot routes (see `hot_route`)."""
+    """Powertools' HTTP API resolver, with a fast path for hot routes (see `hot_route`).
+
+    Its per-request `context` (the matched route, its arguments) is kept per thread: Lambda runs one
+    request at a time per environment, but the local server runs a function's requests on several
+    threads, where one request's clear_context() removed another's route mid-validation (a KeyError
+    '_route', a 500, found by bench/bench_load.py)."""
 
     def __init__(self) -> None:
+        self._contexts = threading.local()
         super().__init__(enable_validation=True, serializer=dumps, json_body_deserializer=loads)
         self._hot: dict[tuple[str, str], _HotRoute] = {}
         self._raw: set[str] = set()  # route keys ("POST /a/{b}") of `raw_body` routes
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """This thread's request context (Powertools fills it per request and clears it after)."""
+        context: dict[str, Any] | None = getattr(self._contexts, "value", None)
+        if context is None:
+            context = self._contexts.value = {}
+        return context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._contexts.value = value
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         """Powertools' route registration; also notes hot routes."""

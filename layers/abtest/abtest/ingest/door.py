@@ -1,10 +1,16 @@
 """The door of buffered ingestion: what POST /events and POST /experiments/conversions do when
 INGEST_MODE=buffered. The request was validated by its model (shape and limits, as in direct mode);
-here in-batch copies are decided, the rest is queued with the time it arrived, and the answer (202)
-names every event id, whose outcome the writer records (GET /api/v1/events/outcome)."""
+here in-batch copies are decided and events for an experiment that does not exist are refused (from a
+per-container cache of known experiment ids: a warm door reads nothing from the database), the rest
+is queued with the time it arrived, and the answer (202) names every event id, whose outcome the
+writer records (GET /api/v1/events/outcome). What may change (an experiment's status, a user's
+assignment, an event id stored before) is left to the writer, so that both modes decide alike."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -13,8 +19,15 @@ from pydantic import BaseModel, Field
 
 from abtest import wiring
 from abtest.domain.events import ConversionEvent, ConversionIn, ExposureEvent
-from abtest.errors import ErrorCode, NotFound
-from abtest.ingest.messages import QueuedBatch, QueuedConversion, admit, conversion_event, encode
+from abtest.errors import ErrorCode, NotFound, Unavailable, experiment_not_found
+from abtest.ingest.messages import (
+    QueuedBatch,
+    QueuedConversion,
+    QueuedEvent,
+    admit,
+    conversion_event,
+    encode,
+)
 from abtest.settings import get_settings
 
 
@@ -34,6 +47,50 @@ class EventOutcomes(BaseModel):
     outcomes: list[EventOutcome]
 
 
+class KnownExperiments:
+    """Experiment ids seen to exist, each trusted for `ttl` seconds (wall clock). An id not known is
+    looked up (live), never remembered as missing: an experiment created a moment ago is found."""
+
+    MAX_IDS = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._seen: dict[UUID, float] = {}
+        self._lock = threading.Lock()
+
+    def missing(self, ids: Iterable[UUID]) -> set[UUID]:
+        now = time.time()
+        with self._lock:
+            unknown = {i for i in ids if not 0 <= now - self._seen.get(i, -1e18) < self._ttl}
+        if not unknown:
+            return set()
+        try:
+            found = wiring.ingest().existing_experiments(sorted(unknown))
+        except Unavailable:
+            return set()  # fail open: the door keeps accepting, the writer decides (and retries)
+        with self._lock:
+            if len(self._seen) > self.MAX_IDS:
+                self._seen.clear()
+            self._seen.update(dict.fromkeys(found, now))
+        return unknown - found
+
+
+_known: KnownExperiments | None = None
+
+
+def known_experiments() -> KnownExperiments:
+    global _known
+    if _known is None:
+        _known = KnownExperiments(get_settings().experiment_cache_ttl_seconds)
+    return _known
+
+
+def forget() -> None:
+    """Drop the known experiment ids (SnapStart's reset)."""
+    global _known
+    _known = None
+
+
 def buffered() -> bool:
     """Whether events go through the queue (INGEST_MODE=buffered)."""
     return get_settings().ingest_mode == "buffered"
@@ -41,7 +98,19 @@ def buffered() -> bool:
 
 def queue_batch(events: list[ExposureEvent | ConversionEvent]) -> QueuedBatch:
     positions, results = admit(events)
-    wiring.event_queue().send(encode([events[p] for p in positions], datetime.now(UTC)))
+    missing = known_experiments().missing({events[p].experiment_id for p in positions})
+    if missing:
+        for p in [p for p in positions if events[p].experiment_id in missing]:
+            results[p] = QueuedEvent(
+                index=p,
+                event_id=events[p].event_id,
+                status="rejected",
+                error=ErrorCode.EXPERIMENT_NOT_FOUND,
+                message="no experiment with this id",
+            )
+        positions = [p for p in positions if events[p].experiment_id not in missing]
+    if positions:
+        wiring.event_queue().send(encode([events[p] for p in positions], datetime.now(UTC)))
     return QueuedBatch(
         queued=len(positions),
         duplicates=sum(r.status == "duplicate" for r in results),
@@ -51,6 +120,8 @@ def queue_batch(events: list[ExposureEvent | ConversionEvent]) -> QueuedBatch:
 
 
 def queue_conversion(body: ConversionIn) -> QueuedConversion:
+    if known_experiments().missing([body.experiment_id]):
+        raise experiment_not_found(body.experiment_id)
     event = conversion_event(body)
     wiring.event_queue().send(encode([event], datetime.now(UTC)))
     return QueuedConversion(experiment_id=event.experiment_id, event_id=event.event_id)

@@ -19,7 +19,9 @@ from abtest import wiring
 from abtest.ingest.messages import decode
 from abtest.observability import logger
 
-_processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every message failed (the database down) is answered with every message listed, like
+# any partial failure, rather than raised: SQS redelivers them all the same, without a function error.
+_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_message(record: SQSRecord) -> None:

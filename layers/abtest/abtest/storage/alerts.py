@@ -24,6 +24,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from abtest.analysis.results import ExperimentResults, results_report, srm_verdict
+from abtest.analysis.roles import analyse_roles
+from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import Monitor, SrmPeriod, check
 from abtest.domain.alerts import (
     Alert,
@@ -46,6 +48,7 @@ from abtest.observability import logger
 from abtest.storage.audit import AuditWriteFailed, record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_running, statuses_sql
+from abtest.storage.metric_definitions import role_inputs
 from abtest.storage.rollups import _rolled_up
 
 _EVALUATION_LOCK = 7_412_039_553
@@ -341,7 +344,8 @@ class AlertRepository:
         results = None
         if moved and sum(users) > 0:
             try:
-                results = results_report(_rolled_up(conn, experiment))
+                rolled = _rolled_up(conn, experiment)
+                results = _with_decision(conn, results_report(rolled), rolled)
             except (ArithmeticError, ValueError) as exc:
                 logger.warning(
                     "results not evaluated for alerts",
@@ -497,6 +501,18 @@ class AlertRepository:
             )
 
         return self._db.run(work)
+
+
+def _with_decision(conn: Connection, results: ExperimentResults, rolled: VariantMetrics) -> ExperimentResults:
+    """The results with the analysis by role and its `decision` (issue 22) when the experiment names
+    metric definitions, so `decision_changed` can fire; unchanged otherwise."""
+    roles = rolled.experiment.metrics
+    if roles is None or not roles.names():
+        return results
+    inputs = role_inputs(conn, rolled.experiment, rolled)
+    if inputs is None:
+        return results
+    return results.with_roles(analyse_roles(inputs, srm_flag=results.srm.flag))
 
 
 def store_alert(conn: Connection, alert: NewAlert, experiment_name: str | None) -> Alert:

@@ -14,26 +14,32 @@ their assignment records and their variant, plus the touched users recomputed fr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
+from abtest.analysis.bandit_srm import srm_periods
 from abtest.analysis.bandits import PeriodStats, arm_stats
 from abtest.analysis.rollup import ExposureTotals, MetricStats, VariantMetrics
+from abtest.analysis.srm_monitor import Monitor, SrmPeriod, tested_variants
 from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry
 from abtest.domain.bandit_reweight import PeriodDecision, decide
 from abtest.domain.bandits import BanditPeriod
 from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS
 from abtest.errors import Conflict, ErrorCode
+from abtest.limits import MAX_BANDIT_PERIODS
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import fetch_experiment, statuses_sql
 from abtest.storage.rollups import _current, _horizon, _recompute, _tail_touched
 
 Trigger = Literal["api", "schedule"]
+# The alerts' hook (abtest.storage.alerts.PeriodSource): experiment, last check -> periods to test.
+PeriodSource = Callable[[Experiment, Monitor | None], Sequence[SrmPeriod] | None]
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ SELECT COALESCE(a.bandit_period, 1) AS period, u.variant_id, count(*) AS users,
        sum(u.exposures)::bigint AS exposures
 FROM rollup_users u
 JOIN assignments a ON a.experiment_id = u.experiment_id AND a.user_id = u.user_id
-WHERE u.experiment_id = %(e)s AND u.exposures > 0 AND NOT (u.user_id = ANY(%(touched)s))
+WHERE u.experiment_id = %(e)s AND u.exposures > 0
+  AND u.user_id NOT IN (SELECT unnest(%(touched)s::text[]))  -- a hashed anti-join
 GROUP BY 1, 2
 """
 
@@ -73,21 +80,23 @@ SELECT COALESCE(a.bandit_period, 1) AS period, m.variant_id, m.metric_name,
 FROM rollup_user_metrics m
 JOIN rollup_users u ON u.experiment_id = m.experiment_id AND u.user_id = m.user_id
 JOIN assignments a ON a.experiment_id = m.experiment_id AND a.user_id = m.user_id
-WHERE m.experiment_id = %(e)s AND u.exposures > 0 AND NOT (m.user_id = ANY(%(touched)s))
+WHERE m.experiment_id = %(e)s AND u.exposures > 0
+  AND m.user_id NOT IN (SELECT unnest(%(touched)s::text[]))
   AND (%(metrics)s::text[] IS NULL OR m.metric_name = ANY(%(metrics)s::text[]))
 GROUP BY 1, 2, 3
 """
 
 
 def period_stats(
-    conn: Connection, experiment: Experiment, metrics: list[str] | None = None
+    conn: Connection, experiment: Experiment, metrics: list[str] | None = None, *, tail: bool = True
 ) -> dict[int, PeriodStats]:
-    """Per period number the exact statistics now (rollups plus the tail), of `metrics` (None: all).
+    """Per period number the exact statistics now (rollups plus the tail), of `metrics` (None: all);
+    without `tail`, the rolled-up users only (what the rollup's own checks count).
 
     An assignment without a period (stored before the experiment was a bandit) counts in period 1.
     """
     horizon = _horizon(conn)
-    touched = set(_tail_touched(conn, experiment.id, horizon))
+    touched = set(_tail_touched(conn, experiment.id, horizon)) if tail else set()
     touched_ids = sorted(user for (_, user) in touched)
     periods: dict[int, PeriodStats] = {}
 
@@ -190,6 +199,12 @@ class BanditRepository:
                         field="period",
                     )
                 return _period_row(row), False
+            if experiment.bandit.period > MAX_BANDIT_PERIODS:
+                raise Conflict(
+                    f"this bandit has closed {MAX_BANDIT_PERIODS} periods, the most one may: complete it",
+                    code=ErrorCode.CONFLICT,
+                    field="period",
+                )
             if experiment.status not in HOLDING_BUCKETS or experiment.bandit.period_started_at is None:
                 raise Conflict(
                     f"only a running or paused bandit is reweighted (this one is {experiment.status.value})",
@@ -348,12 +363,47 @@ class BanditRepository:
 
         return self._db.run(work)
 
+    def srm_source(self) -> PeriodSource:
+        """The rollup's sequential SRM input for running bandits (abtest.analysis.bandit_srm): their
+        rolled-up users per period and the weights of each, read now; other experiments get None (the
+        monitor's default: one period at the experiment's weights)."""
+
+        def work(conn: Connection) -> dict[UUID, PeriodAllocation]:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            found = {}
+            for row in conn.execute(
+                "SELECT id FROM experiments WHERE bandit_period IS NOT NULL"
+                f" AND status IN {statuses_sql(ENROLLING)}"
+            ).fetchall():
+                experiment = fetch_experiment(conn, row["id"])
+                stats = period_stats(conn, experiment, [], tail=False)
+                found[experiment.id] = period_allocation(conn, experiment, stats)
+            return found
+
+        allocations = self._db.run(work)
+
+        def source(experiment: Experiment, previous: Monitor | None) -> list[SrmPeriod] | None:
+            allocation = allocations.get(experiment.id)
+            if allocation is None:
+                return None
+            ids = [v.id for v in experiment.variants]
+            tested = (
+                previous.variant_ids
+                if previous is not None
+                else tested_variants(ids, [v.weight for v in experiment.variants])
+            )
+            seen = previous.seen_users if previous is not None else None
+            return srm_periods(ids, tested, allocation.period_users, allocation.period_weights, seen)
+
+        return source
+
     def due(self) -> list[tuple[UUID, int]]:
         """Running bandits whose open period has lasted their period_hours, with that period's number
         (the scheduled rollup closes exactly it: a reweight that raced it closed it already)."""
         rows = self._db.run(
             lambda conn: conn.execute(
                 "SELECT id, bandit_period FROM experiments WHERE bandit_period IS NOT NULL"
+                f" AND bandit_period <= {MAX_BANDIT_PERIODS}"
                 f" AND status IN {statuses_sql(ENROLLING)} AND allocation ->> 'type' = 'bandit'"
                 " AND COALESCE(bandit_period_started_at, started_at)"
                 "     + make_interval(secs => (allocation ->> 'period_hours')::float8 * 3600) <= now()"

@@ -22,6 +22,7 @@ from abtest.domain.audit_entries import (
     namespace_share_changed,
     status_changed,
 )
+from abtest.domain.bandits import Allocation, check_metric_direction
 from abtest.domain.experiments import Experiment, ExperimentCreate, ExperimentPatch, Status, VariantIn
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, check_patch, check_transition
 from abtest.domain.overrides import Override
@@ -32,7 +33,7 @@ from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
-from abtest.storage.metric_definitions import check_roles, pin_definitions, roles_json
+from abtest.storage.metric_definitions import check_roles, definition_direction, pin_definitions, roles_json
 from abtest.storage.saved_groups import lock_group_keys
 
 T = TypeVar("T")
@@ -127,6 +128,7 @@ class ExperimentRepository:
             _check_saved_groups(conn, new.targeting)
             if new.metrics is not None:
                 check_roles(conn, new.metrics)  # 422 naming a definition that does not exist
+            _check_bandit_direction(conn, new.allocation)
             conn.execute(
                 "INSERT INTO experiments"
                 " (id, name, description, traffic_allocation, salt, surface, namespace_share, targeting,"
@@ -273,6 +275,7 @@ class ExperimentRepository:
                 changes["targeting"] = Jsonb(changes["targeting"])
             if "allocation" in changes:
                 allocation = changes["allocation"]
+                _check_bandit_direction(conn, allocation)
                 changes["allocation"] = Jsonb(allocation.model_dump(exclude_none=True))
                 changes["bandit_period"] = 1 if allocation.is_bandit else None
             if "metrics" in changes:
@@ -377,12 +380,27 @@ def fetch_experiment(conn: Connection, experiment_id: UUID, *, lock: bool = Fals
     return Experiment.model_validate(row)
 
 
+def _check_bandit_direction(conn: Connection, allocation: Allocation) -> None:
+    """A bandit's direction must agree with its metric's definition, if one covers it: 422 naming
+    `allocation.direction` (checked when the allocation is written; a later edit of the definition
+    does not change a stored bandit)."""
+    if allocation.is_bandit and allocation.metric is not None:
+        check_metric_direction(allocation, definition_direction(conn, allocation.metric))
+
+
 def _check_saved_groups(conn: Connection, targeting: dict[str, Any]) -> None:
     """422 naming the path of a `$inGroup` whose saved group does not exist; the groups it names stay
     share-locked until the transaction ends, so none can be deleted before this write commits."""
     keys = referenced_groups(targeting)
     if keys:
         require_valid_condition(targeting, lock_group_keys(conn, keys))
+
+
+def _check_bandit_direction(conn: Connection, allocation: Allocation) -> None:
+    """422 naming allocation.direction when a metric definition gives the bandit's metric the other
+    direction (issue 22's definitions, issue 21's bandits)."""
+    if allocation.is_bandit and allocation.metric is not None:
+        check_metric_direction(allocation, definition_direction(conn, allocation.metric))
 
 
 def overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:

@@ -93,6 +93,14 @@ class IngestRepository:
         params = {"experiment_id": experiment_id, "event_id": event_id}
         return self._db.run(lambda conn: list(conn.execute(_READ_OUTCOMES, params)), transaction=False)
 
+    def existing_experiments(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these experiment ids name an experiment (the door's check)."""
+        rows = self._db.run(
+            lambda conn: list(conn.execute("SELECT id FROM experiments WHERE id = ANY(%s)", (list(ids),))),
+            transaction=False,
+        )
+        return {row["id"] for row in rows}
+
     def prune(self) -> int:
         """Forget outcomes older than the retention, a thousand at a time; the number removed."""
         return self._db.run(lambda conn: conn.execute(_PRUNE).rowcount, transaction=False)
