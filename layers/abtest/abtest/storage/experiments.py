@@ -396,13 +396,6 @@ def _check_saved_groups(conn: Connection, targeting: dict[str, Any]) -> None:
         require_valid_condition(targeting, lock_group_keys(conn, keys))
 
 
-def _check_bandit_direction(conn: Connection, allocation: Allocation) -> None:
-    """422 naming allocation.direction when a metric definition gives the bandit's metric the other
-    direction (issue 22's definitions, issue 21's bandits)."""
-    if allocation.is_bandit and allocation.metric is not None:
-        check_metric_direction(allocation, definition_direction(conn, allocation.metric))
-
-
 def overrides_of(conn: Connection, experiment_id: UUID) -> list[Override]:
     """The experiment's overrides, oldest first, with their variants' names (the overrides listing,
     and the audit entry of a write that deletes them)."""
