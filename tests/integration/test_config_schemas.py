@@ -191,6 +191,14 @@ def test_a_config_change_opens_a_phase(api: Any, sql: Any) -> None:
     assert treated["variant"]["config"] == {"button": "red"}
     assert treated["variant"]["config_version"] == 2
     assert sql("SELECT DISTINCT phase FROM exposures ORDER BY phase") == [(1,), (2,)]
+    # Any other writer of exposures (batch events) gets the phase from the trigger.
+    sql(
+        "INSERT INTO exposures (experiment_id, variant_id, user_id)"
+        " SELECT experiment_id, id, 'batch-user' FROM variants WHERE experiment_id = %s LIMIT 1"
+        " RETURNING phase",
+        (eid,),
+    )
+    assert sql("SELECT phase FROM exposures WHERE user_id = 'batch-user'") == [(2,)]
     # Weights stay frozen; re-publishing version 1 is phase 3; PATCH with only configs changed is phase 4.
     weights = experiment()["variants"]
     weights[0]["weight"], weights[1]["weight"] = 0.4, 0.6
@@ -253,3 +261,35 @@ def test_results_default_to_the_latest_phase(api: Any) -> None:
     assert [p["phase"] for p in series["phases"]] == [1, 2]
     report = api("GET", f"{BASE}/{eid}/report")
     assert "phase 2 of 2 (latest)" in report.raw["body"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"lora_boost": 1},
+        {"lora_boost": 1.5},
+        {"lora_boost": "0.5"},
+        {"lora_boost": True},
+        {"lora_boost": None},
+        {"diversity": -0.1},
+        {"candidate_cap": 5.0},
+        {"candidate_cap": 5.5},
+        {"candidate_cap": 0},
+        {"algo": "bm25"},
+        {"diversity": 1, "lora_boost": 0, "candidate_cap": 10000},
+    ],
+)
+def test_the_migration_stamps_old_recommender_configs_as_the_schema_judges_them(
+    sql: Any, config: dict[str, Any]
+) -> None:
+    import json
+    from importlib import resources
+
+    from abtest.domain.config_schemas import check_schema
+    from abtest.domain.recommender_config import RECOMMENDER_CONFIG_SCHEMA
+
+    text = (resources.files("abtest.storage.migrations") / "0015_config_schemas.sql").read_text()
+    predicate = text.split("-- predicate:begin")[1].split("-- predicate:end")[0]
+    (row,) = sql(f"SELECT {predicate} FROM (SELECT %s::jsonb AS c) AS t", (json.dumps(config),))
+    assert row[0] is check_schema(RECOMMENDER_CONFIG_SCHEMA).is_valid(config)

@@ -35,6 +35,7 @@ from abtest.domain.assignment import (
 )
 from abtest.domain.breakdowns import EnrollmentDesign, enrollment_design
 from abtest.domain.cache import TTLCache
+from abtest.domain.config_serving import stale_config
 from abtest.domain.decision import Decision, Subject, decide
 from abtest.domain.experiments import Experiment
 from abtest.domain.holdouts import Holdout, memberships, running_holdouts
@@ -171,7 +172,7 @@ class AssignmentService:
         answers: dict[str, Assignment] = {}
         for surface, subject, enrollment in zip(surfaces, subjects, enrollments, strict=True):
             final = decide(replace(subject, stored=enrollment))
-            stale = self._unknown(view, enrollment) or self._stale_config(view, enrollment)
+            stale = self._unknown(view, enrollment) or stale_config(view, enrollment)
             if enrollment.holdouts_stale or stale or final.proposal:
                 answers[surface], _ = self._serve(
                     surface, user_id, None, None, False, with_profile=False, attributes=attributes
@@ -304,7 +305,7 @@ class AssignmentService:
                 first = decide(subject)
                 continue
             attempt += 1
-            if self._unknown(view, enrollment) or self._stale_config(view, enrollment):
+            if self._unknown(view, enrollment) or stale_config(view, enrollment):
                 # The database names an experiment the cache does not hold: it started (or grew)
                 # after the cache was loaded. Reload, so the stored variant can be served.
                 self._view.invalidate()
@@ -316,19 +317,6 @@ class AssignmentService:
             return self._outcome(final, enrollment), enrollment.profile
         logger.warning("assignment not stored after a retry", extra={"user_surface": surface})
         return Assignment(None, Reason.NOT_IN_SHARE), None
-
-    @staticmethod
-    def _stale_config(view: ServingView, enrollment: Enrollment) -> bool:
-        """Whether the cache holds an older config phase or schema stamp than the database: a config
-        change or a schema publish since it was loaded (its configs must not be served)."""
-        live = view.experiments.get(enrollment.experiment_id) if enrollment.experiment_id else None
-        if live is None or enrollment.phase is None:
-            return False
-        if live.experiment.phase != enrollment.phase:
-            return True
-        served = enrollment.forced_variant_id or enrollment.variant_id
-        variant = next((v for v in live.experiment.variants if v.id == served), None)
-        return variant is not None and variant.schema_version != enrollment.schema_version
 
     @staticmethod
     def _unknown(view: ServingView, enrollment: Enrollment) -> bool:

@@ -154,8 +154,11 @@ WITH holdout_check AS (
 ), exposed AS (
     -- The exposure of what is served: [running] exposing statuses only, [override] never a forced
     -- user's here, [holdout] fresh holdouts and never a held-out user.
-    INSERT INTO exposures (experiment_id, variant_id, user_id, context)
-    SELECT t.id, c.variant_id, %(user_id)s, %(context)s FROM chosen c, target t
+    -- It records the config phase and whether the variant's config fails its schema (control's served).
+    INSERT INTO exposures (experiment_id, variant_id, user_id, context, phase, config_fallback)
+    SELECT t.id, c.variant_id, %(user_id)s, %(context)s, t.phase,
+           NOT (SELECT v.config_valid FROM variants v WHERE v.id = c.variant_id)
+    FROM chosen c, target t
     WHERE %(record_exposure)s AND t.status IN {statuses_sql(EXPOSING)}
       AND NOT EXISTS (SELECT 1 FROM forced) AND (SELECT fresh FROM holdout_check)
       -- A held-out user is never exposed, even with an assignment from before the holdout (a forced
