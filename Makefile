@@ -85,6 +85,7 @@ lock: ## regenerate requirements/*.txt and the layers' requirements.txt from pyp
 	$(UV_COMPILE) pyproject.toml requirements/build.in --extra dev -c requirements/run.txt -o requirements/dev.txt
 	$(UV_COMPILE) --no-deps requirements/reference.in -o requirements/reference.txt
 	$(UV_COMPILE) requirements/installer.in -o requirements/installer.txt
+	$(UV_COMPILE) requirements/sam.in -o requirements/sam.txt
 	# The shared layer: the runtime dependencies for Lambda's Python 3.12 on arm64, without numpy (its
 	# own layer, below) nor boto3 (the runtime has it). botocore (and urllib3, python-dateutil, six,
 	# which only it needs) stay pinned here, since
@@ -140,8 +141,16 @@ e2e: $(DEV_STAMP) browser ## end-to-end tests only (the local HTTP server over r
 
 SAM_VENV ?= .aws-sam/venv
 PY312_VERSION ?= 3.12.1
-build: ## sam build (arm64, no Docker) into .aws-sam/build, the layer trimmed, precompiled
-	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
+# The SAM CLI lives in its own venv, installed from its lock (requirements/sam.txt) without resolving.
+SAM_STAMP := $(SAM_VENV)/.installed
+$(SAM_STAMP): requirements/installer.txt requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --require-hashes --no-deps -r requirements/installer.txt
+	$(SAM_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --require-hashes --no-deps -r requirements/sam.txt
+	$(SAM_VENV)/bin/python -m pip check
+	touch $@
+
+build: $(SAM_STAMP) ## sam build (arm64, no Docker) into .aws-sam/build, the layer trimmed, precompiled
 	PYENV_VERSION=$(PY312_VERSION) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build --parallel
 	# Without what the Lambda runtime provides (botocore & co.) and files unused at run time (localdev/layer.py).
 	$(PYTHON) -m localdev.layer trim .aws-sam/build/AbTestLayer/python .aws-sam/build/NumpyLayer/python
@@ -155,8 +164,7 @@ clean: ## remove .venv, the uv tools venv and the caches
 # empty builds localdev/samimage's offline one when missing; `pull` lets the SAM CLI pull AWS's own.
 SAM_LOCAL_IMAGE ?=
 SAM_API_PORT ?= 3001
-sam-cli: ## install the SAM CLI in its own venv (.aws-sam/venv)
-	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
+sam-cli: $(SAM_STAMP) ## install the SAM CLI in its own venv (.aws-sam/venv) from requirements/sam.txt
 
 sam-image: ## build the local Lambda python3.12 base image if missing (debootstrap + PyPI wheels)
 	bash localdev/samimage/build.sh
