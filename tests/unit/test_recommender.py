@@ -141,7 +141,13 @@ def test_recommendation_surface_configs_are_validated(
 
 
 def test_every_config_the_schema_accepts_is_one_the_recommender_reads_as_given() -> None:
-    for config in ({}, {"lora_boost": 0, "diversity": 1}, {"candidate_cap": 10_000, "lora_boost": 0.25}):
+    configs = (
+        {},
+        {"lora_boost": 0, "diversity": 1},
+        {"candidate_cap": 10_000, "lora_boost": 0.25},
+        {"candidate_cap": 5.0},  # an integer to JSON Schema: the recommender reads it as 5
+    )
+    for config in configs:
         require_valid_configs(RECOMMENDER_SCHEMA, [config])
         applied = RecommenderConfig.applying(config)
         assert all(getattr(applied, key) == value for key, value in config.items())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class CatalogItem(BaseModel):
@@ -44,6 +44,15 @@ class RecommenderConfig(BaseModel):
     candidate_cap: int = Field(
         default=200, strict=True, ge=1, le=10_000, description="How many top-scored items diversity re-ranks"
     )
+
+    @field_validator("candidate_cap", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any) -> Any:
+        """5.0 is an integer to JSON Schema (the surface's schema accepts it), so it is 5 here too:
+        otherwise a config the schema let through would silently rank with the default."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     @classmethod
     def applying(cls, config: dict[str, Any]) -> RecommenderConfig:
