@@ -353,7 +353,7 @@ def bandit_reweight(experiment_id: Annotated[UUID, Path()]) -> BanditReweightRes
             "experiment_id": str(experiment_id),
             "period": period.number,
             "outcome": period.outcome,
-            "created": created,
+            "period_created": created,
         },
     )
     return BanditReweightResponse(

@@ -372,3 +372,37 @@ def test_paged_routes_share_the_paging_parameters(path: Path) -> None:
 def test_the_paging_check_can_fail() -> None:
     planted = ast.parse("def listing(limit: Annotated[int, Query(le=7)] = 5, cursor: Cursor = None): ...")
     assert paging_parameters_in(planted) == [("limit", "Annotated[int, Query(le=7)]")]
+
+
+# --- log calls ------------------------------------------------------------------------------------------
+
+_LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
+
+
+def _reserved_log_keys() -> set[str]:
+    """The attributes of a LogRecord: an `extra` key among them makes logging raise KeyError at the call
+    (only when the level is enabled, so a test at WARNING never sees an INFO call fail)."""
+    import logging
+
+    return set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def test_no_log_call_overwrites_a_log_record_attribute() -> None:
+    reserved = _reserved_log_keys()
+    offenders = []
+    for folder in ("layers/abtest/abtest", "functions", "localdev"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _LOG_METHODS
+                ):
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                        keys = {k.value for k in keyword.value.keys if isinstance(k, ast.Constant)}
+                        offenders += [
+                            f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {k}" for k in keys & reserved
+                        ]
+    assert offenders == []
