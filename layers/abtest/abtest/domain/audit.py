@@ -213,3 +213,10 @@ def parse_instant(text: str, field: str) -> datetime:
             f"{field} needs a UTC offset (Z or +HH:MM): {text!r} names no single instant", field=field
         )
     return instant
+
+
+def snapshot(entity: BaseModel, exclude: set[str] | None = None) -> dict[str, Any]:
+    """An entity (experiment, saved group, holdout, metric definition, webhook) as its entries store it:
+    what the API answers, as JSON, without the `exclude`d fields."""
+    dumped: dict[str, Any] = entity.model_dump(mode="json", exclude=exclude)
+    return dumped

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
-
 from abtest.contract.namespaces import NAMESPACE_BUCKETS
-from abtest.domain.audit import UNDIFFED_FIELDS, Actor, AuditEntry
+from abtest.domain.audit import UNDIFFED_FIELDS, Actor, AuditEntry, snapshot
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.holdouts import Holdout
 from abtest.domain.overrides import Override
@@ -38,13 +36,6 @@ def transition_action(current: Status, target: Status, entity: str = "experiment
     """The action of a lifecycle transition, e.g. experiment.start for draft -> running (holdouts
     share the lifecycle: holdout.start, ...)."""
     return f"{entity}.{_TRANSITION_VERBS.get((current, target), 'status')}"
-
-
-def snapshot(entity: BaseModel) -> dict[str, Any]:
-    """An entity (experiment, saved group, holdout) as its entries store it: what the API answers, as
-    JSON."""
-    dumped: dict[str, Any] = entity.model_dump(mode="json")
-    return dumped
 
 
 def experiment_created(actor: Actor, experiment: Experiment) -> AuditEntry:

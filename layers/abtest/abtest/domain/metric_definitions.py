@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from abtest.domain.audit import Actor, AuditEntry
+from abtest.domain.audit import Actor, AuditEntry, snapshot
 from abtest.domain.fields import StrictInput
 from abtest.errors import Conflict, ErrorCode, InvalidInput
 from abtest.limits import MAX_GOALS, MAX_GUARDRAILS, MAX_SECONDARY_METRICS, MAX_WINDOW_HOURS
@@ -309,8 +309,7 @@ class RoleInputs:
 
 
 def _snapshot(definition: MetricDefinition) -> dict[str, Any]:
-    dumped: dict[str, Any] = definition.model_dump(mode="json", exclude={"created_at", "updated_at"})
-    return dumped
+    return snapshot(definition, exclude={"created_at", "updated_at"})
 
 
 def definition_created(actor: Actor, definition: MetricDefinition) -> AuditEntry:

@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 from psycopg.types.json import Jsonb
 
 from abtest.domain.alerts import Alert, Delivery, DigestSchedule, Webhook, WebhookCreate, message_body
-from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry
+from abtest.domain.audit import SYSTEM_ACTOR, Actor, AuditEntry, snapshot
 from abtest.domain.webhook_signing import message_id
 from abtest.errors import Conflict, ErrorCode, NotFound
 from abtest.limits import MAX_DELIVERY_ERROR_LENGTH, MAX_WEBHOOKS
@@ -47,8 +47,7 @@ def _webhook(row: dict[str, Any]) -> Webhook:
 
 def _snapshot(webhook: Webhook) -> dict[str, Any]:
     """A subscription as its audit entries store it: never the secret (the model has none)."""
-    dumped: dict[str, Any] = webhook.model_dump(mode="json", exclude={"consecutive_failures"})
-    return dumped
+    return snapshot(webhook, exclude={"consecutive_failures"})
 
 
 @dataclass(frozen=True)
