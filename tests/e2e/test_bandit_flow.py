@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import Http
+from tests.integration.test_bandits import bandit_body
 
 pytestmark = pytest.mark.e2e
 
@@ -50,25 +51,8 @@ def _enroll(http: Http, experiment_id: str, users: range, rng: random.Random, se
 
 
 def test_a_three_arm_bandit_moves_to_the_best_arm_and_stays_honest(http: Http) -> None:
-    status, _, experiment = http.request(
-        "POST",
-        "/api/v1/experiments",
-        {
-            "name": "bandit_e2e",
-            "surface": "checkout",
-            "variants": [
-                {"name": "a", "weight": 0.34},
-                {"name": "b", "weight": 0.33},
-                {"name": "c", "weight": 0.33},
-            ],
-            "allocation": {
-                "type": "bandit",
-                "metric": "purchase",
-                "analysis": "conversion",
-                "period_hours": 24,
-            },
-        },
-    )
+    body = bandit_body("bandit_e2e", period_hours=24)
+    status, _, experiment = http.request("POST", "/api/v1/experiments", body)
     assert status == 201, experiment
     experiment_id = experiment["id"]
     status, _, _ = http.request("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "running"})

@@ -230,26 +230,11 @@ def bandit(server: Http, demo: str) -> str:
     import random
     import time
 
-    status, _, experiment = server.request(
-        "POST",
-        "/api/v1/experiments",
-        {
-            "name": "browser_bandit",
-            "surface": "browser_bandit",
-            "variants": [
-                {"name": "a", "weight": 0.34},
-                {"name": "b", "weight": 0.33},
-                {"name": "c", "weight": 0.33},
-            ],
-            "allocation": {
-                "type": "bandit",
-                "metric": "purchase",
-                "analysis": "conversion",
-                "period_hours": 24,
-                "min_users_per_arm": 20,
-            },
-        },
-    )
+    from tests.integration.test_bandits import bandit_body
+
+    body = bandit_body("browser_bandit", period_hours=24, min_users_per_arm=20)
+    body["surface"] = "browser_bandit"
+    status, _, experiment = server.request("POST", "/api/v1/experiments", body)
     assert status == 201, experiment
     experiment_id: str = experiment["id"]
     server.request("PUT", f"/api/v1/experiments/{experiment_id}/status", {"status": "running"})
