@@ -33,7 +33,7 @@ from abtest.analysis.results import ExperimentResults, SrmVerdict, results_repor
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
-from abtest.analysis.timeseries import metric_names, timeseries_report
+from abtest.analysis.timeseries import Analysis, DailyMetrics, metric_names, timeseries_report, with_defined
 from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
@@ -210,6 +210,8 @@ def experiment_timeseries(
         daily = wiring.rollups().daily_metrics(
             experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
         )
+        if metric is not None:
+            daily, analysis = _defined_series(daily, metric, analysis)
     _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
         series = timeseries_report(daily, metric, analysis, alpha)
@@ -223,6 +225,22 @@ def experiment_timeseries(
     for point in series.points:
         point.srm_sequential_p_value = sequential_by_day(days, point.date)
     return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
+
+
+def _defined_series(daily: DailyMetrics, metric: str, analysis: str) -> tuple[DailyMetrics, Analysis]:
+    """The series of the kept metric definition named `metric`, if the experiment has one: a proportion
+    analysed as a conversion, a mean as a value (docs/metrics-and-decisions.md); else `daily` as is."""
+    if not any(metric in per for per in daily.current.defined.values()):
+        return daily, "value" if analysis == "value" else "conversion"
+    version = daily.current.experiment.pinned_metrics[metric]
+    body = wiring.metric_definitions().get(metric, version).definition
+    if body.type == "ratio":
+        raise InvalidInput(
+            f"{metric!r} is a ratio: ratio metrics have no daily series (their results are in /results)",
+            code=ErrorCode.INVALID_INPUT,
+            field="metric",
+        )
+    return with_defined(daily, metric), "conversion" if body.type == "proportion" else "value"
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))

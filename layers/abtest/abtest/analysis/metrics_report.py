@@ -17,6 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from abtest.analysis.defined_rollup import DefinedStats
 from abtest.analysis.rollup import MetricStats, VariantMetrics
 from abtest.domain.overrides import OverrideCounts
 
@@ -36,8 +37,39 @@ class MetricSummary(BaseModel):
     )
 
 
+class DefinedSummary(BaseModel):
+    """A metric definition the rollup keeps (an absolute cap, a conversion window, or a ratio), after its
+    window and cap, over exposed users (docs/metrics-and-decisions.md)."""
+
+    count: int = Field(description="Conversions of its metric (a ratio: the numerator's) that count")
+    users: int = Field(description="Exposed users with at least one of them")
+    sum: float | None = Field(description="Sum of per-user values after the cap (a ratio: numerators)")
+    sum_squares: float | None = Field(description="Sum of squared per-user values")
+    mean: float | None = Field(description="sum / unique_users; null without users")
+    conversion_rate: float | None = Field(description="users / unique_users; null without users")
+    denominator_sum: float | None = Field(description="A ratio: sum of per-user denominators (else 0)")
+    denominator_sum_squares: float | None = Field(description="A ratio: sum of squared denominators")
+    sum_products: float | None = Field(description="A ratio: sum of per-user numerator x denominator")
+    ratio: float | None = Field(description="A ratio: sum / denominator_sum; null when it is 0")
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _defined(stats: DefinedStats, exposed: int) -> DefinedSummary:
+    return DefinedSummary(
+        count=stats.count,
+        users=stats.users,
+        sum=_finite(stats.sum_x),
+        sum_squares=_finite(stats.sum_x2),
+        mean=_finite(stats.sum_x / exposed) if exposed else None,
+        conversion_rate=stats.users / exposed if exposed else None,
+        denominator_sum=_finite(stats.sum_y),
+        denominator_sum_squares=_finite(stats.sum_y2),
+        sum_products=_finite(stats.sum_xy),
+        ratio=_finite(stats.sum_x / stats.sum_y) if stats.sum_y else None,
+    )
 
 
 class VariantReport(BaseModel):
@@ -46,6 +78,11 @@ class VariantReport(BaseModel):
     exposures: int = Field(description="Exposure events")
     unique_users: int = Field(description="Exposed users")
     conversions: dict[str, MetricSummary]
+    defined_metrics: dict[str, DefinedSummary] = Field(
+        default_factory=dict,
+        description="The experiment's metric definitions with an absolute cap, a conversion window or a "
+        "ratio (pinned versions), as /results analyses them; the others are the event metrics above",
+    )
 
 
 class ExperimentMetrics(BaseModel):
@@ -88,6 +125,10 @@ def metrics_report(stats: VariantMetrics, *, overrides: OverrideCounts | None = 
             exposures=totals.exposures,
             unique_users=totals.users,
             conversions=conversions,
+            defined_metrics={
+                name: _defined(d, totals.users)
+                for name, d in sorted(stats.defined.get(variant.id, {}).items())
+            },
         )
     return ExperimentMetrics(
         experiment_id=experiment.id,

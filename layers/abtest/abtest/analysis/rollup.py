@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from abtest.analysis.defined_rollup import DefinedStats
 from abtest.domain.experiments import Experiment
 
 UserKey = tuple[UUID, str]  # (experiment_id, user_id)
@@ -82,6 +83,9 @@ class VariantMetrics:
     experiment: Experiment
     variants: dict[UUID, ExposureTotals]
     metrics: dict[UUID, dict[str, MetricStats]]
+    # The kept metric definitions (abtest.analysis.defined_rollup), per variant and definition name,
+    # where the read fills them (the rollups' reads do; a per-phase read does not).
+    defined: dict[UUID, dict[str, DefinedStats]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

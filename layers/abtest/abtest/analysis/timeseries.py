@@ -24,7 +24,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from abtest.analysis.results import metric_analysis, srm_verdict
-from abtest.analysis.rollup import VariantMetrics
+from abtest.analysis.rollup import MetricStats, VariantMetrics
 from abtest.limits import MAX_SERIES_POINTS
 
 Analysis = Literal["conversion", "value"]
@@ -93,6 +93,28 @@ class ExperimentTimeseries(BaseModel):
     points: list[SeriesPoint] = Field(
         description="Cumulative, from the first day with events (not before the start) to the last (not "
         f"after the completion or today); at most {MAX_SERIES_POINTS + 1}"
+    )
+
+
+def with_defined(daily: DailyMetrics, name: str) -> DailyMetrics:
+    """`daily` with the kept metric definition `name` (abtest.analysis.defined_rollup: a proportion or
+    mean with an absolute cap or a conversion window) as the metric of that name: its counted
+    conversions, the users with one, and the sum and sum of squares of the per-user values after window
+    and cap (a proportion's are 1 or 0), in place of any event metric so named."""
+
+    def swapped(stats: VariantMetrics) -> VariantMetrics:
+        metrics = {v: {k: m for k, m in per.items() if k != name} for v, per in stats.metrics.items()}
+        for variant_id, per in stats.defined.items():
+            if name in per:
+                d = per[name]
+                metrics.setdefault(variant_id, {})[name] = MetricStats(d.count, d.sum_x, d.sum_x2, d.users)
+        return VariantMetrics(stats.experiment, stats.variants, metrics, stats.defined)
+
+    return DailyMetrics(
+        swapped(daily.current),
+        [(day, swapped(stats)) for day, stats in daily.days],
+        daily.waiting_users,
+        daily.waiting_conversions,
     )
 
 

@@ -47,6 +47,7 @@ from abtest.limits import MAX_DIGEST_ALERTS, MAX_DIGEST_EXPERIMENTS
 from abtest.observability import logger
 from abtest.storage.audit import AuditWriteFailed, record
 from abtest.storage.database import Connection, Database
+from abtest.storage.defined_rollups import kept_definitions
 from abtest.storage.experiments import fetch_running, statuses_sql
 from abtest.storage.metric_definitions import role_inputs
 from abtest.storage.rollups import _rolled_up
@@ -223,7 +224,7 @@ class AlertRepository:
                 }
                 for r in conn.execute(
                     "SELECT experiment_id, failures, error, failed_at FROM rollup_failures"
-                    " WHERE experiment_id = ANY(%s)",
+                    " WHERE experiment_id = ANY(%s) AND failures > 0",  # 0: a restart, not a failure
                     (ids,),
                 )
             }
@@ -349,7 +350,7 @@ class AlertRepository:
         results = None
         if moved and sum(users) > 0 and not bandit:
             try:
-                rolled = _rolled_up(conn, experiment)
+                rolled = _rolled_up(conn, experiment, kept_definitions(conn, experiment.id))
                 results = _with_decision(conn, results_report(rolled), rolled)
             except (ArithmeticError, ValueError) as exc:
                 logger.warning(

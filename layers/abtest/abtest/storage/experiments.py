@@ -33,6 +33,7 @@ from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
+from abtest.storage.defined_rollups import kept_definitions, restart_rollups
 from abtest.storage.metric_definitions import check_roles, definition_direction, pin_definitions, roles_json
 from abtest.storage.saved_groups import lock_group_keys
 
@@ -281,7 +282,11 @@ class ExperimentRepository:
             if "metrics" in changes:
                 check_roles(conn, changes["metrics"])  # 422 naming a definition that does not exist
                 if current.status != Status.DRAFT:  # secondary metrics added while running: pin them
-                    pin_definitions(conn, experiment_id, changes["metrics"].names())
+                    added = set(changes["metrics"].names()) - current.pinned_metrics.keys()
+                    pin_definitions(conn, experiment_id, added)
+                    if added & kept_definitions(conn, experiment_id).keys():
+                        # The rollup keeps its statistics: rebuilt from the raw events by the next run.
+                        restart_rollups(conn, experiment_id, "metric definitions pinned while running")
                 changes["metric_roles"] = roles_json(changes.pop("metrics"))
             if "decision" in changes:
                 changes["decision_settings"] = roles_json(changes.pop("decision"))

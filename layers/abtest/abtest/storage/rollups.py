@@ -26,6 +26,10 @@ still hold their previous state, built from events dated at most the latest snap
 after this day; users done on an earlier day have no events after it. After the last day every touched
 user holds the full recomputation, exactly what harden's single fold stored. The cost follows the new
 events (each touched user is recomputed once per day they have new events), never the history.
+
+The same walk folds, per experiment, the slices of its dimensions (abtest.storage.breakdowns) and the
+metric definitions it pinned whose per-user values are the users' own (a window, an absolute cap, a
+ratio: abtest.storage.defined_rollups), so every read of them is exact the same way.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from uuid import UUID
 
 import psycopg
 
+from abtest.analysis.defined_rollup import DefinedFoldError, DefinedStats, KeptDefinition, add_deltas
 from abtest.analysis.rollup import (
     ExposureTotals,
     Fold,
@@ -60,6 +65,14 @@ from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING
 from abtest.observability import logger
 from abtest.storage.database import Connection, Database
+from abtest.storage.defined_rollups import (
+    DefinedTailDays,
+    DefinitionRollup,
+    defined_tail,
+    kept_definitions,
+    rolled_up_defined,
+    snapshot_defined,
+)
 from abtest.storage.experiments import fetch_experiment, fetch_running, statuses_sql
 
 _ROLLUP_LOCK = 7_412_039_552
@@ -401,18 +414,21 @@ class RollupRepository:
                         # Day by day (see the module docstring): each day's snapshot is exact per user.
                         walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
                         slices = SliceRollup(conn, experiment_id)  # per dimension value (breakdowns)
+                        defined = DefinitionRollup(conn, experiment_id)  # kept metric definitions
                         for day, users in walk:
                             before = slices.before(users)  # the stored per-user state, before _store
                             result = _fold_users(conn, users, high, _end_of(day))
                             _store(conn, result)
                             slices.store(before, result)
+                            defined.fold({user for _, user in users}, high, _end_of(day))
                             _record_snapshot(conn, experiment_id, day)
                             slices.snapshot(day)
+                            defined.snapshot(day)
                         if experiment_id in failed_before:
                             conn.execute(
                                 "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
                             )
-                except (FoldError, psycopg.errors.DataError) as exc:
+                except (FoldError, DefinedFoldError, psycopg.errors.DataError) as exc:
                     failed.append(experiment_id)
                     logger.error(
                         "rollup of an experiment failed; its events stay pending",
@@ -486,12 +502,14 @@ class RollupRepository:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             experiment = fetch_experiment(conn, experiment_id)
             horizon = _horizon(conn)
-            current = _current(conn, experiment, horizon)
+            kept = kept_definitions(conn, experiment_id)
+            current = _current(conn, experiment, horizon, kept)
             wanted = (
                 list(metrics(current))
                 if metrics is not None
-                else sorted({name for per in current.metrics.values() for name in per})
+                else sorted({name for per in current.metrics.values() for name in per} | kept.keys())
             )
+            kept = {name: d for name, d in kept.items() if name in wanted}  # a definition is asked by name
             days: dict[date, VariantMetrics] = {}
             for r in conn.execute(
                 "SELECT day, variant_id, exposures, users FROM snapshot_variants WHERE experiment_id = %s",
@@ -508,12 +526,16 @@ class RollupRepository:
                 day.metrics.setdefault(r["variant_id"], {})[r["metric_name"]] = MetricStats(
                     r["count"], r["sum"], r["sum_squares"], r["users"], r["unattributed"]
                 )
+            for snapshot_day, defined in snapshot_defined(conn, experiment_id, kept).items():
+                days.setdefault(snapshot_day, _empty(experiment)).defined.update(defined)
             touched = _tail_touched(conn, experiment_id, horizon)
-            running = _rolled_up(conn, experiment)
+            running = _rolled_up(conn, experiment, kept)
             states, user_metrics = _stored(conn, set(touched))
+            tail_defined = DefinedTailDays(conn, experiment_id, kept, [user for _, user in touched])
             for tail_day, users in _users_by_day(touched, max(days) if days else None):
                 new_states, new_metrics = _recompute(conn, users, None, _end_of(tail_day))
                 _apply(fold(states, user_metrics, new_states, new_metrics, check_finite=False), running)
+                tail_defined.step({user for _, user in users}, _end_of(tail_day), running.defined)
                 for key in [k for k in user_metrics if (k[0], k[1]) in users]:
                     del user_metrics[key]
                 states.update(new_states)
@@ -552,12 +574,20 @@ def _copy(stats: VariantMetrics) -> VariantMetrics:
             }
             for k, per in stats.metrics.items()
         },
+        {k: {name: d.copy() for name, d in per.items()} for k, per in stats.defined.items()},
     )
 
 
-def _rolled_up(conn: Connection, experiment: Experiment) -> VariantMetrics:
-    """The experiment's rollup totals (below the horizon)."""
+def _rolled_up(
+    conn: Connection, experiment: Experiment, kept: dict[str, KeptDefinition] | None = None
+) -> VariantMetrics:
+    """The experiment's rollup totals (below the horizon), with those of the `kept` definitions (every
+    one for every variant, zeros included: a read that asked for them has them all)."""
     stats = _empty(experiment)
+    stats.defined.update(rolled_up_defined(conn, experiment.id, kept or {}))
+    for variant in experiment.variants:
+        for name in kept or {}:
+            stats.defined.setdefault(variant.id, {}).setdefault(name, DefinedStats())
     for r in conn.execute(
         "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
         (experiment.id,),
@@ -574,10 +604,16 @@ def _rolled_up(conn: Connection, experiment: Experiment) -> VariantMetrics:
     return stats
 
 
-def _current(conn: Connection, experiment: Experiment, horizon: int) -> VariantMetrics:
-    """The rollup totals plus the users touched above the horizon: exact statistics now."""
-    stats = _rolled_up(conn, experiment)
-    _add_tail(conn, experiment.id, horizon, stats)
+def _current(
+    conn: Connection, experiment: Experiment, horizon: int, kept: dict[str, KeptDefinition] | None = None
+) -> VariantMetrics:
+    """The rollup totals plus the users touched above the horizon: exact statistics now, with every
+    kept definition's (`kept`: the experiment's, when the caller has read them already)."""
+    kept = kept if kept is not None else kept_definitions(conn, experiment.id)
+    stats = _rolled_up(conn, experiment, kept)
+    users = set(_tail_touched(conn, experiment.id, horizon))
+    _apply(_fold_users(conn, users, None), stats)
+    add_deltas(stats.defined, defined_tail(conn, experiment.id, kept, [user for _, user in users]).deltas)
     return stats
 
 
@@ -615,12 +651,6 @@ def _tail_touched(conn: Connection, experiment_id: UUID, horizon: int) -> Touche
     # A failed experiment's rollup stopped where it failed: its tail starts there.
     since = _failures(conn, experiment_id).get(experiment_id, horizon)
     return _touched(conn, min(horizon, since), None, experiment_id)
-
-
-def _add_tail(conn: Connection, experiment_id: UUID, horizon: int, stats: VariantMetrics) -> None:
-    """Fold the experiment's events above the horizon into its rolled-up statistics, in place."""
-    users = set(_tail_touched(conn, experiment_id, horizon))
-    _apply(_fold_users(conn, users, None), stats)
 
 
 def _apply(tail: Fold, stats: VariantMetrics) -> None:

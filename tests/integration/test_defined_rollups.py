@@ -1,0 +1,321 @@
+"""Metric definitions kept by the rollup (absolute caps, conversion windows, ratios): the rollup's exact
+per-user statistics, so /metrics, /results and the time series read the same numbers, before and after
+the rollup runs, day by day; and a definition added to a running experiment is rebuilt from the raw
+events. The oracle is computed here in Python from the very events the test writes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from abtest.storage.migrations import __file__ as migrations_init
+from tests.integration.test_events_and_metrics import rollup
+from tests.integration.test_experiments_api import BASE
+from tests.integration.test_metric_definitions import define, launch, results
+
+QUICK_BUY = {"name": "quick_buy", "type": "proportion", "metric": "buy", "window_hours": 24}
+QUICK_SPEND = {
+    "name": "quick_spend",
+    "type": "mean",
+    "metric": "buy",
+    "window_hours": 24,
+    "capping": {"type": "absolute", "value": 12},
+}
+CAPPED_SPEND = {
+    "name": "capped_spend",
+    "type": "mean",
+    "metric": "buy",
+    "capping": {"type": "absolute", "value": 10},
+}
+BUY_PER_VISIT = {
+    "name": "buy_per_visit",
+    "type": "ratio",
+    "numerator": "buy",
+    "denominator": "visit",
+    "window_hours": 48,
+}
+KEPT = [QUICK_BUY, QUICK_SPEND, CAPPED_SPEND, BUY_PER_VISIT]
+
+Event = tuple[str, str, float, datetime]  # user, metric, value, when
+
+
+def started_days_ago(url: str, experiment: dict[str, Any], days: int) -> datetime:
+    """Move the experiment's start back `days` days (to midnight UTC) so the series has several days."""
+    start = datetime.combine(datetime.now(UTC).date() - timedelta(days=days), time(0), tzinfo=UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE experiments SET started_at = %s WHERE id = %s", (start, experiment["id"]))
+    return start
+
+
+def traffic(
+    url: str, experiment: dict[str, Any], start: datetime, users: int
+) -> tuple[dict[str, Any], list[Event]]:
+    """Per variant `users` users exposed at start + 1 h + k minutes, each with purchases and visits spread
+    over the following days (some inside 24 h, some beyond, one before the exposure). Returns the first
+    exposure of every user (with its variant) and every conversion."""
+    first: dict[str, Any] = {}
+    conversions: list[Event] = []
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for index, variant in enumerate(experiment["variants"]):
+            for k in range(users):
+                user = f"{variant['name']}-{k}"
+                at = start + timedelta(hours=1, minutes=k)
+                first[user] = (variant["id"], at)
+                conn.execute(
+                    "INSERT INTO assignments (experiment_id, user_id, variant_id, assigned_at)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (experiment["id"], user, variant["id"], at),
+                )
+                for repeat in range(1 + k % 2):  # a second exposure later never moves the first
+                    conn.execute(
+                        "INSERT INTO exposures (experiment_id, variant_id, user_id, occurred_at)"
+                        " VALUES (%s, %s, %s, %s)",
+                        (experiment["id"], variant["id"], user, at + timedelta(hours=30 * repeat)),
+                    )
+                hours = [2.0, 20.0, 30.0, 50.0][k % 4] + index  # the treatment converts a little later
+                events = [("visit", 1.0, 0.5), ("visit", 1.0, hours + 1.0), ("buy", 4.0 + k % 9, hours)]
+                if k % 3 == 0:
+                    events.append(("buy", 6.0, hours + 20.0))  # a second purchase, maybe outside
+                if k % 5 == 0:
+                    events.append(("buy", 3.0, -0.5))  # before the exposure: never counts
+                for metric, value, offset in events:
+                    when = at + timedelta(hours=offset)
+                    conversions.append((user, metric, value, when))
+                    conn.execute(
+                        "INSERT INTO conversions"
+                        " (experiment_id, variant_id, user_id, metric_name, value, occurred_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)",
+                        (experiment["id"], variant["id"], user, metric, value, when),
+                    )
+    return first, conversions
+
+
+def oracle(
+    definition: dict[str, Any], first: dict[str, Any], conversions: list[Event], until: datetime | None = None
+) -> dict[str, dict[str, float]]:
+    """Per variant id: users (exposed by `until`), count, converted, sum_x, sum_x2, sum_y, sum_y2, sum_xy."""
+    window = definition.get("window_hours")
+    x_metric = definition.get("numerator") or definition.get("metric") or definition["name"]
+    y_metric = definition.get("denominator")
+    cap = definition.get("capping", {}).get("value")
+    per_user: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # count, x, y
+    for user, metric, value, when in conversions:
+        exposed_at = first[user][1]
+        if until is not None and when >= until:
+            continue
+        if when < exposed_at or (window is not None and when > exposed_at + timedelta(hours=window)):
+            continue
+        if metric == x_metric:
+            per_user[user][0] += 1
+            per_user[user][1] += value
+        elif metric == y_metric:
+            per_user[user][2] += value
+    out: dict[str, dict[str, float]] = {}
+    for user, (variant_id, exposed_at) in first.items():
+        if until is not None and exposed_at >= until:
+            continue
+        stats = out.setdefault(variant_id, defaultdict(float))
+        count, x, y = per_user.get(user, [0.0, 0.0, 0.0])
+        if definition["type"] == "proportion":
+            x = 1.0 if count > 0 else 0.0
+        elif cap is not None:
+            x = min(x, cap)
+        stats["users"] += 1
+        stats["count"] += count
+        stats["converted"] += count > 0
+        stats["sum_x"] += x
+        stats["sum_x2"] += x * x
+        stats["sum_y"] += y
+        stats["sum_y2"] += y * y
+        stats["sum_xy"] += x * y
+    return out
+
+
+def assert_metrics_match(api: Any, experiment: dict[str, Any], first: Any, conversions: list[Event]) -> None:
+    body = api("GET", f"{BASE}/{experiment['id']}/metrics").json
+    for definition in KEPT:
+        expected = oracle(definition, first, conversions)
+        for variant_id, report in body["variant_metrics"].items():
+            got = report["defined_metrics"][definition["name"]]
+            want = expected[variant_id]
+            assert report["unique_users"] == want["users"]
+            assert got["count"] == want["count"], definition["name"]
+            assert got["users"] == want["converted"], definition["name"]
+            assert got["sum"] == pytest.approx(want["sum_x"], rel=1e-12), definition["name"]
+            assert got["sum_squares"] == pytest.approx(want["sum_x2"], rel=1e-12), definition["name"]
+            assert got["denominator_sum"] == pytest.approx(want["sum_y"], rel=1e-12), definition["name"]
+            assert got["sum_products"] == pytest.approx(want["sum_xy"], rel=1e-12), definition["name"]
+        # Plain event metrics are not defined metrics; nothing else appears there.
+        assert set(report["defined_metrics"]) == {d["name"] for d in KEPT}
+
+
+def series(api: Any, experiment: dict[str, Any], metric: str) -> dict[str, Any]:
+    response = api("GET", f"{BASE}/{experiment['id']}/results/timeseries", query=f"metric={metric}")
+    assert response.status == 200, response
+    body: dict[str, Any] = response.json
+    return body
+
+
+def expected_series(
+    definition: dict[str, Any],
+    experiment: dict[str, Any],
+    first: Any,
+    conversions: list[Event],
+    days: list[date],
+) -> list[list[float | None]]:
+    """Each day's per-variant value (rate or mean per exposed user) at the end of that day."""
+    values = []
+    for day in days:
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        stats = oracle(definition, first, conversions, end)
+        row: list[float | None] = []
+        for variant in experiment["variants"]:
+            s = stats.get(variant["id"])
+            if not s or not s["users"]:
+                row.append(None)
+            elif definition["type"] == "proportion":
+                row.append(s["converted"] / s["users"])
+            else:
+                row.append(s["sum_x"] / s["users"])
+        values.append(row)
+    return values
+
+
+def test_kept_definitions_agree_with_the_raw_events_before_and_after_the_rollup(
+    api: Any, clean_db: str, sql: Any
+) -> None:
+    define(api, *KEPT)
+    experiment = launch(api, metrics={"secondary": [d["name"] for d in KEPT]}, decision={"min_days": 0})
+    start = started_days_ago(clean_db, experiment, 4)
+    first, conversions = traffic(clean_db, experiment, start, 40)
+
+    assert_metrics_match(api, experiment, first, conversions)  # every user above the horizon: the tail
+    before = {name: series(api, experiment, name) for name in ("quick_buy", "quick_spend", "capped_spend")}
+    rollup()
+    assert_metrics_match(api, experiment, first, conversions)  # every user from the rollup's rows
+
+    # The rollup stored them: per-user rows, per-variant sums and one snapshot per day walked.
+    assert sql("SELECT count(*) FROM rollup_definitions")[0][0] == 2 * len(KEPT)
+    assert sql("SELECT count(DISTINCT day) FROM snapshot_definitions")[0][0] >= 3
+    # /results analyses the same numbers: the windowed, capped mean per exposed user.
+    body = {m["name"]: m for m in results(api, experiment)["secondary"]}
+    spend = oracle(QUICK_SPEND, first, conversions)
+    assert [v["estimate"] for v in body["quick_spend"]["variants"]] == pytest.approx(
+        [spend[v["id"]]["sum_x"] / spend[v["id"]]["users"] for v in experiment["variants"]], rel=1e-12
+    )
+    assert body["quick_spend"]["cap"] == 12
+
+    for name, definition in (
+        ("quick_buy", QUICK_BUY),
+        ("quick_spend", QUICK_SPEND),
+        ("capped_spend", CAPPED_SPEND),
+    ):
+        after = series(api, experiment, name)
+        assert after["points"] == before[name]["points"], name  # the tail walks the days as the rollup did
+        assert after["analysis"] == ("conversion" if definition["type"] == "proportion" else "value")
+        days = [date.fromisoformat(p["date"]) for p in after["points"]]
+        assert len(days) >= 3
+        got = [[v["value"] for v in p["variants"]] for p in after["points"]]
+        want = expected_series(definition, experiment, first, conversions, days)
+        assert got == [pytest.approx(row, rel=1e-12) for row in want], name
+        # The last point is /results' number.
+        last = after["points"][-1]["variants"]
+        assert [v["value"] for v in last] == pytest.approx([v["estimate"] for v in body[name]["variants"]])
+
+    # The window matters: the windowed rate is below the unwindowed event rate.
+    buy = series(api, experiment, "buy")["points"][-1]["variants"]
+    quick = series(api, experiment, "quick_buy")["points"][-1]["variants"]
+    assert all(q["value"] < b["value"] for q, b in zip(quick, buy, strict=True))
+
+
+def test_a_ratio_has_no_daily_series_and_says_so(api: Any, clean_db: str) -> None:
+    define(api, BUY_PER_VISIT)
+    experiment = launch(api, metrics={"secondary": ["buy_per_visit"]}, decision={"min_days": 0})
+    traffic(clean_db, experiment, datetime.now(UTC) - timedelta(hours=2), 3)
+
+    response = api("GET", f"{BASE}/{experiment['id']}/results/timeseries", query="metric=buy_per_visit")
+
+    assert response.status == 422, response
+    assert response.json["field"] == "metric"
+
+
+def test_a_definition_added_while_running_is_rebuilt_from_the_raw_events(
+    api: Any, clean_db: str, sql: Any
+) -> None:
+    define(api, {"name": "buy", "type": "mean"}, QUICK_BUY)
+    experiment = launch(api, metrics={"secondary": ["buy"]}, decision={"min_days": 0})
+    start = started_days_ago(clean_db, experiment, 3)
+    first, conversions = traffic(clean_db, experiment, start, 30)
+    rollup()
+    assert sql("SELECT count(*) FROM rollup_users")[0][0] == 60
+    assert sql("SELECT count(*) FROM rollup_definitions")[0][0] == 0  # a plain mean: nothing more kept
+
+    added = api("PATCH", f"{BASE}/{experiment['id']}", {"metrics": {"secondary": ["buy", "quick_buy"]}})
+    assert added.status == 200, added
+
+    # Started over: nothing rolled up, the experiment pending from the first transaction, not failed.
+    assert sql("SELECT count(*) FROM rollup_users")[0][0] == 0
+    assert sql("SELECT failures FROM rollup_failures")[0][0] == 0
+    expected = oracle(QUICK_BUY, first, conversions)
+    rates = [expected[v["id"]]["converted"] / expected[v["id"]]["users"] for v in experiment["variants"]]
+    pending = {m["name"]: m for m in results(api, experiment)["secondary"]}  # exact meanwhile (the tail)
+    assert [v["estimate"] for v in pending["quick_buy"]["variants"]] == pytest.approx(rates, rel=1e-12)
+    series_before = series(api, experiment, "quick_buy")
+
+    rollup()
+
+    assert sql("SELECT count(*) FROM rollup_failures")[0][0] == 0
+    assert sql("SELECT count(*) FROM rollup_users")[0][0] == 60
+    assert sql("SELECT count(DISTINCT day) FROM snapshot_definitions")[0][0] >= 3  # every day rebuilt
+    rebuilt = {m["name"]: m for m in results(api, experiment)["secondary"]}
+    assert [v["estimate"] for v in rebuilt["quick_buy"]["variants"]] == pytest.approx(rates, rel=1e-12)
+    assert series(api, experiment, "quick_buy")["points"] == series_before["points"]
+
+
+def test_migration_0018_starts_over_the_experiments_that_pinned_a_kept_definition(
+    api: Any, clean_db: str, sql: Any
+) -> None:
+    define(
+        api,
+        {"name": "buy", "type": "mean"},
+        QUICK_BUY,
+        CAPPED_SPEND,
+        {
+            "name": "spend_p90",
+            "type": "mean",
+            "metric": "buy",
+            "capping": {"type": "percentile", "value": 0.9},
+        },
+    )
+    kept = launch(api, name="kept", metrics={"secondary": ["buy", "capped_spend"]}, decision={"min_days": 0})
+    plain = launch(
+        api,
+        name="plain",
+        surface="elsewhere",
+        metrics={"secondary": ["buy", "spend_p90"]},
+        decision={"min_days": 0},
+    )
+    for experiment in (kept, plain):
+        traffic(clean_db, experiment, datetime.now(UTC) - timedelta(hours=3), 5)
+    rollup()
+    # The database as it was before 0018: nothing of the definitions rolled up.
+    for table in ("snapshot_definitions", "rollup_definitions", "rollup_user_definitions"):
+        assert sql(f"WITH gone AS (DELETE FROM {table} RETURNING 1) SELECT count(*) FROM gone")[0][0] > 0
+    migration = (Path(migrations_init).parent / "0018_defined_rollups.sql").read_text(encoding="utf-8")
+    statement = migration[migration.index("SELECT abtest_restart_rollups(e.id") :]
+
+    sql(statement)
+
+    # Only the experiment with a kept definition (an absolute cap) starts over; a percentile cap and a
+    # plain mean have nothing to rebuild.
+    assert sql("SELECT experiment_id::text, failures FROM rollup_failures") == [(kept["id"], 0)]
+    rollup()
+    assert sql("SELECT count(*) FROM rollup_failures")[0][0] == 0
+    assert {r[0] for r in sql("SELECT DISTINCT name FROM rollup_definitions")} == {"capped_spend"}
+    body = api("GET", f"{BASE}/{kept['id']}/metrics").json
+    assert all(v["defined_metrics"]["capped_spend"]["users"] > 0 for v in body["variant_metrics"].values())
