@@ -319,3 +319,52 @@ def test_migration_0018_starts_over_the_experiments_that_pinned_a_kept_definitio
     assert {r[0] for r in sql("SELECT DISTINCT name FROM rollup_definitions")} == {"capped_spend"}
     body = api("GET", f"{BASE}/{kept['id']}/metrics").json
     assert all(v["defined_metrics"]["capped_spend"]["users"] > 0 for v in body["variant_metrics"].values())
+
+
+def test_a_phase_reads_its_kept_definitions_from_its_own_users_and_events(api: Any, clean_db: str) -> None:
+    from tests.integration.test_config_schemas import assign
+
+    define(
+        api,
+        {"name": "any_buy", "type": "proportion", "metric": "buy"},  # plain: the phase's event statistics
+        {"name": "quick_buy", "type": "proportion", "metric": "buy", "window_hours": 24},  # kept
+    )
+    experiment = launch(
+        api,
+        surface="checkout",
+        metrics={"secondary": ["any_buy", "quick_buy"]},
+        decision={"min_days": 0},
+        variants=[
+            {"name": "control", "weight": 0.5, "config": {"button": "green"}},
+            {"name": "treatment", "weight": 0.5, "config": {"button": "blue"}},
+        ],
+    )
+    eid = experiment["id"]
+
+    def buy(user: str) -> None:
+        body = {"experiment_id": eid, "user_id": user, "metric_name": "buy", "value": 1}
+        assert api("POST", "/api/v1/experiments/conversions", body).status in (200, 201)
+
+    for n in range(12):  # phase 1: 12 users, every one buys
+        assign(api, eid, f"early-{n}")
+        buy(f"early-{n}")
+    rollup()
+    variants = [
+        {"name": "control", "weight": 0.5, "config": {"button": "green"}},
+        {"name": "treatment", "weight": 0.5, "config": {"button": "red"}},
+    ]
+    assert api("PATCH", f"{BASE}/{eid}", {"variants": variants}).json["phase"] == 2
+    for n in range(8):  # phase 2: 8 users, one in four buys
+        assign(api, eid, f"late-{n}")
+        if n % 4 == 0:
+            buy(f"late-{n}")
+
+    for query, users, rate in (("", 8, 0.25), ("phase=1", 12, 1.0), ("phase=all", 20, 0.7)):
+        body = {m["name"]: m for m in results(api, experiment, query)["secondary"]}
+        for name in ("any_buy", "quick_buy"):
+            assert sum(v["users"] for v in body[name]["variants"]) == users, (query, name)
+        converted = sum(v["users"] * v["estimate"] for v in body["quick_buy"]["variants"])
+        assert converted == pytest.approx(rate * users), query
+        assert [v["estimate"] for v in body["quick_buy"]["variants"]] == [
+            v["estimate"] for v in body["any_buy"]["variants"]
+        ], query

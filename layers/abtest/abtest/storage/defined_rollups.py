@@ -41,15 +41,34 @@ JOIN metric_definition_versions v ON v.name = p.key AND v.version = p.value::int
 WHERE e.id = %s ORDER BY p.key
 """
 
-# Each user's first exposure (below the horizon, dated before `until`), then per kept definition the
-# conversions of its metric(s) at or after it and, with a window, at most window_s seconds after it.
-# Index probes per user and definition (LATERAL ... OFFSET 0), as abtest.storage.rollups' _RECOMPUTE.
-_RECOMPUTE = """
+# Per user (the `users` CTE: user_id, variant_id, first_at) and kept definition, the conversions of its
+# metric(s) below the horizon, dated in [since, until), at or after the first exposure and, with a
+# window, at most window_s seconds after it. Index probes per user and definition (LATERAL ... OFFSET 0).
+_PER_USER = """
 WITH defs AS (
     SELECT * FROM unnest(%(names)s::text[], %(xs)s::text[], %(ys)s::text[], %(windows)s::float8[])
         AS d(name, xm, ym, window_s)
 ),
-users AS (
+users AS ({users})
+SELECT u.user_id, u.variant_id, d.name, c.n, c.x, c.y
+FROM users u CROSS JOIN defs d
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE metric_name = d.xm) AS n,
+           COALESCE(sum(value::numeric) FILTER (WHERE metric_name = d.xm), 0) AS x,
+           COALESCE(sum(value::numeric) FILTER (WHERE metric_name = d.ym), 0) AS y
+    FROM conversions c
+    WHERE c.experiment_id = %(e)s AND c.user_id = u.user_id AND c.txid < %(high)s
+      AND c.occurred_at >= COALESCE(%(since)s::timestamptz, '-infinity')
+      AND c.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
+      AND c.metric_name IN (d.xm, d.ym) AND c.occurred_at >= u.first_at
+      AND (d.window_s IS NULL OR c.occurred_at <= u.first_at + make_interval(secs => d.window_s))
+    OFFSET 0
+) c
+WHERE c.n > 0 OR c.x <> 0 OR c.y <> 0
+"""
+
+# The given users' first exposure below the horizon, dated before `until` (the rollup and its tail).
+_TOUCHED = """
     SELECT t.user_id, a.variant_id, f.first_at
     FROM unnest(%(user_ids)s::text[]) AS t(user_id)
     JOIN assignments a ON a.experiment_id = %(e)s AND a.user_id = t.user_id
@@ -60,21 +79,14 @@ users AS (
         OFFSET 0
     ) f
     WHERE f.first_at IS NOT NULL
-)
-SELECT u.user_id, u.variant_id, d.name, c.n, c.x, c.y
-FROM users u CROSS JOIN defs d
-CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE metric_name = d.xm) AS n,
-           COALESCE(sum(value::numeric) FILTER (WHERE metric_name = d.xm), 0) AS x,
-           COALESCE(sum(value::numeric) FILTER (WHERE metric_name = d.ym), 0) AS y
-    FROM conversions c
-    WHERE c.experiment_id = %(e)s AND c.user_id = u.user_id AND c.txid < %(high)s
-      AND c.occurred_at < COALESCE(%(until)s::timestamptz, 'infinity')
-      AND c.metric_name IN (d.xm, d.ym) AND c.occurred_at >= u.first_at
-      AND (d.window_s IS NULL OR c.occurred_at <= u.first_at + make_interval(secs => d.window_s))
-    OFFSET 0
-) c
-WHERE c.n > 0 OR c.x <> 0 OR c.y <> 0
+"""
+
+# The users exposed in one config phase, from their first exposure in it (abtest.storage.phase_metrics).
+_IN_PHASE = """
+    SELECT x.user_id, a.variant_id, min(x.occurred_at) AS first_at
+    FROM exposures x JOIN assignments a ON a.experiment_id = x.experiment_id AND a.user_id = x.user_id
+    WHERE x.experiment_id = %(e)s AND x.phase = %(phase)s
+    GROUP BY x.user_id, a.variant_id
 """
 
 _SUMS = "count, users, sum_x, sum_x2, sum_y, sum_y2, sum_xy"
@@ -108,22 +120,48 @@ def recompute_defined(
     dated before `until` (None: any date)."""
     if not definitions or not user_ids:
         return {}
+    params = {"user_ids": sorted(user_ids), "high": str(high) if high is not None else _NO_UPPER_BOUND}
+    return _per_user(conn, experiment_id, definitions, _TOUCHED, params | {"since": None, "until": until})
+
+
+def phase_defined(
+    conn: Connection,
+    experiment_id: UUID,
+    definitions: dict[str, KeptDefinition],
+    phase: int,
+    since: datetime | None,
+    until: datetime | None,
+) -> DefinedFold:
+    """One config phase's per-variant statistics of the kept definitions (as a fold from nothing): the
+    users exposed in the phase, their conversions dated in [since, until) from their first exposure in
+    the phase on, exactly as abtest.storage.phase_metrics counts the event metrics."""
+    if not definitions:
+        return DefinedFold()
+    params = {"phase": phase, "since": since, "until": until, "high": _NO_UPPER_BOUND}
+    rows = _per_user(conn, experiment_id, definitions, _IN_PHASE, params)
+    return fold_defined(definitions, {user for user, _ in rows}, {}, rows, check_finite=False)
+
+
+def _per_user(
+    conn: Connection,
+    experiment_id: UUID,
+    definitions: dict[str, KeptDefinition],
+    users: str,
+    params: dict[str, Any],
+) -> dict[UserDefinedKey, UserDefined]:
     kept = list(definitions.values())
-    params = {
+    params = params | {
         "names": [d.name for d in kept],
         "xs": [d.x_metric for d in kept],
         "ys": [d.y_metric for d in kept],
         "windows": [d.window_seconds for d in kept],
-        "user_ids": sorted(user_ids),
         "e": experiment_id,
-        "high": str(high) if high is not None else _NO_UPPER_BOUND,
-        "until": until,
     }
     # numeric sums cannot overflow in SQL; a legacy total beyond a double becomes inf here, and the
     # fold refuses that experiment alone (as the event metrics' fold does).
     return {
         (r["user_id"], r["name"]): UserDefined(r["variant_id"], int(r["n"]), float(r["x"]), float(r["y"]))
-        for r in conn.execute(_RECOMPUTE.encode(), params)
+        for r in conn.execute(_PER_USER.format(users=users).encode(), params)
     }
 
 

@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from abtest.analysis.defined_rollup import add_deltas
 from abtest.analysis.phases import PhaseBoundary, PhaseLabel, chosen_phase, label
 from abtest.analysis.rollup import UserMetric, UserState, VariantMetrics, fold
 from abtest.domain.experiments import Experiment
 from abtest.storage.database import Connection, Database
+from abtest.storage.defined_rollups import kept_definitions, phase_defined
 from abtest.storage.experiments import fetch_experiment
-from abtest.storage.rollups import _apply, _empty
+from abtest.storage.rollups import _apply, _empty_with
 
 _PHASE_USERS = """
 WITH users AS (
@@ -119,8 +121,11 @@ class PhaseMetricsRepository:
                     metrics[(*key, r["metric_name"])] = UserMetric(
                         r["variant_id"], r["n"], float(r["total"]), r["unattributed"]
                     )
-            stats = _empty(experiment)
+            kept = kept_definitions(conn, experiment_id)
+            stats = _empty_with(experiment, kept)
             _apply(fold({}, {}, states, metrics, check_finite=False), stats)
+            defined = phase_defined(conn, experiment_id, kept, phase, params["since"], params["until"])
+            add_deltas(stats.defined, defined.deltas)
             return stats
 
         return self._db.run(work)

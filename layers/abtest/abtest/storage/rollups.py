@@ -563,6 +563,19 @@ def _empty(experiment: Experiment) -> VariantMetrics:
     )
 
 
+def _empty_with(experiment: Experiment, kept: Collection[str]) -> VariantMetrics:
+    """No statistics yet, with every `kept` definition at zero for every variant (a read that asked for
+    them has them all)."""
+    stats = _empty(experiment)
+    for variant in experiment.variants:
+        stats.defined[variant.id] = {name: DefinedStats() for name in kept}
+    return stats
+
+
+def _keyed(stats: dict[UUID, dict[str, DefinedStats]]) -> dict[tuple[UUID, str], DefinedStats]:
+    return {(variant_id, name): d for variant_id, per in stats.items() for name, d in per.items()}
+
+
 def _copy(stats: VariantMetrics) -> VariantMetrics:
     return VariantMetrics(
         stats.experiment,
@@ -583,11 +596,8 @@ def _rolled_up(
 ) -> VariantMetrics:
     """The experiment's rollup totals (below the horizon), with those of the `kept` definitions (every
     one for every variant, zeros included: a read that asked for them has them all)."""
-    stats = _empty(experiment)
-    stats.defined.update(rolled_up_defined(conn, experiment.id, kept or {}))
-    for variant in experiment.variants:
-        for name in kept or {}:
-            stats.defined.setdefault(variant.id, {}).setdefault(name, DefinedStats())
+    stats = _empty_with(experiment, kept or {})
+    add_deltas(stats.defined, _keyed(rolled_up_defined(conn, experiment.id, kept or {})))
     for r in conn.execute(
         "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
         (experiment.id,),
