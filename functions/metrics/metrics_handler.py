@@ -33,10 +33,11 @@ from abtest.analysis.results import ExperimentResults, SrmVerdict, results_repor
 from abtest.analysis.roles import analyse_roles
 from abtest.analysis.rollup import VariantMetrics
 from abtest.analysis.srm_monitor import sequential_by_day, with_sequential
-from abtest.analysis.timeseries import Analysis, DailyMetrics, metric_names, timeseries_report, with_defined
+from abtest.analysis.timeseries import DailyMetrics, metric_names, timeseries_report
 from abtest.domain.bandits import decode_period_cursor
 from abtest.domain.breakdowns import StratifiedAssignment
 from abtest.domain.experiments import Status
+from abtest.domain.metric_definitions import MetricDefinition
 from abtest.errors import ErrorCode, InvalidInput, NotFound
 from abtest.http.actor import current_actor
 from abtest.http.app import API_PREFIX, create_app, documented, documented_html, html_response
@@ -205,16 +206,16 @@ def experiment_timeseries(
             missing = "value" if value is None else "dimension"
             raise InvalidInput("dimension and value go together: the series of one slice", field=missing)
         daily = wiring.breakdowns().daily_slice_metrics(experiment_id, dimension, value, metric)
+        definition = None  # a slice's series is of event metrics only
     else:
         # Only the asked metric's daily rows are read (default: the first by name, as timeseries_report).
         daily = wiring.rollups().daily_metrics(
             experiment_id, lambda current: [metric] if metric is not None else metric_names(current)[:1]
         )
-        if metric is not None:
-            daily, analysis = _defined_series(daily, metric, analysis)
+        definition = _kept_definition(daily, metric)
     _, _, starts = wiring.phase_metrics().phase_view(experiment_id, "all")
     try:
-        series = timeseries_report(daily, metric, analysis, alpha)
+        series = timeseries_report(daily, metric, analysis, alpha, definition=definition)
     except KeyError:
         raise NotFound(
             f"experiment {experiment_id} has no conversions of metric {metric!r}",
@@ -227,20 +228,13 @@ def experiment_timeseries(
     return PhasedTimeseries(**dict(series), phases=starts)  # the pooled series, phase starts marked
 
 
-def _defined_series(daily: DailyMetrics, metric: str, analysis: str) -> tuple[DailyMetrics, Analysis]:
-    """The series of the kept metric definition named `metric`, if the experiment has one: a proportion
-    analysed as a conversion, a mean as a value (docs/metrics-and-decisions.md); else `daily` as is."""
-    if not any(metric in per for per in daily.current.defined.values()):
-        return daily, "value" if analysis == "value" else "conversion"
+def _kept_definition(daily: DailyMetrics, metric: str | None) -> MetricDefinition | None:
+    """The metric definition named `metric` if the rollup keeps it for this experiment (its series is
+    the definition's, docs/metrics-and-decisions.md), else None."""
+    if metric is None or not any(metric in per for per in daily.current.defined.values()):
+        return None
     version = daily.current.experiment.pinned_metrics[metric]
-    body = wiring.metric_definitions().get(metric, version).definition
-    if body.type == "ratio":
-        raise InvalidInput(
-            f"{metric!r} is a ratio: ratio metrics have no daily series (their results are in /results)",
-            code=ErrorCode.INVALID_INPUT,
-            field="metric",
-        )
-    return with_defined(daily, metric), "conversion" if body.type == "proportion" else "value"
+    return wiring.metric_definitions().get(metric, version)
 
 
 @app.get(f"{API_PREFIX}/experiments/<experiment_id>/report", responses=documented_html(404))

@@ -224,8 +224,13 @@ def test_kept_definitions_agree_with_the_raw_events_before_and_after_the_rollup(
         want = expected_series(definition, experiment, first, conversions, days)
         assert got == [pytest.approx(row, rel=1e-12) for row in want], name
         # The last point is /results' number.
-        last = after["points"][-1]["variants"]
-        assert [v["value"] for v in last] == pytest.approx([v["estimate"] for v in body[name]["variants"]])
+        last = after["points"][-1]
+        assert [v["value"] for v in last["variants"]] == pytest.approx(
+            [v["estimate"] for v in body[name]["variants"]]
+        )
+        compared = body[name]["comparisons"][0]
+        assert last["comparisons"][0]["lift"] == pytest.approx(compared["relative"]["estimate"]), name
+        assert last["comparisons"][0]["p_value"] == pytest.approx(compared["relative"]["p_value"]), name
 
     # The window matters: the windowed rate is below the unwindowed event rate.
     buy = series(api, experiment, "buy")["points"][-1]["variants"]
@@ -233,15 +238,35 @@ def test_kept_definitions_agree_with_the_raw_events_before_and_after_the_rollup(
     assert all(q["value"] < b["value"] for q, b in zip(quick, buy, strict=True))
 
 
-def test_a_ratio_has_no_daily_series_and_says_so(api: Any, clean_db: str) -> None:
+def test_a_ratios_series_walks_the_days_and_ends_at_its_results(api: Any, clean_db: str) -> None:
     define(api, BUY_PER_VISIT)
     experiment = launch(api, metrics={"secondary": ["buy_per_visit"]}, decision={"min_days": 0})
-    traffic(clean_db, experiment, datetime.now(UTC) - timedelta(hours=2), 3)
+    start = started_days_ago(clean_db, experiment, 4)
+    first, conversions = traffic(clean_db, experiment, start, 40)
+    rollup()
 
-    response = api("GET", f"{BASE}/{experiment['id']}/results/timeseries", query="metric=buy_per_visit")
+    body = series(api, experiment, "buy_per_visit")
 
-    assert response.status == 422, response
-    assert response.json["field"] == "metric"
+    assert body["metric"] == "buy_per_visit"
+    assert body["analysis"] == "value"
+    days = [date.fromisoformat(p["date"]) for p in body["points"]]
+    assert len(days) >= 3
+    for day, point in zip(days, body["points"], strict=True):
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        stats = oracle(BUY_PER_VISIT, first, conversions, end)
+        want = [stats[v["id"]]["sum_x"] / stats[v["id"]]["sum_y"] for v in experiment["variants"]]
+        assert [v["value"] for v in point["variants"]] == pytest.approx(want, rel=1e-12), day
+    # The last point is what /results says of it, lift and intervals included.
+    result = results(api, experiment)["secondary"][0]
+    last = body["points"][-1]
+    assert [v["value"] for v in last["variants"]] == pytest.approx(
+        [v["estimate"] for v in result["variants"]]
+    )
+    assert last["comparisons"][0]["lift"] == pytest.approx(result["comparisons"][0]["relative"]["estimate"])
+    assert last["comparisons"][0]["ci"] == pytest.approx(result["comparisons"][0]["relative"]["ci"])
+    assert last["comparisons"][0]["sequential_ci"] == pytest.approx(
+        result["comparisons"][0]["sequential_relative"]["ci"]
+    )
 
 
 def test_a_definition_added_while_running_is_rebuilt_from_the_raw_events(

@@ -20,10 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
-from abtest.domain.metric_definitions import MetricDefinitionBody
+from abtest.domain.metric_definitions import DefinedMetricData, MetricDefinitionBody
+
+if TYPE_CHECKING:
+    from abtest.analysis.rollup import VariantMetrics
 
 UserDefinedKey = tuple[str, str]  # (user_id, definition name), within one experiment
 DefinedKey = tuple[UUID, str]  # (variant_id, definition name)
@@ -158,3 +161,21 @@ def add_deltas(into: dict[UUID, dict[str, DefinedStats]], deltas: Mapping[Define
     """Add per-variant deltas to statistics keyed by variant, then name (in place)."""
     for (variant_id, name), delta in deltas.items():
         into.setdefault(variant_id, {}).setdefault(name, DefinedStats()).add(delta)
+
+
+def kept_data(stats: VariantMetrics, name: str, body: MetricDefinitionBody) -> DefinedMetricData:
+    """A kept definition's per-variant data (in stored order) from statistics a rollup read filled:
+    exposed users and the sums after window and cap (a proportion's sum_x counts its converted users)."""
+    data = DefinedMetricData()
+    for variant in stats.experiment.variants:
+        kept = stats.defined.get(variant.id, {}).get(name, DefinedStats())
+        totals = stats.variants.get(variant.id)
+        data.users.append(totals.users if totals is not None else 0)
+        data.sum_x.append(kept.sum_x)
+        data.sum_x2.append(kept.sum_x2)
+        data.sum_y.append(kept.sum_y)
+        data.sum_y2.append(kept.sum_y2)
+        data.sum_xy.append(kept.sum_xy)
+    if body.capping is not None:
+        data.cap = body.capping.value  # a kept definition's cap is absolute
+    return data

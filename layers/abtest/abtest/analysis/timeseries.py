@@ -23,9 +23,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from abtest.analysis.defined_rollup import DefinedStats, kept_data
 from abtest.analysis.results import metric_analysis, srm_verdict
-from abtest.analysis.rollup import MetricStats, VariantMetrics
+from abtest.analysis.roles import variant_moments
+from abtest.analysis.rollup import VariantMetrics
+from abtest.domain.metric_definitions import MetricDefinition
 from abtest.limits import MAX_SERIES_POINTS
+from abtest.stats.compare import compare_moments
 
 Analysis = Literal["conversion", "value"]
 DAY_BOUNDARY = "UTC"
@@ -93,28 +97,6 @@ class ExperimentTimeseries(BaseModel):
     points: list[SeriesPoint] = Field(
         description="Cumulative, from the first day with events (not before the start) to the last (not "
         f"after the completion or today); at most {MAX_SERIES_POINTS + 1}"
-    )
-
-
-def with_defined(daily: DailyMetrics, name: str) -> DailyMetrics:
-    """`daily` with the kept metric definition `name` (abtest.analysis.defined_rollup: a proportion or
-    mean with an absolute cap or a conversion window) as the metric of that name: its counted
-    conversions, the users with one, and the sum and sum of squares of the per-user values after window
-    and cap (a proportion's are 1 or 0), in place of any event metric so named."""
-
-    def swapped(stats: VariantMetrics) -> VariantMetrics:
-        metrics = {v: {k: m for k, m in per.items() if k != name} for v, per in stats.metrics.items()}
-        for variant_id, per in stats.defined.items():
-            if name in per:
-                d = per[name]
-                metrics.setdefault(variant_id, {})[name] = MetricStats(d.count, d.sum_x, d.sum_x2, d.users)
-        return VariantMetrics(stats.experiment, stats.variants, metrics, stats.defined)
-
-    return DailyMetrics(
-        swapped(daily.current),
-        [(day, swapped(stats)) for day, stats in daily.days],
-        daily.waiting_users,
-        daily.waiting_conversions,
     )
 
 
@@ -241,6 +223,52 @@ def series_point(
     )
 
 
+def defined_point(
+    day: date, stats: VariantMetrics, definition: MetricDefinition, alpha: float
+) -> SeriesPoint:
+    """The point of one day for a metric definition the rollup keeps (abtest.analysis.defined_rollup):
+    each variant's value (rate, mean or ratio, after window and cap) and each treatment against the
+    control, exactly as /results analyses the definition (abtest.analysis.roles)."""
+    experiment = stats.experiment
+    users = [stats.variants[v.id].users for v in experiment.variants]
+    srm = srm_verdict(users, [v.weight for v in experiment.variants])
+    per_variant = variant_moments(definition, kept_data(stats, definition.name, definition.definition))
+    variants = []
+    for variant, exposed, moments in zip(experiment.variants, users, per_variant, strict=True):
+        kept = stats.defined.get(variant.id, {}).get(definition.name, DefinedStats())
+        value = moments.mean if exposed else None
+        variants.append(
+            SeriesVariant(
+                id=variant.id,
+                name=variant.name,
+                users=exposed,
+                converted=kept.users,
+                sum=kept.sum_x,
+                value=value,
+            )
+        )
+    comparisons = []
+    for variant, treatment in zip(experiment.variants[1:], per_variant[1:], strict=True):
+        compared = compare_moments(per_variant[0], treatment, alpha=alpha)
+        relative, sequential = compared["relative"], compared["sequential_relative"]
+        comparisons.append(
+            SeriesComparison(
+                variant_id=variant.id,
+                variant_name=variant.name,
+                lift=relative["estimate"],
+                ci=relative["ci"],
+                p_value=relative["p_value"],
+                sequential_ci=sequential["ci"],
+                sequential_p_value=sequential["p_value"],
+                chance_to_win=compared["bayes_relative"]["chance_to_win"],
+                error=relative["error"],
+            )
+        )
+    return SeriesPoint(
+        date=day, srm_p_value=srm.p_value, srm_flag=srm.flag, variants=variants, comparisons=comparisons
+    )
+
+
 def series_days(
     daily: DailyMetrics, today: date | None = None
 ) -> tuple[list[tuple[date, VariantMetrics]], date | None, int]:
@@ -263,17 +291,26 @@ def timeseries_report(
     alpha: float = 0.05,
     *,
     today: date | None = None,
+    definition: MetricDefinition | None = None,
 ) -> ExperimentTimeseries:
     """The time series of one metric (default: the first by name). Raises KeyError for an unknown metric.
-    `today` (default: the current UTC day) ends the series of an experiment not completed."""
+    `today` (default: the current UTC day) ends the series of an experiment not completed. With a
+    `definition` the rollup keeps, the series of that definition (`metric` is its name; its `analysis`
+    follows its type: conversion for a proportion, value for a mean or a ratio)."""
     experiment = daily.current.experiment
     names = metric_names(daily.current)
-    if metric is None:
+    if definition is not None:
+        metric = definition.name
+        analysis = "conversion" if definition.definition.type == "proportion" else "value"
+    elif metric is None:
         metric = names[0] if names else None
     elif metric not in names:
         raise KeyError(metric)
     days, daily_until, step = series_days(daily, today)
-    points = [series_point(day, stats, metric, analysis, alpha) for day, stats in days]
+    if definition is not None:
+        points = [defined_point(day, stats, definition, alpha) for day, stats in days]
+    else:
+        points = [series_point(day, stats, metric, analysis, alpha) for day, stats in days]
     return ExperimentTimeseries(
         experiment_id=experiment.id,
         experiment_name=experiment.name,

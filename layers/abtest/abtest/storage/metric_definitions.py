@@ -29,6 +29,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from abtest.analysis.defined_rollup import kept_data
 from abtest.domain.audit import SYSTEM_ACTOR, Actor
 from abtest.domain.metric_definitions import (
     TOO_MANY_USERS_ERROR,
@@ -340,7 +341,7 @@ def role_inputs(
             data[name] = _from_rolled(rolled, variant_ids, body.event_metrics(name)[0], body.type)
             continue
         if rolled is not None and all(name in rolled.defined.get(v, {}) for v in variant_ids):
-            data[name] = _from_defined(rolled, variant_ids, name, body)  # kept by the rollup
+            data[name] = kept_data(rolled, name, body)  # kept by the rollup
             continue
         tail = tail or _tail(conn, experiment.id)
         data[name] = defined_metric_data(conn, experiment.id, variant_ids, name, body, tail)
@@ -372,24 +373,6 @@ def _from_rolled(
         data.sum_y.append(0.0)
         data.sum_y2.append(0.0)
         data.sum_xy.append(0.0)
-    return data
-
-
-def _from_defined(
-    rolled: VariantMetrics, variant_ids: Sequence[UUID], name: str, body: MetricDefinitionBody
-) -> DefinedMetricData:
-    """A kept definition (abtest.analysis.defined_rollup) from the statistics the rollup keeps of it."""
-    data = DefinedMetricData()
-    for variant_id in variant_ids:
-        stats = rolled.defined[variant_id][name]
-        data.users.append(rolled.variants[variant_id].users if variant_id in rolled.variants else 0)
-        data.sum_x.append(stats.sum_x)
-        data.sum_x2.append(stats.sum_x2)
-        data.sum_y.append(stats.sum_y)
-        data.sum_y2.append(stats.sum_y2)
-        data.sum_xy.append(stats.sum_xy)
-    if body.capping is not None:
-        data.cap = body.capping.value  # kept definitions' caps are absolute
     return data
 
 
