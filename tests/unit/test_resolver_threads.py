@@ -27,3 +27,35 @@ def test_one_threads_clear_context_leaves_another_threads_route() -> None:
     assert app.context == {"_route": "mine", "_route_args": {"id": "1"}}
     app.clear_context()
     assert app.context == {}
+
+
+def test_a_request_reads_its_own_event_while_another_thread_resolves() -> None:
+    # Powertools keeps the event being resolved on a class attribute (a Lambda environment resolves one
+    # request at a time); here one request's handler waits while another thread resolves a second
+    # request, then reads its event, as a handler reads its actor after a database call.
+    from localdev.lambda_events import LocalLambdaContext, http_api_event
+
+    app = create_app()
+    first_waiting, second_done = threading.Event(), threading.Event()
+    seen: dict[str, str] = {}
+
+    @app.get("/who")
+    def who() -> dict[str, str]:
+        me = app.current_event.query_string_parameters["name"]
+        if me == "first":
+            first_waiting.set()
+            assert second_done.wait(10)
+        seen[me] = app.current_event.query_string_parameters["name"]
+        return {"name": seen[me]}
+
+    def request(name: str) -> dict[str, object]:
+        event = http_api_event("GET", "/who", query=f"name={name}", route_key="GET /who")
+        return app.resolve(event, LocalLambdaContext(function_name="test"))
+
+    first = threading.Thread(target=request, args=("first",))
+    first.start()
+    assert first_waiting.wait(10)
+    request("second")
+    second_done.set()
+    first.join()
+    assert seen == {"first": "first", "second": "second"}

@@ -22,6 +22,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -274,10 +275,12 @@ def _body_model(func: Callable[..., Any]) -> type[BaseModel]:
 class Resolver(APIGatewayHttpResolver):
     """Powertools' HTTP API resolver, with a fast path for hot routes (see `hot_route`).
 
-    Its per-request `context` (the matched route, its arguments) is kept per thread: Lambda runs one
-    request at a time per environment, but the local server runs a function's requests on several
-    threads, where one request's clear_context() removed another's route mid-validation (a KeyError
-    '_route', a 500, found by bench/bench_load.py)."""
+    Its per-request `context` (the matched route, its arguments) and the event being resolved are kept
+    per thread: Lambda runs one request at a time per environment, but the local server runs a
+    function's requests on several threads, where one request's clear_context() removed another's
+    route mid-validation (a KeyError '_route', a 500, found by bench/bench_load.py), and a handler
+    that read its event after a database call could read another thread's (Powertools keeps it on a
+    class attribute): its query, its body, its actor. Routers read the event through their resolver."""
 
     def __init__(self) -> None:
         self._contexts = threading.local()
@@ -296,6 +299,23 @@ class Resolver(APIGatewayHttpResolver):
     @context.setter
     def context(self, value: dict[str, Any]) -> None:
         self._contexts.value = value
+
+    @property  # type: ignore[override]
+    def current_event(self) -> BaseProxyEvent:
+        """This thread's event (Powertools' resolve builds it with `_to_proxy_event`, below)."""
+        event: BaseProxyEvent = self._contexts.event
+        return event
+
+    @current_event.setter
+    def current_event(self, value: BaseProxyEvent) -> None:
+        self._contexts.event = value
+
+    def _to_proxy_event(self, event: dict[str, Any]) -> BaseProxyEvent:
+        # Called by resolve right before it sets the class-wide attribute, which no reader uses: every
+        # read goes through `current_event` above, this thread's.
+        proxy: BaseProxyEvent = super()._to_proxy_event(event)
+        self._contexts.event = proxy
+        return proxy
 
     def route(self, rule: str, method: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         """Powertools' route registration; also notes hot routes."""
@@ -346,7 +366,7 @@ class Resolver(APIGatewayHttpResolver):
         except ValidationError:
             return None  # the ordinary path answers with its own, unchanged, error
         # As Powertools' resolve does (the error handlers read the event).
-        BaseRouter.current_event = self._to_proxy_event(dict(event))
+        self._to_proxy_event(dict(event))
         BaseRouter.lambda_context = context
         try:
             try:
