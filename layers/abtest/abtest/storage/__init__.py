@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from abtest.storage.catalog import CatalogRepository
     from abtest.storage.config_schemas import ConfigSchemaRepository
     from abtest.storage.events import EventRepository, RecordedConversion
-    from abtest.storage.experiments import ExperimentRepository, decode_cursor, encode_cursor
+    from abtest.storage.experiments import ExperimentRepository
     from abtest.storage.holdouts import HoldoutRepository
     from abtest.storage.metric_definitions import MetricDefinitionRepository
     from abtest.storage.namespaces import NamespaceRepository
@@ -39,8 +39,6 @@ _HOMES = {
     "EventRepository": "abtest.storage.events",
     "RecordedConversion": "abtest.storage.events",
     "ExperimentRepository": "abtest.storage.experiments",
-    "decode_cursor": "abtest.storage.experiments",
-    "encode_cursor": "abtest.storage.experiments",
     "HoldoutRepository": "abtest.storage.holdouts",
     "MetricDefinitionRepository": "abtest.storage.metric_definitions",
     "NamespaceRepository": "abtest.storage.namespaces",
@@ -69,8 +67,6 @@ __all__ = [
     "RollupRun",
     "SavedGroupRepository",
     "StoredAssignment",
-    "decode_cursor",
-    "encode_cursor",
 ]
 
 

@@ -10,9 +10,6 @@ stored with everything that hands it on, or not at all.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -41,8 +38,7 @@ from abtest.domain.audit import SYSTEM_ACTOR, AuditEntry
 from abtest.domain.digests import HEALTH_KINDS, Digest, DigestExperiment, headline
 from abtest.domain.experiments import Experiment
 from abtest.domain.lifecycle import ENROLLING
-from abtest.domain.paging import Listing
-from abtest.errors import InvalidInput
+from abtest.domain.paging import Listing, decode_cursor, encode_cursor
 from abtest.limits import MAX_DIGEST_ALERTS, MAX_DIGEST_EXPERIMENTS
 from abtest.observability import logger
 from abtest.storage.audit import AuditWriteFailed, record
@@ -77,22 +73,6 @@ class EvaluationSettings:
 
 def _alert(row: dict[str, Any]) -> Alert:
     return Alert.model_validate(row)
-
-
-def encode_cursor(created_at: datetime, alert_id: UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(alert_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created_at, alert_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        instant = datetime.fromisoformat(created_at)
-        if instant.tzinfo is None:
-            raise ValueError("naive")
-        return instant, UUID(alert_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
 def conditions_of(
@@ -402,7 +382,7 @@ class AlertRepository:
             params.append(kind.value)
         if cursor is not None:
             conditions.append("(a.created_at, a.id) < (%s, %s)")
-            params.extend(decode_cursor(cursor))
+            params.extend(decode_cursor(cursor, datetime, UUID))
         where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
         query = f"SELECT {_COLUMNS} FROM {_FROM}{where} ORDER BY a.created_at DESC, a.id DESC LIMIT %s"
 

@@ -21,9 +21,6 @@ Entries are never updated or deleted (migration 0010 revokes both from the appli
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,8 +31,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from abtest.domain.audit import AuditEntry, AuditEvent, AuditFilter
-from abtest.domain.paging import Listing
-from abtest.errors import InvalidInput, experiment_not_found
+from abtest.domain.paging import Listing, decode_cursor, encode_cursor
+from abtest.errors import experiment_not_found
 from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.database import Connection, Database
 
@@ -85,25 +82,6 @@ def record(conn: Connection, entry: AuditEntry) -> int:
     assert row is not None
     entry_id: int = row["id"]
     return entry_id
-
-
-def encode_cursor(occurred_at: datetime, entry_id: int) -> str:
-    """Opaque cursor for the entries older than (occurred_at, id)."""
-    raw = json.dumps([occurred_at.isoformat(), entry_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Inverse of encode_cursor; InvalidInput naming `cursor` for anything it did not produce."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        occurred_at, entry_id = json.loads(base64.urlsafe_b64decode(padded))
-        instant = datetime.fromisoformat(occurred_at)
-        if not isinstance(entry_id, int) or isinstance(entry_id, bool) or instant.tzinfo is None:
-            raise ValueError("not a cursor")
-        return instant, entry_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
 def _event(row: dict[str, Any]) -> AuditEvent:
@@ -186,7 +164,7 @@ class AuditRepository:
         conditions, params = list(conditions), list(params)
         if cursor is not None:
             conditions.append(sql.SQL("(occurred_at, id) < (%s, %s)"))
-            params.extend(decode_cursor(cursor))
+            params.extend(decode_cursor(cursor, datetime, int))
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         query = sql.SQL("SELECT {} FROM audit_events{} ORDER BY occurred_at DESC, id DESC LIMIT %s").format(
             sql.SQL(_COLUMNS), where

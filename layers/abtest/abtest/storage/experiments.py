@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -26,7 +23,7 @@ from abtest.domain.bandits import Allocation, check_metric_direction
 from abtest.domain.experiments import Experiment, ExperimentCreate, ExperimentPatch, Status, VariantIn
 from abtest.domain.lifecycle import ENROLLING, HOLDING_BUCKETS, check_create, check_patch, check_transition
 from abtest.domain.overrides import Override
-from abtest.domain.paging import Listing
+from abtest.domain.paging import Listing, decode_cursor, encode_cursor
 from abtest.domain.targeting_checks import referenced_groups, require_valid_condition
 from abtest.errors import Conflict, ErrorCode, InvalidInput, experiment_not_found
 from abtest.limits import MAX_PAGE_BYTES
@@ -77,22 +74,6 @@ def _translate(exc: psycopg.errors.IntegrityError) -> Exception:
             code=ErrorCode.EXPERIMENT_HAS_HISTORY,
         )
     return InvalidInput(f"rejected by the database constraint {constraint or 'unknown'}")
-
-
-def encode_cursor(created_at: datetime, experiment_id: UUID) -> str:
-    """Opaque pagination cursor for the position after (created_at, id)."""
-    raw = json.dumps([created_at.isoformat(), str(experiment_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """Inverse of encode_cursor; InvalidInput for anything it did not produce."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, experiment_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created_at), UUID(experiment_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
 class ExperimentRepository:
@@ -183,7 +164,7 @@ class ExperimentRepository:
             params.append(name)
         if cursor is not None:
             conditions.append(sql.SQL("(e.created_at, e.id) > (%s, %s)"))
-            params.extend(decode_cursor(cursor))
+            params.extend(decode_cursor(cursor, datetime, UUID))
         where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         query = sql.SQL("{select}{where} ORDER BY e.created_at, e.id LIMIT %s").format(
             select=sql.SQL(SELECT_EXPERIMENT),

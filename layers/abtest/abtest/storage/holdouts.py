@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -18,11 +19,11 @@ from abtest.domain.audit_entries import holdout_created, holdout_status_changed
 from abtest.domain.experiments import Status
 from abtest.domain.holdouts import HOLDING_OUT, Holdout, HoldoutCreate, holdout_row
 from abtest.domain.lifecycle import check_transition
-from abtest.domain.paging import Listing
+from abtest.domain.paging import Listing, decode_cursor, encode_cursor
 from abtest.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from abtest.storage.audit import record
 from abtest.storage.database import Connection, Database
-from abtest.storage.experiments import decode_cursor, encode_cursor, statuses_sql
+from abtest.storage.experiments import statuses_sql
 
 if TYPE_CHECKING:  # the results' types: only the metrics function loads the analysis package
     from abtest.analysis.holdouts import HoldoutStats
@@ -107,7 +108,7 @@ class HoldoutRepository:
 
     def list(self, *, limit: int = 100, cursor: str | None = None) -> Listing[Holdout]:
         """Holdouts oldest first, a page at a time."""
-        after = decode_cursor(cursor) if cursor is not None else None
+        after = decode_cursor(cursor, datetime, UUID) if cursor is not None else None
 
         def work(conn: Connection) -> builtins.list[Holdout]:
             where = " WHERE (created_at, id) > (%s, %s)" if after is not None else ""

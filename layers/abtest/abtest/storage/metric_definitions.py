@@ -19,8 +19,6 @@ totals themselves (MAX_QUANTILE_USERS at most, about 8 bytes a user).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,7 +44,7 @@ from abtest.domain.metric_definitions import (
     definition_deleted,
     definition_updated,
 )
-from abtest.domain.paging import Listing
+from abtest.domain.paging import Listing, decode_cursor, encode_cursor
 from abtest.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from abtest.limits import MAX_QUANTILE_USERS
 from abtest.storage.audit import record
@@ -83,17 +81,6 @@ def _model(row: dict[str, Any]) -> MetricDefinition:
 def roles_json(value: BaseModel | None) -> Jsonb | None:
     """A roles or decision-settings model as the experiments table stores it (None: none)."""
     return None if value is None else Jsonb(value.model_dump(mode="json"))
-
-
-def _encode_cursor(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
 
 
 def check_roles(conn: Connection, roles: MetricRoles) -> None:
@@ -220,7 +207,7 @@ class MetricDefinitionRepository:
 
     def list(self, *, limit: int = 50, cursor: str | None = None) -> Listing[MetricDefinition]:
         """Definitions by name, `limit` a page."""
-        after = _decode_cursor(cursor) if cursor is not None else ""
+        after = decode_cursor(cursor, str)[0] if cursor is not None else ""
 
         def work(conn: Connection) -> list[MetricDefinition]:
             rows = conn.execute(
@@ -230,7 +217,7 @@ class MetricDefinitionRepository:
 
         items = self._db.run(work, transaction=False)
         page, more = items[:limit], len(items) > limit
-        return Listing(page, _encode_cursor(page[-1].name) if more and page else None)
+        return Listing(page, encode_cursor(page[-1].name) if more and page else None)
 
     def replace(
         self, name: str, body: MetricDefinitionBody, *, actor: Actor = SYSTEM_ACTOR

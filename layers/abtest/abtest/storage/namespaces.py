@@ -3,9 +3,6 @@ the /surfaces read model and the read-only lookup of a user's membership."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -15,7 +12,8 @@ from abtest.domain.assignment import AssignedVariant, experiment_variant_tag
 from abtest.domain.experiments import Experiment, Status
 from abtest.domain.lifecycle import ENROLLING
 from abtest.domain.namespaces import NamespaceAllocation, NamespaceMember, SurfaceMembership, SurfaceNamespace
-from abtest.errors import ErrorCode, InvalidInput, NotFound
+from abtest.domain.paging import decode_cursor, encode_cursor
+from abtest.errors import ErrorCode, NotFound
 from abtest.storage.database import Connection, Database
 from abtest.storage.experiments import SELECT_EXPERIMENT
 
@@ -41,22 +39,6 @@ def _ranges(
     for row in conn.execute(_RANGES.format(where=where).encode(), params):
         found[row["surface"]][row["experiment_id"]].append((row["start"], row["end"]))
     return found
-
-
-def _encode_surface_cursor(surface: str) -> str:
-    """Opaque cursor for the position after `surface` (by name)."""
-    return base64.urlsafe_b64encode(json.dumps(["surface", surface]).encode()).decode().rstrip("=")
-
-
-def _decode_surface_cursor(cursor: str) -> str:
-    """Inverse of _encode_surface_cursor; InvalidInput for anything it did not produce."""
-    try:
-        kind, surface = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
-    if kind != "surface" or not isinstance(surface, str):
-        raise InvalidInput("cursor is not one this API returned", field="cursor")
-    return surface
 
 
 def _surface_view(
@@ -152,10 +134,10 @@ class NamespaceRepository:
         self, *, limit: int, cursor: str | None = None
     ) -> tuple[list[SurfaceNamespace], str | None]:
         """A page of /surfaces, by name: `limit` surfaces after the cursor, and the next page's cursor."""
-        after = _decode_surface_cursor(cursor) if cursor is not None else None
+        after = decode_cursor(cursor, str)[0] if cursor is not None else None
         found = self.surfaces(after=after, limit=limit + 1)
         page, more = found[:limit], len(found) > limit
-        next_cursor = _encode_surface_cursor(page[-1].surface) if more else None
+        next_cursor = encode_cursor(page[-1].surface) if more else None
         return page, next_cursor
 
     def surface(self, surface: str) -> SurfaceNamespace:
