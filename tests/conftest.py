@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from localdev.template import use_function_folders
+from tests.webhook_receiver import Receiver
 
 # Before any handler module is imported: no X-Ray daemon or CloudWatch here.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "abtest-test")
@@ -128,3 +130,15 @@ def outage(clean_db: str) -> Iterator[Callable[[bool], None]]:
 
     yield set_down
     set_down(False)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free local port, for the test (tests/webhook_receiver.py)."""
+    server = Receiver()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

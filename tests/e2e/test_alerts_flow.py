@@ -7,10 +7,8 @@ metadata address is refused with a 422 naming `url`; no answer ever shows the se
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from standardwebhooks import Webhook as StandardWebhook
 from abtest.contract.bucketing import bucket_for
 from tests.e2e.conftest import Http, start_server
 from tests.e2e.test_hardening import BASE, send, start
+from tests.webhook_receiver import Receiver
 
 FAST_TICKS = {
     "LOCAL_TICKS": "on",
@@ -27,50 +26,6 @@ FAST_TICKS = {
     "WEBHOOK_RETRY_BASE_SECONDS": "0.3",
     "WEBHOOK_RETRY_CAP_SECONDS": "1",
 }
-
-
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver: keeps every request; answers 500 to the first `fail_first` ones."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = 0
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        with self.server.lock:
-            self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            failing = len(self.server.requests) <= self.server.fail_first
-        self.send_response(500 if failing else 204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

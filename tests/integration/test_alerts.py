@@ -4,10 +4,7 @@ nothing; repeated failures disable a subscription (audited); digests once per sl
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
@@ -26,6 +23,7 @@ from abtest.storage.rollups import RollupRepository
 from abtest.storage.webhooks import WebhookRepository
 from tests.integration.test_events_and_metrics import rollup, start
 from tests.integration.test_results import populate
+from tests.webhook_receiver import Receiver
 
 SETTINGS = settings_from_env(
     {
@@ -36,44 +34,6 @@ SETTINGS = settings_from_env(
         "WEBHOOK_MAX_ATTEMPTS": "8",
     }
 )
-
-
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.status = 200
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class Clock:

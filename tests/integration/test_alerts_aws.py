@@ -24,7 +24,8 @@ from abtest.storage.alerts import OutboxRepository
 from abtest.storage.database import get_database
 from abtest.storage.webhooks import WebhookRepository
 from localdev.lambda_events import LocalLambdaContext
-from tests.integration.test_alerts import Receiver, receiver, skewed  # noqa: F401 (the fixture)
+from tests.integration.test_alerts import skewed
+from tests.webhook_receiver import Receiver
 
 REGION = "us-east-1"
 
@@ -74,7 +75,7 @@ def test_alerts_go_on_the_bus_with_their_detail_type_and_messages_to_the_queue(
     api: Any,
     clean_db: str,
     aws: dict[str, Any],
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
 ) -> None:
     box = KmsSecretBox(aws["key_id"], aws["kms"])
     db = get_database()
