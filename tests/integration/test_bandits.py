@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from abtest import wiring
@@ -256,18 +258,29 @@ def test_the_acceptance_three_arms_move_to_the_best_and_estimates_stay_honest(
     assert actions.count("experiment.bandit_reweight") == 4
 
 
-def test_two_concurrent_reweights_close_one_period(api: Any, sql: Any) -> None:
+def test_two_concurrent_reweights_close_one_period(api: Any, sql: Any, clean_db: str) -> None:
     experiment = start_bandit(api)
     answers: list[Any] = []
-    barrier = threading.Barrier(4)
 
     def reweight() -> None:
-        barrier.wait()
         answers.append(api("POST", f"{BASE}/{experiment['id']}/bandit/reweight"))
 
-    threads = [threading.Thread(target=reweight) for _ in range(4)]
-    for thread in threads:
-        thread.start()
+    # Truly at once: the test holds the experiment's row lock until all four have read the open period
+    # and wait for that lock (the race a reweight must survive), then lets them go together.
+    with psycopg.connect(clean_db) as holder:
+        holder.execute("SELECT 1 FROM experiments WHERE id = %s FOR UPDATE", (experiment["id"],))
+        threads = [threading.Thread(target=reweight) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 4.0  # under the requests' 5 s statement timeout
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        while sql(waiting)[0][0] < 4:
+            assert time.monotonic() < deadline, "the reweights did not all wait for the row lock"
+            time.sleep(0.02)
+        holder.rollback()
     for thread in threads:
         thread.join()
     assert all(a.status == 200 for a in answers), answers
