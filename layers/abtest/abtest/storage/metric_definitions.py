@@ -6,15 +6,16 @@ Every write is one transaction with its audit entry (`metric_definition.create|u
 rewritten, so an experiment that pinned one (when it started) keeps it. A definition that an experiment
 not completed names in its roles cannot be deleted (409 metric_definition_in_use).
 
-The statistics of a defined metric are computed when results are read, in the caller's snapshot, from
-each user's exact state: the rollup's stored per-user rows (rollup_users, rollup_user_metrics) for users
-not touched since the last rollup, and the recomputed state of those that were
-(abtest.storage.rollups.tail_users). A plain proportion or mean comes from the per-variant sums the
-caller already has; a cap (absolute, or a percentile pooled over variants: PERCENTILE_CONT of every
-exposed user's total), a ratio (the per-user cross product sum_xy) or a quantile need one pass over the
-experiment's users; a conversion window needs the raw events (the per-user rows keep no times): one
-pass over the experiment's exposures and the metric's conversions. Quantile metrics read the per-user
-totals themselves (MAX_QUANTILE_USERS at most, about 8 bytes a user).
+The statistics of a defined metric come from each user's exact state, in three ways
+(docs/metrics-and-decisions.md, "Where the numbers come from"): a plain proportion or mean from the
+per-variant sums the caller already has; a definition the rollup keeps (an absolute cap, a window, a
+ratio: abtest.storage.defined_rollups) from the kept sums the caller's read filled; the others (a
+percentile cap pooled over variants, a quantile) when results are read, in the caller's snapshot, from
+the rollup's stored per-user rows (rollup_users, rollup_user_metrics) for users not touched since the
+last rollup and the recomputed state of those that were (abtest.storage.rollups.tail_users): one pass
+over the experiment's users, or with a window over its exposures and the metric's conversions.
+Quantile metrics read the per-user totals themselves (MAX_QUANTILE_USERS at most, about 8 bytes a
+user). Statistics that lack the kept sums (a bandit's period-weighted ones) fall back to the read-time way.
 """
 
 from __future__ import annotations
