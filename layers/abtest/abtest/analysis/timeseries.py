@@ -12,6 +12,10 @@ the state at the end of the first day includes anything dated before it). Points
 first DAILY_DAYS days from the start, then one per week (the last day of each 7-day period, and always
 the last day); when that would exceed MAX_SERIES_POINTS points, the period doubles (2, 4, ... weeks).
 A coarser point is still exact: it is that day's cumulative result, not an average.
+
+A bandit's days are period-weighted (abtest.analysis.bandits.PeriodWeightedMetrics, docs/bandits.md):
+each point analyses the period-weighted estimates of the statistics at that day's end, and its SRM
+compares the users with Σ_t N_t · weight_(a,t), as /results does.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from abtest.analysis.results import metric_analysis, srm_verdict
+from abtest.analysis.bandits import PeriodWeightedMetrics, bandit_srm
+from abtest.analysis.results import SrmVerdict, metric_analysis, srm_verdict
 from abtest.analysis.rollup import VariantMetrics
 from abtest.limits import MAX_SERIES_POINTS
 
@@ -161,7 +166,11 @@ def series_point(
     of the largest experiment costs half as much)."""
     experiment = stats.experiment
     users = [stats.variants[v.id].users for v in experiment.variants]
-    srm = srm_verdict(users, [v.weight for v in experiment.variants])
+    if isinstance(stats, PeriodWeightedMetrics):  # a bandit: its weights moved (module docstring)
+        p_value, flag = bandit_srm(users, stats.expected_users)
+        srm = SrmVerdict(p_value=p_value, flag=flag)
+    else:
+        srm = srm_verdict(users, [v.weight for v in experiment.variants])
     variants: list[SeriesVariant] = []
     for variant, exposed in zip(experiment.variants, users, strict=True):
         metric_stats = stats.metrics.get(variant.id, {}).get(metric or "")
