@@ -77,12 +77,11 @@ def _running(
     periods: dict[int, PeriodStats] = {}
 
     def period(number: int) -> PeriodStats:
-        return periods.setdefault(
-            number,
-            PeriodStats(
+        if number not in periods:
+            periods[number] = PeriodStats(
                 {v.id: ExposureTotals() for v in experiment.variants}, {v.id: {} for v in experiment.variants}
-            ),
-        )
+            )
+        return periods[number]
 
     params = {"e": experiment.id, "m": list(metrics) if metrics is not None else None}
     for r in conn.execute(
@@ -219,10 +218,9 @@ def period_weighted_days(
         "SELECT day, variant_id, expected_users FROM snapshot_bandit_variants WHERE experiment_id = %s",
         (experiment.id,),
     ):
-        day_metrics, expected = stored.setdefault(
-            r["day"], ({v.id: {} for v in experiment.variants}, [0.0] * len(index))
-        )
-        expected[index[r["variant_id"]]] = r["expected_users"]
+        if r["day"] not in stored:
+            stored[r["day"]] = ({v.id: {} for v in experiment.variants}, [0.0] * len(index))
+        stored[r["day"]][1][index[r["variant_id"]]] = r["expected_users"]
     for r in conn.execute(
         "SELECT day, variant_id, metric_name, count, sum, sum_squares, users, unattributed"
         " FROM snapshot_bandit_metrics WHERE experiment_id = %s AND metric_name = ANY(%s)",
