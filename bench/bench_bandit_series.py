@@ -1,11 +1,14 @@
 """A bandit's period-weighted series at the largest legal size, against a fixed experiment's series.
 
     .venv/bin/python bench/bench_bandit_series.py [--days 1096] [--reps 5]
+        [--variants 20] [--metrics 100] [--periods 500]   (defaults: the largest legal bandit)
 
 Database `abtest_bench_bandit_series` (public schema dropped and re-migrated at the start, dropped at
 the end). Two running experiments of MAX_VARIANTS (20) variants and MAX_METRICS_PER_EXPERIMENT (100)
 metrics, started `--days` days ago (three years by default), with one daily snapshot per day, variant
 and metric as the rollup writes them (snapshot_variants, snapshot_metrics) and their rollup totals:
+
+(defaults: `--variants`, `--metrics`, `--periods` change the size)
 
 - fixed: nothing more;
 - bandit: MAX_BANDIT_PERIODS (500) closed periods (bandit_periods), the running statistics of every
@@ -14,7 +17,7 @@ and metric as the rollup writes them (snapshot_variants, snapshot_metrics) and t
 
 What is timed (median of `--reps`, interleaved):
 
-1. GET /results/timeseries?metric=metric_042&analysis=value through the metrics handler, for each
+1. GET /results/timeseries?metric=metric_000&analysis=value through the metrics handler, for each
    experiment: the bandit's read against the fixed one's (what the period weighting adds to a read).
 2. `BanditSeriesRollup.snapshot(day)`: what the rollup adds for a bandit per UTC day it walks
    (period_weighted of all 100 metrics over 500 periods x 20 arms, and the day's upserts).
@@ -31,21 +34,22 @@ from typing import Any
 
 import _harness as common
 
+from abtest.limits import MAX_BANDIT_PERIODS, MAX_METRICS_PER_EXPERIMENT, MAX_VARIANTS
+
 DATABASE = "abtest_bench_bandit_series"
-METRIC = "metric_042"
+METRIC = "metric_000"
 
 
-def create(name: str, bandit: bool) -> str:
-    from abtest.limits import MAX_VARIANTS
+def create(name: str, bandit: bool, variants: int) -> str:
     from experiments_handler import lambda_handler as experiments
 
-    weight = 1 / MAX_VARIANTS
+    weight = 1 / variants
     body: dict[str, Any] = {
         "name": name,
         "surface": name,
         "variants": [
-            {"name": f"v{i:02d}", "weight": 1 - (MAX_VARIANTS - 1) * weight if i == 0 else weight}
-            for i in range(MAX_VARIANTS)
+            {"name": f"v{i:02d}", "weight": 1 - (variants - 1) * weight if i == 0 else weight}
+            for i in range(variants)
         ],
     }
     if bandit:
@@ -65,17 +69,17 @@ def create(name: str, bandit: bool) -> str:
     return eid
 
 
-def load(conn: Any, eid: str, days: int, bandit: bool) -> None:
+def load(conn: Any, eid: str, args: argparse.Namespace, bandit: bool) -> None:
     """The snapshots and rollups of module docstring, consistent enough to analyse (no negative
     variance), for one experiment."""
-    from abtest.limits import MAX_BANDIT_PERIODS, MAX_METRICS_PER_EXPERIMENT
-
     today = "(now() AT TIME ZONE 'UTC')::date"
     params = {
         "e": eid,
-        "last": days - 1,
-        "metrics": MAX_METRICS_PER_EXPERIMENT - 1,
-        "periods": MAX_BANDIT_PERIODS,
+        "last": args.days - 1,
+        "metrics": args.metrics - 1,
+        "periods": args.periods,
+        "weight": 1 / args.variants,
+        "variants": args.variants,
     }
     conn.execute("SET statement_timeout = 0")
     conn.execute(
@@ -114,8 +118,8 @@ def load(conn: Any, eid: str, days: int, bandit: bool) -> None:
         "INSERT INTO bandit_periods (experiment_id, number, started_at, ended_at, period_users,"
         " weights_before, weights_after, outcome, trigger)"
         " SELECT %(e)s, p, now() - interval '1 day', now(), '[]',"
-        " (SELECT jsonb_agg(0.05) FROM generate_series(1, 20)),"
-        " (SELECT jsonb_agg(0.05) FROM generate_series(1, 20)),"
+        " (SELECT jsonb_agg(%(weight)s::float8) FROM generate_series(1, %(variants)s)),"
+        " (SELECT jsonb_agg(%(weight)s::float8) FROM generate_series(1, %(variants)s)),"
         " 'updated', 'schedule' FROM generate_series(1, %(periods)s) p",
         params,
     )
@@ -178,13 +182,16 @@ def main() -> None:
     )
     parser.add_argument("--days", type=int, default=1096)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--variants", type=int, default=MAX_VARIANTS)
+    parser.add_argument("--metrics", type=int, default=MAX_METRICS_PER_EXPERIMENT)
+    parser.add_argument("--periods", type=int, default=MAX_BANDIT_PERIODS)
     args = parser.parse_args()
     url = common.prepare(DATABASE)
-    fixed, bandit = create("bench_fixed", False), create("bench_bandit", True)
+    fixed, bandit = create("bench_fixed", False, args.variants), create("bench_bandit", True, args.variants)
     loading = time.perf_counter()
     with common.admin_connection(url) as admin:
-        load(admin, fixed, args.days, False)
-        load(admin, bandit, args.days, True)
+        load(admin, fixed, args, False)
+        load(admin, bandit, args, True)
         common.vacuum_analyze(admin)
         rows = {
             table: admin.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -244,17 +251,16 @@ def main() -> None:
     def cell(samples: list[float]) -> str:
         return f"{statistics.median(samples) * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in samples)})"
 
-    print(f"## A bandit's period-weighted series at the largest legal size ({args.days} days)\n")
+    size = f"{args.periods} periods x {args.variants} arms x {args.metrics} metrics"
+    print(f"## A bandit's period-weighted series: {size}, {args.days} days\n")
     print(f"{facts}\n")
     print(f"Rows loaded (in {loaded:.0f} s): " + ", ".join(f"{t} {n:,}" for t, n in rows.items()) + "\n")
     print("| what | median (runs) |")
     print("|---|---|")
-    for name, label in (("fixed", "fixed experiment"), ("bandit", "bandit, 500 periods")):
+    for name, label in (("fixed", "fixed experiment"), ("bandit", f"bandit, {args.periods} periods")):
         print(f"| GET /results/timeseries, {label} ({points[name]} points) | {cell(reads[name])} |")
-    print(
-        f"| rollup: BanditSeriesRollup.snapshot(day), 100 metrics x 500 periods x 20 arms | {cell(writes)} |"
-    )
-    print(f"| read: weighted_day of one metric, 500 periods x 20 arms (per tail day) | {cell(tails)} |")
+    print(f"| rollup: BanditSeriesRollup.snapshot(day), every metric of {size} | {cell(writes)} |")
+    print(f"| read: weighted_day of one metric (per tail day not rolled up) | {cell(tails)} |")
     ratio = statistics.median(reads["bandit"]) / statistics.median(reads["fixed"])
     print(f"\nratio bandit / fixed series read: **{ratio:.2f}**")
 
