@@ -8,9 +8,9 @@ runs for years), so the work is split like the per-variant snapshots (abtest.sto
 
 - The scheduled rollup keeps each bandit's running statistics per period (rollup_bandit_period_*), by
   splitting the day's per-user fold by the period that enrolled each user (`BanditSeriesRollup.store`,
-  called before the fold is stored: it reads the users' stored state), and at the end of each day it
-  walks writes that day's period-weighted per-variant statistics and expected users
-  (`BanditSeriesRollup.snapshot`: snapshot_bandit_metrics, snapshot_bandit_variants).
+  called before the fold is stored: it reads the users' stored state); for each day it walks, it
+  then writes that day's period-weighted per-variant statistics of every metric and the SRM's expected
+  users (`BanditSeriesRollup.snapshot`: snapshot_bandit_metrics, snapshot_bandit_variants).
 - A read (`period_weighted_days`) takes the stored days as they are (one row per day and variant and
   metric asked for), walks the tail above the horizon day by day exactly as daily_metrics does, with
   the running per-period statistics plus the tail's per-period folds, and makes the last day exactly
