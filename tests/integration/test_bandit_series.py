@@ -331,3 +331,12 @@ def test_migration_0019_rebuilds_a_bandits_history_and_leaves_fixed_experiments_
     assert sql("SELECT count(*) FROM rollup_failures") == [(0,)]
     assert tables(sql) == built
     assert both(api, eid) == expected
+
+    # Starting an experiment's rollups over (abtest_restart_rollups, which the migration replaced to
+    # cover the bandit tables) clears its per-period statistics too: the rebuild does not count twice
+    sql("SELECT abtest_restart_rollups(%s, 'test')", (eid,))
+    for table in ("rollup_bandit_period_variants", "rollup_bandit_period_metrics", "snapshot_bandit_metrics"):
+        assert sql(f"SELECT count(*) FROM {table}") == [(0,)]
+    assert both(api, eid) == expected
+    rollup_all(sql)
+    assert tables(sql) == built

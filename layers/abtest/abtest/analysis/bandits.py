@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 from uuid import UUID
 
@@ -170,6 +170,14 @@ class PeriodWeightedMetrics(VariantMetrics):
 
     expected_users: tuple[float, ...] = ()
 
+    @classmethod
+    def of(
+        cls, day: VariantMetrics, metrics: dict[UUID, dict[str, MetricStats]], expected_users: Sequence[float]
+    ) -> PeriodWeightedMetrics:
+        """`day` (its users, and whatever else it carries) with period-weighted `metrics`."""
+        carried = {f.name: getattr(day, f.name) for f in fields(VariantMetrics)}
+        return cls(**{**carried, "metrics": metrics, "expected_users": tuple(expected_users)})
+
 
 def weighted_day(
     pooled: VariantMetrics,
@@ -180,17 +188,18 @@ def weighted_day(
     """A bandit's point of the series: `pooled` (its statistics at the end of a day) with the metrics
     (`metrics`: only these; None: all) period-weighted from `periods` (each period's statistics at the
     end of the same day), and the SRM's expected users then."""
+    asked = pooled
     if metrics is not None:
         wanted = set(metrics)
-        pooled = VariantMetrics(
+        asked = VariantMetrics(
             pooled.experiment,
             pooled.variants,
             {v: {k: m for k, m in per.items() if k in wanted} for v, per in pooled.metrics.items()},
         )
     periods = {t: periods[t] for t in periods_with_users(periods)}  # as period_stats reads them
-    weighted = period_weighted(pooled, periods)
+    weighted = period_weighted(asked, periods)
     expected = expected_arm_users(pooled.experiment, periods, period_weights)
-    return PeriodWeightedMetrics(weighted.experiment, weighted.variants, weighted.metrics, tuple(expected))
+    return PeriodWeightedMetrics.of(pooled, weighted.metrics, expected)
 
 
 def period_folds(

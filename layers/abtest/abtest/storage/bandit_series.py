@@ -234,7 +234,7 @@ def period_weighted_days(
     current = days[last]  # the statistics now (daily_metrics' last day), what /results reads
     for day, (day_metrics, expected) in stored.items():
         if day in days:
-            days[day] = PeriodWeightedMetrics(experiment, days[day].variants, day_metrics, tuple(expected))
+            days[day] = PeriodWeightedMetrics.of(days[day], day_metrics, expected)
     row = conn.execute(
         "SELECT max(day) AS day FROM snapshot_variants WHERE experiment_id = %s", (experiment.id,)
     ).fetchone()
