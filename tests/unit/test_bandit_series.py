@@ -3,7 +3,7 @@ its SRM against Σ_t N_t · weight_(a,t) (pure)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +16,8 @@ from abtest.analysis.bandits import (
     weighted_day,
 )
 from abtest.analysis.rollup import ExposureTotals, MetricStats, UserMetric, UserState, VariantMetrics, fold
-from abtest.analysis.timeseries import series_point
+from abtest.analysis.timeseries import DailyMetrics, series_days, series_point, source_days
+from abtest.limits import MAX_SERIES_POINTS
 from tests.unit.fakes import make_experiment
 
 EXPERIMENT = make_experiment(weights=(0.9, 0.1))
@@ -117,3 +118,28 @@ def test_the_per_period_folds_add_up_to_the_fold(
             got.add(p.metrics[variant_id].get("buy") or MetricStats())
         assert got == expected
     assert set(running) <= {periods.get(u, 1) for u in new}
+
+
+def test_only_the_days_the_series_shows_need_an_estimate() -> None:
+    """source_days: a long history is thinned to at most MAX_SERIES_POINTS + 1 days, and the series
+    over those days alone is the series over all of them (a read may drop the others)."""
+    start = date(2024, 1, 1)
+    experiment = EXPERIMENT.model_copy(
+        update={
+            "started_at": datetime(2024, 1, 1, tzinfo=UTC),
+            "completed_at": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+    )
+    days = [
+        (start + timedelta(days=k), VariantMetrics(experiment, {A: ExposureTotals(k, k)}, {}))
+        for k in range(0, 731)
+        if k % 3  # some days without events
+    ]
+    daily = DailyMetrics(days[-1][1], days)
+    needed = source_days(daily)
+    assert len(needed) <= MAX_SERIES_POINTS + 1 < len(days)
+    kept = DailyMetrics(days[-1][1], [(d, s) for d, s in days if d in needed])
+    assert series_days(kept) == series_days(daily)
+    # Two days sharing one object: every day is kept
+    shared = DailyMetrics(days[-1][1], [*days, (start + timedelta(days=800), days[-1][1])])
+    assert source_days(shared) == {d for d, _ in shared.days}

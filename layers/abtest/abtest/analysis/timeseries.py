@@ -243,6 +243,18 @@ def series_days(
     return thinned(filled, first if first is not None else (filled[0][0] if filled else last))
 
 
+def source_days(daily: DailyMetrics, today: date | None = None) -> set[date]:
+    """The days of `daily.days` whose statistics the series shows (series_days: a day without events
+    repeats the day before, and past DAILY_DAYS the days are thinned): at most MAX_SERIES_POINTS + 1
+    whatever the history, so a read that computes each day's statistics need compute only these. Every
+    day when two days share one statistics object (then which one a point shows is ambiguous)."""
+    by_identity = {id(stats): day for day, stats in daily.days}
+    if len(by_identity) != len(daily.days):
+        return {day for day, _ in daily.days}
+    shown, _, _ = series_days(daily, today)
+    return {by_identity[id(stats)] for _, stats in shown}
+
+
 def timeseries_report(
     daily: DailyMetrics,
     metric: str | None = None,

@@ -13,8 +13,9 @@ runs for years), so the work is split like the per-variant snapshots (abtest.sto
   users (`BanditSeriesRollup.snapshot`: snapshot_bandit_metrics, snapshot_bandit_variants).
 - A read (`period_weighted_days`) takes the stored days as they are (one row per day and variant and
   metric asked for), walks the tail above the horizon day by day exactly as daily_metrics does, with
-  the running per-period statistics plus the tail's per-period folds, and makes the last day exactly
-  what /results shows: period_weighted of the statistics now and `period_stats` now.
+  the running per-period statistics plus the tail's per-period folds (estimating only the days the
+  series shows: at most MAX_SERIES_POINTS + 1), and makes the last day exactly what /results shows:
+  period_weighted of the statistics now and `period_stats` now.
 
 Fixed-allocation experiments are left alone by both: nothing is read or written for them.
 """
@@ -34,6 +35,7 @@ from abtest.analysis.bandits import (
     weighted_day,
 )
 from abtest.analysis.rollup import ExposureTotals, Fold, MetricStats, UserKey, VariantMetrics
+from abtest.analysis.timeseries import DailyMetrics, source_days
 from abtest.domain.experiments import Experiment
 from abtest.storage.bandits import period_stats
 from abtest.storage.database import Connection
@@ -239,6 +241,10 @@ def period_weighted_days(
         "SELECT max(day) AS day FROM snapshot_variants WHERE experiment_id = %s", (experiment.id,)
     ).fetchone()
     latest = row["day"] if row is not None else None
+    # Only the days the series can show get an estimate (at most MAX_SERIES_POINTS + 1, however long the
+    # tail: all of a bandit's history is tail until the rollup rebuilds it); the others are left out,
+    # and no shown day repeats one of them (abtest.analysis.timeseries.source_days).
+    shown = source_days(DailyMetrics(current, sorted(days.items())))
     # The tail, day by day as daily_metrics walks it: each day's users recomputed up to its end, their
     # fold split by period and added to the running per-period statistics.
     touched = _tail_touched(conn, experiment.id, horizon)
@@ -255,5 +261,8 @@ def period_weighted_days(
             del user_metrics[key]
         states.update(new_states)
         user_metrics.update(new_metrics)
-        days[tail_day] = weighted_day(days[tail_day], running, weights, wanted)
+        if tail_day in shown:
+            days[tail_day] = weighted_day(days[tail_day], running, weights, wanted)
+        else:
+            del days[tail_day]
     days[last] = weighted_day(current, period_stats(conn, experiment, wanted), weights, wanted)
