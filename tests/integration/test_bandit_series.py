@@ -340,3 +340,34 @@ def test_migration_0019_rebuilds_a_bandits_history_and_leaves_fixed_experiments_
     assert both(api, eid) == expected
     rollup_all(sql)
     assert tables(sql) == built
+
+
+def test_a_long_tail_is_thinned_and_still_gives_the_series_the_rollup_stores(api: Any, sql: Any) -> None:
+    # Given a bandit with 150 days of events, none rolled up (past 91 days the series is weekly)
+    eid = start_two_arm_bandit(api, (0.5, 0.5))
+    days = [TODAY - timedelta(days=k) for k in range(149, -1, -1)]
+    backdate(eid, days[0])
+    batch: list[dict[str, Any]] = []
+    for k, day in enumerate(days):
+        period = 1 if k < 70 else 2
+        users = {f"t{k}-{v}": (v, period) for v in ("a", "b") if period == 1 or v == "b" or k % 4 == 0}
+        enroll(sql, eid, users)
+        buys = {u: 1.0 for u in users if (k + len(u)) % 3 == 0}
+        if k % 10 == 5:
+            buys |= {f"t{k - 5}-b": 1.0}  # a user of an earlier day converts now
+        batch += events(eid, day, list(users), buys)
+    reweighted(sql, eid, [0.5, 0.5], [0.2, 0.8])
+    post(api, batch)
+    tail = both(api, eid)
+    points = tail["conversion"]["points"]
+    assert tail["conversion"]["step_days"] == 7
+    assert len(points) < len(days)
+    for kind in KINDS:
+        assert_last_point_is_results(api, eid, kind)
+
+    # When the rollup has stored every day, the series is the same
+    rollup_all(sql)
+    assert sql(
+        "SELECT count(DISTINCT day) FROM snapshot_bandit_variants WHERE experiment_id = %s", (eid,)
+    ) == [(len(days),)]
+    assert both(api, eid) == tail

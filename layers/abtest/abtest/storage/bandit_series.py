@@ -245,24 +245,28 @@ def period_weighted_days(
     # tail: all of a bandit's history is tail until the rollup rebuilds it); the others are left out,
     # and no shown day repeats one of them (abtest.analysis.timeseries.source_days).
     shown = source_days(DailyMetrics(current, sorted(days.items())))
-    # The tail, day by day as daily_metrics walks it: each day's users recomputed up to its end, their
-    # fold split by period and added to the running per-period statistics.
+    # The tail, day by day as daily_metrics walks it: at each shown day, the users with events since the
+    # previous one recomputed up to its end (the state at that moment: a user without events since keeps
+    # the state last recomputed), their fold split by period and added to the running statistics.
     touched = _tail_touched(conn, experiment.id, horizon)
     running = _running(conn, experiment, wanted)
     states, user_metrics = _stored(conn, set(touched))
     numbers = _period_numbers(conn, experiment.id, (user for _, user in touched))
+    pending: set[UserKey] = set()
     for tail_day, users in _users_by_day(touched, latest):
         if tail_day == last:
             break  # the last day is /results' (below)
-        new_states, new_metrics = _recompute(conn, users, None, _end_of(tail_day))
+        pending |= users
+        if tail_day not in shown:
+            del days[tail_day]
+            continue
+        new_states, new_metrics = _recompute(conn, pending, None, _end_of(tail_day))
         folds = period_folds(numbers, states, user_metrics, new_states, new_metrics, check_finite=False)
         add_period_folds(experiment, running, folds, wanted)
-        for key in [k for k in user_metrics if (k[0], k[1]) in users]:
+        for key in [k for k in user_metrics if (k[0], k[1]) in pending]:
             del user_metrics[key]
         states.update(new_states)
         user_metrics.update(new_metrics)
-        if tail_day in shown:
-            days[tail_day] = weighted_day(days[tail_day], running, weights, wanted)
-        else:
-            del days[tail_day]
+        pending = set()
+        days[tail_day] = weighted_day(days[tail_day], running, weights, wanted)
     days[last] = weighted_day(current, period_stats(conn, experiment, wanted), weights, wanted)
