@@ -3,7 +3,8 @@
 Three arms converting at 5%, 10% and 20%; each period's users are enrolled and convert, then the
 period is closed with the reweight route. The best arm's weight rises above 0.6, no arm falls below
 min_weight, no enrolled user changes variant, the period-weighted estimates lie within three
-standard errors of the true rates and no sample ratio mismatch is flagged.
+standard errors of the true rates and no sample ratio mismatch is flagged, and the period-weighted
+series ends at /results.
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ def test_a_three_arm_bandit_moves_to_the_best_arm_and_stays_honest(http: Http) -
     assert results["srm"]["flag"] is False
     for arm, rate in zip(results["bandit"]["arms"], RATES, strict=True):
         assert abs(arm["mean"] - rate) < 3 * arm["standard_error"], arm
+    # The series is period-weighted too: its last point is /results, and no point flags an SRM.
+    status, _, series = http.request(
+        "GET", f"/api/v1/experiments/{experiment_id}/results/timeseries?metric=purchase&analysis=conversion"
+    )
+    assert status == 200, series
+    last = series["points"][-1]
+    assert [v["users"] for v in last["variants"]] == [v["users"] for v in results["variants"]]
+    assert last["srm_p_value"] == results["srm"]["p_value"]
+    assert not any(point["srm_flag"] for point in series["points"])
+    for point_comparison, comparison in zip(
+        last["comparisons"], results["metrics"]["purchase"]["conversion"]["comparisons"], strict=True
+    ):
+        assert point_comparison["lift"] == comparison["relative"]["estimate"]
+        assert point_comparison["ci"] == comparison["relative"]["ci"]
+        assert point_comparison["p_value"] == comparison["relative"]["p_value"]
     status, _, state = http.request("GET", f"/api/v1/experiments/{experiment_id}/bandit")
     assert status == 200, state
     assert state["open_period"] == PERIODS + 1

@@ -308,3 +308,20 @@ def test_a_bandits_report_draws_its_weights_over_time_and_p_best(
     # And the sample ratio check uses the bandit's expectation: no mismatch
     assert browser.find_elements(By.CSS_SELECTOR, '[data-warning="srm"]') == []
     assert results["srm"]["flag"] is False
+
+    # And the lift over time is the bandit's period-weighted series: its last day is /results' lift
+    status, _, series = server.request(
+        "GET", f"/api/v1/experiments/{bandit}/results/timeseries?metric=purchase"
+    )
+    assert status == 200
+    section = browser.find_element(By.CSS_SELECTOR, 'section[data-metric="purchase"]')
+    assert section.find_elements(By.CSS_SELECTOR, "svg.lift-over-time circle.point")
+    cells = {
+        tuple(c.get_attribute("textContent") for c in row.find_elements(By.TAG_NAME, "td")[:2]): row
+        for row in section.find_elements(By.CSS_SELECTOR, "table.lift-by-day tbody tr")
+    }
+    last_day = series["points"][-1]["date"]
+    for comparison in results["metrics"]["purchase"]["conversion"]["comparisons"]:
+        name = results["variants"][comparison["treatment_index"]]["name"]
+        lift = cells[(last_day, name)].find_elements(By.TAG_NAME, "td")[2].get_attribute("textContent")
+        _check_close(lift, comparison["relative"]["estimate"], 2)

@@ -12,6 +12,10 @@ the state at the end of the first day includes anything dated before it). Points
 first DAILY_DAYS days from the start, then one per week (the last day of each 7-day period, and always
 the last day); when that would exceed MAX_SERIES_POINTS points, the period doubles (2, 4, ... weeks).
 A coarser point is still exact: it is that day's cumulative result, not an average.
+
+A bandit's days are period-weighted (abtest.analysis.bandits.PeriodWeightedMetrics, docs/bandits.md):
+each point analyses the period-weighted estimates of the statistics at that day's end, and its SRM
+compares the users with Σ_t N_t · weight_(a,t), as /results does.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from abtest.analysis.bandits import PeriodWeightedMetrics, bandit_srm
 from abtest.analysis.defined_rollup import DefinedStats, kept_data
-from abtest.analysis.results import metric_analysis, srm_verdict
+from abtest.analysis.results import SrmVerdict, metric_analysis, srm_verdict
 from abtest.analysis.roles import variant_moments
 from abtest.analysis.rollup import VariantMetrics
 from abtest.domain.metric_definitions import MetricDefinition
@@ -157,6 +162,14 @@ def _interval(interval: tuple[float, float] | None) -> list[float] | None:
     return list(interval) if interval is not None else None
 
 
+def _srm(stats: VariantMetrics, users: list[int]) -> SrmVerdict:
+    """A day's SRM: against the weights, or a bandit's expected users (module docstring)."""
+    if isinstance(stats, PeriodWeightedMetrics):  # a bandit: its weights moved
+        p_value, flag = bandit_srm(users, stats.expected_users)
+        return SrmVerdict(p_value=p_value, flag=flag)
+    return srm_verdict(users, [v.weight for v in stats.experiment.variants])
+
+
 def series_point(
     day: date, stats: VariantMetrics, metric: str | None, analysis: Analysis, alpha: float
 ) -> SeriesPoint:
@@ -165,7 +178,7 @@ def series_point(
     of the largest experiment costs half as much)."""
     experiment = stats.experiment
     users = [stats.variants[v.id].users for v in experiment.variants]
-    srm = srm_verdict(users, [v.weight for v in experiment.variants])
+    srm = _srm(stats, users)
     variants: list[SeriesVariant] = []
     for variant, exposed in zip(experiment.variants, users, strict=True):
         metric_stats = stats.metrics.get(variant.id, {}).get(metric or "")
@@ -231,7 +244,7 @@ def defined_point(
     control, exactly as /results analyses the definition (abtest.analysis.roles)."""
     experiment = stats.experiment
     users = [stats.variants[v.id].users for v in experiment.variants]
-    srm = srm_verdict(users, [v.weight for v in experiment.variants])
+    srm = _srm(stats, users)
     per_variant = variant_moments(definition, kept_data(stats, definition.name, definition.definition))
     variants = []
     for variant, exposed, moments in zip(experiment.variants, users, per_variant, strict=True):
@@ -282,6 +295,18 @@ def series_days(
         last = today if today is not None else datetime.now(UTC).date()
     filled = filled_days(within(daily.days, first, last))
     return thinned(filled, first if first is not None else (filled[0][0] if filled else last))
+
+
+def source_days(daily: DailyMetrics, today: date | None = None) -> set[date]:
+    """The days of `daily.days` whose statistics the series shows (series_days: a day without events
+    repeats the day before, and past DAILY_DAYS the days are thinned): at most MAX_SERIES_POINTS + 1
+    whatever the history, so a read that computes each day's statistics need compute only these. Every
+    day when two days share one statistics object (then which one a point shows is ambiguous)."""
+    by_identity = {id(stats): day for day, stats in daily.days}
+    if len(by_identity) != len(daily.days):
+        return {day for day, _ in daily.days}
+    shown, _, _ = series_days(daily, today)
+    return {by_identity[id(stats)] for _, stats in shown}
 
 
 def timeseries_report(

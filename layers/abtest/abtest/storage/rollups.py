@@ -390,6 +390,7 @@ class RollupRepository:
         take longer than a request may: pass the rollup's own statement timeout.
         """
         started = time.perf_counter()
+        from abtest.storage.bandit_series import BanditSeriesRollup  # it imports this module
         from abtest.storage.breakdowns import SliceRollup  # it imports this module
 
         def work(conn: Connection) -> RollupRun:
@@ -415,15 +416,18 @@ class RollupRepository:
                         walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
                         slices = SliceRollup(conn, experiment_id)  # per dimension value (breakdowns)
                         defined = DefinitionRollup(conn, experiment_id)  # kept metric definitions
+                        bandit = BanditSeriesRollup(conn, experiment_id)  # per period (a bandit's series)
                         for day, users in walk:
                             before = slices.before(users)  # the stored per-user state, before _store
                             result = _fold_users(conn, users, high, _end_of(day))
+                            bandit.store(users, result)  # reads the stored per-user state: before _store
                             _store(conn, result)
                             slices.store(before, result)
                             defined.fold({user for _, user in users}, high, _end_of(day))
                             _record_snapshot(conn, experiment_id, day)
                             slices.snapshot(day)
                             defined.snapshot(day)
+                            bandit.snapshot(day)
                         if experiment_id in failed_before:
                             conn.execute(
                                 "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
@@ -495,8 +499,10 @@ class RollupRepository:
         the rollup has run. The last day's statistics are exactly `variant_metrics` (what /metrics and
         /results read). `metrics` picks, from the statistics now, the metrics whose stored daily rows
         are read (default: all): a read of one metric's series never loads the
-        snapshots of a hundred.
+        snapshots of a hundred. A bandit's days are period-weighted (abtest.storage.bandit_series).
         """
+
+        from abtest.storage.bandit_series import period_weighted_days  # it imports this module
 
         def work(conn: Connection) -> DailyMetrics:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -543,6 +549,7 @@ class RollupRepository:
                 days[tail_day] = _copy(running)
             if days:
                 days[max(days)] = current
+            period_weighted_days(conn, experiment, horizon, days, wanted)  # a bandit's (docs/bandits.md)
             waiting_users, waiting_conversions = _waiting(conn, experiment_id, states, user_metrics)
             return DailyMetrics(current, sorted(days.items()), waiting_users, waiting_conversions)
 

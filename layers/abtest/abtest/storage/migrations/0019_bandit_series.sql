@@ -1,0 +1,105 @@
+-- A bandit's results over time, period-weighted (issue 21; docs/bandits.md, "Results over time").
+--
+-- rollup_bandit_period_variants / rollup_bandit_period_metrics: a bandit's running statistics per
+-- period (the period that enrolled each user: assignments.bandit_period, NULL counting as 1), kept by
+-- the scheduled rollup with the same fold as the per-variant totals (abtest.storage.bandit_series).
+-- At most MAX_BANDIT_PERIODS x MAX_VARIANTS (x metrics) rows per experiment.
+--
+-- snapshot_bandit_metrics: at the end of each snapshot day, the period-weighted per-variant statistics
+-- of every metric, as sufficient statistics (abtest.analysis.bandits.period_weighted), shaped like
+-- snapshot_metrics; snapshot_bandit_variants: the same day's users each arm should have under the
+-- weights in force when they were enrolled (Σ_t N_t · weight_(a,t), the SRM's expectation). The series
+-- reads one row per day and variant (and metric asked for), never days x periods.
+--
+-- Bandits that already hold rollups and snapshots get them rebuilt, as migration 0011 did
+-- (abtest_restart_rollups below): their rollup rows (per variant, per user, per slice, per period) and
+-- daily snapshots are deleted and they are marked pending from transaction id 0 in rollup_failures, so
+-- reads fold all their events from the raw tables until the next rollup run rebuilds rollups,
+-- per-period statistics and every daily snapshot from them (the run removes the mark). Fixed-allocation
+-- experiments are untouched.
+
+SELECT pg_advisory_xact_lock(7412039552);
+
+CREATE TABLE IF NOT EXISTS rollup_bandit_period_variants (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    period        integer NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    exposures     bigint NOT NULL DEFAULT 0,
+    users         bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment_id, period, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS rollup_bandit_period_metrics (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    period        integer NOT NULL,
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    metric_name   text NOT NULL,
+    count         bigint NOT NULL DEFAULT 0,
+    sum           double precision NOT NULL DEFAULT 0,
+    sum_squares   double precision NOT NULL DEFAULT 0,
+    users         bigint NOT NULL DEFAULT 0,
+    unattributed  bigint NOT NULL DEFAULT 0,
+    -- metric first: a read of one metric's series is a range, not a scan of every metric's rows
+    PRIMARY KEY (experiment_id, metric_name, period, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS snapshot_bandit_variants (
+    experiment_id  uuid NOT NULL REFERENCES experiments (id),
+    day            date NOT NULL,
+    variant_id     uuid NOT NULL REFERENCES variants (id),
+    expected_users double precision NOT NULL,
+    PRIMARY KEY (experiment_id, day, variant_id)
+);
+
+CREATE TABLE IF NOT EXISTS snapshot_bandit_metrics (
+    experiment_id uuid NOT NULL REFERENCES experiments (id),
+    variant_id    uuid NOT NULL REFERENCES variants (id),
+    metric_name   text NOT NULL,
+    day           date NOT NULL,
+    count         bigint NOT NULL,
+    sum           double precision NOT NULL,
+    sum_squares   double precision NOT NULL,
+    users         bigint NOT NULL,
+    unattributed  bigint NOT NULL,
+    PRIMARY KEY (experiment_id, metric_name, day, variant_id)  -- one metric's days: a range
+);
+
+-- Start an experiment's rollups over: every table the rollup fills per experiment loses the experiment's
+-- rows and rollup_failures marks it pending from transaction id 0 (as migration 0011 does), so reads fold
+-- all its events from the raw tables (exact, slower) until the next rollup run rebuilds everything, every
+-- day's snapshot included, from the raw events, which are untouched. Takes the rollup's advisory lock.
+-- Migration 0018 (metric definitions kept by the rollup) defines this function for its own tables and asks
+-- a migration that adds a table to replace it: this one adds the bandit tables. A table that does not
+-- exist is skipped, so the function is the same whichever of the two migrations a database ran first.
+CREATE OR REPLACE FUNCTION abtest_restart_rollups(experiment uuid, reason text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    tbl text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7412039552);
+    FOREACH tbl IN ARRAY ARRAY[
+        'snapshot_bandit_metrics', 'snapshot_bandit_variants',
+        'rollup_bandit_period_metrics', 'rollup_bandit_period_variants',
+        'snapshot_definitions', 'rollup_definitions', 'rollup_user_definitions',
+        'snapshot_slice_metrics', 'snapshot_slice_variants', 'rollup_slice_metrics', 'rollup_slice_variants',
+        'snapshot_metrics', 'snapshot_variants', 'rollup_user_metrics', 'rollup_users',
+        'rollup_metrics', 'rollup_variants'
+    ] LOOP
+        IF to_regclass(tbl) IS NOT NULL THEN
+            EXECUTE format('DELETE FROM %I WHERE experiment_id = $1', tbl) USING experiment;
+        END IF;
+    END LOOP;
+    INSERT INTO rollup_failures (experiment_id, since, error, failures)
+    VALUES (experiment, '0'::xid8, reason, 0)
+    ON CONFLICT (experiment_id) DO UPDATE SET since = '0'::xid8, error = EXCLUDED.error;
+END
+$$;
+
+-- Bandits with rolled-up users or daily snapshots (or pending ones): start over, so the next run fills
+-- the per-period statistics and the period-weighted snapshots of their whole history.
+SELECT abtest_restart_rollups(e.id, 'rebuilt by migration 0019 (bandit series)')
+FROM experiments e
+WHERE e.allocation ->> 'type' = 'bandit'
+  AND (EXISTS (SELECT 1 FROM rollup_users u WHERE u.experiment_id = e.id)
+       OR EXISTS (SELECT 1 FROM snapshot_variants s WHERE s.experiment_id = e.id)
+       OR EXISTS (SELECT 1 FROM rollup_failures f WHERE f.experiment_id = e.id));
