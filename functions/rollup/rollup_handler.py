@@ -25,13 +25,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     Safe to run twice or concurrently: runs serialise and never double count.
     """
     repository = RollupRepository(get_database())
-    run = repository.roll_up(statement_timeout_ms=get_settings().rollup_statement_timeout_ms)
+    settings = get_settings()
+    run = repository.roll_up(
+        statement_timeout_ms=settings.rollup_statement_timeout_ms,
+        budget_seconds=settings.rollup_budget_seconds,
+    )
     summary = {
         "previous_horizon": run.previous_horizon,
         "horizon": run.horizon,
         "users": run.users,
         "experiments": run.experiments,
         "failed_experiments": [str(experiment_id) for experiment_id in run.failed],
+        "deferred_experiments": [str(experiment_id) for experiment_id in run.deferred],
         "snapshot_days": run.snapshot_days,
         "seconds": round(run.seconds, 3),
         "scheduled_at": event.get("time"),

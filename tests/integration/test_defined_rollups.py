@@ -9,6 +9,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -393,3 +394,66 @@ def test_a_phase_reads_its_kept_definitions_from_its_own_users_and_events(api: A
         assert [v["estimate"] for v in body["quick_buy"]["variants"]] == [
             v["estimate"] for v in body["any_buy"]["variants"]
         ], query
+
+
+def test_a_rebuild_longer_than_the_budget_advances_by_days_over_several_runs(
+    api: Any, clean_db: str, sql: Any
+) -> None:
+    from abtest.storage import RollupRepository
+    from abtest.storage.database import get_database
+
+    define(api, QUICK_BUY)
+    experiment = launch(api, metrics={"secondary": ["quick_buy"]}, decision={"min_days": 0})
+    start = started_days_ago(clean_db, experiment, 4)
+    first, conversions = traffic(clean_db, experiment, start, 20)
+    rollup()
+    whole = series(api, experiment, "quick_buy")["points"]
+    days = sql("SELECT count(DISTINCT day) FROM snapshot_variants")[0][0]
+    assert days >= 3
+    sql("SELECT abtest_restart_rollups(%s, 'test')", (experiment["id"],))
+    repository = RollupRepository(get_database())
+
+    runs = 0
+    while sql("SELECT count(*) FROM rollup_failures")[0][0]:
+        run = repository.roll_up(budget_seconds=0)  # spent at once: one day per run
+        runs += 1
+        walked = sql("SELECT count(DISTINCT day) FROM snapshot_variants")[0][0]
+        assert walked == min(runs, days)  # whole days, in order, never rewritten
+        if walked < days:
+            assert run.deferred == [UUID(experiment["id"])]
+            assert sql("SELECT failures, error FROM rollup_failures") == [
+                (0, "deferred: the run's time budget")
+            ]
+        # Exact all along: what is not rolled up yet is read from the raw events.
+        assert series(api, experiment, "quick_buy")["points"] == whole
+        assert runs <= days
+    assert runs == days
+
+    # Events that arrive while a rebuild is under way (late ones dated on its first day too) are
+    # folded once, by the runs that continue it.
+    sql("SELECT abtest_restart_rollups(%s, 'test')", (experiment["id"],))
+    repository.roll_up(budget_seconds=0)
+    user = "control-3"
+    late = [(user, "buy", 5.0, first[user][1] + timedelta(minutes=30)), (user, "buy", 1.0, datetime.now(UTC))]
+    for who, metric, value, when in late:
+        sql(
+            "INSERT INTO conversions (experiment_id, variant_id, user_id, metric_name, value, occurred_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING 1",
+            (experiment["id"], first[who][0], who, metric, value, when),
+        )
+    conversions += late
+    while sql("SELECT count(*) FROM rollup_failures")[0][0]:
+        repository.roll_up(budget_seconds=0)
+    expected_now = oracle(QUICK_BUY, first, conversions)
+    metrics = api("GET", f"{BASE}/{experiment['id']}/metrics").json["variant_metrics"]
+    for variant_id, report in metrics.items():
+        assert report["defined_metrics"]["quick_buy"]["count"] == expected_now[variant_id]["count"]
+        assert report["conversions"]["buy"]["count"] == sum(
+            1
+            for u, m, _, when in conversions
+            if m == "buy" and first[u][0] == variant_id and when >= first[u][1]
+        )
+    expected = oracle(QUICK_BUY, first, conversions)
+    body = results(api, experiment)["secondary"][0]
+    rates = [expected[v["id"]]["converted"] / expected[v["id"]]["users"] for v in experiment["variants"]]
+    assert [v["estimate"] for v in body["variants"]] == pytest.approx(rates, rel=1e-12)

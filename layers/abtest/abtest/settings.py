@@ -38,6 +38,9 @@ class Settings(BaseModel):
     scope_prefix: str = DEFAULT_SCOPE_PREFIX
     # The scheduled rollup may fold a backlog: it gets a longer statement timeout than requests.
     rollup_statement_timeout_ms: int = Field(default=240_000, ge=1000, le=900_000)
+    # Seconds a rollup run folds before it keeps the days left for the next run (RollupRepository.roll_up):
+    # below the function's timeout (300 s) minus the rest of its tick (SRM, reweights, alerts).
+    rollup_budget_seconds: float = Field(default=180.0, ge=1, le=900)
     # Alerts and webhooks (docs/alerts.md). The local server sets webhook_local_mode (http to
     # 127.0.0.1 allowed) and a key file; in AWS the template sets the KMS key, the queue and the bus.
     webhook_local_mode: bool = False
@@ -75,6 +78,7 @@ _ENV_NAMES = {
     "auth_mode": "AUTH_MODE",
     "scope_prefix": "SCOPE_PREFIX",
     "rollup_statement_timeout_ms": "ROLLUP_STATEMENT_TIMEOUT_MS",
+    "rollup_budget_seconds": "ROLLUP_BUDGET_SECONDS",
     "webhook_local_mode": "WEBHOOK_LOCAL_MODE",
     "webhook_kms_key_id": "WEBHOOK_KMS_KEY_ID",
     "webhook_key_file": "WEBHOOK_KEY_FILE",

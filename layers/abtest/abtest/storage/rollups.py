@@ -40,6 +40,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -161,15 +162,23 @@ class RollupRun:
     seconds: float
     failed: list[UUID] = field(default_factory=list)
     snapshot_days: int = 0  # (experiment, UTC day) snapshots written
+    deferred: list[UUID] = field(default_factory=list)  # days left for the next run (time budget)
 
 
 TouchedDays = dict[UserKey, set[date]]  # touched users and the UTC days of their new events
 
 
-def _touched(conn: Connection, low: int, high: int | None, experiment_id: UUID | None) -> TouchedDays:
+def _touched(
+    conn: Connection, low: int, high: int | None, experiment_id: UUID | None, after: date | None = None
+) -> TouchedDays:
+    """Users with events in [low, high) (of one experiment, or all), with their days (only days after
+    `after`, if given)."""
     scope = " AND experiment_id = %(experiment_id)s" if experiment_id is not None else ""
-    params = {"low": str(low), "high": str(high if high is not None else _NO_UPPER_BOUND)}
-    params["experiment_id"] = experiment_id  # type: ignore[assignment]
+    if after is not None:
+        scope += " AND occurred_at >= %(after_end)s"
+    params: dict[str, Any] = {"low": str(low), "high": str(high if high is not None else _NO_UPPER_BOUND)}
+    params["experiment_id"] = experiment_id
+    params["after_end"] = _end_of(after) if after is not None else None
     touched: TouchedDays = defaultdict(set)
     for r in conn.execute(_TOUCHED.format(scope=scope).encode(), params):
         touched[(r["experiment_id"], r["user_id"])].add(r["day"])
@@ -382,14 +391,25 @@ class RollupRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def roll_up(self, statement_timeout_ms: int | None = None) -> RollupRun:
+    def roll_up(
+        self, statement_timeout_ms: int | None = None, budget_seconds: float | None = None
+    ) -> RollupRun:
         """Fold every finished transaction's events since the last run into the rollup tables.
 
         Each experiment is folded in its own savepoint: one that fails is skipped (and retried from
         where it failed on later runs), the rest are stored and the horizon advances. A backlog can
         take longer than a request may: pass the rollup's own statement timeout.
+
+        `budget_seconds` bounds the run (None: no bound): once it is spent, each experiment still to
+        walk folds one more day and keeps the rest for the next run, marked pending in rollup_failures
+        (failures 0, "deferred"), exactly as a failed one is retried: folding is idempotent and days
+        already recorded are never rewritten, so a long rebuild (a restart of a large experiment's
+        rollups) advances by whole days over several runs instead of outliving the function. The
+        experiments with nothing pending go first, the pending ones after, oldest first; reads stay
+        exact meanwhile (they fold what is pending from the raw events).
         """
         started = time.perf_counter()
+        deadline = started + budget_seconds if budget_seconds is not None else None
         from abtest.storage.bandit_series import BanditSeriesRollup  # it imports this module
         from abtest.storage.breakdowns import SliceRollup  # it imports this module
 
@@ -399,17 +419,28 @@ class RollupRepository:
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
             touched = _touched(conn, low, high, None)
-            # Experiments that failed before: everything of theirs since the failure, again.
+            # Experiments that failed before: everything of theirs since the failure, again; those a
+            # budgeted run walked in part (_defer): what it did not walk, and everything newer.
             failed_before = _failures(conn)
+            walked_part = _walked(conn)
             for experiment_id, since in failed_before.items():
-                _merge(touched, _touched(conn, since, high, experiment_id))
+                if experiment_id in walked_part:
+                    until, below = walked_part[experiment_id]
+                    _merge(touched, _touched(conn, since, below, experiment_id, after=until))
+                    _merge(touched, _touched(conn, below, high, experiment_id))
+                else:
+                    _merge(touched, _touched(conn, since, high, experiment_id))
             by_experiment: dict[UUID, TouchedDays] = defaultdict(dict)
             for key, user_days in touched.items():
                 by_experiment[key[0]][key] = user_days
             latest = _latest_snapshot_days(conn, by_experiment)
             failed: list[UUID] = []
+            deferred: list[UUID] = []
             snapshot_days = 0
-            for experiment_id in sorted(by_experiment.keys() | failed_before.keys()):
+            current = sorted(by_experiment.keys() - failed_before.keys())
+            pending = sorted(failed_before, key=lambda e: (failed_before[e], e))
+            for experiment_id in current + pending:
+                walked, progressed = 0, False
                 try:
                     with conn.transaction():  # a savepoint: a failure undoes this experiment only
                         # Day by day (see the module docstring): each day's snapshot is exact per user.
@@ -418,6 +449,11 @@ class RollupRepository:
                         defined = DefinitionRollup(conn, experiment_id)  # kept metric definitions
                         bandit = BanditSeriesRollup(conn, experiment_id)  # per period (a bandit's series)
                         for day, users in walk:
+                            if progressed and deadline is not None and time.perf_counter() > deadline:
+                                break  # the budget is spent: the days left wait for the next run
+                            walked += 1
+                            # A day after the recorded ones: the experiment advanced in this run.
+                            progressed = experiment_id not in latest or day > latest[experiment_id]
                             before = slices.before(users)  # the stored per-user state, before _store
                             result = _fold_users(conn, users, high, _end_of(day))
                             bandit.store(users, result)  # reads the stored per-user state: before _store
@@ -428,7 +464,10 @@ class RollupRepository:
                             slices.snapshot(day)
                             defined.snapshot(day)
                             bandit.snapshot(day)
-                        if experiment_id in failed_before:
+                        if walked < len(walk):
+                            deferred.append(experiment_id)
+                            _defer(conn, experiment_id, low, walk[walked - 1][0], high)
+                        elif experiment_id in failed_before:
                             conn.execute(
                                 "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
                             )
@@ -446,7 +485,7 @@ class RollupRepository:
                         (experiment_id, str(low), type(exc).__name__),
                     )
                 else:
-                    snapshot_days += len(walk)
+                    snapshot_days += walked
             conn.execute(
                 "UPDATE rollup_state SET horizon = %s::text::xid8, runs = runs + 1, updated_at = now()",
                 (str(high),),
@@ -459,6 +498,7 @@ class RollupRepository:
                 time.perf_counter() - started,
                 failed,
                 snapshot_days,
+                deferred,
             )
 
         return self._db.run(work, statement_timeout_ms=statement_timeout_ms)
@@ -677,6 +717,31 @@ def _apply(tail: Fold, stats: VariantMetrics) -> None:
     metric_key: MetricKey
     for metric_key, mdelta in tail.metrics.items():
         stats.metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
+
+
+def _defer(conn: Connection, experiment_id: UUID, low: int, walked_until: date, high: int) -> None:
+    """Keep for the next run what a budgeted run did not walk of the experiment: its events from `low`
+    (or from where it was pending) dated after `walked_until`, and everything from `high` on (migration
+    0018). Not a failure: failures 0, which raises no alert."""
+    conn.execute(
+        "INSERT INTO rollup_failures (experiment_id, since, error, failures, walked_until, walked_below)"
+        " VALUES (%s, %s::text::xid8, 'deferred: the run''s time budget', 0, %s, %s::text::xid8)"
+        " ON CONFLICT (experiment_id) DO UPDATE SET failures = 0, error = EXCLUDED.error,"
+        " since = LEAST(rollup_failures.since, EXCLUDED.since), walked_until = EXCLUDED.walked_until,"
+        " walked_below = EXCLUDED.walked_below",
+        (experiment_id, str(low), walked_until, str(high)),
+    )
+
+
+def _walked(conn: Connection) -> dict[UUID, tuple[date, int]]:
+    """Experiments a budgeted run walked in part: the last day it recorded and that run's horizon."""
+    return {
+        r["experiment_id"]: (r["walked_until"], int(r["walked_below"]))
+        for r in conn.execute(
+            "SELECT experiment_id, walked_until, walked_below::text::bigint AS walked_below"
+            " FROM rollup_failures WHERE walked_until IS NOT NULL"
+        )
+    }
 
 
 def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID, int]:

@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS snapshot_definitions (
     PRIMARY KEY (experiment_id, day, variant_id, name)
 );
 
+-- A rollup run with a time budget (RollupRepository.roll_up) may walk only the first days of an
+-- experiment's pending events and keep the rest for the next run: walked_until is the last UTC day it
+-- recorded, walked_below the horizon of that run (its events below it dated up to walked_until are
+-- folded; the later days of those, and anything from walked_below on, are not). NULL: nothing walked.
+ALTER TABLE rollup_failures ADD COLUMN IF NOT EXISTS walked_until date;
+ALTER TABLE rollup_failures ADD COLUMN IF NOT EXISTS walked_below xid8;
+
 -- Start an experiment's rollups over: its rolled-up rows and daily snapshots go, and rollup_failures
 -- marks it pending from transaction id 0 (as migration 0011 does), so reads fold all its events from the
 -- raw tables (exact, slower) until the next rollup run rebuilds everything, every day's snapshot
@@ -77,7 +84,8 @@ BEGIN
     DELETE FROM rollup_variants WHERE experiment_id = experiment;
     INSERT INTO rollup_failures (experiment_id, since, error, failures)
     VALUES (experiment, '0'::xid8, reason, 0)
-    ON CONFLICT (experiment_id) DO UPDATE SET since = '0'::xid8, error = EXCLUDED.error;
+    ON CONFLICT (experiment_id) DO UPDATE
+    SET since = '0'::xid8, error = EXCLUDED.error, walked_until = NULL, walked_below = NULL;
 END
 $$;
 

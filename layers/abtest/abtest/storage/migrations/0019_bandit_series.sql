@@ -91,7 +91,8 @@ BEGIN
     END LOOP;
     INSERT INTO rollup_failures (experiment_id, since, error, failures)
     VALUES (experiment, '0'::xid8, reason, 0)
-    ON CONFLICT (experiment_id) DO UPDATE SET since = '0'::xid8, error = EXCLUDED.error;
+    ON CONFLICT (experiment_id) DO UPDATE
+    SET since = '0'::xid8, error = EXCLUDED.error, walked_until = NULL, walked_below = NULL;
 END
 $$;
 
