@@ -53,6 +53,7 @@ TABLES = (
     "snapshot_definitions",
     "rollup_definitions",
     "rollup_user_definitions",
+    "rollup_definitions_built",
     "snapshot_bandit_metrics",
     "snapshot_bandit_variants",
     "rollup_bandit_period_metrics",

@@ -44,6 +44,10 @@ def test_positions_round_trip() -> None:
         (raw({"a": 1}), (str,)),
         (raw([1]), (str,)),
         ("\u00e9t\u00e9", (str,)),
+        (raw(["a\x00b"]), (str,)),  # NUL: no text column holds it
+        (raw([2**63]), (int,)),  # beyond a bigint
+        ("W" * 40000, (str,)),
+        (base64.urlsafe_b64encode(b"[" * 100000).decode(), (str,)),  # nested past the parser's depth
     ],
 )
 def test_anything_else_is_refused_naming_cursor(cursor: str, shape: tuple[type, ...]) -> None:

@@ -48,17 +48,17 @@ def decode_cursor(cursor: str, *shape: type[CursorPart]) -> tuple[Any, ...]:
         if not isinstance(parts, list) or len(parts) != len(shape):
             raise ValueError("not a cursor")
         return tuple(_part(kind, part) for kind, part in zip(shape, parts, strict=True))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput(_NOT_OURS, field="cursor") from exc
 
 
 def _part(kind: type[CursorPart], part: object) -> CursorPart:
     if kind is int:
-        if not isinstance(part, int) or isinstance(part, bool):
-            raise ValueError("not an int")
+        if not isinstance(part, int) or isinstance(part, bool) or not -(2**63) <= part < 2**63:
+            raise ValueError("not a bigint")
         return part
-    if not isinstance(part, str):
-        raise ValueError("not a string")
+    if not isinstance(part, str) or "\x00" in part:
+        raise ValueError("not a string the database can compare")
     if kind is datetime:
         instant = datetime.fromisoformat(part)
         if instant.tzinfo is None:

@@ -196,18 +196,23 @@ class AlertRepository:
                     "SELECT * FROM experiment_monitor WHERE experiment_id = ANY(%s)", (ids,)
                 )
             }
+            pending = conn.execute(
+                "SELECT experiment_id, failures, error, failed_at FROM rollup_failures"
+                " WHERE experiment_id = ANY(%s)",
+                (ids,),
+            ).fetchall()
             failures = {
                 r["experiment_id"]: {
                     "failures": r["failures"],
                     "error": r["error"],
                     "failed_at": r["failed_at"].isoformat(),
                 }
-                for r in conn.execute(
-                    "SELECT experiment_id, failures, error, failed_at FROM rollup_failures"
-                    " WHERE experiment_id = ANY(%s) AND failures > 0",  # 0: a restart, not a failure
-                    (ids,),
-                )
+                for r in pending
+                if r["failures"] > 0  # 0: deferred or restarted, not a failure
             }
+            # The rollups of a pending experiment are partial (a failure, a rebuild under way): its
+            # results are not judged from them, and their conditions stay as stored until it is done.
+            partial = {r["experiment_id"] for r in pending}
             stored: dict[UUID, dict[tuple[str, str], StoredCondition]] = {}
             for r in conn.execute(
                 "SELECT experiment_id, kind, subject, active, value FROM alert_conditions"
@@ -236,6 +241,7 @@ class AlertRepository:
                                 settings,
                                 periods,
                                 flagged,
+                                partial=experiment.id in partial,
                             )
                         )
                 except (psycopg.errors.DataError, AuditWriteFailed) as exc:
@@ -260,6 +266,8 @@ class AlertRepository:
         settings: EvaluationSettings,
         periods: PeriodSource | None,
         flagged: list[UUID],
+        *,
+        partial: bool = False,
     ) -> list[Alert]:
         variant_ids = [v.id for v in experiment.variants]
         weights = [v.weight for v in experiment.variants]
@@ -328,7 +336,7 @@ class AlertRepository:
                 (experiment.id, now.date(), monitor.sequential_p, chi2),
             )
         results = None
-        if moved and sum(users) > 0 and not bandit:
+        if moved and sum(users) > 0 and not bandit and not partial:
             try:
                 rolled = _rolled_up(conn, experiment, kept_definitions(conn, experiment.id))
                 results = _with_decision(conn, results_report(rolled), rolled)

@@ -8,9 +8,12 @@ replaced, per-variant deltas added, the day's totals copied into snapshot_defini
 users touched above the horizon, recomputed in the read's snapshot (`defined_tail`), so they are exact
 and current, and the series walks the tail's days as the event metrics' series does (`DefinedTailDays`).
 
-Definitions are pinned (experiments.pinned_metrics) when an experiment starts; a definition pinned
-later (a secondary metric added to a running experiment) starts the experiment's rollups over
-(`restart_rollups`), so its history, every day included, is rebuilt from the raw events.
+Definitions are pinned (experiments.pinned_metrics) when an experiment starts, and held by its rollups
+from then on (`mark_built`). A definition pinned later (a secondary metric added to a running
+experiment) marks the experiment's rollups to start over (`restart_rollups`: no lock, nothing deleted);
+until the next run does, reads compute that definition from the raw events (as a percentile cap),
+then the run drops the experiment's rows, holds every pinned definition and rebuilds its history,
+every day included, from the raw events.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ _KEPT = """
 SELECT p.key AS name, v.definition FROM experiments e
 CROSS JOIN LATERAL jsonb_each_text(e.pinned_metrics) p
 JOIN metric_definition_versions v ON v.name = p.key AND v.version = p.value::int
-WHERE e.id = %s ORDER BY p.key
+WHERE e.id = %(e)s AND (NOT %(built)s OR EXISTS (
+    SELECT 1 FROM rollup_definitions_built b WHERE b.experiment_id = e.id AND b.name = p.key
+))
+ORDER BY p.key
 """
 
 # Per user (the `users` CTE: user_id, variant_id, first_at) and kept definition, the conversions of its
@@ -92,19 +98,35 @@ _IN_PHASE = """
 _SUMS = "count, users, sum_x, sum_x2, sum_y, sum_y2, sum_xy"
 
 
-def kept_definitions(conn: Connection, experiment_id: UUID) -> dict[str, KeptDefinition]:
-    """The experiment's pinned definitions that the rollup keeps, by name."""
+def kept_definitions(
+    conn: Connection, experiment_id: UUID, *, built_only: bool = True
+) -> dict[str, KeptDefinition]:
+    """The experiment's pinned definitions that the rollup keeps, by name: those its rollups hold
+    (migration 0018's rollup_definitions_built), or with `built_only=False` every one it pinned."""
     kept: dict[str, KeptDefinition] = {}
-    for row in conn.execute(_KEPT, (experiment_id,)):
+    for row in conn.execute(_KEPT, {"e": experiment_id, "built": built_only}):
         definition = KeptDefinition.of(row["name"], MetricDefinitionBody.model_validate(row["definition"]))
         if definition is not None:
             kept[definition.name] = definition
     return kept
 
 
+def mark_built(conn: Connection, experiment_id: UUID) -> None:
+    """Every kept definition the experiment pinned is held by its rollups from now on: called when it
+    starts (no event yet) and when a run starts its rollups over (before it walks any day)."""
+    names = sorted(kept_definitions(conn, experiment_id, built_only=False))
+    if names:
+        conn.execute(
+            "INSERT INTO rollup_definitions_built (experiment_id, name)"
+            " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (experiment_id, names),
+        )
+
+
 def restart_rollups(conn: Connection, experiment_id: UUID, reason: str) -> None:
-    """Start the experiment's rollups over (migration 0018's abtest_restart_rollups): the next run
-    rebuilds them from the raw events; reads stay exact meanwhile."""
+    """Start the experiment's rollups over (migration 0018's abtest_restart_rollups): a mark only, no
+    lock and no delete, so a request may call it; the next run that folds the experiment drops its rows
+    and rebuilds them from the raw events. Reads stay exact meanwhile."""
     conn.execute("SELECT abtest_restart_rollups(%s, %s)", (experiment_id, reason))
 
 

@@ -30,7 +30,7 @@ from abtest.limits import MAX_PAGE_BYTES
 from abtest.storage.audit import record
 from abtest.storage.buckets import release_buckets, take_buckets
 from abtest.storage.database import Connection, Database
-from abtest.storage.defined_rollups import kept_definitions, restart_rollups
+from abtest.storage.defined_rollups import kept_definitions, mark_built, restart_rollups
 from abtest.storage.metric_definitions import check_roles, definition_direction, pin_definitions, roles_json
 from abtest.storage.saved_groups import lock_group_keys
 
@@ -215,6 +215,7 @@ class ExperimentRepository:
                 held = (released, 0)
             if current == Status.DRAFT and target == Status.RUNNING and experiment.metrics is not None:
                 pin_definitions(conn, experiment_id, experiment.metrics.names())  # issue 22
+                mark_built(conn, experiment_id)  # no event yet: the rollup holds them from the first
             if current != target:
                 conn.execute(
                     "UPDATE experiments SET status = %(target)s, updated_at = now(),"
@@ -265,7 +266,7 @@ class ExperimentRepository:
                 if current.status != Status.DRAFT:  # secondary metrics added while running: pin them
                     added = set(changes["metrics"].names()) - current.pinned_metrics.keys()
                     pin_definitions(conn, experiment_id, added)
-                    if added & kept_definitions(conn, experiment_id).keys():
+                    if added & kept_definitions(conn, experiment_id, built_only=False).keys():
                         # The rollup keeps its statistics: rebuilt from the raw events by the next run.
                         restart_rollups(conn, experiment_id, "metric definitions pinned while running")
                 changes["metric_roles"] = roles_json(changes.pop("metrics"))

@@ -71,6 +71,7 @@ from abtest.storage.defined_rollups import (
     DefinitionRollup,
     defined_tail,
     kept_definitions,
+    mark_built,
     rolled_up_defined,
     snapshot_defined,
 )
@@ -419,32 +420,36 @@ class RollupRepository:
             assert row is not None, "migration 0003 inserts the rollup_state row"
             low, high = int(row["low"]), int(row["high"])
             touched = _touched(conn, low, high, None)
-            # Experiments that failed before: everything of theirs since the failure, again; those a
-            # budgeted run walked in part (_defer): what it did not walk, and everything newer.
-            failed_before = _failures(conn)
-            walked_part = _walked(conn)
-            for experiment_id, since in failed_before.items():
-                if experiment_id in walked_part:
-                    until, below = walked_part[experiment_id]
-                    _merge(touched, _touched(conn, since, below, experiment_id, after=until))
-                    _merge(touched, _touched(conn, below, high, experiment_id))
-                else:
-                    _merge(touched, _touched(conn, since, high, experiment_id))
             by_experiment: dict[UUID, TouchedDays] = defaultdict(dict)
             for key, user_days in touched.items():
                 by_experiment[key[0]][key] = user_days
-            latest = _latest_snapshot_days(conn, by_experiment)
+            # Pending experiments (failed, deferred or to restart): read when their turn comes.
+            pending_since = _failures(conn)
             failed: list[UUID] = []
             deferred: list[UUID] = []
             snapshot_days = 0
-            current = sorted(by_experiment.keys() - failed_before.keys())
-            pending = sorted(failed_before, key=lambda e: (failed_before[e], e))
+            current = sorted(by_experiment.keys() - pending_since.keys())
+            pending = sorted(pending_since, key=lambda e: (pending_since[e], e))
+            moved = False  # some experiment recorded a day after its recorded ones in this run
             for experiment_id in current + pending:
+                if moved and deadline is not None and time.perf_counter() > deadline:
+                    # The budget is spent: a pending experiment keeps its mark as it is (it covers this
+                    # run's events too); a current one is marked pending from this run's events.
+                    deferred.append(experiment_id)
+                    if experiment_id not in pending_since:
+                        _defer(conn, experiment_id, low, None, None)
+                    continue
                 walked, progressed = 0, False
                 try:
                     with conn.transaction():  # a savepoint: a failure undoes this experiment only
+                        users_days = by_experiment.get(experiment_id, {})
+                        if experiment_id in pending_since:
+                            users_days = _pending_days(
+                                conn, experiment_id, pending_since[experiment_id], high
+                            )
+                        latest = _latest_snapshot_days(conn, [experiment_id]).get(experiment_id)
                         # Day by day (see the module docstring): each day's snapshot is exact per user.
-                        walk = _users_by_day(by_experiment.get(experiment_id, {}), latest.get(experiment_id))
+                        walk = _users_by_day(users_days, latest)
                         slices = SliceRollup(conn, experiment_id)  # per dimension value (breakdowns)
                         defined = DefinitionRollup(conn, experiment_id)  # kept metric definitions
                         bandit = BanditSeriesRollup(conn, experiment_id)  # per period (a bandit's series)
@@ -453,7 +458,8 @@ class RollupRepository:
                                 break  # the budget is spent: the days left wait for the next run
                             walked += 1
                             # A day after the recorded ones: the experiment advanced in this run.
-                            progressed = experiment_id not in latest or day > latest[experiment_id]
+                            progressed = latest is None or day > latest
+                            moved = moved or progressed
                             before = slices.before(users)  # the stored per-user state, before _store
                             result = _fold_users(conn, users, high, _end_of(day))
                             bandit.store(users, result)  # reads the stored per-user state: before _store
@@ -467,9 +473,10 @@ class RollupRepository:
                         if walked < len(walk):
                             deferred.append(experiment_id)
                             _defer(conn, experiment_id, low, walk[walked - 1][0], high)
-                        elif experiment_id in failed_before:
+                        elif experiment_id in pending_since:
                             conn.execute(
-                                "DELETE FROM rollup_failures WHERE experiment_id = %s", (experiment_id,)
+                                "DELETE FROM rollup_failures WHERE experiment_id = %s AND NOT restart",
+                                (experiment_id,),
                             )
                 except (FoldError, DefinedFoldError, psycopg.errors.DataError) as exc:
                     failed.append(experiment_id)
@@ -719,29 +726,47 @@ def _apply(tail: Fold, stats: VariantMetrics) -> None:
         stats.metrics.setdefault(metric_key[1], {}).setdefault(metric_key[2], MetricStats()).add(mdelta)
 
 
-def _defer(conn: Connection, experiment_id: UUID, low: int, walked_until: date, high: int) -> None:
+def _defer(
+    conn: Connection, experiment_id: UUID, low: int, walked_until: date | None, high: int | None
+) -> None:
     """Keep for the next run what a budgeted run did not walk of the experiment: its events from `low`
-    (or from where it was pending) dated after `walked_until`, and everything from `high` on (migration
-    0018). Not a failure: failures 0, which raises no alert."""
+    (or from where it was pending) dated after `walked_until` (None: all of them), and everything from
+    `high` on (migration 0018). Not a failure: failures 0, which raises no alert. A restart marked
+    meanwhile (by a request) wins: the next run starts the experiment over."""
     conn.execute(
         "INSERT INTO rollup_failures (experiment_id, since, error, failures, walked_until, walked_below)"
         " VALUES (%s, %s::text::xid8, 'deferred: the run''s time budget', 0, %s, %s::text::xid8)"
         " ON CONFLICT (experiment_id) DO UPDATE SET failures = 0, error = EXCLUDED.error,"
         " since = LEAST(rollup_failures.since, EXCLUDED.since), walked_until = EXCLUDED.walked_until,"
-        " walked_below = EXCLUDED.walked_below",
-        (experiment_id, str(low), walked_until, str(high)),
+        " walked_below = EXCLUDED.walked_below WHERE NOT rollup_failures.restart",
+        (experiment_id, str(low), walked_until, str(high) if high is not None else None),
     )
 
 
-def _walked(conn: Connection) -> dict[UUID, tuple[date, int]]:
-    """Experiments a budgeted run walked in part: the last day it recorded and that run's horizon."""
-    return {
-        r["experiment_id"]: (r["walked_until"], int(r["walked_below"]))
-        for r in conn.execute(
-            "SELECT experiment_id, walked_until, walked_below::text::bigint AS walked_below"
-            " FROM rollup_failures WHERE walked_until IS NOT NULL"
+def _pending_days(conn: Connection, experiment_id: UUID, since: int, high: int) -> TouchedDays:
+    """A pending experiment's users and days to fold (below `high`): all its events since `since`; for
+    one a budgeted run walked in part, what it did not walk and everything newer; for one to restart,
+    its whole history, after its rows are dropped here (abtest_clear_rollups; inside its savepoint)."""
+    row = conn.execute(
+        "SELECT restart, walked_until, walked_below::text::bigint AS walked_below FROM rollup_failures"
+        " WHERE experiment_id = %s",
+        (experiment_id,),
+    ).fetchone()
+    if row is not None and row["restart"]:
+        conn.execute("SELECT abtest_clear_rollups(%s)", (experiment_id,))
+        mark_built(conn, experiment_id)  # every definition it pinned, rebuilt from here
+        conn.execute(
+            "UPDATE rollup_failures SET restart = false, since = '0'::xid8, walked_until = NULL,"
+            " walked_below = NULL WHERE experiment_id = %s",
+            (experiment_id,),
         )
-    }
+        return _touched(conn, 0, high, experiment_id)
+    if row is not None and row["walked_until"] is not None:
+        below = int(row["walked_below"])
+        touched = _touched(conn, since, below, experiment_id, after=row["walked_until"])
+        _merge(touched, _touched(conn, below, high, experiment_id))
+        return touched
+    return _touched(conn, since, high, experiment_id)
 
 
 def _failures(conn: Connection, experiment_id: UUID | None = None) -> dict[UUID, int]:

@@ -11,12 +11,11 @@
 -- weights in force when they were enrolled (Σ_t N_t · weight_(a,t), the SRM's expectation). The series
 -- reads one row per day and variant (and metric asked for), never days x periods.
 --
--- Bandits that already hold rollups and snapshots get them rebuilt, as migration 0011 did
--- (abtest_restart_rollups below): their rollup rows (per variant, per user, per slice, per period) and
--- daily snapshots are deleted and they are marked pending from transaction id 0 in rollup_failures, so
--- reads fold all their events from the raw tables until the next rollup run rebuilds rollups,
--- per-period statistics and every daily snapshot from them (the run removes the mark). Fixed-allocation
--- experiments are untouched.
+-- Bandits that already hold rollups and snapshots are started over (abtest_restart_rollups, migration
+-- 0018): marked pending from transaction id 0, so reads fold all their events from the raw tables until
+-- the rollup, which then drops their rows (per variant, per user, per slice, per period) and daily
+-- snapshots, has rebuilt rollups, per-period statistics and every daily snapshot from them (over as
+-- many runs as its time budget needs). Fixed-allocation experiments are untouched.
 
 SELECT pg_advisory_xact_lock(7412039552);
 
@@ -64,37 +63,8 @@ CREATE TABLE IF NOT EXISTS snapshot_bandit_metrics (
     PRIMARY KEY (experiment_id, metric_name, day, variant_id)  -- one metric's days: a range
 );
 
--- Start an experiment's rollups over: every table the rollup fills per experiment loses the experiment's
--- rows and rollup_failures marks it pending from transaction id 0 (as migration 0011 does), so reads fold
--- all its events from the raw tables (exact, slower) until the next rollup run rebuilds everything, every
--- day's snapshot included, from the raw events, which are untouched. Takes the rollup's advisory lock.
--- Migration 0018 (metric definitions kept by the rollup) defines this function for its own tables and asks
--- a migration that adds a table to replace it: this one adds the bandit tables. A table that does not
--- exist is skipped, so the function is the same whichever of the two migrations a database ran first.
-CREATE OR REPLACE FUNCTION abtest_restart_rollups(experiment uuid, reason text) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    tbl text;
-BEGIN
-    PERFORM pg_advisory_xact_lock(7412039552);
-    FOREACH tbl IN ARRAY ARRAY[
-        'snapshot_bandit_metrics', 'snapshot_bandit_variants',
-        'rollup_bandit_period_metrics', 'rollup_bandit_period_variants',
-        'snapshot_definitions', 'rollup_definitions', 'rollup_user_definitions',
-        'snapshot_slice_metrics', 'snapshot_slice_variants', 'rollup_slice_metrics', 'rollup_slice_variants',
-        'snapshot_metrics', 'snapshot_variants', 'rollup_user_metrics', 'rollup_users',
-        'rollup_metrics', 'rollup_variants'
-    ] LOOP
-        IF to_regclass(tbl) IS NOT NULL THEN
-            EXECUTE format('DELETE FROM %I WHERE experiment_id = $1', tbl) USING experiment;
-        END IF;
-    END LOOP;
-    INSERT INTO rollup_failures (experiment_id, since, error, failures)
-    VALUES (experiment, '0'::xid8, reason, 0)
-    ON CONFLICT (experiment_id) DO UPDATE
-    SET since = '0'::xid8, error = EXCLUDED.error, walked_until = NULL, walked_below = NULL;
-END
-$$;
+-- Starting a bandit over (abtest_restart_rollups, migration 0018) clears these tables too
+-- (abtest_clear_rollups lists them).
 
 -- Bandits with rolled-up users or daily snapshots (or pending ones): start over, so the next run fills
 -- the per-period statistics and the period-weighted snapshots of their whole history.
