@@ -11,6 +11,8 @@
 -- rollup_definitions: per variant and definition, over exposed users: counted conversions, users with
 --   one, and the sums of the per-user values after the cap (x, x², y, y², x·y).
 -- snapshot_definitions: the same, at the end of every UTC day the rollup walked.
+SELECT pg_advisory_xact_lock(7412039552);  -- no rollup run folds meanwhile
+
 CREATE TABLE IF NOT EXISTS rollup_user_definitions (
     experiment_id uuid NOT NULL REFERENCES experiments (id),
     user_id       text NOT NULL,
@@ -108,8 +110,9 @@ LANGUAGE sql AS $$
         walked_until = NULL, walked_below = NULL;
 $$;
 
--- Experiments that already pinned such a definition and have rolled-up users: start over, so the next
--- run builds the new tables for their whole history (days included). The others have nothing to
+-- Experiments that already pinned such a definition and have rolled-up users: start over at once
+-- (their rows dropped here, under the rollup's lock), so reads fold their raw events and the rollup
+-- builds the new tables for their whole history (days included). The others have nothing to
 -- rebuild: their pinned definitions count as built (from their first event on).
 CREATE TEMPORARY VIEW kept_pins AS
 SELECT e.id AS experiment_id, p.key AS name
@@ -122,7 +125,7 @@ WHERE COALESCE(v.definition->'capping'->>'type', '') <> 'percentile'
            AND (jsonb_typeof(v.definition->'window_hours') = 'number'
                 OR v.definition->'capping'->>'type' = 'absolute')));
 
-SELECT abtest_restart_rollups(e.id, 'rebuilt by migration 0018 (defined metrics)')
+SELECT abtest_clear_rollups(e.id), abtest_restart_rollups(e.id, 'rebuilt by migration 0018 (defined metrics)')
 FROM experiments e
 WHERE EXISTS (SELECT 1 FROM rollup_users u WHERE u.experiment_id = e.id)
   AND EXISTS (SELECT 1 FROM kept_pins k WHERE k.experiment_id = e.id);

@@ -11,11 +11,12 @@
 -- weights in force when they were enrolled (Σ_t N_t · weight_(a,t), the SRM's expectation). The series
 -- reads one row per day and variant (and metric asked for), never days x periods.
 --
--- Bandits that already hold rollups and snapshots are started over (abtest_restart_rollups, migration
--- 0018): marked pending from transaction id 0, so reads fold all their events from the raw tables until
--- the rollup, which then drops their rows (per variant, per user, per slice, per period) and daily
--- snapshots, has rebuilt rollups, per-period statistics and every daily snapshot from them (over as
--- many runs as its time budget needs). Fixed-allocation experiments are untouched.
+-- Bandits that already hold rollups and snapshots are started over at once (abtest_clear_rollups and
+-- abtest_restart_rollups, migration 0018: their rows per variant, per user, per slice and their daily
+-- snapshots are dropped here, under the rollup's lock, and they are marked pending from transaction
+-- id 0), so reads fold all their events from the raw tables until the rollup has rebuilt rollups,
+-- per-period statistics and every daily snapshot from them (over as many runs as its time budget
+-- needs). Fixed-allocation experiments are untouched.
 
 SELECT pg_advisory_xact_lock(7412039552);
 
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS snapshot_bandit_metrics (
 
 -- Bandits with rolled-up users or daily snapshots (or pending ones): start over, so the next run fills
 -- the per-period statistics and the period-weighted snapshots of their whole history.
-SELECT abtest_restart_rollups(e.id, 'rebuilt by migration 0019 (bandit series)')
+SELECT abtest_clear_rollups(e.id), abtest_restart_rollups(e.id, 'rebuilt by migration 0019 (bandit series)')
 FROM experiments e
 WHERE e.allocation ->> 'type' = 'bandit'
   AND (EXISTS (SELECT 1 FROM rollup_users u WHERE u.experiment_id = e.id)
