@@ -626,10 +626,6 @@ def _empty_with(experiment: Experiment, kept: Collection[str]) -> VariantMetrics
     return stats
 
 
-def _keyed(stats: dict[UUID, dict[str, DefinedStats]]) -> dict[tuple[UUID, str], DefinedStats]:
-    return {(variant_id, name): d for variant_id, per in stats.items() for name, d in per.items()}
-
-
 def _copy(stats: VariantMetrics) -> VariantMetrics:
     return VariantMetrics(
         stats.experiment,
@@ -651,7 +647,8 @@ def _rolled_up(
     """The experiment's rollup totals (below the horizon), with those of the `kept` definitions (every
     one for every variant, zeros included: a read that asked for them has them all)."""
     stats = _empty_with(experiment, kept or {})
-    add_deltas(stats.defined, _keyed(rolled_up_defined(conn, experiment.id, kept or {})))
+    for variant_id, per in rolled_up_defined(conn, experiment.id, kept or {}).items():
+        stats.defined.setdefault(variant_id, {}).update(per)
     for r in conn.execute(
         "SELECT variant_id, exposures, users FROM rollup_variants WHERE experiment_id = %s",
         (experiment.id,),
